@@ -1,0 +1,599 @@
+"""Training: datasets held in memory as uint8 tensors, a seeded AdamW loop with warm-up + cosine, and the
+`python -m convformer train` command.
+
+Small images train fastest without DataLoader workers: every split is decoded once into one uint8 tensor
+(N, C, H, W), and augmentation (a mild random resized crop and a horizontal flip, done with one
+`affine_grid` / `grid_sample` call per batch) runs on batched tensors, on the training device.
+The recipe follows DeiT (Touvron et al. 2021) in miniature: AdamW without weight decay on norms, biases
+and embeddings, linear warm-up then a cosine schedule per step, label smoothing.
+
+`fit` is what the app's Train tab calls: `progress` gets a dict after every step and epoch, `cancel`
+(a threading.Event) is checked every step, and the best model by validation accuracy is kept in memory
+and, with `out_dir`, written as a checkpoint with its metrics and training curves.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .checkpoint import save_checkpoint
+from .config import FUSIONS, MERGES, POOLS
+from .model import ConvFormer
+
+# ---- datasets --------------------------------------------------------------------------------------
+
+
+class ImageTensors(Dataset):
+    """A split held in memory: `images` uint8 (N, C, H, W), `labels` int64 (N,), and the class names."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str]):
+        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
+            raise ValueError(f"images must be uint8 (N, C, H, W) with one label each, got {tuple(images.shape)} "
+                             f"{images.dtype} and {len(labels)} labels")
+        self.images, self.labels, self.classes = images, labels.long(), list(classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
+        return self.images[idx], int(self.labels[idx])
+
+
+@dataclass
+class Datasets:
+    """What `make_datasets` returns: train / val (/ test) splits, class names and a short description."""
+
+    train: ImageTensors
+    val: ImageTensors
+    test: ImageTensors | None
+    classes: list[str]
+    name: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def materialize(dataset: Dataset, img_size: tuple[int, int], in_chans: int = 3, *, num_workers: int = 0,
+                classes: list[str] | None = None) -> ImageTensors:
+    """Decode a dataset of (PIL image or tensor, label) once into an `ImageTensors` of `img_size`."""
+    if isinstance(dataset, ImageTensors):
+        return dataset
+    from torchvision import transforms as T
+    steps = [T.Grayscale()] if in_chans == 1 else []
+    to_uint8 = T.Compose([*steps, T.Resize(tuple(img_size), antialias=True), T.PILToTensor()])
+    old = getattr(dataset, "transform", "absent")
+    if old == "absent" or old is not None:
+        raise ValueError("materialize needs a dataset whose `transform` is None (it sets its own)")
+    dataset.transform = to_uint8
+    try:
+        loader = DataLoader(dataset, batch_size=256, num_workers=num_workers)
+        images, labels = zip(*loader) if len(dataset) else ((), ())
+    finally:
+        dataset.transform = None
+    images = torch.cat(images) if images else torch.zeros(0, in_chans, *img_size, dtype=torch.uint8)
+    labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+    return ImageTensors(images, labels, classes or list(getattr(dataset, "classes", [])))
+
+
+def _split_by_class(labels: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of a stratified train / val split, the same for the same seed (at least 1 val per class)."""
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in sorted(set(labels)):
+        idx = [i for i, y in enumerate(labels) if y == label]
+        rng.shuffle(idx)
+        k = min(len(idx) - 1, max(1, round(len(idx) * val_fraction)))
+        val += idx[:k]
+        train += idx[k:]
+    return sorted(train), sorted(val)
+
+
+def make_datasets(dataset: str, img_size: int | tuple[int, int] = 64, *, in_chans: int = 3,
+                  train_size: int = 10000, val_size: int = 1000, test_size: int = 0, seed: int = 0,
+                  test_seed: int | None = None, val_fraction: float = 0.2, max_images: int = 50000,
+                  num_workers: int = 0) -> Datasets:
+    """Load `dataset` into memory at `img_size`.
+
+    "shapes": the built-in procedural data, `train_size` / `val_size` / `test_size` images of the train /
+    val / test splits rendered with `seed` (the test split with `test_seed`, default seed + 1000).
+    A folder `root/<class>/*.png` or a .zip of one: checked by `folders.load_image_folder`, split into
+    train / val per class by `seed` (`val_fraction` of each class); no test split.
+    Raises ValueError (`folders.DatasetError`) naming what is wrong.
+    """
+    from . import folders, shapes
+    hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if dataset == "shapes":
+        test_seed = seed + 1000 if test_seed is None else test_seed
+        if train_size + val_size + test_size > max_images:
+            raise ValueError(f"train_size + val_size + test_size = {train_size + val_size + test_size} is over "
+                             f"max_images={max_images}")
+        classes = list(shapes.CLASSES)
+
+        def split(name: str, size: int, s: int) -> ImageTensors:
+            return materialize(shapes.ShapesDataset(name, size, hw, s), hw, in_chans,
+                               num_workers=num_workers, classes=classes)
+        test = split("test", test_size, test_seed) if test_size else None
+        return Datasets(split("train", train_size, seed), split("val", val_size, seed), test, classes, "shapes",
+                        {"train_size": train_size, "val_size": val_size, "test_size": test_size, "seed": seed,
+                         "test_seed": test_seed, "img_size": list(hw)})
+    path = Path(dataset)
+    tmp = None
+    try:
+        if path.suffix.lower() == ".zip":
+            tmp = tempfile.mkdtemp(prefix="convformer-data-")
+            root = folders.safe_extract_zip(path, tmp)
+        elif path.is_dir():
+            root = path
+        else:
+            raise ValueError(f"dataset={dataset!r} is neither 'shapes', a folder nor a .zip file")
+        data = folders.load_image_folder(root, max_images=max_images)
+        train_idx, val_idx = _split_by_class([y for _, y in data.samples], val_fraction, seed)
+        full = materialize(folders.FolderDataset(data), hw, in_chans, num_workers=num_workers,
+                           classes=data.classes)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def subset(idx: list[int]) -> ImageTensors:
+        return ImageTensors(full.images[idx], full.labels[idx], data.classes)
+    return Datasets(subset(train_idx), subset(val_idx), None, data.classes, path.name,
+                    {"train_size": len(train_idx), "val_size": len(val_idx), "seed": seed,
+                     "val_fraction": val_fraction, "skipped": len(data.skipped), "img_size": list(hw)})
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Limits (`max_epochs`, `max_images`, `time_limit`) keep a web session bounded."""
+
+    epochs: int = 10                   # passes over the training split
+    lr: float = 2e-3                   # peak learning rate (AdamW), reached after warm-up
+    min_lr: float = 1e-5               # end of the cosine schedule
+    weight_decay: float = 0.05         # not applied to norms, biases, pos_embed, cls_token
+    batch_size: int = 128              # per process
+    warmup_epochs: float = 1.0         # linear warm-up, then cosine, stepped every batch
+    label_smoothing: float = 0.1
+    grad_clip: float | None = 1.0      # max gradient norm; None: no clipping
+    seed: int = 0                      # same seed, same device -> same loss curve
+    augment: bool = True               # mild random resized crop (+ flip) on the training batches
+    crop_scale: tuple[float, float] = (0.75, 1.0)  # area fraction kept by the random crop
+    hflip: bool = True                 # random horizontal flip; turn off when mirroring changes the class
+    num_workers: int = 0               # decode workers when loading folders; training reads memory
+    amp: bool = True                   # mixed precision (bfloat16 autocast), used only on CUDA
+    device: str | None = None          # default: $CONVFORMER_DEVICE, CUDA, MPS, then CPU
+    distributed: bool = False          # DDP; also on when the environment has WORLD_SIZE > 1 (torchrun)
+    eval_batch_size: int = 512
+    progress_bar: bool = True          # tqdm on the terminal (rank 0)
+    max_epochs: int = 300              # refuse longer runs
+    max_images: int = 200_000          # refuse larger training splits
+    time_limit: float | None = None    # seconds; stop (like cancel) when reached
+
+    def __post_init__(self) -> None:
+        self.crop_scale = tuple(self.crop_scale)
+        checks = {
+            "epochs": 1 <= self.epochs <= self.max_epochs, "lr": 0 < self.lr < 10, "min_lr": 0 <= self.min_lr,
+            "weight_decay": 0 <= self.weight_decay < 10, "batch_size": 1 <= self.batch_size <= 65536,
+            "warmup_epochs": 0 <= self.warmup_epochs <= self.epochs,
+            "label_smoothing": 0 <= self.label_smoothing < 1, "num_workers": 0 <= self.num_workers <= 64,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+            "crop_scale": len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
+            "eval_batch_size": self.eval_batch_size >= 1, "seed": 0 <= self.seed < 2 ** 32,
+            "time_limit": self.time_limit is None or self.time_limit > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed (epochs: 1 to max_epochs="
+                                 f"{self.max_epochs}; rates, sizes and limits positive; crop_scale in (0, 1])")
+
+
+@dataclass
+class TrainResult:
+    """What `fit` returns. `model` holds the best weights (by validation accuracy)."""
+
+    model: ConvFormer
+    history: list[dict[str, float]]    # one entry per epoch: epoch, train_loss, val_loss, val_acc, lr, time
+    best: dict[str, float]             # the best epoch's entry
+    step_losses: list[float]
+    train_time: float                  # seconds
+    cancelled: bool                    # stopped by `cancel` or `time_limit`
+    checkpoint: Path | None = None     # out_dir/best.safetensors
+    test: dict[str, Any] | None = None  # `evaluate` on test_set, if given
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on weight matrices and kernels only, not on norms, biases, embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token"))
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
+    """Linear warm-up from 1 / warmup to 1 over `warmup` steps, then cosine from 1 down to `floor`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, scale: tuple[float, float], hflip: bool) -> torch.Tensor:
+    """A random resized crop (area fraction in `scale`, square, anywhere inside) and a horizontal flip per
+    image of a float batch (B, C, H, W), in one `grid_sample`. The random numbers come from `gen` (CPU)."""
+    b = x.shape[0]
+    side = torch.empty(b).uniform_(scale[0], scale[1], generator=gen).sqrt()  # crop side / image side
+    shift = (torch.rand(b, 2, generator=gen) * 2 - 1) * (1 - side)[:, None]
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0) if hflip else torch.ones(b)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = side * flip, side, shift
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _normalizer(model: ConvFormer, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    c = model.config.in_chans
+    mean, std = torch.tensor(model.config.mean), torch.tensor(model.config.std)
+    if c != 3:
+        mean, std = mean.mean().repeat(c), std.mean().repeat(c)
+    mean, std = mean.view(1, c, 1, 1).to(device), std.view(1, c, 1, 1).to(device)
+    return lambda x: (x - mean) / std
+
+
+def _check_data(model: ConvFormer, data: ImageTensors, name: str) -> None:
+    c, (h, w) = model.config.in_chans, model.config.img_size
+    if tuple(data.images.shape[1:]) != (c, h, w):
+        raise ValueError(f"{name} images are {tuple(data.images.shape[1:])}, the model takes ({c}, {h}, {w}); "
+                         "load them with make_datasets(..., img_size=model.config.img_size)")
+    if len(data) and int(data.labels.max()) >= model.config.num_classes:
+        raise ValueError(f"{name} has label {int(data.labels.max())}, but the model has num_classes="
+                         f"{model.config.num_classes}")
+
+
+@torch.inference_mode()
+def evaluate(model: ConvFormer, data: Dataset, *, batch_size: int = 512, device: str | torch.device | None = None,
+             indices: list[int] | None = None) -> dict[str, Any]:
+    """Loss, accuracy and confusion matrix (rows: true class) of `model` on `data` (eval mode, no augment).
+    `data` is an `ImageTensors` at the model's input size (other datasets are materialized first)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if not isinstance(data, ImageTensors):
+        data = materialize(data, model.config.img_size, model.config.in_chans)
+    _check_data(model, data, "evaluation data")
+    norm, k = _normalizer(model, device), model.config.num_classes
+    was_training = model.training
+    model.eval()
+    idx = torch.arange(len(data)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
+    loss, confusion = torch.zeros((), dtype=torch.float64), torch.zeros(k, k, dtype=torch.long)
+    for chunk in idx.split(batch_size):
+        x = norm(data.images[chunk].to(device).float() / 255)
+        y = data.labels[chunk]
+        logits = model(x).float().cpu()
+        loss += F.cross_entropy(logits, y, reduction="sum").double()
+        confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k).view(k, k)
+    model.train(was_training)
+    n = int(confusion.sum())
+    correct = int(confusion.diag().sum())
+    return {"loss": float(loss) / max(n, 1), "acc": correct / max(n, 1), "correct": correct, "n": n,
+            "confusion": confusion.tolist()}
+
+
+def _setup_distributed(cfg: TrainConfig) -> tuple[bool, bool, int, int]:
+    """(distributed, created_here, rank, world_size); init_process_group from the torchrun environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if not (cfg.distributed or world > 1):
+        return False, False, 0, 1
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        created = True
+    return True, created, dist.get_rank(), dist.get_world_size()
+
+
+def _reduce(values: list[float], device: torch.device, on: bool) -> list[float]:
+    if not on:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def fit(model: ConvFormer, train_set: Dataset, val_set: Dataset, cfg: TrainConfig | None = None, *,
+        progress: Callable[[dict[str, Any]], None] | None = None, cancel: threading.Event | None = None,
+        out_dir: str | Path | None = None, test_set: Dataset | None = None,
+        metadata: dict[str, Any] | None = None) -> TrainResult:
+    """Train `model` in place on `train_set`, evaluate on `val_set` after every epoch, keep the best.
+
+    Datasets are `ImageTensors` at the model's input size (from `make_datasets`); others are decoded into
+    memory first. `progress(info)` is called after every step (info["event"] == "step") and every epoch
+    ("epoch"), then once at the end ("done"); info holds epoch, epochs, step, total_steps, loss, lr,
+    val_loss, val_acc, best_val_acc, images_per_s, elapsed and the epoch `history` so far.
+    Setting `cancel` (or reaching `cfg.time_limit`) stops after the current step; a cancelled run that has
+    not finished an epoch is evaluated once, so there is always a best model.
+    With `out_dir`, rank 0 writes best.safetensors (+ .json: classes, dataset, metrics, epochs, train time
+    and `metadata`), metrics.json and curves.png. With `test_set`, the best model is evaluated on it at
+    the end and the test metrics are added to the checkpoint and metrics.json.
+    """
+    from .data import pick_device
+    cfg = cfg or TrainConfig()
+    on_dist, created, rank, world = _setup_distributed(cfg)
+    try:
+        if on_dist and torch.cuda.is_available():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count())))
+            torch.cuda.set_device(device)
+        else:
+            device = pick_device(cfg.device)
+        train_set, val_set = (d if isinstance(d, ImageTensors) else
+                              materialize(d, model.config.img_size, model.config.in_chans,
+                                          num_workers=cfg.num_workers) for d in (train_set, val_set))
+        _check_data(model, train_set, "train_set")
+        _check_data(model, val_set, "val_set")
+        if len(train_set) > cfg.max_images:
+            raise ValueError(f"the training split has {len(train_set)} images; max_images={cfg.max_images}")
+        if len(train_set) == 0 or len(val_set) == 0:
+            raise ValueError("the training and validation splits need at least one image each")
+        return _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress, cancel,
+                    Path(out_dir) if out_dir is not None else None, test_set, metadata or {})
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress, cancel, out_dir, test_set,
+         metadata) -> TrainResult:
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + rank)  # augmentation randomness, per process
+    model.to(device).train()
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if on_dist else model
+    sampler = DistributedSampler(range(len(train_set)), num_replicas=world, rank=rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=False)
+    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    floor = cfg.min_lr / cfg.lr
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, floor))
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    norm = _normalizer(model, device)
+    val_shard = list(range(rank, len(val_set), world))
+    writer = rank == 0 and out_dir is not None
+    classes = list(train_set.classes) or [str(i) for i in range(model.config.num_classes)]
+
+    history: list[dict[str, float]] = []
+    step_losses: list[float] = []
+    best: dict[str, float] = {}
+    best_state: dict[str, torch.Tensor] | None = None
+    step, stopped, start = 0, False, time.perf_counter()
+    bar = None
+    if cfg.progress_bar and rank == 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, desc="train", unit="step", dynamic_ncols=True)
+
+    def info(event: str, epoch: int, **extra: Any) -> dict[str, Any]:
+        elapsed = time.perf_counter() - start
+        return {"event": event, "epoch": epoch, "epochs": cfg.epochs, "step": step, "total_steps": total,
+                "loss": step_losses[-1] if step_losses else None, "lr": opt.param_groups[0]["lr"],
+                "val_loss": history[-1]["val_loss"] if history else None,
+                "val_acc": history[-1]["val_acc"] if history else None,
+                "best_val_acc": best.get("val_acc"), "elapsed": elapsed,
+                "images_per_s": step * cfg.batch_size * world / max(elapsed, 1e-9),
+                "history": history, **extra}
+
+    def end_epoch(epoch: float, losses: list[float]) -> None:
+        nonlocal best, best_state
+        ev = evaluate(model, val_set, batch_size=cfg.eval_batch_size, device=device, indices=val_shard)
+        sums = _reduce([ev["loss"] * ev["n"], ev["correct"], ev["n"], sum(losses), len(losses)], device, on_dist)
+        row = {"epoch": epoch, "train_loss": sums[3] / max(sums[4], 1), "val_loss": sums[0] / max(sums[2], 1),
+               "val_acc": sums[1] / max(sums[2], 1), "lr": opt.param_groups[0]["lr"], "step": step,
+               "time": time.perf_counter() - start}
+        history.append(row)
+        if not best or row["val_acc"] > best["val_acc"]:
+            best = dict(row)
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if writer:
+                _save(model, out_dir, classes, best, history, cfg, metadata, row["time"], None)
+        if bar is not None:
+            bar.write(f"epoch {epoch:g}: train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+                      f"val_acc {row['val_acc']:.2%}")
+
+    for epoch in range(cfg.epochs):
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), dtype=torch.long)
+        losses: list[float] = []
+        for batch in order.split(cfg.batch_size):
+            x = train_set.images[batch].to(device, non_blocking=True).float().div_(255)
+            y = train_set.labels[batch].to(device, non_blocking=True)
+            if cfg.augment:
+                x = augment(x, gen, cfg.crop_scale, cfg.hflip)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                loss = F.cross_entropy(net(norm(x)), y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            losses.append(loss.item())
+            step_losses.append(losses[-1])
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", refresh=False)
+            if progress is not None and rank == 0:
+                progress(info("step", epoch + 1))
+            over_time = cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit
+            stop = [float(bool(cancel is not None and cancel.is_set()) or over_time)]
+            if _reduce(stop, device, on_dist)[0] > 0:  # every rank stops at the same step
+                stopped = True
+                break
+        if not stopped or not history:
+            end_epoch(epoch + 1 if not stopped else round(epoch + len(losses) / steps_per_epoch, 3), losses)
+            if progress is not None and rank == 0:
+                progress(info("epoch", epoch + 1))
+        if stopped:
+            break
+    if bar is not None:
+        bar.close()
+    train_time = time.perf_counter() - start
+    model.load_state_dict(best_state)
+    model.eval()
+    test = None
+    if test_set is not None:
+        test = evaluate(model, test_set, batch_size=cfg.eval_batch_size, device=device)
+    checkpoint = None
+    if writer:
+        checkpoint = _save(model, out_dir, classes, best, history, cfg, metadata, train_time, test,
+                           step_losses=step_losses, cancelled=stopped)
+    result = TrainResult(model, history, best, step_losses, train_time, stopped, checkpoint, test)
+    if progress is not None and rank == 0:
+        progress(info("done", int(math.ceil(history[-1]["epoch"])), cancelled=stopped, test=test))
+    return result
+
+
+def _save(model, out_dir: Path, classes, best, history, cfg, metadata, train_time, test, *,
+          step_losses=None, cancelled=False) -> Path:
+    """best.safetensors (+ .json); at the end also metrics.json and curves.png."""
+    metrics = {k: best[k] for k in ("val_acc", "val_loss", "train_loss", "epoch")}
+    if test is not None:
+        metrics.update(test_acc=test["acc"], test_loss=test["loss"], test_n=test["n"])
+    meta = {"classes": classes, **metadata, "metrics": metrics, "epochs": history[-1]["epoch"],
+            "train_time": round(train_time, 1), "train_config": asdict(cfg)}
+    path = save_checkpoint(model, out_dir / "best.safetensors", **meta)
+    if step_losses is not None:
+        (out_dir / "metrics.json").write_text(json.dumps(
+            {"best": best, "test": test, "history": history, "cancelled": cancelled, "train_time": train_time,
+             "step_losses": step_losses, "config": model.config.to_dict(), "meta": meta},
+            indent=2, default=list) + "\n")
+        plot_curves(history, step_losses, out_dir / "curves.png")
+    return path
+
+
+def plot_curves(history: list[dict[str, float]], step_losses: list[float], path: str | Path) -> Path:
+    """Training curves as a PNG: train loss per step and per epoch, val loss, val accuracy."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # no pyplot: no global state, safe from threads
+    fig = Figure(figsize=(9, 3.4), dpi=100, layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    spe = history[-1]["step"] / history[-1]["epoch"] if history and history[-1]["epoch"] else 1
+    if step_losses:
+        ax_loss.plot([(i + 1) / spe for i in range(len(step_losses))], step_losses, lw=0.6, alpha=0.4,
+                     color="tab:blue", label="train (step)")
+    epochs = [h["epoch"] for h in history]
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", color="tab:orange", label="val")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [100 * h["val_acc"] for h in history], "o-", color="tab:green")
+    ax_acc.set(xlabel="epoch", ylabel="%", title="validation accuracy", ylim=(0, 100))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    fig.savefig(path)
+    return Path(path)
+
+
+# ---- command line ----------------------------------------------------------------------------------------
+
+_OVERRIDES = {"embed_dim": int, "depth": int, "num_heads": int, "patch_size": int, "mlp_ratio": float,
+              "drop_rate": float, "drop_path_rate": float}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `train` on the `python -m convformer` sub-command parser."""
+    p = subparsers.add_parser("train", help="train a model; writes best.safetensors, metrics.json, curves.png",
+                              description="Train on the built-in shapes data or an image folder / zip.")
+    p.add_argument("--fusion", choices=FUSIONS, help="default: mid, or the preset's")
+    p.add_argument("--preset", help="start from this preset's config (default: convformer_<fusion>_tiny)")
+    p.add_argument("--dataset", default="shapes", help="'shapes', or a folder root/<class>/*.png, or a .zip")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--img-size", type=int, nargs="+", metavar="PX", default=[64], help="one side, or H W")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--min-lr", type=float, default=1e-5)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--no-hflip", dest="hflip", action="store_false")
+    p.add_argument("--train-size", type=int, default=10000, help="shapes: training images")
+    p.add_argument("--val-size", type=int, default=1000, help="shapes: validation images")
+    p.add_argument("--test-size", type=int, default=2000, help="shapes: images of a fresh test split (0: none)")
+    p.add_argument("--test-seed", type=int, help="shapes: seed of the test split (default: seed + 1000)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="folders: share of each class for val")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--no-amp", dest="amp", action="store_false")
+    p.add_argument("--distributed", action="store_true", help="DDP (implied under torchrun with >1 process)")
+    p.add_argument("--time-limit", type=float, help="seconds")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name, kind in _OVERRIDES.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind)
+    p.add_argument("--conv-widths", type=int, nargs="+")
+    p.add_argument("--conv-depths", type=int, nargs="+")
+    p.add_argument("--pool", choices=POOLS)
+    p.add_argument("--merge", choices=MERGES)
+    p.set_defaults(func=train_command)
+    return p
+
+
+def train_command(args: argparse.Namespace) -> None:
+    from .presets import create
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in (*_OVERRIDES, "pool", "merge")}
+    overrides.update(conv_widths=tuple(args.conv_widths) if args.conv_widths else None,
+                     conv_depths=tuple(args.conv_depths) if args.conv_depths else None,
+                     fusion=args.fusion, img_size=size)
+    if args.conv_widths and not args.conv_depths:
+        overrides["conv_depths"] = (1,) * len(args.conv_widths)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
+                      batch_size=args.batch_size, warmup_epochs=args.warmup_epochs,
+                      label_smoothing=args.label_smoothing, seed=args.seed, augment=args.augment,
+                      hflip=args.hflip, num_workers=args.num_workers, amp=args.amp, device=args.device,
+                      distributed=args.distributed, time_limit=args.time_limit, progress_bar=not args.quiet)
+    name = args.preset or f"convformer_{args.fusion or 'mid'}_tiny"
+    in_chans = create(name, img_size=size, **{k: v for k, v in overrides.items() if k != "img_size"}
+                      ).config.in_chans  # validates the config before any data is loaded
+    data = make_datasets(args.dataset, size, in_chans=in_chans, train_size=args.train_size,
+                         val_size=args.val_size, test_size=args.test_size, seed=args.seed,
+                         test_seed=args.test_seed, val_fraction=args.val_fraction, num_workers=args.num_workers)
+    torch.manual_seed(args.seed)  # the same initial weights for the same seed
+    model = create(name, num_classes=len(data.classes), **overrides)
+    command = "python -m convformer " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
+    meta = {"dataset": data.name, "data": data.info, "preset": name,
+            "params": sum(p.numel() for p in model.parameters())}
+    if command:
+        meta["command"] = command
+    result = fit(model, data.train, data.val, cfg, out_dir=args.out, test_set=data.test, metadata=meta)
+    if int(os.environ.get("RANK", "0")) == 0:
+        line = f"best val_acc {result.best['val_acc']:.2%} (epoch {result.best['epoch']:g})"
+        if result.test is not None:
+            line += f", test_acc {result.test['acc']:.2%} on {result.test['n']} images"
+        print(f"{line}; {result.train_time:.0f} s; wrote {Path(args.out) / 'best.safetensors'}")
