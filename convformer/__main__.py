@@ -1,0 +1,78 @@
+"""Command line: `python -m convformer info|predict|train ...` (see --help)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from . import FUSIONS, PRESETS, create, inspect, load_checkpoint, load_image, pick_device, preprocess
+from .checkpoint import bundled_checkpoint
+from .inspection import format_table
+from .train import add_parser as add_train_parser
+
+
+def _model(args: argparse.Namespace):
+    if getattr(args, "checkpoint", None):
+        return load_checkpoint(args.checkpoint)
+    if getattr(args, "preset", None) is None and not getattr(args, "random", True):
+        path = bundled_checkpoint(args.fusion)
+        if path is not None:
+            return load_checkpoint(path)
+        print(f"note: no bundled checkpoint for {args.fusion!r}; using random weights", file=sys.stderr)
+    name = args.preset or f"convformer_{args.fusion}_tiny"
+    overrides = {"num_classes": args.num_classes} if getattr(args, "num_classes", None) else {}
+    if getattr(args, "img_size", None):
+        overrides["img_size"] = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]
+    return create(name, **overrides).eval()
+
+
+def info(args: argparse.Namespace) -> None:
+    model = _model(args)
+    _, h, w = model.pretrained_cfg["input_size"]
+    result = inspect(model, torch.zeros(args.batch, model.config.in_chans, h, w))
+    print(f"{model.pretrained_cfg.get('architecture', model.config.fusion)}: fusion={model.config.fusion}")
+    print(format_table(result.shapes))
+
+
+def predict(args: argparse.Namespace) -> None:
+    model = _model(args).to(pick_device(args.device))
+    image = load_image(args.image)
+    with torch.inference_mode():
+        probs = model(preprocess(image, model)).softmax(-1)[0]
+    classes = getattr(model, "meta", {}).get("classes") or [str(i) for i in range(len(probs))]
+    top = probs.topk(min(args.top_k, len(probs)))
+    for p, i in zip(top.values.tolist(), top.indices.tolist()):
+        print(f"{p:7.2%}  {classes[i]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convformer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info", help="print the shape table: input to output, params, FLOPs")
+    p.add_argument("--fusion", choices=FUSIONS, default="mid")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="default: convformer_<fusion>_tiny")
+    p.add_argument("--checkpoint", help="a .safetensors checkpoint instead of a preset")
+    p.add_argument("--img-size", type=int, nargs="+", metavar="PX", help="one side, or H W")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--batch", type=int, default=1)
+    p.set_defaults(func=info)
+    p = sub.add_parser("predict", help="print the top-k classes for an image")
+    p.add_argument("image")
+    p.add_argument("--fusion", choices=FUSIONS, default="mid", help="uses the bundled checkpoint if any")
+    p.add_argument("--checkpoint", help="a .safetensors checkpoint (local path or hf://owner/repo/file)")
+    p.add_argument("--device", help="cpu, cuda, mps (default: $CONVFORMER_DEVICE, else the best available)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=predict, preset=None, random=False)
+    add_train_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except ValueError as e:  # bad config, image or checkpoint: a message, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

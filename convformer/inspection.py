@@ -1,0 +1,206 @@
+"""See inside a model in one forward pass: attention maps, conv activations, token grids, Grad-CAM and the
+tensor shape, parameters and FLOPs at every step from (B, C, H, W) to (B, num_classes).
+
+Hooks live outside the model (pytorch-grad-cam, vit-pytorch's Recorder) and are always released; while
+inspecting, attention takes its explicit softmax path so its probabilities can be read (timm's
+AttentionExtract), and the model is restored exactly afterwards.
+"""
+from __future__ import annotations
+
+import weakref
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .layers import Attention, ConvStage, ConvStages, ResidualBlock, ToTokens
+from .model import ConvFormer
+
+NOTES = {"conv": "conv stage, stride 2", "proj": "1x1 conv to embed_dim", "patch": "patchify (conv k=s=patch)",
+         "tokens": "grid -> tokens (+cls, +pos)", "blocks": "transformer block (attn + MLP)",
+         "norm": "LayerNorm", "grid": "tokens -> grid", "refine": "3x3 residual conv on the token map",
+         "pool": "pool to a vector", "merge": "branch merge", "head": "classifier"}
+
+
+@dataclass
+class ShapeRow:
+    name: str
+    input_shape: tuple  # (B, C, H, W), (B, N, C), ...; for the late merge one shape per branch
+    output_shape: tuple[int, ...]
+    params: int
+    flops: int
+    note: str = ""
+
+
+@dataclass
+class TokenGrid:
+    h: int
+    w: int
+    prefix: int  # class token(s) before the h * w patch tokens
+
+
+@dataclass
+class Inspection:
+    logits: torch.Tensor                      # (B, num_classes)
+    probs: torch.Tensor                       # (B, num_classes), rows sum to 1
+    attentions: dict[str, torch.Tensor]       # block -> (B, heads, N, N), rows sum to 1
+    activations: dict[str, torch.Tensor]      # conv stage -> (B, C, h, w)
+    token_grid: dict[str, TokenGrid]          # transformer branch -> its grid
+    shapes: list[ShapeRow]                    # input first, logits last
+    cam: dict[str, torch.Tensor] = field(default_factory=dict)  # conv layer -> Grad-CAM (B, h, w) in [0, 1]
+    cam_class: torch.Tensor | None = None     # (B,) class each CAM explains
+
+    @property
+    def params(self) -> int:
+        return sum(r.params for r in self.shapes)
+
+    @property
+    def flops(self) -> int:
+        return sum(r.flops for r in self.shapes)
+
+
+def steps(model: ConvFormer) -> list[tuple[str, nn.Module, str]]:
+    """The rows of the shape table: (name, module, note), conv stages and blocks listed one by one."""
+    rows = []
+    for branch_name, branch in model.branches.items():
+        for kind, part in branch.items():
+            subs = part.named_children() if isinstance(part, (ConvStages, nn.Sequential)) else [("", part)]
+            note = NOTES[kind] if kind != "tokens" or part.prefix else "grid -> tokens (+pos)"
+            for sub, module in subs:
+                rows.append((".".join(filter(None, (branch_name, kind, sub))), module, note))
+    if model.merge is not None:
+        rows.append(("merge", model.merge, f"{NOTES['merge']} ({model.merge.mode})"))
+    rows.append(("head", model.head, NOTES["head"]))
+    return rows
+
+
+_FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
+            flops: bool = True) -> Inspection:
+    """Run ONE forward pass of `images` (B, C, H, W) and record what happens inside.
+
+    cam_class: None for no Grad-CAM, "pred" for the predicted class, or a class index (int or (B,)).
+    FLOPs are counted with torch.utils.flop_counter on the first call per input shape, then cached;
+    attention's matmuls are included because inspection runs the explicit attention path.
+    """
+    images = images.to(next(model.parameters()).device)
+    rows = steps(model)
+    key = (tuple(images.shape), images.dtype)
+    cached = _FLOPS.setdefault(model, {}).get(key) if flops else None
+    count = flops and cached is None
+    attentions, activations, grids, shapes, flop_rows = {}, {}, {}, {}, {}
+    counter = FlopCounterMode(display=False) if count else None
+    cam_layers = _cam_layers(model) if cam_class is not None else []
+    start: dict[str, int] = {}
+
+    def pre(name):
+        def hook(module, args):
+            if counter is not None:
+                start[name] = counter.get_total_flops()
+        return hook
+
+    def post(name):
+        def hook(module, args, out):
+            shapes[name] = (_shape(args[0]), _shape(out))
+            if counter is not None:
+                flop_rows[name] = counter.get_total_flops() - start[name]
+            if isinstance(module, ToTokens):
+                grids[name.rsplit(".", 1)[0]] = TokenGrid(*args[0].shape[-2:], module.prefix)
+            if isinstance(module, (ConvStage, ResidualBlock)):
+                activations[name] = out if name in cam_layers else out.detach()
+        return hook
+
+    with ExitStack() as stack:
+        stack.callback(_restore(model))
+        model.eval()
+        for name, module, _ in rows:
+            stack.callback(module.register_forward_pre_hook(pre(name)).remove)
+            stack.callback(module.register_forward_hook(post(name)).remove)
+        for name, module, _ in rows:
+            for sub in module.modules():
+                if isinstance(sub, Attention):
+                    sub.fused = False
+                    hook = sub.probs.register_forward_hook(
+                        lambda m, a, out, name=name: attentions.__setitem__(name, out.detach()))
+                    stack.callback(hook.remove)
+        stack.enter_context(torch.enable_grad() if cam_layers else torch.inference_mode())
+        if counter is not None:
+            stack.enter_context(counter)
+        logits = model(images)
+    if count:
+        _FLOPS[model][key] = flop_rows
+    flop_rows = flop_rows if count else (cached or {})
+    table = [ShapeRow("input", (), tuple(images.shape), 0, 0, "image batch")]
+    for name, module, note in rows:
+        if name in shapes:
+            table.append(ShapeRow(name, *shapes[name], sum(p.numel() for p in module.parameters()),
+                                  flop_rows.get(name, 0), note))
+    result = Inspection(logits.detach(), logits.detach().softmax(-1), attentions, activations, grids, table)
+    if cam_layers:
+        target = logits.argmax(-1) if isinstance(cam_class, str) else torch.as_tensor(cam_class).expand(len(logits))
+        score = logits.gather(1, target.to(logits.device)[:, None]).sum()
+        grads = torch.autograd.grad(score, [activations[n] for n in cam_layers])
+        for name, grad in zip(cam_layers, grads):
+            act = activations[name] = activations[name].detach()
+            result.cam[name] = grad_cam(act, grad)
+        result.cam_class = target.cpu()
+    return result
+
+
+def human(n: float, unit: str = "") -> str:
+    """1234567 -> '1.23 M'."""
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {suffix}{unit}"
+    return f"{n:g} {unit}".strip()
+
+
+def format_table(rows: list[ShapeRow]) -> str:
+    """The shape table as aligned text, with a total line."""
+    lines = [("step", "input", "output", "params", "FLOPs", "what")]
+    for r in rows:
+        lines.append((r.name, str(r.input_shape) if r.input_shape else "", str(r.output_shape),
+                      human(r.params), human(r.flops), r.note))
+    lines.append(("total", "", "", human(sum(r.params for r in rows)), human(sum(r.flops for r in rows)), ""))
+    widths = [max(len(line[i]) for line in lines) for i in range(6)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def grad_cam(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_c mean_hw(dy/dA_c) * A_c), scaled to [0, 1] per image."""
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * act).sum(1))  # (B, h, w)
+    return cam / cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+
+
+def _shape(x: torch.Tensor | list[torch.Tensor]) -> tuple:
+    """A tensor's shape, or for the merge's list of branch features a tuple of their shapes."""
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
+
+
+def _cam_layers(model: ConvFormer) -> list[str]:
+    """The last conv activation of each branch that has one (mid: the refinement conv)."""
+    layers = {}
+    for name, module, _ in steps(model):
+        if isinstance(module, (ConvStage, ResidualBlock)):
+            layers[name.split(".", 1)[0]] = name
+    return list(layers.values())
+
+
+def _restore(model: nn.Module):
+    """Snapshot the flags inspection changes; the returned function puts them back."""
+    training = [(m, m.training) for m in model.modules()]
+    fused = [(m, m.fused) for m in model.modules() if isinstance(m, Attention)]
+
+    def restore() -> None:
+        for m, flag in training:
+            m.training = flag
+        for m, flag in fused:
+            m.fused = flag
+    return restore
+
+
+__all__ = ["Inspection", "ShapeRow", "TokenGrid", "grad_cam", "inspect", "steps"]

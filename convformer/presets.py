@@ -1,0 +1,67 @@
+"""Named presets, registered with timm: `timm.create_model("convformer_mid_tiny", num_classes=10)`.
+
+Each preset carries timm's preprocessing metadata (input size, mean, std, interpolation), so
+`timm.data.resolve_data_config(model=model)` reads it and the app never hard-codes it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from timm.models import generate_default_cfgs, register_model
+
+from .config import ConvFormerConfig
+from .model import ConvFormer
+
+PRESETS: dict[str, ConvFormerConfig] = {
+    "convformer_early_tiny": ConvFormerConfig(
+        fusion="early", conv_widths=(24, 48, 96, 192), conv_depths=(0, 0, 0, 0),
+        embed_dim=192, depth=11, num_heads=3, pool="cls"),  # Xiao et al. ViT_C: conv stem + depth - 1 blocks
+    "convformer_early_small": ConvFormerConfig(
+        fusion="early", conv_widths=(48, 96, 192, 384), conv_depths=(0, 0, 0, 0),
+        embed_dim=384, depth=11, num_heads=6, pool="cls"),
+    "convformer_mid_tiny": ConvFormerConfig(
+        fusion="mid", conv_widths=(32, 64, 128, 192), conv_depths=(1, 1, 2, 2),
+        embed_dim=192, depth=4, num_heads=3),
+    "convformer_mid_small": ConvFormerConfig(
+        fusion="mid", conv_widths=(48, 96, 192, 384), conv_depths=(1, 2, 3, 2),
+        embed_dim=384, depth=6, num_heads=6),
+    "convformer_late_tiny": ConvFormerConfig(
+        fusion="late", conv_widths=(32, 64, 128, 256), conv_depths=(1, 1, 2, 2),
+        embed_dim=192, depth=6, num_heads=3, patch_size=16, pool="cls", merge="concat"),
+    "convformer_late_small": ConvFormerConfig(
+        fusion="late", conv_widths=(64, 128, 256, 512), conv_depths=(1, 1, 2, 2),
+        embed_dim=384, depth=8, num_heads=6, patch_size=16, pool="cls", merge="gate"),
+    "convformer_cnn_tiny": ConvFormerConfig(
+        fusion="cnn", conv_widths=(32, 64, 128, 256, 512), conv_depths=(1, 1, 2, 2, 1)),
+    "convformer_vit_tiny": ConvFormerConfig(  # DeiT-Ti: 5.7 M parameters, as timm's deit_tiny_patch16_224
+        fusion="vit", embed_dim=192, depth=12, num_heads=3, patch_size=16, pool="cls"),
+}
+
+
+TIMM_KWARGS = {"pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "features_only", "checkpoint_path"}
+default_cfgs = generate_default_cfgs({name: cfg.data_config() for name, cfg in PRESETS.items()})
+
+
+def create(name: str, pretrained: bool = False, **overrides: Any) -> ConvFormer:
+    """Build preset `name` with config overrides. There are no hub weights for the presets."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+    if pretrained:
+        raise ValueError(f"{name} has no pretrained weights; load a checkpoint with convformer.load_checkpoint")
+    overrides = {k: v for k, v in overrides.items() if k not in TIMM_KWARGS and v is not None}
+    model = ConvFormer(PRESETS[name].replace(**overrides))
+    model.pretrained_cfg = {**model.pretrained_cfg, "architecture": name}
+    return model
+
+
+def _register(name: str) -> None:
+    def entry(pretrained: bool = False, **kwargs: Any) -> ConvFormer:
+        return create(name, pretrained, **kwargs)
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"ConvFormer preset {name}: {PRESETS[name]}"
+    entry.__module__ = __name__
+    register_model(entry)
+
+
+for _name in PRESETS:
+    _register(_name)
