@@ -1,0 +1,304 @@
+"""Bring your own data, safely: extract an uploaded zip and load an ImageFolder-style tree.
+
+Layout, as torchvision's ``ImageFolder``: ``root/<class name>/<any sub folders>/<image>``.
+``safe_extract_zip`` refuses path traversal, absolute paths, symlinks, too many entries and zip
+bombs (checked on declared sizes first, then on the bytes really written), and returns the
+folder to use as root. ``load_image_folder`` checks every image (decodable, not too large),
+lists the files it skipped and why, and fails with a clear ``DatasetError`` when a class has
+too few images. ``to_rgb`` turns any PIL image (EXIF-rotated, alpha, palette, 16-bit, CMYK)
+into 8-bit RGB. Nothing here follows a symlink or changes a global PIL setting.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_CHUNK = 1 << 20
+_RATIO_MIN_BYTES = 1 << 20  # entries smaller than this are never called a bomb
+
+
+class DatasetError(ValueError):
+    """A user-supplied dataset (zip or folder) is unusable; the message says why."""
+
+
+def _hidden(part: str) -> bool:
+    return part.startswith(".") or part == "__MACOSX"
+
+
+def _entry_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
+    """Validated path components of a zip entry; raises DatasetError on unsafe entries."""
+    name = info.filename
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise DatasetError(f"zip entry {name!r} is a symbolic link; links are not allowed")
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
+        raise DatasetError(f"zip entry {name!r} has an absolute path")
+    parts = tuple(p for p in PurePosixPath(posix).parts if p not in ("", "."))
+    if ".." in parts:
+        raise DatasetError(f"zip entry {name!r} contains '..' and could escape the destination")
+    return parts
+
+
+def _plan(zf: zipfile.ZipFile, max_files: int, max_total_bytes: int,
+          max_ratio: float) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+    """Check every entry's metadata before anything is written; return the files to extract."""
+    infos = zf.infolist()
+    if len(infos) > max_files:
+        raise DatasetError(f"zip has {len(infos)} entries, more than max_files={max_files}")
+    plan, total = [], 0
+    for info in infos:
+        parts = _entry_parts(info)
+        if info.is_dir() or not parts or any(_hidden(p) for p in parts):
+            continue
+        if info.file_size > _RATIO_MIN_BYTES and info.file_size > max_ratio * max(info.compress_size, 1):
+            raise DatasetError(
+                f"zip entry {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f}x "
+                f"(limit max_ratio={max_ratio}); refusing a possible zip bomb")
+        total += info.file_size
+        if total > max_total_bytes:
+            raise DatasetError(f"zip declares more than max_total_bytes={max_total_bytes} of data "
+                               f"(reached at entry {info.filename!r})")
+        plan.append((info, parts))
+    return plan
+
+
+def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int,
+                max_ratio: float) -> int:
+    """Stream one entry to ``target``; stop as soon as real bytes break a limit. Returns bytes."""
+    written = 0
+    with zf.open(info) as src, open(target, "xb") as dst:
+        while chunk := src.read(_CHUNK):
+            written += len(chunk)
+            if written > info.file_size or written > budget:
+                raise DatasetError(f"zip entry {info.filename!r} is larger than declared or "
+                                   "exceeds max_total_bytes")
+            if written > _RATIO_MIN_BYTES and written > max_ratio * max(info.compress_size, 1):
+                raise DatasetError(f"zip entry {info.filename!r} exceeds max_ratio={max_ratio}; "
+                                   "refusing a possible zip bomb")
+            dst.write(chunk)
+    return written
+
+
+def _dataset_root(dest: Path) -> Path:
+    """``dest``, or its single top-level folder when that folder holds the class folders."""
+    children = [c for c in dest.iterdir() if not _hidden(c.name)]
+    if len(children) == 1 and children[0].is_dir():
+        inner = children[0]
+        if any(c.is_dir() and not _hidden(c.name) for c in inner.iterdir()):
+            return inner
+    return dest
+
+
+def safe_extract_zip(zip_path: str | Path, dest: str | Path, *, max_files: int = 20000,
+                     max_total_bytes: int = 2_000_000_000, max_ratio: float = 200) -> Path:
+    """Extract ``zip_path`` into ``dest`` safely and return the dataset root folder.
+
+    Refuses (``DatasetError``, naming the entry) absolute paths, ``..`` components, symlinks,
+    more than ``max_files`` entries, more than ``max_total_bytes`` (declared or actually
+    written), and entries that expand more than ``max_ratio`` times. Skips ``__MACOSX`` and
+    hidden files. On any error the files written so far are removed.
+    """
+    zip_path, dest = Path(zip_path), Path(dest)
+    if not zip_path.is_file():
+        raise DatasetError(f"zip file {str(zip_path)!r} does not exist")
+    if not zipfile.is_zipfile(zip_path):
+        raise DatasetError(f"{zip_path.name!r} is not a zip file")
+    dest.mkdir(parents=True, exist_ok=True)
+    base = dest.resolve()
+    written: list[Path] = []
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            budget = max_total_bytes
+            for info, parts in _plan(zf, max_files, max_total_bytes, max_ratio):
+                target = base.joinpath(*parts)
+                if not target.parent.resolve().is_relative_to(base):
+                    raise DatasetError(f"zip entry {info.filename!r} would be written outside {dest}")
+                if target.exists() or target.is_symlink():
+                    raise DatasetError(f"zip entry {info.filename!r}: {target} already exists "
+                                       "(duplicate entry or non-empty destination)")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                written.append(target)
+                budget -= _copy_entry(zf, info, target, budget, max_ratio)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
+            OSError, RuntimeError) as exc:
+        _remove(written, base)
+        raise DatasetError(f"cannot extract {zip_path.name!r}: {exc}") from exc
+    except DatasetError:
+        _remove(written, base)
+        raise
+    return _dataset_root(base)
+
+
+def _remove(files: list[Path], base: Path) -> None:
+    """Best-effort removal of extracted files and the folders that became empty."""
+    for f in files:
+        f.unlink(missing_ok=True)
+    for d in sorted({p.parent for p in files}, key=lambda p: len(p.parts), reverse=True):
+        while d != base and d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+            d = d.parent
+
+
+@dataclass
+class ImageFolderData:
+    """A checked image folder: class names, (file, label) samples, and (file, reason) skipped."""
+
+    classes: list[str]
+    samples: list[tuple[Path, int]]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Number of usable images per class name."""
+        out = dict.fromkeys(self.classes, 0)
+        for _, label in self.samples:
+            out[self.classes[label]] += 1
+        return out
+
+
+def _check_image(path: Path, max_pixels: int) -> str | None:
+    """None if ``path`` looks like a decodable image within ``max_pixels``, else the reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    return f"too large: {w}x{h} = {w * h} pixels > max_pixels={max_pixels}"
+                img.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"too large: more than max_pixels={max_pixels} pixels"
+    except Exception as exc:  # PIL raises many types for broken files
+        return f"not a readable image ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _class_files(class_dir: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
+    """Sorted regular files under ``class_dir`` without following symlinks."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
+        d = Path(dirpath)
+        for name in sorted(dirnames):
+            if (d / name).is_symlink():
+                skipped.append((d / name, "symbolic link (not followed)"))
+        dirnames[:] = sorted(n for n in dirnames if not _hidden(n) and not (d / n).is_symlink())
+        for name in sorted(filenames):
+            p = d / name
+            if _hidden(name):
+                continue
+            if p.is_symlink():
+                skipped.append((p, "symbolic link (not followed)"))
+            else:
+                files.append(p)
+    return files
+
+
+def load_image_folder(root: str | Path, *, min_per_class: int = 2, max_images: int = 50000,
+                      max_pixels: int = 40_000_000,
+                      extensions: Sequence[str] = IMAGE_EXTENSIONS) -> ImageFolderData:
+    """Scan ``root/<class>/...`` and check every image; raises ``DatasetError`` when unusable.
+
+    Classes are the sorted, non-hidden sub-folders of ``root`` (at least two). Files with other
+    extensions, undecodable images and images over ``max_pixels`` are listed in ``skipped``.
+    Every class needs ``min_per_class`` usable images; more than ``max_images`` is an error.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {str(root)!r} does not exist or is not a folder")
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+    skipped: list[tuple[Path, str]] = []
+    class_dirs = []
+    for p in sorted(root.iterdir()):
+        if _hidden(p.name):
+            continue
+        if p.is_symlink():
+            skipped.append((p, "symbolic link (not followed)"))
+        elif p.is_dir():
+            class_dirs.append(p)
+        else:
+            skipped.append((p, "not inside a class folder"))
+    if len(class_dirs) < 2:
+        raise DatasetError(f"{str(root)!r} needs at least 2 class sub-folders (one per class), "
+                           f"found {len(class_dirs)}: {[p.name for p in class_dirs]}")
+    samples: list[tuple[Path, int]] = []
+    candidates = 0
+    for label, class_dir in enumerate(class_dirs):
+        for p in _class_files(class_dir, skipped):
+            if p.suffix.lower() not in exts:
+                skipped.append((p, f"extension {p.suffix!r} is not an image type"))
+                continue
+            candidates += 1
+            if candidates > max_images:
+                raise DatasetError(f"more than max_images={max_images} images in {str(root)!r}")
+            reason = _check_image(p, max_pixels)
+            if reason:
+                skipped.append((p, reason))
+            else:
+                samples.append((p, label))
+    data = ImageFolderData([p.name for p in class_dirs], samples, skipped)
+    short = {c: n for c, n in data.counts().items() if n < min_per_class}
+    if short:
+        detail = ", ".join(f"{c!r} has {n}" for c, n in short.items())
+        raise DatasetError(f"each class needs at least {min_per_class} usable images: {detail}")
+    return data
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB copy of ``img``: EXIF rotation applied, transparency composited on white,
+    16-bit and 32-bit integer/float greyscale scaled to 0-255."""
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # malformed EXIF must not make an image unusable; keep it unrotated
+        img = img.copy()
+    if img.mode.startswith("I") or img.mode == "F":
+        a = np.asarray(img).astype(np.float64)
+        if img.mode.startswith("I;16") or (a.size and a.min() >= 0 and 255 < a.max() <= 65535):
+            a = a / 257.0
+        elif img.mode == "F" and a.size and a.min() >= 0 and a.max() <= 1:
+            a = a * 255.0
+        elif a.size and (a.min() < 0 or a.max() > 255):
+            a = (a - a.min()) / max(float(np.ptp(a)), 1e-12) * 255.0
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+class FolderDataset(torch.utils.data.Dataset):
+    """A torch Dataset over ``ImageFolderData``: item i is (transform(RGB image), label)."""
+
+    def __init__(self, data: ImageFolderData,
+                 transform: Callable[[Image.Image], Any] | None = None) -> None:
+        self.data = data
+        self.transform = transform
+        self.classes: list[str] = list(data.classes)
+        self.class_to_idx: dict[str, int] = {c: i for i, c in enumerate(self.classes)}
+        self.samples: list[tuple[Path, int]] = list(data.samples)
+        self.targets: list[int] = [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int) -> tuple[Any, int]:
+        path, label = self.samples[idx]
+        try:
+            with Image.open(path) as raw:
+                raw.load()
+                img = to_rgb(raw)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DatasetError(f"cannot read image {str(path)!r}: {exc}") from exc
+        return (self.transform(img) if self.transform else img), label
