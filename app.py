@@ -1,0 +1,169 @@
+"""ConvFormer Lab: build a conv + transformer hybrid, run it on an image, and see what it predicts, where it
+attends, what its convolutions respond to and the shape of the data at every step.
+
+Layout and wiring only; the handlers live in convformer/ui.py. Run: python app.py [--host --port --share --device]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import gradio as gr
+
+from convformer import ui
+from convformer.config import FUSIONS, MERGES
+
+D = ui.defaults("mid")
+ROLLOUT = ("**Attention rollout** (Abnar & Zuidema 2020) multiplies the attention of every block, with the "
+           "residual path added, to estimate how much each patch feeds the prediction. *Head fusion* combines "
+           "the heads of a block; *discard ratio* drops the weakest links to sharpen the map.")
+PER_BLOCK = ("**Click a patch** on the left image to see where it attends in the chosen block (red square). "
+             "Below: the attention each patch *receives* in every block (left to right, top to bottom), and "
+             "in each head of the chosen block.")
+CHANNELS = ("The 16 most active channels of a conv stage (strongest first); bright = strong response. Early "
+            "stages respond to edges and colours, later ones to larger parts.")
+GRAD_CAM = ("**Grad-CAM** (Selvaraju et al. 2017) weights the last conv layer's channels by how much they "
+            "raise a class's score: bright regions are evidence *for* that class.")
+CSS = ".cf-small textarea{font-family:monospace} footer{display:none !important}"
+
+with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
+    gr.Markdown("# ConvFormer Lab\nPick where convolutions and attention meet (early, mid or late fusion, or a "
+                "pure CNN / ViT baseline), run the model on an image, and look inside.")
+    notice = gr.Markdown(ui.notice("mid", "bundled"), elem_id="weights-notice")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=340):
+            image = gr.File(label="Image (PNG, JPEG, GIF, BMP, TIFF, WebP)", file_types=["image"],
+                            type="filepath", elem_id="image-file", height=110)
+            preview = gr.Image(label="Preview", interactive=False, height=200, elem_id="preview")
+            image_status = gr.Markdown()
+            with gr.Accordion("Webcam or paste from the clipboard", open=False):
+                capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label="Capture")
+            gallery = gr.Gallery([(str(p), p.stem) for p in ui.examples()], label="Examples (click one)",
+                                 columns=4, height=170, allow_preview=False, interactive=False, elem_id="examples")
+            fusion = gr.Radio(list(FUSIONS), value=D["fusion"], label="Fusion stage", elem_id="fusion",
+                              info="early: conv stem then attention · mid: attention on conv features · "
+                                   "late: two branches merged · cnn / vit: baselines")
+            preset = gr.Dropdown(ui.presets_for("mid"), value=D["preset"], label="Preset")
+            weights = gr.Radio([(v, k) for k, v in ui.WEIGHTS.items()], value="bundled", label="Weights")
+            checkpoint = gr.File(label="Checkpoint (.safetensors only)", file_types=[".safetensors"],
+                                 type="filepath", visible=False)
+            with gr.Accordion("Hyperparameters", open=False):
+                with gr.Row():
+                    img_size = gr.Slider(32, 512, D["img_size"], step=8, label="Image size (px)")
+                    patch_size = gr.Slider(2, 64, D["patch_size"], step=1, label="Patch size (vit, late)")
+                with gr.Row():
+                    embed_dim = gr.Slider(16, 768, D["embed_dim"], step=8, label="Embed dim")
+                    depth = gr.Slider(0, 24, D["depth"], step=1, label="Depth (blocks)")
+                with gr.Row():
+                    num_heads = gr.Slider(1, 16, D["num_heads"], step=1, label="Heads")
+                    mlp_ratio = gr.Slider(0.5, 8, D["mlp_ratio"], step=0.5, label="MLP ratio")
+                with gr.Row():
+                    conv_widths = gr.Textbox(D["conv_widths"], label="Conv widths (one per stage)",
+                                             elem_classes="cf-small")
+                    conv_depths = gr.Textbox(D["conv_depths"], label="Conv depths (blocks per stage)",
+                                             elem_classes="cf-small")
+                merge = gr.Radio(list(MERGES), value=D["merge"], label="Late-fusion merge")
+            config_status = gr.Markdown(elem_id="config-status")
+            with gr.Row():
+                top_k = gr.Slider(1, 10, 5, step=1, label="Top-k")
+                run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
+            with gr.Row():
+                link_btn = gr.Button("🔗 Copy link to this configuration", size="sm")
+            link_box = gr.Textbox(label="Link", interactive=False, visible=False, buttons=["copy"])
+        with gr.Column(scale=2):
+            with gr.Row():
+                label = gr.Label(num_top_classes=10, label="Prediction", elem_id="label")
+                with gr.Column():
+                    stats = gr.Markdown(elem_id="stats")
+                    maps_note = gr.Markdown()
+            with gr.Tabs():
+                with gr.Tab("Attention rollout"):
+                    gr.Markdown(ROLLOUT)
+                    with gr.Row():
+                        rollout = gr.Image(label="Rollout over the image", interactive=False, elem_id="rollout")
+                        with gr.Column():
+                            head_fusion = gr.Radio(list(ui.HEAD_FUSIONS), value="mean", label="Head fusion")
+                            discard = gr.Slider(0, 0.95, 0.0, step=0.05, label="Discard ratio")
+                with gr.Tab("Attention per block and head"):
+                    gr.Markdown(PER_BLOCK)
+                    with gr.Row():
+                        block = gr.Dropdown([], label="Block")
+                        head = gr.Dropdown(["mean of heads"], value="mean of heads", label="Head")
+                    with gr.Row():
+                        patch = gr.Image(label="Click a patch", interactive=False, elem_id="patch")
+                        query = gr.Image(label="Where it attends", interactive=False, elem_id="query")
+                    with gr.Row():
+                        blocks = gr.Image(label="Every block (heads averaged)", interactive=False)
+                        heads = gr.Image(label="Every head of the chosen block", interactive=False)
+                with gr.Tab("Conv activations"):
+                    gr.Markdown(CHANNELS)
+                    stage = gr.Dropdown([], label="Conv stage")
+                    channels = gr.Image(label="Most active channels", interactive=False, elem_id="channels")
+                with gr.Tab("Grad-CAM"):
+                    gr.Markdown(GRAD_CAM)
+                    cam_target = gr.Dropdown([ui.PREDICTED], value=ui.PREDICTED, label="Explain class")
+                    cam = gr.Image(label="Grad-CAM", interactive=False, elem_id="cam")
+                with gr.Tab("Shapes"):
+                    gr.Markdown("The pipeline of the chosen fusion stage with the real tensor shapes, then every "
+                                "step from the input (B, C, H, W) to the logits (B, num_classes).")
+                    diagram = gr.HTML(elem_id="diagram")
+                    table = gr.Dataframe(headers=["step", "input", "output", "params", "FLOPs", "what"],
+                                         interactive=False, wrap=True, elem_id="shape-table")
+    run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
+
+    hparams = [img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size, conv_widths, conv_depths, merge]
+    config = [fusion, preset, *hparams]
+    predict_inputs = [image, *config, weights, checkpoint, cam_target, top_k, head_fusion, discard]
+    named = dict(label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout, patch=patch,
+                 query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table, diagram=diagram,
+                 run=run_state, point=point, block=block, head=head, stage=stage, cam_target=cam_target)
+    predict_outputs = [named[k] for k in ui.PREDICT_OUTPUTS]
+    attention_outputs = [rollout, patch, query, blocks, heads]
+
+    run_btn.click(ui.guard(ui.predict), predict_inputs, predict_outputs, api_name="predict")
+    cam_target.input(ui.guard(ui.predict), predict_inputs, predict_outputs, api_name="explain")
+    image.change(ui.preview, image, [preview, image_status], api_name="preview")
+    capture.input(lambda path: path, capture, image, api_name="capture")
+    gallery.select(ui.pick_example, None, image, api_name="example")
+    for control in (fusion, preset):
+        control.input(ui.on_stage, [fusion, weights, checkpoint, preset], [preset, *hparams, notice],
+                      api_name=f"{control is fusion and 'fusion' or 'preset'}_defaults")
+    weights.input(ui.on_stage, [fusion, weights, checkpoint, preset], [preset, *hparams, notice],
+                  api_name="weights_defaults").then(lambda w: gr.update(visible=w == "upload"), weights,
+                                                    checkpoint, api_name="show_checkpoint")
+    checkpoint.change(ui.notice, [fusion, weights, checkpoint], notice, api_name="checkpoint_notice")
+    gr.on([c.change for c in (*config, weights)], ui.check_config, [*config, weights], config_status,
+          api_name="check_config")
+    redraw = [run_state, head_fusion, discard, block, head, point]
+    gr.on([head_fusion.input, discard.release, block.input, head.input], ui.guard(ui.redraw_attention), redraw,
+          attention_outputs, api_name="attention")
+    patch.select(ui.guard(ui.click), [run_state, block, head], [point, patch, query], api_name="click")
+    stage.input(ui.guard(ui.redraw_channels), [run_state, stage], channels, api_name="channels")
+    link_btn.click(ui.link, [*config, weights], link_box, api_name="link").then(
+        None, link_box, link_box, js="(q) => { const url = window.location.origin + window.location.pathname + q;"
+        " navigator.clipboard?.writeText(url).catch(() => {}); return url; }").then(
+        lambda: gr.update(visible=True), None, link_box, api_name="show_link")
+    demo.load(ui.on_load, None, [preset, fusion, weights, *hparams, notice], api_name="load_config")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="ConvFormer Lab: the Gradio app")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve the network)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    args = parser.parse_args()
+    try:
+        device = ui.set_device(args.device)
+    except ValueError as e:
+        parser.error(str(e))
+    print(f"ConvFormer Lab on {device}")
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=False,
+                allowed_paths=[str(ui.EXAMPLES)], max_file_size="25mb", footer_links=["api"],
+                theme=gr.themes.Soft(), css=CSS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""What the app shows, as plain values: the weights notice, the stats line, the shape table, the pipeline
+diagram (HTML boxes with the real shapes) and the pictures drawn from one inspection. No model calls, no
+Gradio: numpy / PIL / str in and out, so every view is testable on its own.
+"""
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from . import viz
+from .inspection import ShapeRow, human
+
+DISPLAY = 320  # long side of the pictures, in pixels
+TABLE_HEADERS = ["step", "input", "output", "params", "FLOPs", "what"]
+
+
+# ---- words ---------------------------------------------------------------------------------------------
+def classes_text(classes: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(classes[:limit])
+    return shown + (f", ... ({len(classes)} in all)" if len(classes) > limit else "")
+
+
+def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> str:
+    """One paragraph saying what the weights are and what they know, so nobody mistakes random-weight
+    predictions for knowledge."""
+    if kind == "random":
+        why = f" {reason}" if reason else ""
+        return (f"🎲 **Random weights: predictions are meaningless.**{why} The maps still show how information "
+                "flows through this architecture, but not what it has learned.")
+    classes = list(meta.get("classes") or [])
+    dataset = meta.get("dataset") or "an unnamed dataset"
+    if dataset == "shapes":
+        dataset = "the built-in **Shapes** dataset"
+    metrics = meta.get("metrics") or {}
+    scores = [f"{label} accuracy {metrics[key]:.1%}" for key, label in (("test_acc", "test"), ("val_acc", "val"))
+              if isinstance(metrics.get(key), (int, float))]
+    who = "bundled checkpoint" if kind == "bundled" else "your checkpoint"
+    text = f"🏋️ **Weights: {who}** `{name}`, trained on {dataset}"
+    text += f" ({len(classes)} classes: {classes_text(classes)})" if classes else ""
+    text += f", {', '.join(scores)}." if scores else "."
+    if classes:
+        text += " It only knows these classes: any other image is still called one of them."
+    return text + (f" {reason}" if reason else "")
+
+
+def stats_markdown(params: int, flops: int, latency_ms: float, device: str, size: tuple[int, int]) -> str:
+    return (f"**{human(params)}** parameters ({params * 4 / 2**20:.1f} MB in float32) · "
+            f"**{human(flops, 'FLOPs')}** per image · **{latency_ms:.1f} ms** per forward pass on "
+            f"**{device}** (batch 1, {size[0]} x {size[1]} px, median of timed runs)")
+
+
+def shape_table(rows: Sequence[ShapeRow]) -> list[list[str]]:
+    """Rows for a Dataframe with TABLE_HEADERS, input first, logits last, then the total."""
+    out = [[r.name, str(r.input_shape) if r.input_shape else "", str(r.output_shape), human(r.params),
+            human(r.flops), r.note] for r in rows]
+    out.append(["total", "", "", human(sum(r.params for r in rows)), human(sum(r.flops for r in rows)), ""])
+    return out
+
+
+# ---- pipeline diagram ----------------------------------------------------------------------------------
+COLOURS = {"conv": "#dbeafe", "proj": "#e0e7ff", "patch": "#e0e7ff", "tokens": "#fef3c7", "blocks": "#fed7aa",
+           "norm": "#fef3c7", "grid": "#fef3c7", "refine": "#dbeafe", "pool": "#e5e7eb", "merge": "#dcfce7",
+           "head": "#dcfce7", "input": "#f3f4f6"}
+TITLES = {"conv": "conv stage", "proj": "1x1 projection", "patch": "patchify", "tokens": "grid → tokens",
+          "blocks": "transformer block", "norm": "LayerNorm", "grid": "tokens → grid", "refine": "3x3 refine conv",
+          "pool": "pool", "merge": "merge", "head": "classifier", "input": "input image"}
+
+
+def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
+    """Shape rows grouped into lanes (one per branch, then 'out'); repeated blocks collapsed into one box."""
+    lanes: dict[str, list[tuple[str, str, str]]] = {}
+    for r in rows:
+        parts = r.name.split(".")
+        lane, kind = (parts[0], parts[1]) if len(parts) > 1 else ("out" if r.name != "input" else "in", parts[0])
+        boxes = lanes.setdefault(lane, [])
+        title = TITLES.get(kind, kind)
+        if kind == "conv":
+            title = f"conv stage {parts[2][5:]}" if len(parts) > 2 else title
+        if boxes and kind == "blocks" and boxes[-1][0].startswith(TITLES["blocks"]):
+            count = int(boxes[-1][0].split("×")[-1]) + 1 if "×" in boxes[-1][0] else 2
+            boxes[-1] = (f"{TITLES['blocks']}s ×{count}", str(r.output_shape), kind)
+            continue
+        shape = " + ".join(str(s) for s in r.input_shape) if kind == "merge" else str(r.output_shape)
+        boxes.append((title, shape if kind != "merge" else f"{shape} → {r.output_shape}", kind))
+    return lanes
+
+
+def _box(title: str, shape: str, kind: str) -> str:
+    return (f'<div class="cf-box" style="background:{COLOURS.get(kind, "#f3f4f6")}">'
+            f"<b>{html.escape(title)}</b><br><code>{html.escape(shape)}</code></div>")
+
+
+def diagram_html(rows: Sequence[ShapeRow], fusion: str) -> str:
+    """The chosen fusion's pipeline as HTML boxes, each with the real output shape from the shape table."""
+    lanes = _stages(rows)
+    arrow = '<span class="cf-arrow">→</span>'
+    lane_html = []
+    for name, boxes in lanes.items():
+        if name in ("in", "out"):
+            continue
+        body = arrow.join(_box(*b) for b in boxes)
+        lane_html.append(f'<div class="cf-lane"><span class="cf-tag">{html.escape(name)}</span>{body}</div>')
+    start = "".join(_box(*b) for b in lanes.get("in", []))
+    end = arrow.join(_box(*b) for b in lanes.get("out", []))
+    style = ("<style>.cf-flow{display:flex;align-items:center;gap:6px;flex-wrap:wrap;font-size:12px}"
+             ".cf-lanes{display:flex;flex-direction:column;gap:6px}.cf-lane{display:flex;align-items:center;"
+             "flex-wrap:wrap;gap:4px;border:1px dashed #9ca3af;border-radius:8px;padding:4px}"
+             ".cf-box{border:1px solid #6b7280;border-radius:6px;padding:3px 6px;color:#111;text-align:center}"
+             ".cf-box code{font-size:11px;background:none;color:#111}.cf-arrow{font-size:16px;color:#6b7280}"
+             ".cf-tag{font-weight:bold;font-size:11px;color:#6b7280;margin-right:4px}</style>")
+    return (f'{style}<div class="cf-flow" title="{html.escape(fusion)} fusion">{start}{arrow}'
+            f'<div class="cf-lanes">{"".join(lane_html)}</div>{arrow}{end}</div>')
+
+
+# ---- pictures ------------------------------------------------------------------------------------------
+def display_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The image squashed to the model's aspect (as preprocessing does), `DISPLAY` px on its long side."""
+    h, w = size
+    scale = DISPLAY / max(h, w)
+    return image.convert("RGB").resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                                       Image.Resampling.BICUBIC)
+
+
+def patch_picture(image: Image.Image, grid: tuple[int, int], query: int | None) -> Image.Image:
+    """The image with the token grid drawn on it and the chosen patch outlined."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    (h, w), (W, H) = grid, out.size
+    if h * w <= 1024:  # a denser grid would hide the picture
+        for i in range(1, w):
+            draw.line([(i * W / w, 0), (i * W / w, H)], fill=(255, 255, 255), width=1)
+        for j in range(1, h):
+            draw.line([(0, j * H / h), (W, j * H / h)], fill=(255, 255, 255), width=1)
+    if query is not None:
+        r, c = divmod(query, w)
+        draw.rectangle([c * W / w, r * H / h, (c + 1) * W / w, (r + 1) * H / h], outline=(255, 0, 0), width=3)
+    return out
+
+
+def tile(maps: np.ndarray, cell: int = 96) -> Image.Image:
+    return viz.tile(maps, cols=min(len(maps), 6), cell=cell)
+
+
+def channel_picture(maps: np.ndarray) -> Image.Image:
+    return viz.tile(maps, cell=72)
+
+
+# ---- pictures from one run (a `convformer.ui.Run`) ----------------------------------------------------
+def _grid(run) -> tuple[tuple[int, int], int]:
+    h, w, prefix = run.grid
+    return (h, w), prefix
+
+
+def rollout_picture(run, head_fusion: str = "mean", discard_ratio: float = 0.0) -> Image.Image | None:
+    """Attention rollout over all blocks, overlaid on the image (None when there is no attention)."""
+    if not run.attentions:
+        return None
+    grid, prefix = _grid(run)
+    values = viz.rollout_map(list(run.attentions.values()), grid, prefix, head_fusion, float(discard_ratio))
+    return viz.overlay(run.display, values)
+
+
+def query_index(run, point: Sequence[float] | None) -> int | None:
+    """The patch under a clicked point (x, y) on the display image; the centre patch when none."""
+    if run.grid is None:
+        return None
+    grid, _ = _grid(run)
+    x, y = point if point is not None else (run.display.width / 2, run.display.height / 2)
+    return viz.point_to_query(x, y, run.display.size, grid)
+
+
+def _head(head: str | int | None, heads: int) -> int | None:
+    if head in (None, "", "all", "mean of heads"):
+        return None
+    index = int(str(head).split()[-1])
+    return index if 0 <= index < heads else None
+
+
+def query_pictures(run, block: str | None, head: str | None, point: Sequence[float] | None
+                   ) -> tuple[Image.Image, Image.Image | None]:
+    """(the image with the chosen patch outlined, where that patch attends in `block`)."""
+    q = query_index(run, point)
+    if q is None or not run.attentions:
+        return run.display, None
+    grid, prefix = _grid(run)
+    attn = run.attentions.get(block) if block in run.attentions else list(run.attentions.values())[-1]
+    values = viz.query_map(attn.astype(np.float32), q, grid, prefix, _head(head, len(attn)))
+    return patch_picture(run.display, grid, q), viz.overlay(run.display, values)
+
+
+def block_pictures(run, block: str | None) -> tuple[Image.Image | None, Image.Image | None]:
+    """(attention each patch receives in every block, heads averaged; the same per head of `block`)."""
+    if not run.attentions:
+        return None, None
+    grid, prefix = _grid(run)
+    received = [viz.head_maps(a.astype(np.float32), grid, prefix).mean(0) for a in run.attentions.values()]
+    attn = run.attentions.get(block) if block in run.attentions else list(run.attentions.values())[-1]
+    return tile(np.stack(received)), tile(viz.head_maps(attn.astype(np.float32), grid, prefix))
+
+
+def channels_picture(run, stage: str | None) -> Image.Image | None:
+    if not run.channels:
+        return None
+    maps, _, _ = run.channels.get(stage) or list(run.channels.values())[-1]
+    return channel_picture(maps)
+
+
+def cam_picture(run) -> Image.Image | None:
+    if not run.cam:
+        return None
+    return viz.overlay(run.display, next(iter(run.cam.values())))
