@@ -591,7 +591,14 @@ def train_command(args: argparse.Namespace) -> None:
             "params": sum(p.numel() for p in model.parameters())}
     if command:
         meta["command"] = command
-    result = fit(model, data.train, data.val, cfg, out_dir=args.out, test_set=data.test, metadata=meta)
+
+    def report(info: dict[str, Any]) -> None:  # with --quiet, one line per epoch instead of the bar
+        if info["event"] == "epoch":
+            h = info["history"][-1]
+            print(f"epoch {h['epoch']:g}/{info['epochs']}: train_loss {h['train_loss']:.4f}  val_loss "
+                  f"{h['val_loss']:.4f}  val_acc {h['val_acc']:.2%}  {info['elapsed']:.0f} s", flush=True)
+    result = fit(model, data.train, data.val, cfg, out_dir=args.out, test_set=data.test, metadata=meta,
+                 progress=report if args.quiet else None)
     if int(os.environ.get("RANK", "0")) == 0:
         line = f"best val_acc {result.best['val_acc']:.2%} (epoch {result.best['epoch']:g})"
         if result.test is not None:

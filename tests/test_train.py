@@ -1,0 +1,178 @@
+"""Training loop, datasets, command line and the bundled checkpoints. Tiny models on 32 px images, one
+CPU thread: the whole file runs in well under a minute on 2 cores."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import zipfile
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from convformer import ConvFormerConfig, build_model, load_checkpoint, shapes
+from convformer.__main__ import main
+from convformer.train import (ImageTensors, TrainConfig, evaluate, fit, lr_factor, make_datasets,
+                              param_groups)
+
+TINY = ConvFormerConfig(fusion="mid", img_size=32, num_classes=10, conv_widths=(8, 16), conv_depths=(0, 1),
+                        embed_dim=32, depth=1, num_heads=2)
+FAST = dict(batch_size=32, lr=3e-3, warmup_epochs=0.5, progress_bar=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # more threads than free cores makes small models many times slower
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_datasets("shapes", 32, train_size=320, val_size=100, test_size=100, seed=0)
+
+
+def two_classes(split: ImageTensors, keep=(1, 5)) -> ImageTensors:
+    """Square vs ring: a pair a tiny model separates within seconds (all ten classes take minutes)."""
+    mask = torch.isin(split.labels, torch.tensor(keep))
+    labels = (split.labels[mask] == keep[1]).long()
+    return ImageTensors(split.images[mask], labels, [split.classes[k] for k in keep])
+
+
+def tiny(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(TINY)
+
+
+def test_fit_lowers_loss_and_beats_chance(tmp_path):
+    data = make_datasets("shapes", 32, train_size=1500, val_size=300, test_size=100, seed=0)
+    train, val, test = (two_classes(s) for s in (data.train, data.val, data.test))
+    events = []
+    torch.manual_seed(0)
+    result = fit(build_model(TINY, num_classes=2), train, val, TrainConfig(epochs=6, **FAST), out_dir=tmp_path,
+                 test_set=test, progress=lambda info: events.append(info["event"]))
+    losses = result.step_losses
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.1
+    assert result.best["val_acc"] > 0.7  # chance is 0.5
+    assert len(result.history) == 6 and not result.cancelled
+    assert events.count("step") == 6 * 10 and events.count("epoch") == 6 and events[-1] == "done"
+    for name in ("best.safetensors", "best.json", "metrics.json", "curves.png"):
+        assert (tmp_path / name).is_file()
+    model = load_checkpoint(tmp_path / "best.safetensors")
+    assert model.meta["classes"] == ["square", "ring"]
+    assert model.meta["metrics"]["val_acc"] == result.best["val_acc"]
+    assert model.meta["metrics"]["test_acc"] == result.test["acc"]
+    assert evaluate(model, val)["acc"] == pytest.approx(result.best["val_acc"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_same_seed_same_history(data):
+    cfg = TrainConfig(epochs=1, seed=3, **FAST)
+    a = fit(tiny(1), data.train, data.val, cfg)
+    b = fit(tiny(1), data.train, data.val, cfg)
+    c = fit(tiny(1), data.train, data.val, TrainConfig(epochs=1, seed=4, **FAST))
+    assert a.step_losses == b.step_losses and a.history[0]["val_loss"] == b.history[0]["val_loss"]
+    assert a.step_losses != c.step_losses
+
+
+def test_cancel_keeps_a_loadable_best_checkpoint(data, tmp_path):
+    cancel = threading.Event()
+
+    def progress(info):
+        if info["event"] == "step" and info["step"] == 3:
+            cancel.set()
+    result = fit(tiny(), data.train, data.val, TrainConfig(epochs=3, **FAST), progress=progress,
+                 cancel=cancel, out_dir=tmp_path)
+    assert result.cancelled and len(result.step_losses) == 3
+    assert len(result.history) == 1 and result.history[0]["epoch"] < 1  # a partial epoch, evaluated once
+    model = load_checkpoint(tmp_path / "best.safetensors")
+    assert model.meta["metrics"]["val_acc"] == result.best["val_acc"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["cancelled"] is True
+
+
+def test_config_and_data_errors(data):
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=-1)
+    with pytest.raises(ValueError, match="model takes"):
+        fit(build_model(TINY.replace(img_size=48)), data.train, data.val, TrainConfig(epochs=1, **FAST))
+    with pytest.raises(ValueError, match="max_images"):
+        fit(tiny(), data.train, data.val, TrainConfig(epochs=1, max_images=10, **FAST))
+
+
+def test_schedule_and_weight_decay_groups():
+    factors = [lr_factor(s, 100, 10, 0.01) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:])) and factors[-1] < 0.02
+    model = build_model(TINY.replace(fusion="early", pool="cls"))
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert any(n.endswith("pos_embed") for n in skipped) and any(n.endswith("cls_token") for n in skipped)
+    assert all(p.ndim >= 2 for p in decay["params"]) and no_decay["weight_decay"] == 0
+
+
+def test_cli_train_writes_the_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--fusion", "cnn", "--dataset", "shapes", "--epochs", "1", "--out", str(out),
+               "--img-size", "32", "--train-size", "64", "--val-size", "20", "--test-size", "20",
+               "--conv-widths", "8", "16", "--batch-size", "32", "--quiet"])
+    assert rc == 0
+    for name in ("best.safetensors", "best.json", "metrics.json", "curves.png"):
+        assert (out / name).is_file()
+    model = load_checkpoint(out / "best.safetensors")
+    assert model.config.fusion == "cnn" and model.config.conv_widths == (8, 16)
+    assert model.meta["data"]["train_size"] == 64 and "test_acc" in model.meta["metrics"]
+    assert "test_acc" in capsys.readouterr().out
+
+
+def test_cli_bad_config_is_a_message(tmp_path, capsys):
+    rc = main(["train", "--fusion", "mid", "--epochs", "1", "--out", str(tmp_path), "--embed-dim", "30",
+               "--num-heads", "4"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "embed_dim" in err and "Traceback" not in err
+    assert main(["train", "--epochs", "0", "--out", str(tmp_path), "--img-size", "32"]) == 2
+
+
+def test_distributed_world_size_1_gloo(data, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0",
+                       "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    small = ImageTensors(data.train.images[:96], data.train.labels[:96], data.classes)
+    cfg = TrainConfig(epochs=1, distributed=True, device="cpu", **FAST)
+    try:
+        ddp = fit(tiny(), small, data.val, cfg)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert not dist.is_initialized()  # fit destroys the group it created
+    plain = fit(tiny(), small, data.val, TrainConfig(epochs=1, device="cpu", **FAST))
+    assert ddp.step_losses == pytest.approx(plain.step_losses, rel=1e-4)
+
+
+def test_folder_and_zip_datasets(tmp_path):
+    root = tmp_path / "data"
+    shapes.write_samples(root, per_class=3, img_size=40, seed=5)
+    a = make_datasets(str(root), 32, val_fraction=0.34, seed=1)
+    assert a.classes == sorted(shapes.CLASSES) and a.test is None
+    assert len(a.train) == 20 and len(a.val) == 10  # one of each class's three images for validation
+    assert a.train.images.shape[1:] == (3, 32, 32) and a.train.images.dtype == torch.uint8
+    assert sorted(a.val.labels.tolist()) == list(range(10))
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(root.rglob("*.png")):
+            zf.write(path, f"data/{path.relative_to(root)}")
+    b = make_datasets(str(archive), 32, val_fraction=0.34, seed=1)
+    assert b.classes == a.classes and torch.equal(b.val.images, a.val.images)
+    result = fit(build_model(TINY), b.train, b.val, TrainConfig(epochs=1, **FAST))
+    assert len(result.history) == 1
+    with pytest.raises(ValueError):
+        make_datasets(str(tmp_path / "missing"), 32)
