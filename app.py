@@ -24,29 +24,34 @@ CHANNELS = ("The 16 most active channels of a conv stage (strongest first); brig
             "stages respond to edges and colours, later ones to larger parts.")
 GRAD_CAM = ("**Grad-CAM** (Selvaraju et al. 2017) weights the last conv layer's channels by how much they "
             "raise a class's score: bright regions are evidence *for* that class.")
-CSS = ".cf-small textarea{font-family:monospace} footer{display:none !important}"
+CSS = ("#weights-notice{background:#fef9c3;border:1px solid #facc15;border-radius:8px;padding:6px 12px}"
+       ".cf-small textarea{font-family:monospace}")
 
 with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     gr.Markdown("# ConvFormer Lab\nPick where convolutions and attention meet (early, mid or late fusion, or a "
                 "pure CNN / ViT baseline), run the model on an image, and look inside.")
     notice = gr.Markdown(ui.notice("mid", "bundled"), elem_id="weights-notice")
     with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=340):
+        with gr.Column(scale=1, min_width=260):
             image = gr.File(label="Image (PNG, JPEG, GIF, BMP, TIFF, WebP)", file_types=["image"],
-                            type="filepath", elem_id="image-file", height=110)
-            preview = gr.Image(label="Preview", interactive=False, height=200, elem_id="preview")
-            image_status = gr.Markdown()
+                            type="filepath", elem_id="image-file", height=100)
             with gr.Accordion("Webcam or paste from the clipboard", open=False):
                 capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label="Capture")
-            gallery = gr.Gallery([(str(p), p.stem) for p in ui.examples()], label="Examples (click one)",
-                                 columns=4, height=170, allow_preview=False, interactive=False, elem_id="examples")
+            preview = gr.Image(label="Preview", interactive=False, height=220, elem_id="preview")
+            image_status = gr.Markdown()
+        with gr.Column(scale=1, min_width=260):
+            gallery = gr.Gallery([str(p) for p in ui.examples()], label="Examples (click one)", columns=3,
+                                 allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
+        with gr.Column(scale=2, min_width=380):
             fusion = gr.Radio(list(FUSIONS), value=D["fusion"], label="Fusion stage", elem_id="fusion",
-                              info="early: conv stem then attention · mid: attention on conv features · "
-                                   "late: two branches merged · cnn / vit: baselines")
-            preset = gr.Dropdown(ui.presets_for("mid"), value=D["preset"], label="Preset")
-            weights = gr.Radio([(v, k) for k, v in ui.WEIGHTS.items()], value="bundled", label="Weights")
+                              info="early: conv stem, then attention · mid: attention on conv features · "
+                                   "late: a CNN and a ViT branch, merged · cnn / vit: baselines")
+            with gr.Row():
+                preset = gr.Dropdown(list(ui.PRESETS), value=D["preset"], label="Preset",
+                                     info="the starting point for the hyperparameters")
+                weights = gr.Dropdown([(v, k) for k, v in ui.WEIGHTS.items()], value="bundled", label="Weights")
             checkpoint = gr.File(label="Checkpoint (.safetensors only)", file_types=[".safetensors"],
-                                 type="filepath", visible=False)
+                                 type="filepath", visible=False, height=100)
             with gr.Accordion("Hyperparameters", open=False):
                 with gr.Row():
                     img_size = gr.Slider(32, 512, D["img_size"], step=8, label="Image size (px)")
@@ -65,50 +70,48 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 merge = gr.Radio(list(MERGES), value=D["merge"], label="Late-fusion merge")
             config_status = gr.Markdown(elem_id="config-status")
             with gr.Row():
-                top_k = gr.Slider(1, 10, 5, step=1, label="Top-k")
-                run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
-            with gr.Row():
-                link_btn = gr.Button("🔗 Copy link to this configuration", size="sm")
+                top_k = gr.Slider(1, 10, 5, step=1, label="Top-k", scale=1)
+                run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=1)
+                link_btn = gr.Button("Copy link to this configuration", size="sm", scale=1, elem_id="link")
             link_box = gr.Textbox(label="Link", interactive=False, visible=False, buttons=["copy"])
+    with gr.Row(equal_height=False):
+        label = gr.Label(num_top_classes=10, label="Prediction", elem_id="label", scale=1)
         with gr.Column(scale=2):
+            stats = gr.Markdown(elem_id="stats")
+            maps_note = gr.Markdown()
+    with gr.Tabs():
+        with gr.Tab("Attention rollout"):
+            gr.Markdown(ROLLOUT)
             with gr.Row():
-                label = gr.Label(num_top_classes=10, label="Prediction", elem_id="label")
+                rollout = gr.Image(label="Rollout over the image", interactive=False, elem_id="rollout")
                 with gr.Column():
-                    stats = gr.Markdown(elem_id="stats")
-                    maps_note = gr.Markdown()
-            with gr.Tabs():
-                with gr.Tab("Attention rollout"):
-                    gr.Markdown(ROLLOUT)
-                    with gr.Row():
-                        rollout = gr.Image(label="Rollout over the image", interactive=False, elem_id="rollout")
-                        with gr.Column():
-                            head_fusion = gr.Radio(list(ui.HEAD_FUSIONS), value="mean", label="Head fusion")
-                            discard = gr.Slider(0, 0.95, 0.0, step=0.05, label="Discard ratio")
-                with gr.Tab("Attention per block and head"):
-                    gr.Markdown(PER_BLOCK)
-                    with gr.Row():
-                        block = gr.Dropdown([], label="Block")
-                        head = gr.Dropdown(["mean of heads"], value="mean of heads", label="Head")
-                    with gr.Row():
-                        patch = gr.Image(label="Click a patch", interactive=False, elem_id="patch")
-                        query = gr.Image(label="Where it attends", interactive=False, elem_id="query")
-                    with gr.Row():
-                        blocks = gr.Image(label="Every block (heads averaged)", interactive=False)
-                        heads = gr.Image(label="Every head of the chosen block", interactive=False)
-                with gr.Tab("Conv activations"):
-                    gr.Markdown(CHANNELS)
-                    stage = gr.Dropdown([], label="Conv stage")
-                    channels = gr.Image(label="Most active channels", interactive=False, elem_id="channels")
-                with gr.Tab("Grad-CAM"):
-                    gr.Markdown(GRAD_CAM)
-                    cam_target = gr.Dropdown([ui.PREDICTED], value=ui.PREDICTED, label="Explain class")
-                    cam = gr.Image(label="Grad-CAM", interactive=False, elem_id="cam")
-                with gr.Tab("Shapes"):
-                    gr.Markdown("The pipeline of the chosen fusion stage with the real tensor shapes, then every "
-                                "step from the input (B, C, H, W) to the logits (B, num_classes).")
-                    diagram = gr.HTML(elem_id="diagram")
-                    table = gr.Dataframe(headers=["step", "input", "output", "params", "FLOPs", "what"],
-                                         interactive=False, wrap=True, elem_id="shape-table")
+                    head_fusion = gr.Radio(list(ui.HEAD_FUSIONS), value="mean", label="Head fusion")
+                    discard = gr.Slider(0, 0.95, 0.0, step=0.05, label="Discard ratio")
+        with gr.Tab("Attention per block and head"):
+            gr.Markdown(PER_BLOCK)
+            with gr.Row():
+                block = gr.Dropdown([], label="Block")
+                head = gr.Dropdown(["mean of heads"], value="mean of heads", label="Head")
+            with gr.Row():
+                patch = gr.Image(label="Click a patch", interactive=False, elem_id="patch")
+                query = gr.Image(label="Where it attends", interactive=False, elem_id="query")
+            with gr.Row():
+                blocks = gr.Image(label="Every block (heads averaged)", interactive=False)
+                heads = gr.Image(label="Every head of the chosen block", interactive=False)
+        with gr.Tab("Conv activations"):
+            gr.Markdown(CHANNELS)
+            stage = gr.Dropdown([], label="Conv stage")
+            channels = gr.Image(label="Most active channels", interactive=False, elem_id="channels")
+        with gr.Tab("Grad-CAM"):
+            gr.Markdown(GRAD_CAM)
+            cam_target = gr.Dropdown([ui.PREDICTED], value=ui.PREDICTED, label="Explain class")
+            cam = gr.Image(label="Grad-CAM", interactive=False, elem_id="cam")
+        with gr.Tab("Shapes"):
+            gr.Markdown("The pipeline of the chosen fusion stage with the real tensor shapes, then every "
+                        "step from the input (B, C, H, W) to the logits (B, num_classes).")
+            diagram = gr.HTML(elem_id="diagram")
+            table = gr.Dataframe(headers=["step", "input", "output", "params", "FLOPs", "what"],
+                                 interactive=False, wrap=True, elem_id="shape-table")
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
 
     hparams = [img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size, conv_widths, conv_depths, merge]
@@ -125,12 +128,11 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     image.change(ui.preview, image, [preview, image_status], api_name="preview")
     capture.input(lambda path: path, capture, image, api_name="capture")
     gallery.select(ui.pick_example, None, image, api_name="example")
-    for control in (fusion, preset):
-        control.input(ui.on_stage, [fusion, weights, checkpoint, preset], [preset, *hparams, notice],
-                      api_name=f"{control is fusion and 'fusion' or 'preset'}_defaults")
-    weights.input(ui.on_stage, [fusion, weights, checkpoint, preset], [preset, *hparams, notice],
-                  api_name="weights_defaults").then(lambda w: gr.update(visible=w == "upload"), weights,
-                                                    checkpoint, api_name="show_checkpoint")
+    stage_outputs = [fusion, preset, *hparams, notice]
+    fusion.input(ui.on_fusion, [fusion, weights, checkpoint], stage_outputs, api_name="fusion_defaults")
+    preset.input(ui.on_preset, [preset, weights, checkpoint], stage_outputs, api_name="preset_defaults")
+    weights.input(ui.on_weights, [fusion, weights, checkpoint], [*hparams, notice, checkpoint],
+                  api_name="weights_defaults")
     checkpoint.change(ui.notice, [fusion, weights, checkpoint], notice, api_name="checkpoint_notice")
     gr.on([c.change for c in (*config, weights)], ui.check_config, [*config, weights], config_status,
           api_name="check_config")

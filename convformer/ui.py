@@ -20,11 +20,12 @@ from . import ui_views as views
 from .checkpoint import CheckpointError, bundled_checkpoint, read_info
 from .config import FUSIONS, MERGES
 from .data import ImageError, load_image
+from .presets import PRESETS
 from .ui_model import (CACHE, EXAMPLES, HEAD_FUSIONS, HPARAMS, PREDICTED, WEIGHTS, Run, _clean, check_config,
-                       defaults, guard, presets_for, run, set_device)
+                       _bundled_config, controls_of, defaults, guard, run, set_device)
 
-__all__ = ["CACHE", "HEAD_FUSIONS", "PREDICTED", "PREDICT_OUTPUTS", "QUERY_KEYS", "WEIGHTS", "check_config",
-           "click", "examples", "from_query", "guard", "link", "notice", "on_load", "on_stage", "pick_example",
+__all__ = ["CACHE", "EXAMPLES", "PRESETS", "HEAD_FUSIONS", "PREDICTED", "PREDICT_OUTPUTS", "QUERY_KEYS", "WEIGHTS", "check_config",
+           "click", "examples", "from_query", "guard", "link", "notice", "on_fusion", "on_load", "on_preset", "on_weights", "pick_example",
            "predict", "preview", "redraw_attention", "redraw_channels", "run", "set_device"]
 
 
@@ -115,9 +116,10 @@ def preview(image: str | None) -> tuple[Image.Image | None, str]:
         picture = load_image(image)
     except ImageError as e:
         gr.Warning(f"This image cannot be used: {_clean(e)}")
-        return None, f"⚠️ **This image cannot be used:** {_clean(e)}"
-    picture.thumbnail((views.DISPLAY, views.DISPLAY))
-    return picture, ""
+        return None, f"⚠ **This image cannot be used:** {_clean(e)}"
+    scale = views.DISPLAY / max(picture.size)  # small images are enlarged so they can be seen
+    return picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                          Image.Resampling.BICUBIC), ""
 
 
 def examples() -> list[Path]:
@@ -134,7 +136,7 @@ def notice(fusion: str, weights: str, checkpoint: str | None = None) -> str:
     path = bundled_checkpoint(fusion) if weights == "bundled" else Path(checkpoint) if weights == "upload" and \
         checkpoint else None
     if weights == "upload" and path is None:
-        return "⬆️ **Upload a .safetensors checkpoint** to use your own weights."
+        return "**Upload a .safetensors checkpoint** to use your own weights."
     if path is None:
         reason = (f"No trained checkpoint is bundled for **{fusion}** fusion yet, so it runs with random "
                   "initialisation." if weights == "bundled" else "You chose random initialisation.")
@@ -142,14 +144,30 @@ def notice(fusion: str, weights: str, checkpoint: str | None = None) -> str:
     try:
         return views.weights_notice(weights, read_info(path).get("meta", {}), path.name)
     except CheckpointError as e:
-        return f"⚠️ **This checkpoint cannot be used:** {_clean(e)}"
+        return f"⚠ **This checkpoint cannot be used:** {_clean(e)}"
 
 
-def on_stage(fusion: str, weights: str, checkpoint: str | None = None, preset: str | None = None) -> tuple:
-    """A new fusion stage or preset: its presets, the defaults of its weights, and the weights notice."""
+def on_fusion(fusion: str, weights: str, checkpoint: str | None = None) -> tuple:
+    """A new fusion stage: (fusion, its tiny preset, *HPARAMS of what will run, weights notice)."""
+    d = defaults(fusion, None, weights)
+    return (fusion, d["preset"], *(d[k] for k in HPARAMS), notice(fusion, weights, checkpoint))
+
+
+def on_preset(preset: str, weights: str, checkpoint: str | None = None) -> tuple:
+    """A new preset: its fusion stage and hyperparameters, in the order of `on_fusion`."""
+    if preset not in PRESETS:
+        raise gr.Error(f"preset={preset!r} is not allowed: expected one of {', '.join(PRESETS)}")
+    fusion = PRESETS[preset].fusion
     d = defaults(fusion, preset, weights)
-    return (gr.update(choices=presets_for(fusion), value=d["preset"]), *(d[k] for k in HPARAMS),
-            notice(fusion, weights, checkpoint))
+    return (fusion, d["preset"], *(d[k] for k in HPARAMS), notice(fusion, weights, checkpoint))
+
+
+def on_weights(fusion: str, weights: str, checkpoint: str | None = None) -> tuple:
+    """A new weights choice: (*HPARAMS, notice, checkpoint upload visibility). The hyperparameters change
+    only to show a bundled checkpoint's architecture; otherwise they stay as they are."""
+    cfg = _bundled_config(fusion) if weights == "bundled" else None
+    values = [controls_of(cfg)[k] for k in HPARAMS] if cfg else [gr.skip()] * len(HPARAMS)
+    return (*values, notice(fusion, weights, checkpoint), gr.update(visible=weights == "upload"))
 
 
 # ---- the configuration in the URL ----------------------------------------------------------------------
@@ -170,6 +188,7 @@ def link(fusion: str, preset: str, img_size: float, embed_dim: float, depth: flo
 
 def from_query(params: Mapping[str, str]) -> dict[str, Any]:
     """Control values from a URL query; unknown keys and unusable values are ignored."""
+    params = {k: v for k, v in params.items() if isinstance(v, str)}
     fusion = params.get("fusion") if params.get("fusion") in FUSIONS else "mid"
     weights = params.get("weights") if params.get("weights") in WEIGHTS else "bundled"
     values = defaults(fusion, params.get("preset"), weights)
@@ -189,5 +208,5 @@ def from_query(params: Mapping[str, str]) -> dict[str, Any]:
 def on_load(request: gr.Request) -> tuple:
     """Apply the configuration in the page's URL: (preset update, fusion, weights, *HPARAMS, notice)."""
     v = from_query(dict(request.query_params) if request is not None else {})
-    return (gr.update(choices=presets_for(v["fusion"]), value=v["preset"]), v["fusion"], v["weights"],
+    return (v["preset"], v["fusion"], v["weights"],
             *(v[k] for k in HPARAMS), notice(v["fusion"], v["weights"]))

@@ -137,17 +137,17 @@ def check_config(fusion: str, preset: str, img_size: Any, embed_dim: Any, depth:
                  weights: str = "bundled") -> str:
     """A one-line verdict on the controls, shown next to them: what the model will be, or what is wrong."""
     if weights == "bundled" and bundled_checkpoint(fusion):
-        return (f"✅ The bundled **{fusion}** checkpoint fixes the architecture (its hyperparameters are shown "
+        return (f"✓ The bundled **{fusion}** checkpoint fixes the architecture (its hyperparameters are shown "
                 "above when you pick the stage). Choose *Random initialisation* to try your own.")
     try:
         cfg = make_config(fusion, preset, img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size,
                           conv_widths, conv_depths, merge)
     except gr.Error as e:
-        return f"⚠️ **This combination is impossible:** {e.message}"
+        return f"⚠ **This combination is impossible:** {e.message}"
     from .config import estimate
     params, tokens, _ = estimate(cfg)
     grid = f", {cfg.grid_size()[0]} x {cfg.grid_size()[1]} = {tokens} tokens" if cfg.uses_transformer else ""
-    return f"✅ {fusion} fusion, about {views.human(params)} parameters{grid}."
+    return f"✓ {fusion} fusion, about {views.human(params)} parameters{grid}."
 
 
 # ---- weights and the model cache ------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> s
     predictions for knowledge."""
     if kind == "random":
         why = f" {reason}" if reason else ""
-        return (f"🎲 **Random weights: predictions are meaningless.**{why} The maps still show how information "
+        return (f"**Random weights: predictions are meaningless.**{why} The maps still show how information "
                 "flows through this architecture, but not what it has learned.")
     classes = list(meta.get("classes") or [])
     dataset = meta.get("dataset") or "an unnamed dataset"
@@ -38,7 +38,7 @@ def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> s
     scores = [f"{label} accuracy {metrics[key]:.1%}" for key, label in (("test_acc", "test"), ("val_acc", "val"))
               if isinstance(metrics.get(key), (int, float))]
     who = "bundled checkpoint" if kind == "bundled" else "your checkpoint"
-    text = f"🏋️ **Weights: {who}** `{name}`, trained on {dataset}"
+    text = f"**Weights: {who}** `{name}`, trained on {dataset}"
     text += f" ({len(classes)} classes: {classes_text(classes)})" if classes else ""
     text += f", {', '.join(scores)}." if scores else "."
     if classes:
