@@ -1,0 +1,1 @@
+"""Benchmarks for ConvFormer Lab: models, inspection and the app. Run `python -m benchmarks --help`."""

@@ -1,0 +1,236 @@
+"""App benchmark, end to end through `gradio_client` against a real `python app.py` on 127.0.0.1:
+
+- cold start: from launching `python app.py` to the first successful `/predict` answer;
+- `/predict` latency (p50, p95) over N sequential requests with a 224 x 224 image and every output on
+  (the default controls: mid fusion, bundled weights, Grad-CAM of the predicted class), alternating with a
+  bare inspection of the same model in this process, `inspect(model, preprocess(image), cam_class="pred")`,
+  so the ratio p50 / bare is taken under the same load;
+- throughput under `clients` concurrent clients (one `Client` per thread), against sequential throughput;
+- peak memory of the serving process (VmHWM from /proc/<pid>/status, children included).
+
+The server is started in a subprocess on a free port and always stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "assets" / "examples" / "photo_chelsea_cat.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_image(folder: Path, size: int = 224) -> Path:
+    """A 224 x 224 PNG: the example photo resized, or noise when the photo is missing."""
+    from PIL import Image
+    if EXAMPLE.is_file():
+        img = Image.open(EXAMPLE).convert("RGB").resize((size, size), Image.BICUBIC)
+    else:
+        img = Image.fromarray((torch.rand(size, size, 3) * 255).byte().numpy())
+    path = folder / "bench_224.png"
+    img.save(path)
+    return path
+
+
+def _status_kb(pid: int, field: str) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    kids.append(int(d.name))
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def peak_rss_bytes(pid: int) -> tuple[int, int]:
+    """(peak RSS of the process, sum of peak RSS of it and its descendants), in bytes."""
+    own = _status_kb(pid, "VmHWM") * 1024
+    return own, own + sum(_status_kb(k, "VmHWM") * 1024 for k in _children(pid))
+
+
+class Server:
+    """`python app.py --host 127.0.0.1 --port N` in a subprocess; a context manager that always stops it."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="bench_app_", suffix=".log")[1])
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+
+    def __enter__(self) -> "Server":
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+        self._log = open(self.log_path, "w")
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(self.port)],
+                                     cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+    def log_tail(self, n: int = 2000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text()[-n:]
+        return ""
+
+
+def predict(client, image: Path) -> Any:
+    from gradio_client import handle_file
+    return client.predict(handle_file(str(image)), "mid", api_name="/predict")
+
+
+def wait_first_predict(server: Server, image: Path, timeout: float = 180.0):
+    """Poll until `/predict` answers; return (seconds since launch, the connected client)."""
+    from gradio_client import Client
+    client, last = None, None
+    while time.perf_counter() - server.started < timeout:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with code {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            client = client or Client(server.url, verbose=False)
+            predict(client, image)
+            return time.perf_counter() - server.started, client
+        except Exception as e:  # not up yet: connection refused, config not served yet
+            last = e
+            time.sleep(0.05)
+    raise TimeoutError(f"no /predict answer within {timeout:.0f} s (last error: {last!r}):\n{server.log_tail()}")
+
+
+def bare_inspection(image: Path) -> Callable[[], Any]:
+    """The app's model for the default controls (mid, bundled weights, else convformer_mid_tiny random),
+    and a function that decodes, preprocesses and inspects the image with Grad-CAM, as the handler must."""
+    import convformer
+    from convformer.checkpoint import bundled_checkpoint
+    path = bundled_checkpoint("mid")
+    model = (convformer.load_checkpoint(path) if path else convformer.create("convformer_mid_tiny")).eval()
+
+    def fn():
+        x = convformer.preprocess(convformer.load_image(image), model)
+        return convformer.inspect(model, x, cam_class="pred")
+    fn()  # FLOPs counted once and cached, as in the app
+    return fn
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def concurrent(url: str, image: Path, clients: int, per_client: int) -> dict:
+    """`clients` threads, each with its own Client, each sending `per_client` requests at once."""
+    from gradio_client import Client
+    conns = [Client(url, verbose=False) for _ in range(clients)]
+    barrier, lat, errors = threading.Barrier(clients + 1), [], []
+
+    def work(c):
+        barrier.wait()
+        for _ in range(per_client):
+            t = time.perf_counter()
+            try:
+                predict(c, image)
+                lat.append(time.perf_counter() - t)
+            except Exception as e:  # counted, not fatal: the queue may refuse when full
+                errors.append(repr(e))
+    threads = [threading.Thread(target=work, args=(c,)) for c in conns]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    for c in conns:
+        with contextlib.suppress(Exception):
+            c.close()
+    return {"clients": clients, "requests": len(lat), "errors": len(errors), "first_error": errors[:1],
+            "wall_s": wall, "req_s": len(lat) / wall, "p50_ms": statistics.median(lat) * 1e3 if lat else None,
+            "p95_ms": _pct(lat, 0.95) * 1e3 if lat else None}
+
+
+def run(requests: int = 30, clients: int = 8, per_client: int = 5, log: Callable[[str], None] = print) -> dict:
+    """The whole app benchmark; a dict with the figures, the ratios and a text table."""
+    if not (ROOT / "app.py").is_file():
+        return {"error": "app.py not found", "table": "(app.py not found: app benchmark skipped)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        image = make_image(Path(tmp))
+        import gradio_client  # noqa: F401  imported before the clock starts: only the server's start counts
+        with Server() as server:
+            cold, client = wait_first_predict(server, image)
+            log(f"  cold start: {cold:.2f} s to the first /predict answer (port {server.port})")
+            bare = bare_inspection(image)
+            predict(client, image)  # one more warm-up request
+            req, ins = [], []
+            for _ in range(requests):  # alternate: request, bare inspection
+                t = time.perf_counter()
+                predict(client, image)
+                req.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                bare()
+                ins.append(time.perf_counter() - t)
+            p50, p95, bare_ms = statistics.median(req) * 1e3, _pct(req, 0.95) * 1e3, statistics.median(ins) * 1e3
+            log(f"  /predict p50 {p50:.0f} ms, p95 {p95:.0f} ms over {requests}; bare inspection {bare_ms:.0f} ms "
+                f"({p50 / bare_ms:.2f}x)")
+            conc = concurrent(server.url, image, clients, per_client)
+            log(f"  {clients} clients: {conc['req_s']:.2f} req/s ({conc['requests']} ok, {conc['errors']} errors), "
+                f"p50 {conc['p50_ms'] or 0:.0f} ms")
+            own, total = peak_rss_bytes(server.proc.pid)
+            rss = _status_kb(server.proc.pid, "VmRSS") * 1024
+            with contextlib.suppress(Exception):
+                client.close()
+    seq_req_s = 1e3 / statistics.mean(x * 1e3 for x in req)
+    out = {"cold_start_s": cold, "requests": requests, "predict_p50_ms": p50, "predict_p95_ms": p95,
+           "bare_inspection_ms": bare_ms, "predict_ratio": p50 / bare_ms, "sequential_req_s": seq_req_s,
+           "concurrent": conc, "concurrency_speedup": conc["req_s"] / seq_req_s,
+           "server_peak_rss_gb": total / 1e9, "server_peak_rss_own_gb": own / 1e9, "server_rss_end_gb": rss / 1e9,
+           "torch_threads_client": torch.get_num_threads()}
+    out["table"] = app_table(out)
+    return out
+
+
+def app_table(a: dict) -> str:
+    from benchmarks.bench import _align
+    c = a["concurrent"]
+    lines = [["measure", "value"],
+             ["cold start: python app.py -> first /predict", f"{a['cold_start_s']:.2f} s"],
+             [f"/predict p50 / p95 ({a['requests']} sequential requests)",
+              f"{a['predict_p50_ms']:.0f} / {a['predict_p95_ms']:.0f} ms"],
+             ["bare inspection (same model, with Grad-CAM)", f"{a['bare_inspection_ms']:.0f} ms"],
+             ["/predict p50 / bare inspection", f"{a['predict_ratio']:.2f}x"],
+             ["sequential throughput", f"{a['sequential_req_s']:.2f} req/s"],
+             [f"{c['clients']} concurrent clients: throughput", f"{c['req_s']:.2f} req/s ({c['errors']} errors)"],
+             [f"{c['clients']} concurrent clients: p50 / p95", f"{c['p50_ms'] or 0:.0f} / {c['p95_ms'] or 0:.0f} ms"],
+             ["concurrent / sequential throughput", f"{a['concurrency_speedup']:.2f}x"],
+             ["serving process peak RSS (VmHWM, with children)", f"{a['server_peak_rss_gb']:.2f} GB"]]
+    return _align(lines)
