@@ -1,0 +1,181 @@
+"""The app through its HTTP API (gradio_client), started in a subprocess by the `app_url` fixture.
+
+Every fusion stage runs through /predict; bad images and bad checkpoints, all generated here, give a clear
+message without server paths or tracebacks, and the next request still works. Small configs (64 px) keep
+this fast on a CPU.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import convformer as cf
+from convformer.shapes import render
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+SMALL = {"img_size": 64, "weights": "random"}
+OUT = ("label", "notice", "stats", "maps_note", "rollout", "patch", "query", "blocks", "heads", "channels", "cam",
+       "table", "diagram", "block", "head", "stage", "cam_target")  # PREDICT_OUTPUTS without the gr.State ones
+
+
+@pytest.fixture(scope="module")
+def client(app_url: str) -> Client:
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def shape_png(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "star.png"
+    render(3, "test", 96)[0].save(path)
+    return path
+
+
+def _predict(client: Client, image: Path, fusion: str = "mid", **kwargs) -> dict:
+    out = client.predict(handle_file(str(image)), fusion, **{**SMALL, **kwargs}, api_name="/predict")
+    return dict(zip(OUT, out))
+
+
+def _error(client: Client, image: Path, **kwargs) -> str:
+    with pytest.raises(AppError) as info:
+        _predict(client, image, **kwargs)
+    message = str(info.value)
+    assert "Traceback" not in message and "/tmp" not in message and "site-packages" not in message, message
+    return message
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A tiny PNG that claims to be width x height (a decompression bomb, if it were decoded)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_api_lists_predict_with_defaults(client: Client) -> None:
+    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/predict"]["parameters"]
+    names = [p["parameter_name"] for p in params]
+    assert names[:2] == ["image", "fusion"]
+    assert all(p["parameter_has_default"] for p in params[1:])
+
+
+def test_predict_minimal_call(client: Client, shape_png: Path) -> None:
+    """The call from the README: only the image and the fusion stage."""
+    out = client.predict(handle_file(str(shape_png)), "mid", api_name="/predict")
+    label = out[0]
+    assert label["label"] and abs(sum(c["confidence"] for c in label["confidences"])) <= 1.0 + 1e-6
+    assert "eights" in out[1]  # "Weights: bundled checkpoint ..." or "Random weights: ..."
+
+
+@pytest.mark.parametrize("fusion", cf.FUSIONS)
+def test_predict_every_fusion(client: Client, shape_png: Path, fusion: str) -> None:
+    out = _predict(client, shape_png, fusion, top_k=3)
+    assert len(out["label"]["confidences"]) == 3
+    assert "Random weights" in out["notice"]
+    rows = out["table"]["data"]
+    assert rows[0][2] == "(1, 3, 64, 64)" and rows[-2][0] == "head" and rows[-2][2] == "(1, 10)"
+    assert "FLOPs" in out["stats"] and "cpu" in out["stats"]
+    assert (out["rollout"] is None) == (fusion == "cnn")
+    assert (out["cam"] is None) == (fusion == "vit")
+    assert (out["channels"] is None) == (fusion == "vit")
+    for key in ("rollout", "cam", "channels", "query"):
+        if out[key] is not None:
+            assert Image.open(out[key]).size[0] > 0
+    if fusion == "late":  # both branches' maps
+        assert "ViT branch" in out["maps_note"] and "CNN branch" in out["maps_note"]
+        assert "cnn" in out["diagram"] and "vit" in out["diagram"]
+
+
+def _bad_images(tmp: Path) -> dict[str, Path]:
+    files = {}
+    files["not_an_image.png"] = b"this is text, not a picture\n" * 10
+    buf = io.BytesIO()
+    render(1, "test", 96)[0].save(buf, "PNG")
+    files["truncated.png"] = buf.getvalue()[: len(buf.getvalue()) // 2]
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1), "red").save(buf, "PNG")
+    files["one_pixel.png"] = buf.getvalue()
+    files["bomb.png"] = _png_header(20000, 20000)
+    paths = {}
+    for name, data in files.items():
+        (tmp / name).write_bytes(data)
+        paths[name] = tmp / name
+    return paths
+
+
+@pytest.mark.parametrize("name, words", [("not_an_image.png", "not an image"), ("truncated.png", "truncated"),
+                                         ("one_pixel.png", "1 x 1"), ("bomb.png", "not an image")])
+def test_bad_image_gives_message(client: Client, shape_png: Path, tmp_path: Path, name: str, words: str) -> None:
+    message = _error(client, _bad_images(tmp_path)[name])
+    assert "cannot be used" in message and words in message
+    assert _predict(client, shape_png, "cnn")["label"]["label"]  # the server still works
+
+
+def _odd_images(tmp: Path) -> list[Path]:
+    rgb = render(2, "test", 64)[0]
+    paths = []
+    sixteen = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)  # mode I;16
+    for name, img, kwargs in [("sixteen.png", sixteen, {}), ("cmyk.jpg", rgb.convert("CMYK"), {}),
+                              ("palette.png", rgb.convert("P"), {}), ("rgba.png", rgb.convert("RGBA"), {}),
+                              ("animated.gif", rgb, {"save_all": True, "append_images": [rgb.rotate(90)]})]:
+        img.save(tmp / name, **kwargs)
+        paths.append(tmp / name)
+    return paths
+
+
+def test_unusual_but_valid_images_work(client: Client, tmp_path: Path) -> None:
+    for path in _odd_images(tmp_path):
+        assert _predict(client, path, "cnn")["label"]["label"], path.name
+
+
+def test_impossible_config_gives_message(client: Client, shape_png: Path) -> None:
+    message = _error(client, shape_png, embed_dim=100, num_heads=3)
+    assert "embed_dim=100 is not allowed" in message
+    message = _error(client, shape_png, conv_widths="32, 64", conv_depths="1")
+    assert "conv_depths" in message
+    status = client.predict("mid", "convformer_mid_tiny", 64, 100, 4, 3, 4, 16, "32, 64", "1, 1", "concat", "random",
+                            api_name="/check_config")
+    assert "impossible" in status and "embed_dim=100" in status
+
+
+def _checkpoint(tmp: Path, name: str, **overrides) -> Path:
+    model = cf.create("convformer_mid_tiny", num_classes=3, img_size=64, embed_dim=32, depth=1, num_heads=2,
+                      conv_widths=(8, 16, 24, 32), conv_depths=(0, 0, 0, 0), **overrides)
+    return cf.save_checkpoint(model, tmp / name, classes=["red", "green", "blue"], dataset="unit-test",
+                              metrics={"test_acc": 0.5})
+
+
+def test_uploaded_checkpoint(client: Client, shape_png: Path, tmp_path: Path) -> None:
+    path = _checkpoint(tmp_path, "mine.safetensors")
+    fits = dict(weights="upload", checkpoint=handle_file(str(path)), embed_dim=32, depth=1, num_heads=2,
+                conv_widths="8, 16, 24, 32", conv_depths="0, 0, 0, 0")
+    out = _predict(client, shape_png, **fits)
+    assert "your checkpoint" in out["notice"] and "unit-test" in out["notice"]
+    assert {c["label"] for c in out["label"]["confidences"]} <= {"red", "green", "blue"}
+    message = _error(client, shape_png, **{**fits, "embed_dim": 64})  # does not fit the chosen configuration
+    assert "does not fit" in message and "embed_dim=32" in message
+
+
+def test_bad_checkpoints_give_message(client: Client, shape_png: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"\x80\x04\x95 pickle, not safetensors" * 20)
+    assert "cannot be used" in _error(client, shape_png, weights="upload", checkpoint=handle_file(str(fake)))
+    pickle = tmp_path / "weights.pt"
+    pickle.write_bytes(b"\x80\x04\x95" + b"\0" * 100)
+    assert "safetensors" in _error(client, shape_png, weights="upload", checkpoint=handle_file(str(pickle)))
+    assert "Upload a .safetensors" in _error(client, shape_png, weights="upload")
+    assert _predict(client, shape_png, "cnn")["label"]["label"]
+
+
+def test_redraw_endpoints_need_a_run_and_link_roundtrips(client: Client) -> None:
+    query = client.predict("late", "convformer_late_tiny", 64, 96, 6, 3, 4, 16, "16, 32, 64, 128", "1, 1, 1, 1",
+                           "gate", "random", api_name="/link")
+    assert query.startswith("?") and "fusion=late" in query and "depth=6" in query and "merge=gate" in query
