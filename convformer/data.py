@@ -34,7 +34,9 @@ def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError) as e:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # PIL's own size check
+            raise ImageError(f"the image is too large; the limit is {MAX_PIXELS / 1e6:.0f} megapixels") from e
+        except (UnidentifiedImageError, OSError) as e:
             raise ImageError("this file is not an image that can be read (PNG, JPEG, GIF, BMP, TIFF, WebP)") from e
     width, height = img.size
     if width * height > MAX_PIXELS:
