@@ -188,20 +188,25 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.crop_scale = tuple(self.crop_scale)
-        checks = {
-            "epochs": 1 <= self.epochs <= self.max_epochs, "lr": 0 < self.lr < 10, "min_lr": 0 <= self.min_lr,
-            "weight_decay": 0 <= self.weight_decay < 10, "batch_size": 1 <= self.batch_size <= 65536,
-            "warmup_epochs": 0 <= self.warmup_epochs <= self.epochs,
-            "label_smoothing": 0 <= self.label_smoothing < 1, "num_workers": 0 <= self.num_workers <= 64,
-            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
-            "crop_scale": len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
-            "eval_batch_size": self.eval_batch_size >= 1, "seed": 0 <= self.seed < 2 ** 32,
-            "time_limit": self.time_limit is None or self.time_limit > 0,
+        checks = {  # field: (ok, what is allowed)
+            "epochs": (1 <= self.epochs <= self.max_epochs, f"an integer in [1, max_epochs={self.max_epochs}]"),
+            "lr": (0 < self.lr < 10, "a number in (0, 10)"),
+            "min_lr": (0 <= self.min_lr <= self.lr, "a number in [0, lr]"),
+            "weight_decay": (0 <= self.weight_decay < 10, "a number in [0, 10)"),
+            "batch_size": (1 <= self.batch_size <= 65536, "an integer in [1, 65536]"),
+            "warmup_epochs": (0 <= self.warmup_epochs <= self.epochs, "a number in [0, epochs]"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "a number in [0, 1)"),
+            "grad_clip": (self.grad_clip is None or self.grad_clip > 0, "None or a positive number"),
+            "seed": (0 <= self.seed < 2 ** 32, "an integer in [0, 2**32)"),
+            "crop_scale": (len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
+                           "(low, high) with 0 < low <= high <= 1"),
+            "num_workers": (0 <= self.num_workers <= 64, "an integer in [0, 64]"),
+            "eval_batch_size": (self.eval_batch_size >= 1, "a positive integer"),
+            "time_limit": (self.time_limit is None or self.time_limit > 0, "None or a positive number of seconds"),
         }
-        for name, ok in checks.items():
+        for name, (ok, allowed) in checks.items():
             if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed (epochs: 1 to max_epochs="
-                                 f"{self.max_epochs}; rates, sizes and limits positive; crop_scale in (0, 1])")
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: expected {allowed}")
 
 
 @dataclass
