@@ -73,7 +73,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 top_k = gr.Slider(1, 10, 5, step=1, label="Top-k", scale=1)
                 run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=1)
                 link_btn = gr.Button("Copy link to this configuration", size="sm", scale=1, elem_id="link")
-            link_box = gr.Textbox(label="Link", interactive=False, visible=False, buttons=["copy"])
+            link_box = gr.Textbox(label="Link", interactive=False, visible=False, buttons=["copy"],
+                                  elem_id="link-box")
     with gr.Row(equal_height=False):
         label = gr.Label(num_top_classes=10, label="Prediction", elem_id="label", scale=1)
         with gr.Column(scale=2):
