@@ -21,12 +21,13 @@ from .checkpoint import CheckpointError, bundled_checkpoint, read_info
 from .config import FUSIONS, MERGES
 from .data import ImageError, load_image
 from .presets import PRESETS
-from .ui_model import (CACHE, EXAMPLES, HEAD_FUSIONS, HPARAMS, PREDICTED, WEIGHTS, Run, _clean, check_config,
-                       _bundled_config, controls_of, defaults, guard, run, set_device)
+from .ui_model import (CACHE, EXAMPLES, HEAD_FUSIONS, HPARAMS, PREDICTED, WEIGHTS, Run, _bundled_config, _clean,
+                       check_config, controls_of, defaults, guard, run, set_device)
 
-__all__ = ["CACHE", "EXAMPLES", "PRESETS", "HEAD_FUSIONS", "PREDICTED", "PREDICT_OUTPUTS", "QUERY_KEYS", "WEIGHTS", "check_config",
-           "click", "examples", "from_query", "guard", "link", "notice", "on_fusion", "on_load", "on_preset", "on_weights", "pick_example",
-           "predict", "preview", "redraw_attention", "redraw_channels", "run", "set_device"]
+__all__ = ["CACHE", "EXAMPLES", "HEAD_FUSIONS", "PREDICTED", "PREDICT_OUTPUTS", "PRESETS", "QUERY_KEYS", "WEIGHTS",
+           "check_config", "click", "examples", "from_query", "guard", "link", "notice", "on_fusion", "on_load",
+           "on_preset", "on_weights", "pick_example", "predict", "preview", "redraw_attention", "redraw_channels",
+           "run", "set_device"]
 
 
 # ---- what the app calls ---------------------------------------------------------------------------------

@@ -15,11 +15,10 @@ import statistics
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import gradio as gr
 import numpy as np
@@ -29,7 +28,7 @@ from PIL import Image
 from . import ui_views as views
 from . import viz
 from .checkpoint import CheckpointError, bundled_checkpoint, load_checkpoint, read_info
-from .config import FUSIONS, MERGES, ConvFormerConfig
+from .config import FUSIONS, ConvFormerConfig, estimate
 from .data import ImageError, load_image, pick_device, preprocess
 from .inspection import ShapeRow, inspect
 from .model import ConvFormer
@@ -144,7 +143,7 @@ def check_config(fusion: str, preset: str, img_size: Any, embed_dim: Any, depth:
                           conv_widths, conv_depths, merge)
     except gr.Error as e:
         return f"⚠ **This combination is impossible:** {e.message}"
-    from .config import estimate
+
     params, tokens, _ = estimate(cfg)
     grid = f", {cfg.grid_size()[0]} x {cfg.grid_size()[1]} = {tokens} tokens" if cfg.uses_transformer else ""
     return f"✓ {fusion} fusion, about {views.human(params)} parameters{grid}."
