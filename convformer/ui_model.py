@@ -143,7 +143,6 @@ def check_config(fusion: str, preset: str, img_size: Any, embed_dim: Any, depth:
                           conv_widths, conv_depths, merge)
     except gr.Error as e:
         return f"⚠ **This combination is impossible:** {e.message}"
-
     params, tokens, _ = estimate(cfg)
     grid = f", {cfg.grid_size()[0]} x {cfg.grid_size()[1]} = {tokens} tokens" if cfg.uses_transformer else ""
     return f"✓ {fusion} fusion, about {views.human(params)} parameters{grid}."

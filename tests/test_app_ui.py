@@ -1,0 +1,151 @@
+"""The app's handlers (convformer.ui) as plain functions: no server, no browser."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+import convformer as cf
+from convformer import ui, ui_views
+from convformer.shapes import render
+from convformer.ui_model import ModelCache, _clean, make_config
+
+SMALL = {"img_size": 64, "weights": "random"}
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("ui") / "shape.png"
+    render(0, "test", 80)[0].save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def late_run(image: str) -> ui.Run:
+    return ui.run(image, "late", **SMALL)
+
+
+def test_predict_outputs_in_declared_order(image: str) -> None:
+    out = dict(zip(ui.PREDICT_OUTPUTS, ui.predict(image, "mid", top_k=3, **SMALL)))
+    assert len(out["label"]) == 3 and all(0 <= p <= 1 for p in out["label"].values())
+    assert isinstance(out["run"], ui.Run) and out["point"] is None
+    assert out["table"][0][2] == "(1, 3, 64, 64)" and out["table"][-1][0] == "total"
+    assert all(isinstance(out[k], Image.Image) for k in ("rollout", "patch", "query", "blocks", "heads", "channels",
+                                                          "cam"))
+
+
+def test_model_built_once_per_config(image: str) -> None:
+    ui.run(image, "cnn", **SMALL)
+    builds = ui.CACHE.builds
+    ui.run(image, "cnn", **SMALL)
+    assert ui.CACHE.builds == builds
+    ui.run(image, "cnn", depth=2, **SMALL)  # depth does not matter to cnn, but the config differs
+    assert ui.CACHE.builds == builds + 1
+
+
+def test_cache_is_bounded_lru() -> None:
+    cache, built = ModelCache(size=2), []
+
+    def build(key):
+        return lambda: built.append(key) or key
+    for key in ("a", "b", "a", "c", "a", "b"):
+        cache.get((key,), build(key))
+    assert built == ["a", "b", "c", "b"] and len(cache._items) == 2
+
+
+def test_late_fusion_keeps_both_branches(late_run: ui.Run) -> None:
+    assert all(k.startswith("vit.") for k in late_run.attentions)
+    assert all(k.startswith("cnn.") for k in late_run.channels) and list(late_run.cam) == ["cnn.conv.stage3"]
+    assert "ViT branch" in ui.maps_note(late_run) and "CNN branch" in ui.maps_note(late_run)
+
+
+def test_redraw_from_state_without_running(late_run: ui.Run) -> None:
+    builds = ui.CACHE.builds
+    mean = ui.redraw_attention(late_run, "mean", 0.0)
+    sharp = ui.redraw_attention(late_run, "max", 0.9, "vit.blocks.0", "head 1", [1, 1])
+    assert ui.CACHE.builds == builds
+    assert len(mean) == len(sharp) == 5
+    assert not np.array_equal(np.asarray(mean[0]), np.asarray(sharp[0]))
+    first, last = (np.asarray(ui.redraw_channels(late_run, f"cnn.conv.stage{i}")) for i in (0, 3))
+    assert not np.array_equal(first, last)
+    with pytest.raises(gr.Error):
+        ui.redraw_attention(None)
+
+
+def test_click_picks_the_patch_under_the_point(late_run: ui.Run) -> None:
+    w, h = late_run.display.size
+    assert ui_views.query_index(late_run, [0, 0]) == 0
+    assert ui_views.query_index(late_run, [w - 1, h - 1]) == late_run.grid[0] * late_run.grid[1] - 1
+    point, patch, query = ui.click(late_run, None, None, SimpleNamespace(index=[w - 1, 0]))
+    assert point == [w - 1, 0] and patch.size == query.size == (w, h)
+
+
+def test_impossible_configs_name_the_field() -> None:
+    args = ["mid", "convformer_mid_tiny", 64, 100, 4, 3, 4.0, 16, "32, 64", "1, 1", "concat"]
+    with pytest.raises(gr.Error, match="embed_dim=100 is not allowed"):
+        make_config(*args)
+    assert "impossible" in ui.check_config(*args, "random")
+    for index, value, field in [(2, 64.5, "img_size"), (8, "32, x", "conv_widths"), (9, "", "conv_depths"),
+                                (2, 5000, "img_size"), (4, 10_000, "depth"), (0, "hybrid", "fusion")]:
+        bad = list(args)
+        bad[3] = 96
+        bad[index] = value
+        assert f"{field}" in ui.check_config(*bad, "random"), (field, value)
+
+
+def test_bad_images_raise_clear_errors(tmp_path: Path) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(gr.Error, match="cannot be used") as info:
+        ui.run(str(text), "mid", **SMALL)
+    assert str(tmp_path) not in info.value.message
+    with pytest.raises(gr.Error, match="Upload an image"):
+        ui.run(None, "mid")
+    with pytest.warns(UserWarning, match="cannot be used"):  # gr.Warning outside a request
+        picture, status = ui.preview(str(text))
+    assert picture is None and "cannot be used" in status
+
+
+def test_query_link_roundtrip() -> None:
+    values = ["late", "convformer_late_tiny", 96.0, 64, 6, 4, 2.5, 8, "16, 32, 64", "1, 1, 1", "gate", "random"]
+    query = ui.link(*values)
+    assert query.startswith("?fusion=late&") and "depth=6" in query and "mlp_ratio=2.5" in query
+    from urllib.parse import parse_qsl
+    back = ui.from_query(dict(parse_qsl(query[1:])))
+    assert back["fusion"] == "late" and back["depth"] == 6 and back["embed_dim"] == 64 and back["merge"] == "gate"
+    assert back["conv_widths"] == "16, 32, 64" and back["mlp_ratio"] == 2.5 and back["weights"] == "random"
+    junk = ui.from_query({"fusion": "x", "depth": "-1; rm", "merge": "glue", "conv_widths": "a,b", "zzz": "1"})
+    assert junk["fusion"] == "mid" and junk == ui.from_query({})
+
+
+def test_messages_carry_no_server_paths() -> None:
+    assert _clean(OSError("[Errno 2] No such file: '/tmp/gradio/abc/secret.png'")) == \
+        "[Errno 2] No such file: 'secret.png'"
+
+    @ui.guard
+    def boom():
+        raise RuntimeError("failed in /work/main/convformer/thing.py")
+    with pytest.raises(gr.Error) as info:
+        boom()
+    assert "/work" not in info.value.message and "thing.py" in info.value.message
+
+
+def test_weights_notice_says_what_the_weights_know() -> None:
+    meta = {"classes": ["circle", "square"], "dataset": "shapes", "metrics": {"test_acc": 0.931, "val_acc": 0.94}}
+    text = ui_views.weights_notice("bundled", meta, "mid.safetensors")
+    assert "Shapes" in text and "circle, square" in text and "93.1%" in text
+    assert "meaningless" in ui_views.weights_notice("random", {})
+    assert "Upload" in ui.notice("mid", "upload", None)
+
+
+@pytest.mark.parametrize("fusion", cf.FUSIONS)
+def test_diagram_has_the_real_shapes(fusion: str) -> None:
+    model = cf.create(f"convformer_{fusion}_tiny", num_classes=7, img_size=64)
+    rows = cf.inspect(model, cf.preprocess(Image.new("RGB", (64, 64)), model), flops=False).shapes
+    html = ui_views.diagram_html(rows, fusion)
+    assert "(1, 3, 64, 64)" in html and "(1, 7)" in html
+    assert ("transformer block" in html) == (fusion != "cnn")
