@@ -69,7 +69,7 @@ def presets_for(fusion: str) -> list[str]:
 def _int(name: str, value: Any) -> int:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = float("nan")
     if not number.is_integer():
         raise gr.Error(f"{name}={value!r} is not allowed: expected a whole number")
@@ -91,11 +91,11 @@ def make_config(fusion: str, preset: str, img_size: Any, embed_dim: Any, depth: 
     (pool, mean, std); a preset of another fusion stage is replaced by that stage's tiny one."""
     if fusion not in FUSIONS:
         raise gr.Error(f"fusion={fusion!r} is not allowed: expected one of {', '.join(FUSIONS)}")
-    base = PRESETS[preset] if preset in PRESETS and PRESETS[preset].fusion == fusion else \
+    base = PRESETS[preset] if str(preset) in PRESETS and PRESETS[preset].fusion == fusion else \
         PRESETS[f"convformer_{fusion}_tiny"]
     try:
         ratio = float(mlp_ratio)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise gr.Error(f"mlp_ratio={mlp_ratio!r} is not allowed: expected a number") from None
     try:
         return base.replace(
@@ -343,7 +343,7 @@ def guard(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (ValueError, RuntimeError, OSError, MemoryError) as e:
+        except Exception as e:  # noqa: BLE001 - any failure in a handler (a model's forward, a full disk)
             log.exception("handler %s failed", fn.__name__)
             raise gr.Error(f"Something went wrong ({type(e).__name__}): {_clean(e)}. The server is fine; "
                            "try another image or configuration.") from None
