@@ -65,3 +65,58 @@ def _register(name: str) -> None:
 
 for _name in PRESETS:
     _register(_name)
+
+
+# The checkpoints bundled in assets/checkpoints/{fusion}.safetensors: small models trained on the built-in
+# shapes data at 64 px (model cards in assets/checkpoints/README.md). Every token grid is 8 x 8: three
+# stride-2 conv stages for early / mid, 8 px patches for vit and late's ViT branch. Kept apart from
+# PRESETS (the architecture presets); `timm.create_model(name, pretrained=True)` loads the bundled weights.
+_SHAPES = dict(img_size=64, num_classes=10)
+SHAPES_PRESETS: dict[str, ConvFormerConfig] = {
+    "convformer_early_shapes": ConvFormerConfig(
+        fusion="early", conv_widths=(16, 32, 64), conv_depths=(0, 1, 1), embed_dim=64, depth=3, num_heads=2,
+        pool="cls", **_SHAPES),
+    "convformer_mid_shapes": ConvFormerConfig(
+        fusion="mid", conv_widths=(16, 32, 64), conv_depths=(1, 1, 1), embed_dim=64, depth=2, num_heads=2,
+        **_SHAPES),
+    "convformer_late_shapes": ConvFormerConfig(
+        fusion="late", conv_widths=(16, 32, 64), conv_depths=(0, 1, 1), embed_dim=64, depth=2, num_heads=2,
+        patch_size=8, pool="avg", merge="concat", **_SHAPES),
+    "convformer_cnn_shapes": ConvFormerConfig(
+        fusion="cnn", conv_widths=(16, 32, 64, 128), conv_depths=(1, 1, 1, 1), **_SHAPES),
+    "convformer_vit_shapes": ConvFormerConfig(
+        fusion="vit", embed_dim=64, depth=4, num_heads=2, patch_size=8, pool="avg", **_SHAPES),
+}
+
+
+def create_shapes(name: str, pretrained: bool = False, **overrides: Any) -> ConvFormer:
+    """Build shapes preset `name`; with `pretrained`, load its bundled checkpoint (the overrides must keep
+    the weights' shapes, else CheckpointError)."""
+    if name not in SHAPES_PRESETS:
+        raise ValueError(f"unknown shapes preset {name!r}; available: {sorted(SHAPES_PRESETS)}")
+    overrides = {k: v for k, v in overrides.items() if k not in TIMM_KWARGS and v is not None}
+    cfg = SHAPES_PRESETS[name].replace(**overrides)
+    if pretrained:
+        from .checkpoint import bundled_checkpoint, load_checkpoint
+        path = bundled_checkpoint(cfg.fusion)
+        if path is None:
+            raise ValueError(f"{name}: no bundled checkpoint at assets/checkpoints/{cfg.fusion}.safetensors")
+        model = load_checkpoint(path, cfg).train()
+    else:
+        model = ConvFormer(cfg)
+    model.pretrained_cfg = {**model.pretrained_cfg, "architecture": name}
+    return model
+
+
+def _register_shapes(name: str) -> None:
+    def entry(pretrained: bool = False, **kwargs: Any) -> ConvFormer:
+        return create_shapes(name, pretrained, **kwargs)
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"ConvFormer shapes preset {name} (bundled weights): {SHAPES_PRESETS[name]}"
+    entry.__module__ = __name__
+    register_model(entry)
+
+
+default_cfgs.update(generate_default_cfgs({name: cfg.data_config() for name, cfg in SHAPES_PRESETS.items()}))
+for _name in SHAPES_PRESETS:
+    _register_shapes(_name)
