@@ -91,8 +91,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
         with gr.Tab("Attention per block and head"):
             gr.Markdown(PER_BLOCK)
             with gr.Row():
-                block = gr.Dropdown([], label="Block")
-                head = gr.Dropdown(["mean of heads"], value="mean of heads", label="Head")
+                block = gr.Dropdown([], label="Block", allow_custom_value=True)
+                head = gr.Dropdown(["mean of heads"], value="mean of heads", label="Head", allow_custom_value=True)
             with gr.Row():
                 patch = gr.Image(label="Click a patch", interactive=False, elem_id="patch")
                 query = gr.Image(label="Where it attends", interactive=False, elem_id="query")
@@ -101,11 +101,11 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 heads = gr.Image(label="Every head of the chosen block", interactive=False)
         with gr.Tab("Conv activations"):
             gr.Markdown(CHANNELS)
-            stage = gr.Dropdown([], label="Conv stage")
+            stage = gr.Dropdown([], label="Conv stage", allow_custom_value=True)
             channels = gr.Image(label="Most active channels", interactive=False, elem_id="channels")
         with gr.Tab("Grad-CAM"):
             gr.Markdown(GRAD_CAM)
-            cam_target = gr.Dropdown([ui.PREDICTED], value=ui.PREDICTED, label="Explain class")
+            cam_target = gr.Dropdown([ui.PREDICTED], value=ui.PREDICTED, label="Explain class", allow_custom_value=True)
             cam = gr.Image(label="Grad-CAM", interactive=False, elem_id="cam")
         with gr.Tab("Shapes"):
             gr.Markdown("The pipeline of the chosen fusion stage with the real tensor shapes, then every "
@@ -144,7 +144,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     stage.input(ui.guard(ui.redraw_channels), [run_state, stage], channels, api_name="channels")
     link_btn.click(ui.link, [*config, weights], link_box, api_name="link").then(
         None, link_box, link_box, js="(q) => { const url = window.location.origin + window.location.pathname + q;"
-        " navigator.clipboard?.writeText(url).catch(() => {}); return url; }").then(
+        " navigator.clipboard?.writeText(url).catch(() => {}); return url; }", api_name="copy_link").then(
         lambda: gr.update(visible=True), None, link_box, api_name="show_link")
     demo.load(ui.on_load, None, [preset, fusion, weights, *hparams, notice], api_name="load_config")
 

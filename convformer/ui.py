@@ -191,7 +191,9 @@ def from_query(params: Mapping[str, str]) -> dict[str, Any]:
     """Control values from a URL query; unknown keys and unusable values are ignored."""
     params = {k: v for k, v in params.items() if isinstance(v, str)}
     fusion = params.get("fusion") if params.get("fusion") in FUSIONS else "mid"
-    weights = params.get("weights") if params.get("weights") in WEIGHTS else "bundled"
+    # an architecture in the URL is what the link is about: without a weights choice it runs with random weights
+    weights = params.get("weights") if params.get("weights") in WEIGHTS else \
+        "random" if any(k in params for k in HPARAMS) else "bundled"
     values = defaults(fusion, params.get("preset"), weights)
     for key in HPARAMS:
         if key not in params:

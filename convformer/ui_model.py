@@ -297,8 +297,11 @@ def run(image: str | None, fusion: str = "mid", preset: str = "convformer_mid_ti
         picture = load_image(image)
     except ImageError as e:
         raise gr.Error(f"This image cannot be used: {_clean(e)}") from None
-    cfg = make_config(fusion, preset, img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size,
-                      conv_widths, conv_depths, merge)
+    if weights == "bundled" and fusion in FUSIONS and bundled_checkpoint(fusion) is not None:
+        cfg = PRESETS[f"convformer_{fusion}_tiny"]  # only its fusion is read: the checkpoint fixes the rest
+    else:
+        cfg = make_config(fusion, preset, img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size,
+                          conv_widths, conv_depths, merge)
     loaded = load(cfg, weights, checkpoint)
     model = loaded.model
     cam: int | str | None = "pred" if model.config.uses_conv else None

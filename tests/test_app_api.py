@@ -179,3 +179,26 @@ def test_redraw_endpoints_need_a_run_and_link_roundtrips(client: Client) -> None
     query = client.predict("late", "convformer_late_tiny", 64, 96, 6, 3, 4, 16, "16, 32, 64, 128", "1, 1, 1, 1",
                            "gate", "random", api_name="/link")
     assert query.startswith("?") and "fusion=late" in query and "depth=6" in query and "merge=gate" in query
+
+
+def test_grad_cam_for_a_chosen_class(client: Client, shape_png: Path) -> None:
+    out = _predict(client, shape_png, "mid", cam_target="class 3")
+    assert "explains **class 3**" in out["maps_note"] and out["cam_target"]["value"] == "class 3"
+
+
+def test_capture_and_example_endpoints_hand_over_a_file(client: Client, shape_png: Path) -> None:
+    path = client.predict(handle_file(str(shape_png)), api_name="/capture")
+    assert Image.open(path).size == (96, 96)
+    preview, status = client.predict(handle_file(str(shape_png)), api_name="/preview")
+    assert Image.open(preview).size[0] > 96 and status == ""
+
+
+def test_redraw_uses_the_sessions_last_run(app_url: str, shape_png: Path) -> None:
+    session = Client(app_url, verbose=False)  # gr.State is per session
+    with pytest.raises(AppError, match="Run the model first"):
+        session.predict("max", 0.5, "vit.blocks.0", "head 0", api_name="/attention")
+    session.predict(handle_file(str(shape_png)), "vit", img_size=64, weights="random", depth=2,
+                    api_name="/predict")
+    rollout, patch, query, blocks, heads = session.predict("max", 0.5, "vit.blocks.0", "head 0",
+                                                           api_name="/attention")
+    assert Image.open(rollout).size == Image.open(query).size
