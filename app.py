@@ -25,7 +25,8 @@ CHANNELS = ("The 16 most active channels of a conv stage (strongest first); brig
 GRAD_CAM = ("**Grad-CAM** (Selvaraju et al. 2017) weights the last conv layer's channels by how much they "
             "raise a class's score: bright regions are evidence *for* that class.")
 CSS = ("#weights-notice{background:#fef9c3;border:1px solid #facc15;border-radius:8px;padding:6px 12px}"
-       ".cf-small textarea{font-family:monospace}")
+       ".cf-small textarea{font-family:monospace}"
+       "#examples .grid-container{grid-template-columns:repeat(3,minmax(0,1fr)) !important}")
 
 with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     gr.Markdown("# ConvFormer Lab\nPick where convolutions and attention meet (early, mid or late fusion, or a "
@@ -33,14 +34,14 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     notice = gr.Markdown(ui.notice("mid", "bundled"), elem_id="weights-notice")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=260):
-            image = gr.File(label="Image (PNG, JPEG, GIF, BMP, TIFF, WebP)", file_types=["image"],
+            image = gr.File(label="Your image", file_types=["image"],
                             type="filepath", elem_id="image-file", height=100)
             with gr.Accordion("Webcam or paste from the clipboard", open=False):
                 capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label="Capture")
             preview = gr.Image(label="Preview", interactive=False, height=220, elem_id="preview")
             image_status = gr.Markdown()
         with gr.Column(scale=1, min_width=260):
-            gallery = gr.Gallery([str(p) for p in ui.examples()], label="Examples (click one)", columns=3,
+            gallery = gr.Gallery([str(p) for p in ui.examples()], label="Examples (click one)", columns=3, height=330,
                                  allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
         with gr.Column(scale=2, min_width=380):
             fusion = gr.Radio(list(FUSIONS), value=D["fusion"], label="Fusion stage", elem_id="fusion",
@@ -69,9 +70,9 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                              elem_classes="cf-small")
                 merge = gr.Radio(list(MERGES), value=D["merge"], label="Late-fusion merge")
             config_status = gr.Markdown(elem_id="config-status")
+            top_k = gr.Slider(1, 10, 5, step=1, label="Top-k predictions to show")
             with gr.Row():
-                top_k = gr.Slider(1, 10, 5, step=1, label="Top-k", scale=1)
-                run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=1)
+                run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
                 link_btn = gr.Button("Copy link to this configuration", size="sm", scale=1, elem_id="link")
             link_box = gr.Textbox(label="Link", interactive=False, visible=False, buttons=["copy"],
                                   elem_id="link-box")

@@ -209,8 +209,9 @@ def load(cfg: ConvFormerConfig, weights: str, checkpoint: str | None = None) -> 
               "initialisation." if weights == "bundled" else "You chose random initialisation.")
 
     def build_random() -> Loaded:
-        torch.manual_seed(0)  # the same random model for the same config, so results are repeatable
-        model = ConvFormer(cfg).to(DEVICE).eval()
+        with torch.random.fork_rng(devices=[]):  # seeded without touching other requests' random state
+            torch.manual_seed(0)  # the same random model for the same config, so results are repeatable
+            model = ConvFormer(cfg).to(DEVICE).eval()
         return Loaded(model, "random", _numbered(cfg.num_classes), views.weights_notice("random", {}, "", reason))
     return CACHE.get(("random", repr(cfg), str(DEVICE), reason), build_random)
 
