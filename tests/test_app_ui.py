@@ -149,3 +149,21 @@ def test_diagram_has_the_real_shapes(fusion: str) -> None:
     html = ui_views.diagram_html(rows, fusion)
     assert "(1, 3, 64, 64)" in html and "(1, 7)" in html
     assert ("transformer block" in html) == (fusion != "cnn")
+
+
+def test_bundled_checkpoint_is_used_and_described(image: str, tmp_path: Path, monkeypatch) -> None:
+    from convformer import checkpoint
+    from convformer.shapes import CLASSES
+    monkeypatch.setattr(checkpoint, "BUNDLED", tmp_path)
+    model = cf.create("convformer_mid_tiny", num_classes=len(CLASSES), img_size=64, embed_dim=32, depth=1,
+                      num_heads=2, conv_widths=(8, 16, 24), conv_depths=(0, 1, 0))
+    cf.save_checkpoint(model, tmp_path / "mid.safetensors", classes=list(CLASSES), dataset="shapes",
+                       metrics={"test_acc": 0.875, "val_acc": 0.9})
+    assert ui.defaults("mid")["conv_widths"] == "8, 16, 24" and ui.defaults("late")["embed_dim"] == 192
+    assert "bundled" in ui.check_config("mid", "convformer_mid_tiny", 999, 100, 4, 3, 4, 16, "x", "", "add")
+    out = dict(zip(ui.PREDICT_OUTPUTS, ui.predict(image, "mid", embed_dim=100)))  # the checkpoint fixes it
+    assert "bundled checkpoint" in out["notice"] and "Shapes" in out["notice"] and "87.5%" in out["notice"]
+    assert set(out["label"]) <= set(CLASSES) and out["table"][0][2] == "(1, 3, 64, 64)"
+    assert "meaningless" in ui.notice("mid", "random")
+    hparams = ui.on_weights("mid", "bundled")
+    assert hparams[ui.HPARAMS.index("depth")] == 1 and "Shapes" in hparams[-2]
