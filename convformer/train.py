@@ -413,6 +413,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--preset", help="start from this preset's config (default: convformer_<fusion>_tiny)")
     p.add_argument("--dataset", default="shapes", help="'shapes', or a folder root/<class>/*.png, or a .zip")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--init", metavar="CHECKPOINT", help="start from these weights and their config (fine-tune); "
+                   "config flags are then not allowed")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--img-size", type=int, nargs="+", metavar="PX", default=[64], help="one side, or H W")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -463,18 +465,33 @@ def train_command(args: argparse.Namespace) -> None:
                       hflip=args.hflip, num_workers=args.num_workers, amp=args.amp, device=args.device,
                       distributed=args.distributed, time_limit=args.time_limit, progress_bar=not args.quiet)
     name = args.preset or f"convformer_{args.fusion or 'mid'}_tiny"
-    in_chans = create(name, img_size=size, **{k: v for k, v in overrides.items() if k != "img_size"}
-                      ).config.in_chans  # validates the config before any data is loaded
+    if args.init:
+        from .checkpoint import load_checkpoint
+        given = sorted(k for k, v in overrides.items() if v is not None and k != "img_size")
+        if given or args.preset:
+            raise ValueError(f"--init takes the checkpoint's config; drop {given or ['preset']}")
+        init = load_checkpoint(args.init).train()
+        size, name = init.config.img_size, f"init:{Path(args.init).name}"
+    in_chans = (init.config if args.init else create(name, img_size=size, **{
+        k: v for k, v in overrides.items() if k != "img_size"}).config).in_chans  # validated before data loads
     data = make_datasets(args.dataset, size, in_chans=in_chans, train_size=args.train_size,
                          val_size=args.val_size, test_size=args.test_size, seed=args.seed,
                          test_seed=args.test_seed, val_fraction=args.val_fraction, num_workers=args.num_workers)
     torch.manual_seed(args.seed)  # the same initial weights for the same seed
-    model = create(name, num_classes=len(data.classes), **overrides)
+    if args.init:
+        model = init
+        if model.config.num_classes != len(data.classes):
+            model.reset_classifier(len(data.classes))
+    else:
+        model = create(name, num_classes=len(data.classes), **overrides)
     command = "python -m convformer " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
     meta = {"dataset": data.name, "data": data.info, "preset": name,
             "params": sum(p.numel() for p in model.parameters())}
     if command:
         meta["command"] = command
+    if args.init:  # what this run started from, so the total training is on record
+        meta["init"] = {"checkpoint": str(args.init), **{k: init.meta.get(k) for k in (
+            "command", "metrics", "epochs", "train_time", "init")}}
 
     def report(info: dict[str, Any]) -> None:  # with --quiet, one line per epoch instead of the bar
         if info["event"] == "epoch":

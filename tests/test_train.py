@@ -128,6 +128,12 @@ def test_cli_train_writes_the_files(tmp_path, capsys):
     assert model.config.fusion == "cnn" and model.config.conv_widths == (8, 16)
     assert model.meta["data"]["train_size"] == 64 and "test_acc" in model.meta["metrics"]
     assert "test_acc" in capsys.readouterr().out
+    again = tmp_path / "again"  # fine-tune from the checkpoint: its config, its weights as the start
+    assert main(["train", "--init", str(out / "best.safetensors"), "--epochs", "1", "--out", str(again),
+                 "--train-size", "64", "--val-size", "20", "--test-size", "0", "--quiet"]) == 0
+    tuned = load_checkpoint(again / "best.safetensors")
+    assert tuned.config == model.config and tuned.meta["init"]["metrics"] == model.meta["metrics"]
+    assert main(["train", "--init", str(out / "best.safetensors"), "--depth", "2", "--out", str(again)]) == 2
 
 
 def test_cli_bad_config_is_a_message(tmp_path, capsys):
@@ -176,3 +182,4 @@ def test_folder_and_zip_datasets(tmp_path):
     assert len(result.history) == 1
     with pytest.raises(ValueError):
         make_datasets(str(tmp_path / "missing"), 32)
+
