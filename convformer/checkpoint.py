@@ -58,9 +58,18 @@ def read_info(path: str | Path) -> dict[str, Any]:
     if "convformer" not in header:
         raise CheckpointError("this safetensors file has no ConvFormer config in its header")
     try:
-        return json.loads(header["convformer"])
+        info = json.loads(header["convformer"])
     except json.JSONDecodeError as e:
         raise CheckpointError("the ConvFormer config in the header is not valid JSON") from e
+    meta = info.get("meta", {}) if isinstance(info, dict) else None
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict) or not isinstance(meta, dict):
+        raise CheckpointError('the header must hold {"config": {...}, "meta": {...}}')
+    classes, metrics = meta.get("classes"), meta.get("metrics")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise CheckpointError("the class names in the header must be a list of strings")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise CheckpointError("the metrics in the header must be a mapping")
+    return info
 
 
 def load_checkpoint(path: str | Path, config: ConvFormerConfig | None = None,
@@ -97,6 +106,10 @@ def load_checkpoint(path: str | Path, config: ConvFormerConfig | None = None,
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise CheckpointError(f"the checkpoint does not fit this configuration: {shown}")
+    classes = info.get("meta", {}).get("classes")
+    if classes is not None and len(classes) != config.num_classes:
+        raise CheckpointError(f"the checkpoint names {len(classes)} classes but its model has "
+                              f"num_classes={config.num_classes}")
     model.load_state_dict(state)
     model.meta = info.get("meta", {})
     return model.to(device).eval()

@@ -153,6 +153,9 @@ def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str
         "absurd_config.safetensors": None,
         "wrong_dtype.safetensors": None,
         "wrong_shapes.safetensors": None,
+        "classes_mismatch.safetensors": None,
+        "meta_not_a_mapping.safetensors": None,
+        "header_is_a_list.safetensors": None,
     }
     out = {}
     for name, data in cases.items():
@@ -173,6 +176,12 @@ def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str
         elif name == "wrong_shapes.safetensors":
             save_file({k: torch.zeros(tuple(s + 1 for s in v.shape)) for k, v in state.items()}, str(path),
                       metadata=meta)
+        elif name in ("classes_mismatch.safetensors", "meta_not_a_mapping.safetensors"):
+            info = json.loads(meta["convformer"])
+            info["meta"] = {"classes": ["only", "two"]} if name.startswith("classes") else "not a mapping"
+            save_file(state, str(path), metadata={"convformer": json.dumps(info), "format": "pt"})
+        elif name == "header_is_a_list.safetensors":
+            save_file(state, str(path), metadata={"convformer": "[1, 2, 3]", "format": "pt"})
         out[name] = path
     path = folder / "pickle.pt"                # the extension a real pickle has: refused by name too
     path.write_bytes(pickled)

@@ -143,7 +143,9 @@ def test_good_checkpoint_works(client: Client, corpus, checkpoints) -> None:
                                   "header_length_lies.safetensors", "offsets_lie.safetensors",
                                   "truncated_data.safetensors", "other_config.safetensors", "no_config.safetensors",
                                   "bad_json_config.safetensors", "absurd_config.safetensors",
-                                  "wrong_dtype.safetensors", "wrong_shapes.safetensors"])
+                                  "wrong_dtype.safetensors", "wrong_shapes.safetensors",
+                                  "classes_mismatch.safetensors", "meta_not_a_mapping.safetensors",
+                                  "header_is_a_list.safetensors"])
 def test_bad_checkpoints_are_refused(client: Client, corpus, checkpoints, name: str) -> None:
     marker = checkpoints["good"].parent / "PAYLOAD_RAN"
     message = refused(client, corpus["rgb.png"][0], weights="upload", checkpoint=checkpoints[name])
