@@ -135,7 +135,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     preset.input(ui.on_preset, [preset, weights, checkpoint], stage_outputs, api_name="preset_defaults")
     weights.input(ui.on_weights, [fusion, weights, checkpoint], [*hparams, notice, checkpoint],
                   api_name="weights_defaults")
-    checkpoint.change(ui.notice, [fusion, weights, checkpoint], notice, api_name="checkpoint_notice")
+    checkpoint.change(ui.notice, [fusion, weights, checkpoint], notice, api_name="checkpoint_notice").then(
+        ui.checkpoint_controls, checkpoint, [fusion, *hparams], api_name="checkpoint_controls")
     gr.on([c.change for c in (*config, weights)], ui.check_config, [*config, weights], config_status,
           api_name="check_config")
     redraw = [run_state, head_fusion, discard, block, head, point]

@@ -18,16 +18,16 @@ from PIL import Image
 
 from . import ui_views as views
 from .checkpoint import CheckpointError, bundled_checkpoint, read_info
-from .config import FUSIONS, MERGES
+from .config import FUSIONS, MERGES, ConvFormerConfig
 from .data import ImageError, load_image
 from .presets import PRESETS
 from .ui_model import (CACHE, EXAMPLES, HEAD_FUSIONS, HPARAMS, PREDICTED, WEIGHTS, Run, _bundled_config, _clean,
                        check_config, controls_of, defaults, guard, run, set_device)
 
 __all__ = ["CACHE", "EXAMPLES", "HEAD_FUSIONS", "PREDICTED", "PREDICT_OUTPUTS", "PRESETS", "QUERY_KEYS", "WEIGHTS",
-           "check_config", "click", "examples", "from_query", "guard", "link", "notice", "on_fusion", "on_load",
-           "on_preset", "on_weights", "pick_example", "predict", "preview", "redraw_attention", "redraw_channels",
-           "run", "set_device"]
+           "check_config", "checkpoint_controls", "click", "examples", "from_query", "guard", "link", "notice",
+           "on_fusion", "on_load", "on_preset", "on_weights", "pick_example", "predict", "preview",
+           "redraw_attention", "redraw_channels", "run", "set_device"]
 
 
 # ---- what the app calls ---------------------------------------------------------------------------------
@@ -169,6 +169,19 @@ def on_weights(fusion: str, weights: str, checkpoint: str | None = None) -> tupl
     cfg = _bundled_config(fusion) if weights == "bundled" else None
     values = [controls_of(cfg)[k] for k in HPARAMS] if cfg else [gr.skip()] * len(HPARAMS)
     return (*values, notice(fusion, weights, checkpoint), gr.update(visible=weights == "upload"))
+
+
+def checkpoint_controls(checkpoint: str | None) -> tuple:
+    """An uploaded checkpoint: (fusion, *HPARAMS) set to the architecture it was saved with, so that it fits
+    as it is. Nothing changes for no file or an unreadable one (the weights notice says why)."""
+    try:
+        stored = ConvFormerConfig.from_dict(read_info(checkpoint)["config"]) if checkpoint else None
+    except (CheckpointError, ValueError, TypeError, KeyError):
+        stored = None
+    if stored is None:
+        return (gr.skip(),) * (1 + len(HPARAMS))
+    values = controls_of(stored)
+    return (stored.fusion, *(values[k] for k in HPARAMS))
 
 
 # ---- the configuration in the URL ----------------------------------------------------------------------

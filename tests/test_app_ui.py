@@ -167,3 +167,14 @@ def test_bundled_checkpoint_is_used_and_described(image: str, tmp_path: Path, mo
     assert "meaningless" in ui.notice("mid", "random")
     hparams = ui.on_weights("mid", "bundled")
     assert hparams[ui.HPARAMS.index("depth")] == 1 and "Shapes" in hparams[-2]
+
+
+def test_uploaded_checkpoint_sets_its_architecture(image: str, tmp_path: Path) -> None:
+    model = cf.create("convformer_late_tiny", num_classes=4, img_size=64, embed_dim=48, depth=1, num_heads=2,
+                      conv_widths=(8, 16), conv_depths=(1, 0), patch_size=8, merge="gate")
+    path = str(cf.save_checkpoint(model, tmp_path / "late.safetensors", classes=list("abcd"), dataset="unit"))
+    fusion, *values = ui.checkpoint_controls(path)
+    assert fusion == "late" and dict(zip(ui.HPARAMS, values))["conv_widths"] == "8, 16"
+    out = ui.predict(image, fusion, "convformer_late_tiny", *values, weights="upload", checkpoint=path)
+    assert set(out[0]) <= set("abcd") and "your checkpoint" in out[1]
+    assert ui.checkpoint_controls(None) == ui.checkpoint_controls(__file__)  # nothing changes
