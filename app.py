@@ -10,8 +10,13 @@ import os
 
 import gradio as gr
 
-from convformer import ui
-from convformer.config import FUSIONS, MERGES
+try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch touches CUDA
+    import spaces  # noqa: F401
+except ImportError:
+    pass
+
+from convformer import ui  # noqa: E402
+from convformer.config import FUSIONS, MERGES  # noqa: E402
 
 D = ui.defaults("mid")
 ROLLOUT = ("**Attention rollout** (Abnar & Zuidema 2020) multiplies the attention of every block, with the "
@@ -155,7 +160,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="ConvFormer Lab: the Gradio app")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve the network)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                        help="port (default 7860, or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     args = parser.parse_args()

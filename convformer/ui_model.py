@@ -271,19 +271,18 @@ class Run:
 
 
 @gpu
-def _compute(loaded: Loaded, x: torch.Tensor, cam: int | str | None):
-    """Inspect (one forward, plus the backward Grad-CAM needs), then time plain forward passes."""
-    model = loaded.model
-    with loaded.lock:
-        result = inspect(model, x, cam_class=cam)
-        times = []
-        with torch.inference_mode():
-            while len(times) < 5 and sum(times) < 0.5:
-                start = time.perf_counter()
-                model(x)
-                if x.device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - start)
+def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None):
+    """Inspect (one forward, plus the backward Grad-CAM needs), then time plain forward passes.
+    Only the model and tensors go in, so that ZeroGPU can run this in its GPU worker."""
+    result = inspect(model, x, cam_class=cam)
+    times = []
+    with torch.inference_mode():
+        while len(times) < 5 and sum(times) < 0.5:
+            start = time.perf_counter()
+            model(x)
+            if x.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
     return result, statistics.median(times) * 1000
 
 
@@ -310,7 +309,8 @@ def run(image: str | None, fusion: str = "mid", preset: str = "convformer_mid_ti
         cam = loaded.classes.index(cam_target)
     try:
         x = preprocess(picture, model)
-        result, latency = _compute(loaded, x, cam)
+        with loaded.lock:  # inspect() hooks the model: one request at a time per model
+            result, latency = _compute(model, x, cam)
     except torch.OutOfMemoryError:
         raise gr.Error("The model ran out of memory on this device: choose a smaller configuration.") from None
     branch, tg = next(iter(result.token_grid.items()), (None, None))

@@ -178,3 +178,12 @@ def test_uploaded_checkpoint_sets_its_architecture(image: str, tmp_path: Path) -
     out = ui.predict(image, fusion, "convformer_late_tiny", *values, weights="upload", checkpoint=path)
     assert set(out[0]) <= set("abcd") and "your checkpoint" in out[1]
     assert ui.checkpoint_controls(None) == ui.checkpoint_controls(__file__)  # nothing changes
+
+
+def test_concurrent_requests_on_one_model_do_not_mix(image: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(3) as pool:
+        runs = list(pool.map(lambda _: ui.run(image, "vit", depth=2, **SMALL), range(3)))
+    for r in runs:
+        assert list(r.attentions) == ["vit.blocks.0", "vit.blocks.1"]
+        assert np.allclose(r.probs, runs[0].probs, atol=1e-5)
