@@ -164,19 +164,23 @@ class ModelCache:
     def __init__(self, size: int = 4):
         self.size, self.builds = size, 0
         self._items: OrderedDict[tuple, Loaded] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock, self._build_lock = threading.Lock(), threading.Lock()
 
     def get(self, key: tuple, build: Callable[[], Loaded]) -> Loaded:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        item = build()  # outside the lock: a slow build does not block cached requests
-        with self._lock:
-            self._items[key] = item
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-            self.builds += 1
+        with self._build_lock:  # one build at a time: each key once, and seeded init is not interleaved
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            item = build()  # outside self._lock: a slow build does not block cached requests
+            with self._lock:
+                self._items[key] = item
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+                self.builds += 1
         return item
 
     def clear(self) -> None:
