@@ -41,22 +41,24 @@ IMG_SIZE = 224
 class Settings:
     """How much to measure. `quick()` is the CI smoke setting: a few repeats, nothing is trustworthy."""
     batch_sizes: tuple[int, ...] = (1, 32)       # the first is the latency batch, the last the throughput one
-    warmup: int = 3                                # untimed calls per model and batch size
-    rounds: tuple[int, int] = (12, 5)              # interleaved rounds: batch 1, larger batches
+    warmup: tuple[int, int] = (3, 1)               # untimed calls per model: batch 1, larger batches
+    rounds: tuple[int, int] = (12, 4)              # interleaved rounds: batch 1, larger batches
     per_round: tuple[int, int] = (3, 1)            # timed calls per model per round: batch 1, larger
     inspect_rounds: int = 12                       # plain / inspect pairs per model
     device: str = "cpu"
     amp: str | None = None                         # autocast dtype name ("bfloat16", "float16") or None
     channels_last: bool = False                    # applied to every model alike when set
+    clock: str = "wall"                            # wall: time.perf_counter; cpu: process CPU time, for
+                                                   # A/B work on a busy machine with --threads 1 only
 
     @classmethod
     def quick(cls, batch_sizes: tuple[int, ...] = (1, 2)) -> "Settings":
-        return cls(batch_sizes=batch_sizes, warmup=1, rounds=(2, 2), per_round=(1, 1), inspect_rounds=2)
+        return cls(batch_sizes=batch_sizes, warmup=(1, 1), rounds=(2, 2), per_round=(1, 1), inspect_rounds=2)
 
-    def repeats(self, batch: int) -> tuple[int, int]:
-        """(rounds, calls per round) for a batch size."""
+    def repeats(self, batch: int) -> tuple[int, int, int]:
+        """(warm-up calls, rounds, calls per round) for a batch size."""
         i = 0 if batch == 1 else 1
-        return self.rounds[i], self.per_round[i]
+        return self.warmup[i], self.rounds[i], self.per_round[i]
 
 
 # ---- models and FLOPs -----------------------------------------------------------------------------------
@@ -98,9 +100,11 @@ def sync(device: torch.device) -> None:
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, per_round: int, warmup: int,
-                device: torch.device) -> dict[str, list[float]]:
+                device: torch.device, clock: str = "wall") -> dict[str, list[float]]:
     """Seconds per call of each function: warm-up, then `rounds` rounds over all of them (the order
-    reversed every other round), `per_round` timed calls each."""
+    reversed every other round), `per_round` timed calls each. clock="cpu" counts this process's CPU time
+    instead of wall time (meaningful with one thread only: other threads' spinning is counted too)."""
+    now = time.process_time if clock == "cpu" else time.perf_counter
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -110,10 +114,10 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, per_round: int, 
         for key in (list(fns) if r % 2 == 0 else list(reversed(fns))):
             fn = fns[key]
             for _ in range(per_round):
-                start = time.perf_counter()
+                start = now()
                 fn()
                 sync(device)
-                times[key].append(time.perf_counter() - start)
+                times[key].append(now() - start)
     return times
 
 
@@ -159,9 +163,10 @@ def bench_models(names: list[str], settings: Settings, log: Callable[[str], None
                 with torch.inference_mode(), _amp(settings, device):
                     return model(x)
             return fn
-        rounds, per_round = settings.repeats(batch)
+        warmup, rounds, per_round = settings.repeats(batch)
         log(f"  timing batch {batch}: {rounds} interleaved rounds x {per_round} calls per model")
-        times = interleaved({n: call(m) for n, m in models.items()}, rounds, per_round, settings.warmup, device)
+        times = interleaved({n: call(m) for n, m in models.items()}, rounds, per_round, warmup, device,
+                            settings.clock)
         for name, ts in times.items():
             med = _median(ts)
             row = rows[name]
@@ -196,7 +201,7 @@ def bench_inspection(names: list[str], settings: Settings, log: Callable[[str], 
                 return model(x)
         fns = {"plain": plain, "inspect": lambda: inspect(model, x),
                "inspect_cam": lambda: inspect(model, x, cam_class=cam)}
-        times = interleaved(fns, settings.inspect_rounds, 1, settings.warmup, device)
+        times = interleaved(fns, settings.inspect_rounds, 1, settings.warmup[0], device, settings.clock)
         ms = {k: _median(v) * 1e3 for k, v in times.items()}
         rows.append({"model": name, "plain_ms": ms["plain"], "inspect_ms": ms["inspect"],
                      "inspect_cam_ms": ms["inspect_cam"], "ratio": ms["inspect"] / ms["plain"],
@@ -265,7 +270,8 @@ def run(names: list[str] | None = None, settings: Settings | None = None, inspec
     """The model and inspection benchmarks; returns a JSON-serialisable dict with the tables as text."""
     names, settings = names or default_names(), settings or Settings()
     result: dict[str, Any] = {"settings": asdict(settings), "machine": machine(), "img_size": IMG_SIZE}
-    log(f"models on {settings.device} ({settings.amp or 'float32'}), {torch.get_num_threads()} threads")
+    log(f"models on {settings.device} ({settings.amp or 'float32'}), {torch.get_num_threads()} threads, "
+        f"{settings.clock} clock")
     if models:
         result["models"] = bench_models(names, settings, log)
         result["models_table"] = model_table(result["models"], settings.batch_sizes)

@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
     p.add_argument("--models", nargs="+", help="a subset of presets / timm models (default: all presets + references)")
     p.add_argument("--batch", type=int, default=None, help="throughput batch (default 32; 2 with --quick)")
+    p.add_argument("--rounds", type=int, nargs=2, metavar=("B1", "BIG"),
+                   help="interleaved timing rounds at batch 1 and at the large batch (default 12 4)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: process CPU time instead of wall time, for A/B work on a busy machine; use it "
+                        "with --threads 1 only. The reported numbers use wall (the default)")
     p.add_argument("--skip-models", action="store_true", help="skip the model table")
     p.add_argument("--skip-inspection", action="store_true", help="skip the inspection overhead")
     p.add_argument("--skip-app", action="store_true", help="skip the app benchmark")
@@ -81,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     names = args.models or bench.default_names()
     batch = args.batch or (2 if args.quick else 32)
     settings = bench.Settings.quick((1, batch)) if args.quick else bench.Settings(batch_sizes=(1, batch))
+    settings.clock = args.clock
+    if args.rounds:
+        settings.rounds = tuple(args.rounds)
+        settings.inspect_rounds = args.rounds[0]
     started = time.time()
     result: dict = {"command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),
                     "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "settings": bench.asdict(settings),
