@@ -120,7 +120,7 @@ def soak(url: str, pid: int, temp_dir: Path | None, clients: int, requests: int,
             except AppError as e:
                 ok, error = False, str(e)
             except Exception as e:  # noqa: BLE001 - a transport failure is a failure, whatever it is
-                ok, error = False, f"{type(e).__name__}: {e}"
+                ok, error = False, f"transport {type(e).__name__}: {e}"
             elapsed = time.monotonic() - start
             with lock:
                 results.append(dict(client=cid, kind=kind, name=name, ok=ok, error=error, latency=elapsed))
@@ -152,6 +152,7 @@ def soak(url: str, pid: int, temp_dir: Path | None, clients: int, requests: int,
         "requests_sent": len(results), "requests_planned": total, "duration_s": round(duration, 1),
         "served_per_s": round(len(results) / duration, 2),
         "valid": len(valid), "valid_failures": sum(not r["ok"] for r in valid),
+        "valid_transport_errors": sum(not r["ok"] and (r["error"] or "").startswith("transport") for r in valid),
         "bad": len(bad), "bad_not_refused": sum(r["ok"] for r in bad),
         "bad_without_message": sum((not r["ok"]) and (not r["error"] or len(r["error"]) < 20) for r in bad),
         "p50_s": round(statistics.median(lat), 3) if lat else None,
