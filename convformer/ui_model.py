@@ -43,6 +43,7 @@ WEIGHTS = {"bundled": "Bundled checkpoint (trained)", "random": "Random initiali
 HEAD_FUSIONS = ("mean", "max", "min")
 PREDICTED = "predicted class"
 RANDOM_CLASSES = 10
+ATTENTION_BUDGET = int(os.environ.get("CONVFORMER_ATTENTION_BUDGET", 128 * 2**20))  # floats kept per request
 EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
 DEVICE = pick_device()
 
@@ -98,13 +99,30 @@ def make_config(fusion: str, preset: str, img_size: Any, embed_dim: Any, depth: 
     except (TypeError, ValueError, OverflowError):
         raise gr.Error(f"mlp_ratio={mlp_ratio!r} is not allowed: expected a number") from None
     try:
-        return base.replace(
+        cfg = base.replace(
             img_size=_int("img_size", img_size), embed_dim=_int("embed_dim", embed_dim), depth=_int("depth", depth),
             num_heads=_int("num_heads", num_heads), mlp_ratio=ratio, patch_size=_int("patch_size", patch_size),
             conv_widths=_ints("conv_widths", conv_widths), conv_depths=_ints("conv_depths", conv_depths),
             merge=merge, num_classes=num_classes)
     except (ValueError, TypeError) as e:
         raise gr.Error(str(e)) from None
+    check_attention_budget(cfg)
+    return cfg
+
+
+def check_attention_budget(cfg: ConvFormerConfig) -> None:
+    """The app keeps every block's attention maps (heads x N x N) of a request: refuse configs whose maps
+    would not fit in ATTENTION_BUDGET floats, before anything is built."""
+    if not cfg.uses_transformer:
+        return
+    h, w = cfg.grid_size()
+    n = h * w + int(cfg.pool == "cls")
+    floats = cfg.depth * cfg.num_heads * n * n
+    if floats > ATTENTION_BUDGET:
+        raise gr.Error(f"depth={cfg.depth} is not allowed here: {cfg.depth} blocks x {cfg.num_heads} heads x "
+                       f"{n} x {n} tokens of attention maps ({floats * 4 / 2**30:.1f} GB) is more than this app "
+                       f"shows ({ATTENTION_BUDGET * 4 / 2**30:.1f} GB); use fewer tokens (a larger stride or a "
+                       "smaller image), blocks or heads")
 
 
 def controls_of(cfg: ConvFormerConfig) -> dict[str, Any]:

@@ -187,3 +187,11 @@ def test_concurrent_requests_on_one_model_do_not_mix(image: str) -> None:
     for r in runs:
         assert list(r.attentions) == ["vit.blocks.0", "vit.blocks.1"]
         assert np.allclose(r.probs, runs[0].probs, atol=1e-5)
+
+
+def test_attention_maps_beyond_the_budget_are_refused_before_building() -> None:
+    builds = ui.CACHE.builds
+    with pytest.raises(gr.Error, match="attention maps"):  # 4096 tokens x 16 heads x 24 blocks
+        make_config("vit", "convformer_vit_tiny", 512, 256, 24, 16, 4, 8, "32", "1", "concat")
+    assert ui.CACHE.builds == builds
+    assert make_config("vit", "convformer_vit_tiny", 224, 192, 12, 3, 4, 16, "32", "1", "concat").depth == 12
