@@ -39,20 +39,20 @@ def _screenshot(page, path: Path) -> None:
 
 
 def test_upload_run_click(page, app_url: str, tmp_path: Path) -> None:
-    page.goto(f"{app_url}?fusion=vit&weights=random&img_size=64&depth=2")
+    page.goto(f"{app_url}?fusion=vit&weights=bundled")
     page.wait_for_selector("#run")
     fusion = page.locator("#fusion")
     page.wait_for_function("document.querySelector('#fusion input[value=vit]')?.checked")  # URL applied
     page.locator("#image-file input[type=file]").set_input_files(str(ROOT / "assets/examples/shapes_star.png"))
     page.wait_for_selector("#preview img")
-    fusion.get_by_label("late").check()  # resets the hyperparameters to the late preset's
+    fusion.get_by_label("mid").check()  # the bundled mid checkpoint where there is one, else the preset
     page.locator("#run").click()
     page.wait_for_selector("#rollout img")
     label = page.locator("#label").inner_text()
     assert "class" in label or "%" in label
     assert "Random weights" in page.locator("#weights-notice").inner_text() or \
         "bundled checkpoint" in page.locator("#weights-notice").inner_text()
-    assert "late" in page.locator("#config-status").inner_text()
+    assert "mid" in page.locator("#config-status").inner_text()
 
     page.get_by_role("tab", name="Attention per block and head").click()
     patch = page.locator("#patch img")
@@ -74,5 +74,5 @@ def test_copy_link_shows_the_configuration(page) -> None:
     page.locator("#link").click()
     field = page.locator("#link-box textarea, #link-box input").first
     page.wait_for_function("[...document.querySelectorAll('#link-box textarea, #link-box input')]"
-                           ".some(t => t.value.includes('fusion=late'))")
+                           ".some(t => t.value.includes('fusion=mid'))")
     assert field.input_value().startswith("http://127.0.0.1")
