@@ -140,12 +140,12 @@ def patch_picture(image: Image.Image, grid: tuple[int, int], query: int | None) 
     return out
 
 
-def tile(maps: np.ndarray, cell: int = 96) -> Image.Image:
+def tile(maps: np.ndarray, cell: int = 128) -> Image.Image:
     return viz.tile(maps, cols=min(len(maps), 6), cell=cell)
 
 
 def channel_picture(maps: np.ndarray) -> Image.Image:
-    return viz.tile(maps, cell=72)
+    return viz.tile(maps, cell=96)
 
 
 # ---- pictures from one run (a `convformer.ui.Run`) ----------------------------------------------------
