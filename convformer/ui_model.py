@@ -63,6 +63,25 @@ def set_device(name: str | None) -> torch.device:
     return DEVICE
 
 
+def _save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """Gradio's output-picture cache, written atomically. Gradio 6.31 names a picture by its content hash and
+    REWRITES that file in place on every request, so while two sessions get the same picture (the same example,
+    the same seeded random model) one of them can download it half-written or empty. Here an existing file is
+    kept and a new one appears whole (written beside it, then renamed)."""
+    data = gr.processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / gr.processing_utils.hash_bytes(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / f"{name}.{format}").resolve()
+    if not path.is_file() or path.stat().st_size != len(data):
+        part = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        part.write_bytes(data)
+        os.replace(part, path)
+    return str(path)
+
+
+gr.processing_utils.save_pil_to_cache = _save_pil_to_cache  # read through the module by gradio.image_utils
+
+
 # ---- configuration --------------------------------------------------------------------------------------
 def presets_for(fusion: str) -> list[str]:
     return [name for name, cfg in PRESETS.items() if cfg.fusion == fusion]
