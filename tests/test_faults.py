@@ -238,3 +238,20 @@ def test_soak_small() -> None:
                         "--max-growth", "0.5"])
     assert report["requests_sent"] == 12 and report["valid"] > 0 and report["bad"] > 0
     assert report["problems"] == [], report
+
+
+def test_picture_cache_is_never_rewritten_in_place(tmp_path: Path) -> None:
+    """Two sessions that get the same picture share one content-addressed file: the second save must not
+    truncate it while the first session may still be downloading it (see ui_model._save_pil_to_cache)."""
+    import gradio.processing_utils as pu
+
+    from convformer import ui_model
+    assert pu.save_pil_to_cache is ui_model._save_pil_to_cache
+    picture = Image.new("RGB", (32, 32), "red")
+    first = Path(pu.save_pil_to_cache(picture, str(tmp_path)))
+    inode, mtime = first.stat().st_ino, first.stat().st_mtime_ns
+    with open(first, "rb") as reading:  # a download in progress
+        second = Path(pu.save_pil_to_cache(picture, str(tmp_path)))
+        assert second == first and (first.stat().st_ino, first.stat().st_mtime_ns) == (inode, mtime)
+        assert reading.read() == first.read_bytes() and first.stat().st_size > 0
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no .part file left behind
