@@ -268,7 +268,7 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
     step_losses: list[float] = []
     best: dict[str, float] = {}
     best_state: dict[str, torch.Tensor] | None = None
-    step, stopped, start = 0, False, time.perf_counter()
+    step, stopped, start, cpu_start = 0, False, time.perf_counter(), time.process_time()
     bar = None
     if cfg.progress_bar and rank == 0:
         from tqdm.auto import tqdm
@@ -342,6 +342,7 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
     if bar is not None:
         bar.close()
     train_time = time.perf_counter() - start
+    metadata = {**metadata, "cpu_time": round(time.process_time() - cpu_start, 1)}  # all threads of this process
     model.load_state_dict(best_state)
     model.eval()
     test = None
