@@ -15,7 +15,7 @@ try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch touches CUD
 except ImportError:
     pass
 
-from convformer import ui  # noqa: E402
+from convformer import ui, ui_train  # noqa: E402
 from convformer.config import FUSIONS, MERGES  # noqa: E402
 
 D = ui.defaults("mid")
@@ -29,6 +29,10 @@ CHANNELS = ("The 16 most active channels of a conv stage (strongest first); brig
             "stages respond to edges and colours, later ones to larger parts.")
 GRAD_CAM = ("**Grad-CAM** (Selvaraju et al. 2017) weights the last conv layer's channels by how much they "
             "raise a class's score: bright regions are evidence *for* that class.")
+TRAIN = ("Train the model set in **Explore** (fusion stage, preset, hyperparameters) from random weights, "
+         "on the built-in shapes or your own images. When it is done it becomes this page's model in Explore "
+         "(weights: *Trained in this session*), and you can download its checkpoint. Nobody else sees it.")
+LIM = ui_train.limits()
 CSS = ("#weights-notice{background:#fef9c3;border:1px solid #facc15;border-radius:8px;padding:6px 12px}"
        ".cf-small textarea{font-family:monospace}"
        "#examples .grid-container{grid-template-columns:repeat(3,minmax(0,1fr)) !important}")
@@ -36,94 +40,130 @@ CSS = ("#weights-notice{background:#fef9c3;border:1px solid #facc15;border-radiu
 with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     gr.Markdown("# ConvFormer Lab\nPick where convolutions and attention meet (early, mid or late fusion, or a "
                 "pure CNN / ViT baseline), run the model on an image, and look inside.")
-    notice = gr.Markdown(ui.notice("mid", "bundled"), elem_id="weights-notice")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=260):
-            image = gr.File(label="Your image", file_types=["image"],
-                            type="filepath", elem_id="image-file", height=100)
-            with gr.Accordion("Webcam or paste from the clipboard", open=False):
-                capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label="Capture")
-            preview = gr.Image(label="Preview", interactive=False, height=220, elem_id="preview")
-            image_status = gr.Markdown()
-        with gr.Column(scale=1, min_width=260):
-            gallery = gr.Gallery([str(p) for p in ui.examples()], label="Examples (click one)", columns=3, height=330,
-                                 allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
-        with gr.Column(scale=2, min_width=380):
-            fusion = gr.Radio(list(FUSIONS), value=D["fusion"], label="Fusion stage", elem_id="fusion",
-                              info="early: conv stem, then attention · mid: attention on conv features · "
-                                   "late: a CNN and a ViT branch, merged · cnn / vit: baselines")
-            with gr.Row():
-                preset = gr.Dropdown(list(ui.PRESETS), value=D["preset"], label="Preset",
-                                     info="the starting point for the hyperparameters")
-                weights = gr.Dropdown([(v, k) for k, v in ui.WEIGHTS.items()], value="bundled", label="Weights")
-            checkpoint = gr.File(label="Checkpoint (.safetensors only)", file_types=[".safetensors"],
-                                 type="filepath", visible=False, height=100)
-            with gr.Accordion("Hyperparameters", open=False):
-                with gr.Row():
-                    img_size = gr.Slider(32, 512, D["img_size"], step=8, label="Image size (px)")
-                    patch_size = gr.Slider(2, 64, D["patch_size"], step=1, label="Patch size (vit, late)")
-                with gr.Row():
-                    embed_dim = gr.Slider(16, 768, D["embed_dim"], step=8, label="Embed dim")
-                    depth = gr.Slider(0, 24, D["depth"], step=1, label="Depth (blocks)")
-                with gr.Row():
-                    num_heads = gr.Slider(1, 16, D["num_heads"], step=1, label="Heads")
-                    mlp_ratio = gr.Slider(0.5, 8, D["mlp_ratio"], step=0.5, label="MLP ratio")
-                with gr.Row():
-                    conv_widths = gr.Textbox(D["conv_widths"], label="Conv widths (one per stage)",
-                                             elem_classes="cf-small")
-                    conv_depths = gr.Textbox(D["conv_depths"], label="Conv depths (blocks per stage)",
-                                             elem_classes="cf-small")
-                merge = gr.Radio(list(MERGES), value=D["merge"], label="Late-fusion merge")
-            config_status = gr.Markdown(elem_id="config-status")
-            top_k = gr.Slider(1, 10, 5, step=1, label="Top-k predictions to show")
-            with gr.Row():
-                run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
-                link_btn = gr.Button("Copy link to this configuration", size="sm", scale=1, elem_id="link")
-            link_box = gr.Textbox(label="Link", interactive=False, visible=False, buttons=["copy"],
-                                  elem_id="link-box")
-    with gr.Row(equal_height=False):
-        label = gr.Label(num_top_classes=10, label="Prediction", elem_id="label", scale=1)
-        with gr.Column(scale=2):
-            stats = gr.Markdown(elem_id="stats")
-            maps_note = gr.Markdown()
-    with gr.Tabs():
-        with gr.Tab("Attention rollout"):
-            gr.Markdown(ROLLOUT)
-            with gr.Row():
-                rollout = gr.Image(label="Rollout over the image", interactive=False, elem_id="rollout")
-                with gr.Column():
-                    head_fusion = gr.Radio(list(ui.HEAD_FUSIONS), value="mean", label="Head fusion")
-                    discard = gr.Slider(0, 0.95, 0.0, step=0.05, label="Discard ratio")
-        with gr.Tab("Attention per block and head"):
-            gr.Markdown(PER_BLOCK)
-            with gr.Row():
-                block = gr.Dropdown([], label="Block", allow_custom_value=True)
-                head = gr.Dropdown(["mean of heads"], value="mean of heads", label="Head", allow_custom_value=True)
-            with gr.Row():
-                patch = gr.Image(label="Click a patch", interactive=False, elem_id="patch")
-                query = gr.Image(label="Where it attends", interactive=False, elem_id="query")
-            with gr.Row():
-                blocks = gr.Image(label="Every block (heads averaged)", interactive=False)
-                heads = gr.Image(label="Every head of the chosen block", interactive=False)
-        with gr.Tab("Conv activations"):
-            gr.Markdown(CHANNELS)
-            stage = gr.Dropdown([], label="Conv stage", allow_custom_value=True)
-            channels = gr.Image(label="Most active channels", interactive=False, elem_id="channels")
-        with gr.Tab("Grad-CAM"):
-            gr.Markdown(GRAD_CAM)
-            cam_target = gr.Dropdown([ui.PREDICTED], value=ui.PREDICTED, label="Explain class", allow_custom_value=True)
-            cam = gr.Image(label="Grad-CAM", interactive=False, elem_id="cam")
-        with gr.Tab("Shapes"):
-            gr.Markdown("The pipeline of the chosen fusion stage with the real tensor shapes, then every "
-                        "step from the input (B, C, H, W) to the logits (B, num_classes).")
-            diagram = gr.HTML(elem_id="diagram")
-            table = gr.Dataframe(headers=["step", "input", "output", "params", "FLOPs", "what"],
-                                 interactive=False, wrap=True, elem_id="shape-table")
+    with gr.Tabs(elem_id="pages"):
+        with gr.Tab("Explore", id="explore"):
+            notice = gr.Markdown(ui.notice("mid", "bundled"), elem_id="weights-notice")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=260):
+                    image = gr.File(label="Your image", file_types=["image"],
+                                    type="filepath", elem_id="image-file", height=100)
+                    with gr.Accordion("Webcam or paste from the clipboard", open=False):
+                        capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label="Capture")
+                    preview = gr.Image(label="Preview", interactive=False, height=220, elem_id="preview")
+                    image_status = gr.Markdown()
+                with gr.Column(scale=1, min_width=260):
+                    gallery = gr.Gallery([str(p) for p in ui.examples()], label="Examples (click one)", columns=3,
+                                         height=330,
+                                         allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
+                with gr.Column(scale=2, min_width=380):
+                    fusion = gr.Radio(list(FUSIONS), value=D["fusion"], label="Fusion stage", elem_id="fusion",
+                                      info="early: conv stem, then attention · mid: attention on conv features · "
+                                           "late: a CNN and a ViT branch, merged · cnn / vit: baselines")
+                    with gr.Row():
+                        preset = gr.Dropdown(list(ui.PRESETS), value=D["preset"], label="Preset",
+                                             info="the starting point for the hyperparameters")
+                        weights = gr.Dropdown([(v, k) for k, v in ui.WEIGHTS.items()], value="bundled", label="Weights")
+                    checkpoint = gr.File(label="Checkpoint (.safetensors only)", file_types=[".safetensors"],
+                                         type="filepath", visible=False, height=100)
+                    with gr.Accordion("Hyperparameters", open=False):
+                        with gr.Row():
+                            img_size = gr.Slider(32, 512, D["img_size"], step=8, label="Image size (px)")
+                            patch_size = gr.Slider(2, 64, D["patch_size"], step=1, label="Patch size (vit, late)")
+                        with gr.Row():
+                            embed_dim = gr.Slider(16, 768, D["embed_dim"], step=8, label="Embed dim")
+                            depth = gr.Slider(0, 24, D["depth"], step=1, label="Depth (blocks)")
+                        with gr.Row():
+                            num_heads = gr.Slider(1, 16, D["num_heads"], step=1, label="Heads")
+                            mlp_ratio = gr.Slider(0.5, 8, D["mlp_ratio"], step=0.5, label="MLP ratio")
+                        with gr.Row():
+                            conv_widths = gr.Textbox(D["conv_widths"], label="Conv widths (one per stage)",
+                                                     elem_classes="cf-small")
+                            conv_depths = gr.Textbox(D["conv_depths"], label="Conv depths (blocks per stage)",
+                                                     elem_classes="cf-small")
+                        merge = gr.Radio(list(MERGES), value=D["merge"], label="Late-fusion merge")
+                    config_status = gr.Markdown(elem_id="config-status")
+                    top_k = gr.Slider(1, 10, 5, step=1, label="Top-k predictions to show")
+                    with gr.Row():
+                        run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
+                        link_btn = gr.Button("Copy link to this configuration", size="sm", scale=1, elem_id="link")
+                    link_box = gr.Textbox(label="Link", interactive=False, visible=False, buttons=["copy"],
+                                          elem_id="link-box")
+            with gr.Row(equal_height=False):
+                label = gr.Label(num_top_classes=10, label="Prediction", elem_id="label", scale=1)
+                with gr.Column(scale=2):
+                    stats = gr.Markdown(elem_id="stats")
+                    maps_note = gr.Markdown()
+            with gr.Tabs():
+                with gr.Tab("Attention rollout"):
+                    gr.Markdown(ROLLOUT)
+                    with gr.Row():
+                        rollout = gr.Image(label="Rollout over the image", interactive=False, elem_id="rollout")
+                        with gr.Column():
+                            head_fusion = gr.Radio(list(ui.HEAD_FUSIONS), value="mean", label="Head fusion")
+                            discard = gr.Slider(0, 0.95, 0.0, step=0.05, label="Discard ratio")
+                with gr.Tab("Attention per block and head"):
+                    gr.Markdown(PER_BLOCK)
+                    with gr.Row():
+                        block = gr.Dropdown([], label="Block", allow_custom_value=True)
+                        head = gr.Dropdown(["mean of heads"], value="mean of heads", label="Head",
+                                           allow_custom_value=True)
+                    with gr.Row():
+                        patch = gr.Image(label="Click a patch", interactive=False, elem_id="patch")
+                        query = gr.Image(label="Where it attends", interactive=False, elem_id="query")
+                    with gr.Row():
+                        blocks = gr.Image(label="Every block (heads averaged)", interactive=False)
+                        heads = gr.Image(label="Every head of the chosen block", interactive=False)
+                with gr.Tab("Conv activations"):
+                    gr.Markdown(CHANNELS)
+                    stage = gr.Dropdown([], label="Conv stage", allow_custom_value=True)
+                    channels = gr.Image(label="Most active channels", interactive=False, elem_id="channels")
+                with gr.Tab("Grad-CAM"):
+                    gr.Markdown(GRAD_CAM)
+                    cam_target = gr.Dropdown([ui.PREDICTED], value=ui.PREDICTED, label="Explain class",
+                                             allow_custom_value=True)
+                    cam = gr.Image(label="Grad-CAM", interactive=False, elem_id="cam")
+                with gr.Tab("Shapes"):
+                    gr.Markdown("The pipeline of the chosen fusion stage with the real tensor shapes, then every "
+                                "step from the input (B, C, H, W) to the logits (B, num_classes).")
+                    diagram = gr.HTML(elem_id="diagram")
+                    table = gr.Dataframe(headers=["step", "input", "output", "params", "FLOPs", "what"],
+                                         interactive=False, wrap=True, elem_id="shape-table")
+        with gr.Tab("Train", id="train"):
+            gr.Markdown(TRAIN)
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=300):
+                    train_model = gr.Markdown(elem_id="train-model")
+                    dataset = gr.Radio([(v, k) for k, v in ui_train.DATASETS.items()], value="shapes", label="Dataset")
+                    data_zip = gr.File(label="Zip of an image folder: one sub-folder per class, images inside",
+                                       file_types=[".zip"], type="filepath", visible=False, height=100)
+                    train_images = gr.Slider(100, LIM.max_images, min(2000, LIM.max_images), step=100,
+                                             label="Training images (shapes)", info="plus 20% for validation")
+                    train_img = gr.Slider(32, LIM.max_img_size, min(48, LIM.max_img_size), step=8,
+                                          label="Image size (px)", info="replaces Explore's image size")
+                    with gr.Row():
+                        epochs = gr.Slider(1, LIM.max_epochs, min(3, LIM.max_epochs), step=1, label="Epochs")
+                        batch_size = gr.Slider(8, 256, 64, step=8, label="Batch size")
+                    lr = gr.Number(2e-3, label="Learning rate (peak; warm-up, then cosine)", minimum=1e-6, maximum=1)
+                    gr.Markdown(ui_train.limits_text())
+                    with gr.Row():
+                        train_btn = gr.Button("Train", variant="primary", elem_id="train")
+                        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                with gr.Column(scale=2, min_width=400):
+                    train_status = gr.Markdown("Press **Train** to start.", elem_id="train-status")
+                    with gr.Row():
+                        loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", label="Loss", height=260,
+                                                elem_id="loss-plot")
+                        acc_plot = gr.LinePlot(x="epoch", y="accuracy", color="series", y_lim=[0, 100], height=260,
+                                               label="Validation accuracy (%)", elem_id="acc-plot")
+                    trained_file = gr.File(label="Trained checkpoint (.safetensors): download", interactive=False,
+                                           elem_id="trained-file", height=80)
+
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
 
     hparams = [img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size, conv_widths, conv_depths, merge]
     config = [fusion, preset, *hparams]
-    predict_inputs = [image, *config, weights, checkpoint, cam_target, top_k, head_fusion, discard]
+    trained = gr.State(None, delete_callback=ui_train.forget)  # this session's Train-tab checkpoint path
+    predict_inputs = [image, *config, weights, checkpoint, cam_target, top_k, head_fusion, discard, trained]
     named = dict(label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout, patch=patch,
                  query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table, diagram=diagram,
                  run=run_state, point=point, block=block, head=head, stage=stage, cam_target=cam_target)
@@ -138,7 +178,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     stage_outputs = [fusion, preset, *hparams, notice]
     fusion.input(ui.on_fusion, [fusion, weights, checkpoint], stage_outputs, api_name="fusion_defaults")
     preset.input(ui.on_preset, [preset, weights, checkpoint], stage_outputs, api_name="preset_defaults")
-    weights.input(ui.on_weights, [fusion, weights, checkpoint], [*hparams, notice, checkpoint],
+    weights.input(ui.on_weights, [fusion, weights, checkpoint, trained], [*hparams, notice, checkpoint],
                   api_name="weights_defaults")
     checkpoint.change(ui.notice, [fusion, weights, checkpoint], notice, api_name="checkpoint_notice").then(
         ui.checkpoint_controls, checkpoint, [fusion, *hparams], api_name="checkpoint_controls")
@@ -153,6 +193,21 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
         None, link_box, link_box, js="(q) => { const url = window.location.origin + window.location.pathname + q;"
         " navigator.clipboard?.writeText(url).catch(() => {}); return url; }", api_name="copy_link").then(
         lambda: gr.update(visible=True), None, link_box, api_name="show_link")
+
+    # Train: the generator streams progress; Cancel stops the event and the thread, then shows what was kept
+    train_outputs = [train_status, loss_plot, acc_plot, trained_file, trained]
+    to_explore = [fusion, weights, *hparams, notice, checkpoint]
+    train_event = train_btn.click(ui_train.train, [dataset, data_zip, epochs, lr, batch_size, train_images, train_img,
+                                                   fusion, preset, *hparams[1:]], train_outputs, api_name="train",
+                                  concurrency_limit=None, time_limit=LIM.time_limit + 60)  # jobs: ui_train's limits
+    train_event.then(ui.on_trained, trained, to_explore, api_name="use_trained")
+    cancel_btn.click(ui_train.cancel, None, train_status, cancels=[train_event], api_name="cancel_training").then(
+        ui_train.after_cancel, None, train_outputs, api_name="after_cancel").then(
+        ui.on_trained, trained, to_explore, api_name="use_cancelled")
+    dataset.change(ui_train.dataset_controls, dataset, [data_zip, train_images], api_name="dataset_controls")
+    gr.on([c.change for c in (*config, train_img)], ui_train.describe, [*config, train_img], train_model,
+          api_name="train_model")
+    demo.unload(ui_train.leave)
     demo.load(ui.on_load, None, [preset, fusion, weights, *hparams, notice], api_name="load_config")
 
 

@@ -26,7 +26,7 @@ from .ui_model import (CACHE, EXAMPLES, HEAD_FUSIONS, HPARAMS, PREDICTED, WEIGHT
 
 __all__ = ["CACHE", "EXAMPLES", "HEAD_FUSIONS", "PREDICTED", "PREDICT_OUTPUTS", "PRESETS", "QUERY_KEYS", "WEIGHTS",
            "check_config", "checkpoint_controls", "click", "examples", "from_query", "guard", "link", "notice",
-           "on_fusion", "on_load", "on_preset", "on_weights", "pick_example", "predict", "preview",
+           "on_fusion", "on_load", "on_preset", "on_trained", "on_weights", "pick_example", "predict", "preview",
            "redraw_attention", "redraw_channels", "run", "set_device"]
 
 
@@ -40,10 +40,11 @@ def predict(image: str | None, fusion: str = "mid", preset: str = "convformer_mi
             patch_size: float = 16, conv_widths: str = "32, 64, 128, 192", conv_depths: str = "1, 1, 2, 2",
             merge: str = "concat", weights: str = "bundled", checkpoint: str | None = None,
             cam_target: str = PREDICTED, top_k: float = 5, head_fusion: str = "mean",
-            discard_ratio: float = 0.0) -> tuple:
-    """Run the model once on the image; return every output, in the order of PREDICT_OUTPUTS."""
+            discard_ratio: float = 0.0, trained: str | None = None) -> tuple:
+    """Run the model once on the image; return every output, in the order of PREDICT_OUTPUTS. `trained` is
+    the session's Train-tab checkpoint (a gr.State), used when weights == "trained"."""
     r = run(image, fusion, preset, img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size, conv_widths,
-            conv_depths, merge, weights, checkpoint, cam_target)
+            conv_depths, merge, weights, checkpoint, cam_target, trained)
     k = max(1, min(int(top_k), len(r.classes)))
     top = np.argsort(-r.probs, kind="stable")[:k]
     label = {r.classes[i]: float(r.probs[i]) for i in top}
@@ -132,8 +133,15 @@ def pick_example(evt: gr.SelectData) -> str:
     return str(examples()[int(evt.index)])
 
 
-def notice(fusion: str, weights: str, checkpoint: str | None = None) -> str:
+def notice(fusion: str, weights: str, checkpoint: str | None = None, trained: str | None = None) -> str:
     """What the weights will be, before running (read from checkpoint headers, nothing is built)."""
+    if weights == "trained":
+        if not trained or not Path(trained).is_file():
+            return "**Nothing trained in this session yet:** train a model in the **Train** tab first."
+        try:
+            return views.weights_notice("trained", read_info(trained).get("meta", {}), Path(trained).name)
+        except CheckpointError as e:
+            return f"⚠ **This checkpoint cannot be used:** {_clean(e)}"
     path = bundled_checkpoint(fusion) if weights == "bundled" else Path(checkpoint) if weights == "upload" and \
         checkpoint else None
     if weights == "upload" and path is None:
@@ -163,12 +171,31 @@ def on_preset(preset: str, weights: str, checkpoint: str | None = None) -> tuple
     return (fusion, d["preset"], *(d[k] for k in HPARAMS), notice(fusion, weights, checkpoint))
 
 
-def on_weights(fusion: str, weights: str, checkpoint: str | None = None) -> tuple:
+def on_weights(fusion: str, weights: str, checkpoint: str | None = None, trained: str | None = None) -> tuple:
     """A new weights choice: (*HPARAMS, notice, checkpoint upload visibility). The hyperparameters change
-    only to show a bundled checkpoint's architecture; otherwise they stay as they are."""
-    cfg = _bundled_config(fusion) if weights == "bundled" else None
+    only to show a bundled or this session's trained checkpoint's architecture; otherwise they stay."""
+    cfg = _bundled_config(fusion) if weights == "bundled" else _stored_config(trained) if weights == "trained" \
+        else None
     values = [controls_of(cfg)[k] for k in HPARAMS] if cfg else [gr.skip()] * len(HPARAMS)
-    return (*values, notice(fusion, weights, checkpoint), gr.update(visible=weights == "upload"))
+    return (*values, notice(fusion, weights, checkpoint, trained), gr.update(visible=weights == "upload"))
+
+
+def _stored_config(path: str | None) -> ConvFormerConfig | None:
+    try:
+        return ConvFormerConfig.from_dict(read_info(path)["config"]) if path else None
+    except (CheckpointError, ValueError, TypeError, KeyError):
+        return None
+
+
+def on_trained(trained: str | None) -> tuple:
+    """A run in the Train tab finished: make it this session's model in Explore:
+    (fusion, weights, *HPARAMS, notice, checkpoint upload visibility)."""
+    cfg = _stored_config(trained)
+    if cfg is None:
+        return (gr.skip(),) * (4 + len(HPARAMS))
+    values = controls_of(cfg)
+    return (cfg.fusion, "trained", *(values[k] for k in HPARAMS), notice(cfg.fusion, "trained", None, trained),
+            gr.update(visible=False))
 
 
 def checkpoint_controls(checkpoint: str | None) -> tuple:

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 HPARAMS = ("img_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size", "conv_widths",
            "conv_depths", "merge")
 WEIGHTS = {"bundled": "Bundled checkpoint (trained)", "random": "Random initialisation",
-           "upload": "My checkpoint (.safetensors)"}
+           "upload": "My checkpoint (.safetensors)", "trained": "Trained in this session (Train tab)"}
 HEAD_FUSIONS = ("mean", "max", "min")
 PREDICTED = "predicted class"
 RANDOM_CLASSES = 10
@@ -173,6 +173,9 @@ def check_config(fusion: str, preset: str, img_size: Any, embed_dim: Any, depth:
                  mlp_ratio: Any, patch_size: Any, conv_widths: Any, conv_depths: Any, merge: str,
                  weights: str = "bundled") -> str:
     """A one-line verdict on the controls, shown next to them: what the model will be, or what is wrong."""
+    if weights == "trained":
+        return ("✓ The model trained in this session (Train tab) fixes the architecture; the controls show it "
+                "after training.")
     if weights == "bundled" and bundled_checkpoint(fusion):
         return (f"✓ The bundled **{fusion}** checkpoint fixes the architecture (its hyperparameters are shown "
                 "above when you pick the stage). Choose *Random initialisation* to try your own.")
@@ -240,6 +243,8 @@ def load(cfg: ConvFormerConfig, weights: str, checkpoint: str | None = None) -> 
         raise gr.Error(f"weights={weights!r} is not allowed: expected one of {', '.join(WEIGHTS)}")
     if weights == "upload":
         return _load_upload(cfg, checkpoint)
+    if weights == "trained":
+        return load_trained(checkpoint)
     path = bundled_checkpoint(cfg.fusion) if weights == "bundled" else None
     if path is not None:
         def build() -> Loaded:
@@ -283,6 +288,23 @@ def _load_upload(cfg: ConvFormerConfig, checkpoint: str | None) -> Loaded:
         classes = list(model.meta.get("classes") or _numbered(model.num_classes))
         return Loaded(model, "upload", classes, views.weights_notice("upload", model.meta, path.name))
     return CACHE.get(("upload", _stamp(path), repr(cfg), str(DEVICE)), build)
+
+
+def load_trained(trained: str | None) -> Loaded:
+    """This session's model from the Train tab (its checkpoint path is kept in the session's gr.State)."""
+    if not trained or not Path(trained).is_file():
+        raise gr.Error("Nothing has been trained in this browser session yet: train a model in the Train tab "
+                       "first, or choose other weights.")
+    path = Path(trained)
+
+    def build() -> Loaded:
+        try:
+            model = load_checkpoint(path, device=DEVICE)
+        except CheckpointError as e:
+            raise gr.Error(f"The trained checkpoint cannot be used: {_clean(e)}") from None
+        classes = list(model.meta.get("classes") or _numbered(model.num_classes))
+        return Loaded(model, "trained", classes, views.weights_notice("trained", model.meta, path.name))
+    return CACHE.get(("trained", _stamp(path), str(DEVICE)), build)
 
 
 def _numbered(n: int) -> list[str]:
@@ -339,7 +361,8 @@ def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None):
 def run(image: str | None, fusion: str = "mid", preset: str = "convformer_mid_tiny", img_size: Any = 224,
         embed_dim: Any = 192, depth: Any = 4, num_heads: Any = 3, mlp_ratio: Any = 4.0, patch_size: Any = 16,
         conv_widths: Any = "32, 64, 128, 192", conv_depths: Any = "1, 1, 2, 2", merge: str = "concat",
-        weights: str = "bundled", checkpoint: str | None = None, cam_target: str = PREDICTED) -> Run:
+        weights: str = "bundled", checkpoint: str | None = None, cam_target: str = PREDICTED,
+        trained: str | None = None) -> Run:
     """Decode the image, get the model, inspect once, keep what the pictures need."""
     if not image:
         raise gr.Error("Upload an image first (or pick an example).")
@@ -347,12 +370,15 @@ def run(image: str | None, fusion: str = "mid", preset: str = "convformer_mid_ti
         picture = load_image(image)
     except ImageError as e:
         raise gr.Error(f"This image cannot be used: {_clean(e)}") from None
-    if weights == "bundled" and fusion in FUSIONS and bundled_checkpoint(fusion) is not None:
-        cfg = PRESETS[f"convformer_{fusion}_tiny"]  # only its fusion is read: the checkpoint fixes the rest
+    if weights == "trained":  # the checkpoint fixes the architecture
+        loaded = load_trained(trained)
     else:
-        cfg = make_config(fusion, preset, img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size,
-                          conv_widths, conv_depths, merge)
-    loaded = load(cfg, weights, checkpoint)
+        if weights == "bundled" and fusion in FUSIONS and bundled_checkpoint(fusion) is not None:
+            cfg = PRESETS[f"convformer_{fusion}_tiny"]  # only its fusion is read: the checkpoint fixes the rest
+        else:
+            cfg = make_config(fusion, preset, img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size,
+                              conv_widths, conv_depths, merge)
+        loaded = load(cfg, weights, checkpoint)
     model = loaded.model
     cam: int | str | None = "pred" if model.config.uses_conv else None
     if cam is not None and cam_target in loaded.classes:

@@ -37,7 +37,8 @@ def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> s
     metrics = meta.get("metrics") or {}
     scores = [f"{label} accuracy {metrics[key]:.1%}" for key, label in (("test_acc", "test"), ("val_acc", "val"))
               if isinstance(metrics.get(key), (int, float))]
-    who = "bundled checkpoint" if kind == "bundled" else "your checkpoint"
+    who = {"bundled": "bundled checkpoint", "trained": "the model you trained in this session"}.get(
+        kind, "your checkpoint")
     text = f"**Weights: {who}** `{name}`, trained on {dataset}"
     text += f" ({len(classes)} classes: {classes_text(classes)})" if classes else ""
     text += f", {', '.join(scores)}." if scores else "."

@@ -1,0 +1,323 @@
+"""The Train tab: train the architecture set in Explore (random init) on the built-in shapes data or an
+uploaded zip of an image folder, with live progress and curves, a Cancel button, and a checkpoint that
+becomes this browser session's "trained in this session" weights.
+
+`train` is a generator handler: `fit` runs in a background thread and reports through a queue; the
+generator turns that into page updates. Every run writes into its own fresh folder under Gradio's temp
+folder (never a shared name), and the checkpoint path is kept per session in a gr.State. Jobs are bounded
+by environment variables, for shared deployments such as Spaces:
+
+    CONVFORMER_MAX_EPOCHS (10)          CONVFORMER_MAX_TRAIN_IMAGES (5000)  CONVFORMER_MAX_TRAIN_JOBS (2)
+    CONVFORMER_MAX_TRAIN_IMG_SIZE (96)  CONVFORMER_TRAIN_TIME_LIMIT (600 s per run)
+
+A run stops (and keeps its best checkpoint) when it is cancelled, when it reaches the time limit, and when
+nobody has read its progress for ORPHAN_S seconds (the browser went away).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import torch
+
+from . import ui_model
+from .model import ConvFormer
+from .train import TrainConfig, TrainResult, fit, make_datasets
+
+log = logging.getLogger(__name__)
+
+DATASETS = {"shapes": "Built-in shapes (10 classes, generated)", "zip": "My zip of an image folder"}
+ORPHAN_S = 60.0           # no page has read the progress for this long: the run stops
+UPDATE_S = 0.5            # at most two page updates a second
+TEST_IMAGES = 400         # shapes: a fresh test split, scored once at the end
+TRAIN_OUTPUTS = ("status", "loss_plot", "acc_plot", "download", "trained")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_epochs: int
+    max_images: int
+    max_jobs: int
+    max_img_size: int
+    time_limit: float
+
+
+def limits() -> Limits:
+    """The limits of this server, read from the environment (defaults suit a 2-vCPU Space)."""
+    env = os.environ.get
+    return Limits(int(env("CONVFORMER_MAX_EPOCHS", "10")), int(env("CONVFORMER_MAX_TRAIN_IMAGES", "5000")),
+                  int(env("CONVFORMER_MAX_TRAIN_JOBS", "2")), int(env("CONVFORMER_MAX_TRAIN_IMG_SIZE", "96")),
+                  float(env("CONVFORMER_TRAIN_TIME_LIMIT", "600")))
+
+
+def limits_text() -> str:
+    lim = limits()
+    return (f"Limits on this server: up to **{lim.max_epochs}** epochs, **{lim.max_images}** training images, "
+            f"**{lim.max_img_size}** px, **{lim.time_limit / 60:.0f}** min per run, **{lim.max_jobs}** runs at "
+            "once for everyone.")
+
+
+@dataclass
+class Job:
+    """One training run of one session: its thread, what it reported, and how to stop it."""
+    out_dir: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    events: queue.Queue = field(default_factory=queue.Queue)
+    thread: threading.Thread | None = None
+    running: bool = True
+    last_seen: float = field(default_factory=time.monotonic)
+    last: dict[str, Any] | None = None      # the latest progress report
+    result: TrainResult | None = None
+    error: str | None = None
+    checkpoint: Path | None = None
+    dataset: str = "your data"
+    steps: list[float] = field(default_factory=list)
+
+
+JOBS: dict[str, Job] = {}   # session hash -> its latest run (for Cancel and for leaving the page)
+_LOCK = threading.Lock()
+
+
+def run_root() -> Path:
+    root = Path(gr.utils.get_upload_folder()) / "convformer-train"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def forget(path: str | None) -> None:
+    """gr.State delete callback: remove a session's trained checkpoint folder when the session ends."""
+    if path and Path(path).parent.parent == run_root():
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "no-session"
+
+
+def _number(name: str, value: Any, lo: float, hi: float, whole: bool = True) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        x = float("nan")
+    if not (lo <= x <= hi) or (whole and not x.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise gr.Error(f"{name}={value!r} is not allowed here: expected {kind} from {lo:g} to {hi:g}")
+    return int(x) if whole else x
+
+
+# ---- curves -------------------------------------------------------------------------------------------
+def curves(steps: list[float], history: list[dict[str, float]], steps_per_epoch: float) -> tuple:
+    """(loss DataFrame, accuracy DataFrame) for the LinePlots: epoch, value, series."""
+    every = max(1, len(steps) // 300)
+    smooth, rows = None, []
+    for i, loss in enumerate(steps):
+        smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
+        if i % every == 0 or i == len(steps) - 1:
+            rows.append(((i + 1) / steps_per_epoch, smooth, "train (per step, smoothed)"))
+    rows += [(h["epoch"], h["val_loss"], "validation") for h in history]
+    loss = pd.DataFrame(rows, columns=["epoch", "loss", "series"])
+    acc = pd.DataFrame([(h["epoch"], 100 * h["val_acc"], "validation") for h in history],
+                       columns=["epoch", "accuracy", "series"])
+    return loss, acc
+
+
+def _status(info: dict[str, Any], dataset: str) -> str:
+    step, total = info["step"], info["total_steps"]
+    left = (total - step) * info["elapsed"] / max(step, 1)
+    text = (f"**Training** on {dataset}: epoch {info['epoch']}/{info['epochs']} · step {step}/{total} "
+            f"({100 * step / max(total, 1):.0f}%) · loss {info['loss']:.3f}")
+    if info.get("val_acc") is not None:
+        text += f" · last validation accuracy {info['val_acc']:.1%}"
+    return text + f" · {info['images_per_s']:.0f} images/s · about {left:.0f} s left"
+
+
+def _final(job: Job, dataset: str) -> str:
+    r = job.result
+    assert r is not None
+    best = r.best
+    text = "⏹ **Stopped early; the best model so far is kept.**" if r.cancelled else "✓ **Done.**"
+    text += (f" Trained for {r.history[-1]['epoch']:g} epoch(s) in {r.train_time:.0f} s on {dataset}. Best "
+             f"validation accuracy **{best['val_acc']:.1%}** (epoch {best['epoch']:g})")
+    if r.test is not None:
+        text += f", accuracy on {r.test['n']} fresh test images **{r.test['acc']:.1%}**"
+    return text + (". It is now this session's model in **Explore** (weights: *Trained in this session*); "
+                   "download its checkpoint below.")
+
+
+# ---- the handlers --------------------------------------------------------------------------------------
+def train(dataset: str = "shapes", upload: str | None = None, epochs: float = 3, lr: float = 2e-3,
+          batch_size: float = 64, train_images: float = 2000, img_size: float = 48, fusion: str = "mid",
+          preset: str = "convformer_mid_tiny", embed_dim: float = 64, depth: float = 2, num_heads: float = 2,
+          mlp_ratio: float = 4.0, patch_size: float = 16, conv_widths: str = "16, 32, 64",
+          conv_depths: str = "1, 1, 1", merge: str = "concat", request: gr.Request = None,
+          progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+    """Train the Explore architecture from random init; yield (status, loss curve, accuracy curve,
+    checkpoint file, checkpoint path for the session state) as it goes."""
+    lim = limits()
+    if dataset not in DATASETS:
+        raise gr.Error(f"dataset={dataset!r} is not allowed: expected one of {', '.join(DATASETS)}")
+    if dataset == "zip" and not upload:
+        raise gr.Error("Upload a .zip of an image folder first (one sub-folder per class), or choose the "
+                       "built-in shapes.")
+    if dataset == "zip" and not str(upload).lower().endswith(".zip"):
+        raise gr.Error("The dataset must be a .zip file: one sub-folder per class, images inside.")
+    epochs = _number("epochs", epochs, 1, lim.max_epochs)
+    images = _number("training images", train_images, 20, lim.max_images)
+    size = _number("image size", img_size, 32, lim.max_img_size)
+    batch = _number("batch size", batch_size, 1, 512)
+    lr = _number("learning rate", lr, 1e-6, 1.0, whole=False)
+    cfg = ui_model.make_config(fusion, preset, size, embed_dim, depth, num_heads, mlp_ratio, patch_size,
+                               conv_widths, conv_depths, merge)
+    session = _session(request)
+    with _LOCK:
+        mine = JOBS.get(session)
+        if mine is not None and mine.running:
+            raise gr.Error("A training run is already going in this page: wait for it or cancel it.")
+        busy = sum(j.running for j in JOBS.values())
+        if busy >= lim.max_jobs:
+            raise gr.Error(f"{busy} training run(s) are going on this server already (the limit is "
+                           f"{lim.max_jobs}); try again in a minute.")
+        job = JOBS[session] = Job(Path(tempfile.mkdtemp(prefix="run-", dir=run_root())))
+    name = "the built-in shapes" if dataset == "shapes" else f"`{Path(upload).name}`"
+    job.dataset = name
+    tcfg = TrainConfig(epochs=epochs, lr=lr, min_lr=min(1e-5, lr), batch_size=batch,
+                       warmup_epochs=min(1.0, epochs / 3), progress_bar=False, device=str(ui_model.DEVICE),
+                       max_epochs=lim.max_epochs, max_images=lim.max_images, time_limit=lim.time_limit)
+    job.thread = threading.Thread(target=_work, args=(job, cfg, tcfg, dataset, upload, images),
+                                  name=f"train-{session[:8]}", daemon=True)
+    job.thread.start()
+    try:
+        yield from _follow(job, progress)
+    finally:  # the page went away or the event was cancelled: stop the thread (it keeps the best so far)
+        job.cancel.set()
+
+
+def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, images: int) -> None:
+    """The background thread: load the data, build the model, fit, save; report through job.events."""
+    def report(info: dict[str, Any]) -> None:
+        if time.monotonic() - job.last_seen > ORPHAN_S:
+            job.cancel.set()
+        job.events.put(info)
+    try:
+        lim = limits()
+        if dataset == "shapes":
+            data = make_datasets("shapes", cfg.img_size, train_size=images, val_size=max(50, images // 5),
+                                 test_size=TEST_IMAGES, seed=0)
+        else:
+            data = make_datasets(str(upload), cfg.img_size, max_images=lim.max_images, seed=0)
+        if job.cancel.is_set():
+            raise InterruptedError
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = ConvFormer(cfg.replace(num_classes=len(data.classes)))
+        meta = {"dataset": data.name, "data": data.info, "params": sum(p.numel() for p in model.parameters()),
+                "trained_in": "ConvFormer Lab, Train tab"}
+        job.result = fit(model, data.train, data.val, tcfg, progress=report, cancel=job.cancel,
+                         out_dir=job.out_dir, test_set=data.test, metadata=meta)
+        nice = job.out_dir / f"convformer_{cfg.fusion}_{Path(data.name).stem or 'data'}.safetensors"
+        shutil.copyfile(job.out_dir / "best.safetensors", nice)
+        job.checkpoint = nice
+    except InterruptedError:
+        job.error = "Cancelled before training started."
+    except ValueError as e:  # DatasetError, a config or split the limits refuse
+        job.error = f"This dataset cannot be used: {ui_model._clean(e)}"
+    except Exception as e:  # noqa: BLE001 - reported on the page, logged here
+        log.exception("training failed")
+        job.error = f"Training failed ({type(e).__name__}): {ui_model._clean(e)}"
+    finally:
+        job.running = False
+        job.events.put(None)
+
+
+def _follow(job: Job, progress: gr.Progress) -> Iterator[tuple]:
+    skip, dataset = gr.skip(), job.dataset
+    yield f"**Loading {dataset}** and building the model…", skip, skip, None, skip
+    shown = 0.0
+    while True:
+        job.last_seen = time.monotonic()
+        try:
+            info = job.events.get(timeout=UPDATE_S)
+        except queue.Empty:
+            continue
+        if info is None:
+            break
+        job.last = info
+        if info["event"] == "step":
+            job.steps.append(info["loss"])
+        if time.monotonic() - shown < UPDATE_S and info["event"] == "step":
+            continue
+        shown = time.monotonic()
+        progress((info["step"], info["total_steps"]), desc="training", unit="steps")
+        spe = info["total_steps"] / info["epochs"]
+        yield (_status(info, dataset), *curves(job.steps, info["history"], spe), skip, skip)
+    yield result(job)
+
+
+def result(job: Job) -> tuple:
+    """The final page update of a finished run (also used after Cancel)."""
+    if job.error:
+        raise gr.Error(job.error)
+    r = job.result
+    spe = r.history[-1]["step"] / r.history[-1]["epoch"] if r.history[-1]["epoch"] else 1
+    return (_final(job, job.dataset), *curves(job.steps or r.step_losses, r.history, spe), str(job.checkpoint),
+            str(job.checkpoint))
+
+
+def cancel(request: gr.Request = None) -> str:
+    """The Cancel button: tell this session's run to stop after the current step."""
+    job = JOBS.get(_session(request))
+    if job is None or not job.running:
+        return "Nothing is training in this page."
+    job.cancel.set()
+    return "**Stopping** after the current step; the best model so far is kept…"
+
+
+def after_cancel(request: gr.Request = None) -> tuple:
+    """After Cancel: wait for the run's thread to finish, then show its result like a finished run."""
+    job = JOBS.get(_session(request))
+    if job is None or job.thread is None:
+        return (gr.skip(),) * len(TRAIN_OUTPUTS)
+    job.thread.join(timeout=120)
+    if job.error:
+        return (f"⏹ {job.error}", gr.skip(), gr.skip(), None, gr.skip())
+    if job.result is None:
+        return ("⏹ Still stopping; try again in a moment.",) + (gr.skip(),) * 4
+    return result(job)
+
+
+def leave(request: gr.Request = None) -> None:
+    """demo.unload: the page closed, so its run stops."""
+    job = JOBS.pop(_session(request), None)
+    if job is not None:
+        job.cancel.set()
+
+
+def dataset_controls(dataset: str) -> tuple:
+    """(zip upload visibility, training-images slider visibility) for a dataset choice."""
+    return gr.update(visible=dataset == "zip"), gr.update(visible=dataset == "shapes")
+
+
+def describe(fusion: str, preset: str, img_size: Any, embed_dim: Any, depth: Any, num_heads: Any, mlp_ratio: Any,
+             patch_size: Any, conv_widths: Any, conv_depths: Any, merge: str, train_img: Any = 48) -> str:
+    """What a run will train, from the Explore controls at the Train tab's image size."""
+    try:
+        cfg = ui_model.make_config(fusion, preset, train_img, embed_dim, depth, num_heads, mlp_ratio, patch_size,
+                                   conv_widths, conv_depths, merge)
+    except gr.Error as e:
+        return f"⚠ **The Explore configuration cannot be trained at {train_img} px:** {e.message}"
+    params, tokens, _ = ui_model.estimate(cfg)
+    grid = f", {tokens} tokens" if cfg.uses_transformer else ""
+    return (f"**Model:** {fusion} fusion from the Explore tab (embed {cfg.embed_dim}, depth {cfg.depth}, conv "
+            f"widths {', '.join(map(str, cfg.conv_widths))}), about {ui_model.views.human(params)} parameters "
+            f"at {cfg.img_size[0]} px{grid}; random initial weights.")
