@@ -15,7 +15,7 @@ try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch touches CUD
 except ImportError:
     pass
 
-from convformer import ui, ui_train  # noqa: E402
+from convformer import ui, ui_compare, ui_train  # noqa: E402
 from convformer.config import FUSIONS, MERGES  # noqa: E402
 
 D = ui.defaults("mid")
@@ -32,6 +32,9 @@ GRAD_CAM = ("**Grad-CAM** (Selvaraju et al. 2017) weights the last conv layer's 
 TRAIN = ("Train the model set in **Explore** (fusion stage, preset, hyperparameters) from random weights, "
          "on the built-in shapes or your own images. When it is done it becomes this page's model in Explore "
          "(weights: *Trained in this session*), and you can download its checkpoint. Nobody else sees it.")
+COMPARE = ("Early, mid and late fusion and the two baselines **side by side**: the same image through each, then "
+           "every model scored on a fresh test split of the built-in shapes. Each runs its bundled checkpoint; "
+           "a stage with none runs **random weights** (its tiny preset at 64 px), marked as such.")
 LIM = ui_train.limits()
 CSS = ("#weights-notice{background:#fef9c3;border:1px solid #facc15;border-radius:8px;padding:6px 12px}"
        ".cf-small textarea{font-family:monospace}"
@@ -157,6 +160,31 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                                label="Validation accuracy (%)", elem_id="acc-plot")
                     trained_file = gr.File(label="Trained checkpoint (.safetensors): download", interactive=False,
                                            elem_id="trained-file", height=80)
+        with gr.Tab("Compare", id="compare"):
+            gr.Markdown(COMPARE)
+            with gr.Row(equal_height=False):
+                cmp_image = gr.Image(ui_compare.example_image() or None, type="filepath", label="Image", height=200,
+                                     sources=["upload", "clipboard"], elem_id="compare-image", scale=1)
+                with gr.Column(scale=3):
+                    cmp_btn = gr.Button("Compare the five models on this image", variant="primary",
+                                        elem_id="compare-run")
+            cmp_out = []
+            with gr.Row(equal_height=False):
+                for f in FUSIONS:
+                    with gr.Column(min_width=180):
+                        cmp_out += [gr.Markdown(f"### {f}"), gr.Label(num_top_classes=3, label="Top predictions"),
+                                    gr.Image(label=ui_compare.OVERLAY[f], interactive=False, height=180),
+                                    gr.Image(label=ui_compare.CHANNELS[f], interactive=False, height=180)]
+            gr.Markdown("### On the built-in test split")
+            with gr.Row(equal_height=False):
+                split_n = gr.Slider(10, 2000, 500, step=10, label="Test images", scale=3)
+                split_btn = gr.Button("Score every model", variant="primary", scale=1, elem_id="compare-split")
+            split_note = gr.Markdown()
+            with gr.Row(equal_height=False):
+                split_table = gr.Dataframe(headers=ui_compare.HEADERS, interactive=False, elem_id="compare-table",
+                                           scale=3)
+                split_plot = gr.ScatterPlot(x="latency (ms)", y="accuracy (%)", color="model", y_lim=[0, 100],
+                                            label="Accuracy vs latency", height=300, scale=2)
 
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
 
@@ -208,6 +236,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     gr.on([c.change for c in (*config, train_img)], ui_train.describe, [*config, train_img], train_model,
           api_name="train_model")
     demo.unload(ui_train.leave)
+    cmp_btn.click(ui_compare.compare_image, cmp_image, cmp_out, api_name="compare_image")
+    split_btn.click(ui_compare.compare_split, split_n, [split_table, split_plot, split_note], api_name="compare_split")
     demo.load(ui.on_load, None, [preset, fusion, weights, *hparams, notice], api_name="load_config")
 
 

@@ -147,7 +147,8 @@ def _final(job: Job, dataset: str) -> str:
     assert r is not None
     best = r.best
     text = "⏹ **Stopped early; the best model so far is kept.**" if r.cancelled else "✓ **Done.**"
-    text += (f" Trained for {r.history[-1]['epoch']:g} epoch(s) in {r.train_time:.0f} s on {dataset}. Best "
+    took = f"{r.train_time:.0f}" if r.train_time >= 10 else f"{r.train_time:.1f}"
+    text += (f" Trained for {r.history[-1]['epoch']:g} epoch(s) in {took} s on {dataset}. Best "
              f"validation accuracy **{best['val_acc']:.1%}** (epoch {best['epoch']:g})")
     if r.test is not None:
         text += f", accuracy on {r.test['n']} fresh test images **{r.test['acc']:.1%}**"

@@ -1,0 +1,141 @@
+"""The Compare tab: early, mid and late fusion and the CNN / ViT baselines side by side.
+
+Every stage runs with its bundled checkpoint when there is one; otherwise with random weights (its tiny
+preset at the bundled checkpoints' image size), and the page says so. Two comparisons:
+  * one image: top predictions, the attention rollout (Grad-CAM for the CNN) and the strongest channels of
+    the last conv stage, through the same inspection pass as Explore (`ui_model.run`);
+  * a fresh test split of the built-in shapes (seed TEST_SEED, never used in training): accuracy,
+    parameters, FLOPs and latency on this device. Scores are computed once per process and model and cached.
+"""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import gradio as gr
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import ui_model
+from . import ui_views as views
+from .checkpoint import bundled_checkpoint
+from .config import FUSIONS, ConvFormerConfig
+from .datasets import ImageTensors, materialize
+from .presets import PRESETS
+from .shapes import CLASSES, ShapesDataset
+from .train import evaluate
+
+SIZE = 64                  # image size of the bundled checkpoints; random stand-ins use it too
+TEST_SEED = 4242           # the bundled checkpoints were trained with seed 0 and tested with seed 1000
+OVERLAY = {f: "Grad-CAM (the CNN has no attention)" if f == "cnn" else "Attention rollout" for f in FUSIONS}
+CHANNELS = {f: "No conv layers in the ViT" if f == "vit" else "Strongest channels, last conv stage" for f in FUSIONS}
+HEADERS = ["model", "weights", "accuracy (%)", "params (M)", "MFLOPs", "latency (ms)"]
+TOP = 3
+
+_ROWS: dict[tuple, list] = {}
+_DATA: dict[tuple, ImageTensors] = {}
+_LOCK = threading.Lock()
+
+
+def _config(fusion: str) -> ConvFormerConfig:
+    """The stand-in architecture for a stage without a bundled checkpoint."""
+    return PRESETS[f"convformer_{fusion}_tiny"].replace(img_size=SIZE, num_classes=len(CLASSES))
+
+
+def _controls(fusion: str) -> dict:
+    return {"fusion": fusion, "preset": f"convformer_{fusion}_tiny", **ui_model.controls_of(_config(fusion))}
+
+
+def weights_label(fusion: str) -> str:
+    path = bundled_checkpoint(fusion)
+    return "bundled checkpoint" if path else "RANDOM (nothing bundled)"
+
+
+def compare_image(image: str | None) -> tuple:
+    """Every stage on one image: per stage (title, top predictions, overlay, strongest channels)."""
+    if not image:
+        raise gr.Error("Upload an image first (or pick an example in Explore and come back).")
+    out: list = []
+    for fusion in FUSIONS:
+        r = ui_model.run(image, weights="bundled", **_controls(fusion))
+        top = sorted(range(len(r.probs)), key=lambda i: -r.probs[i])[:TOP]
+        bundled = bundled_checkpoint(fusion) is not None
+        title = f"### {fusion}\n" + ("bundled checkpoint" if bundled else
+                                     "⚠ **random weights**: nothing is bundled, predictions are meaningless")
+        overlay = views.cam_picture(r) if fusion == "cnn" else views.rollout_picture(r)
+        stages = list(r.channels)
+        channels = views.channels_picture(r, stages[-1]) if stages else None
+        out += [title, {r.classes[i]: float(r.probs[i]) for i in top}, overlay, channels]
+    return tuple(out)
+
+
+def _test_split(size: tuple[int, int], n: int) -> ImageTensors:
+    key = (size, n)
+    if key not in _DATA:
+        _DATA[key] = materialize(ShapesDataset("test", n, size, TEST_SEED), size, classes=list(CLASSES))
+    return _DATA[key]
+
+
+def _latency(model: torch.nn.Module, x: torch.Tensor) -> float:
+    times: list[float] = []
+    with torch.inference_mode():
+        model(x)  # warm-up
+        while len(times) < 20 and (len(times) < 3 or sum(times) < 0.5):
+            start = time.perf_counter()
+            model(x)
+            if x.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def _row(fusion: str, n: int) -> list:
+    loaded = ui_model.load(_config(fusion), "bundled")
+    model = loaded.model
+    path = bundled_checkpoint(fusion)
+    key = (fusion, n, path.stat().st_mtime_ns if path else "random", str(ui_model.DEVICE))
+    if key in _ROWS:
+        return _ROWS[key]
+    data = _test_split(model.config.img_size, n)
+    x = data.images[:1].to(ui_model.DEVICE).float() / 255
+    with loaded.lock:  # Explore's inspection hooks this model too: one at a time
+        acc = evaluate(model, data, batch_size=100)["acc"] if model.config.num_classes == len(CLASSES) else None
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            model(x)
+        latency = _latency(model, x)
+    params = sum(p.numel() for p in model.parameters())
+    row = [fusion, weights_label(fusion), round(100 * acc, 1) if acc is not None else None,
+           round(params / 1e6, 3), round(counter.get_total_flops() / 1e6, 1), round(latency, 2)]
+    _ROWS[key] = row
+    return row
+
+
+def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tuple:
+    """Score every stage on a fresh shapes test split of `n` images: (table, chart data, summary)."""
+    try:
+        n = int(float(n))
+    except (TypeError, ValueError, OverflowError):
+        n = -1
+    if not 10 <= n <= 2000:
+        raise gr.Error(f"test images={n} is not allowed: expected a whole number from 10 to 2000")
+    rows = []
+    with _LOCK:  # one evaluation at a time; a second press waits and then reads the cache
+        for i, fusion in enumerate(FUSIONS):
+            progress((i, len(FUSIONS)), desc=f"scoring {fusion} on {n} test images", unit="models")
+            rows.append(_row(fusion, n))
+    table = pd.DataFrame(rows, columns=HEADERS)
+    device = ui_model._device_name()
+    text = (f"{n} fresh test images of the built-in shapes (seed {TEST_SEED}, {SIZE} px, never seen in training); "
+            f"latency: batch 1, median of timed runs on **{device}**. Rows marked RANDOM have no bundled "
+            "checkpoint: their accuracy is chance (about 10%), shown only for the cost columns.")
+    return table, table, text
+
+
+def example_image() -> str:
+    """The first example image, so the tab shows something before anyone uploads."""
+    from .ui import examples
+    found = examples()
+    return str(found[0]) if found else ""
+
