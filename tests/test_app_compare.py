@@ -1,0 +1,64 @@
+"""The Compare tab: every fusion stage on one image and on a fresh test split, through the running app and
+its handlers. A small split (30 images) keeps it fast; the scores are cached per process."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from convformer import FUSIONS, ui_compare
+from convformer.checkpoint import bundled_checkpoint
+from convformer.shapes import CLASSES, render
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+N = 30
+
+
+@pytest.fixture(scope="module")
+def client(app_url: str) -> Client:
+    return Client(app_url, verbose=False)
+
+
+def test_compare_split_has_a_sane_row_per_stage(client: Client) -> None:
+    table, chart, note = client.predict(N, api_name="/compare_split")
+    assert table["headers"] == ui_compare.HEADERS
+    rows = {r[0]: dict(zip(ui_compare.HEADERS, r)) for r in table["data"]}
+    assert list(rows) == list(FUSIONS)
+    for fusion, row in rows.items():
+        assert 0 <= row["accuracy (%)"] <= 100
+        assert 0.01 < row["params (M)"] < 50 and row["MFLOPs"] > 1 and 0 < row["latency (ms)"] < 10_000
+        bundled = bundled_checkpoint(fusion) is not None
+        assert row["weights"] == ("bundled checkpoint" if bundled else "RANDOM (nothing bundled)")
+        if bundled:  # the bundled checkpoints score > 90% on their own test split
+            assert row["accuracy (%)"] > 60, row
+    assert f"{N} fresh test images" in note and chart["data"]
+
+
+def test_compare_image_shows_every_stage(client: Client, tmp_path: Path) -> None:
+    image = tmp_path / "heart.png"
+    render(6, "test", 96)[0].save(image)
+    out = client.predict(handle_file(str(image)), api_name="/compare_image")
+    assert len(out) == 4 * len(FUSIONS)
+    for i, fusion in enumerate(FUSIONS):
+        title, label, overlay, channels = out[4 * i: 4 * i + 4]
+        assert title.startswith(f"### {fusion}") and label["label"]
+        assert ("random weights" in title) == (bundled_checkpoint(fusion) is None)
+        if bundled_checkpoint(fusion):
+            assert label["label"] in CLASSES
+        assert overlay and Path(overlay).stat().st_size > 0
+        assert (channels is None) == (fusion == "vit")
+
+
+def test_split_scores_are_cached_and_bad_sizes_refused(client: Client) -> None:
+    first = client.predict(N, api_name="/compare_split")[0]  # computed by the first test, or now
+    start = time.perf_counter()
+    again = client.predict(N, api_name="/compare_split")[0]
+    assert time.perf_counter() - start < 2.0 and again["data"] == first["data"]
+    with pytest.raises(gr.Error, match="from 10 to 2000"):
+        ui_compare.compare_split(5, progress=lambda *a, **k: None)
+    with pytest.raises(gr.Error, match="Upload an image"):
+        ui_compare.compare_image(None)
