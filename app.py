@@ -154,10 +154,12 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 with gr.Column(scale=2, min_width=400):
                     train_status = gr.Markdown("Press **Train** to start.", elem_id="train-status")
                     with gr.Row():
-                        loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", label="Loss", height=260,
-                                                elem_id="loss-plot")
-                        acc_plot = gr.LinePlot(x="epoch", y="accuracy", color="series", y_lim=[0, 100], height=260,
-                                               label="Validation accuracy (%)", elem_id="acc-plot")
+                        loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=ui_train.COLOURS,
+                                                label="Loss (blue: training, smoothed; orange: validation)",
+                                                height=260, elem_id="loss-plot")
+                        acc_plot = gr.LinePlot(x="epoch", y="accuracy", color="series", color_map=ui_train.COLOURS,
+                                               y_lim=[0, 100], height=260, label="Validation accuracy (%)",
+                                               elem_id="acc-plot")
                     trained_file = gr.File(label="Trained checkpoint (.safetensors): download", interactive=False,
                                            elem_id="trained-file", height=80)
         with gr.Tab("Compare", id="compare"):
@@ -183,8 +185,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
             with gr.Row(equal_height=False):
                 split_table = gr.Dataframe(headers=ui_compare.HEADERS, interactive=False, elem_id="compare-table",
                                            scale=3)
-                split_plot = gr.ScatterPlot(x="latency (ms)", y="accuracy (%)", color="model", y_lim=[0, 100],
-                                            label="Accuracy vs latency", height=300, scale=2)
+                split_plot = gr.BarPlot(x="model", y="accuracy (%)", y_lim=[0, 100], sort=None, height=300, scale=2,
+                                        label="Test accuracy (%)", elem_id="compare-plot")
 
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
 

@@ -29,8 +29,8 @@ from .train import evaluate
 
 SIZE = 64                  # image size of the bundled checkpoints; random stand-ins use it too
 TEST_SEED = 4242           # the bundled checkpoints were trained with seed 0 and tested with seed 1000
-OVERLAY = {f: "Grad-CAM (the CNN has no attention)" if f == "cnn" else "Attention rollout" for f in FUSIONS}
-CHANNELS = {f: "No conv layers in the ViT" if f == "vit" else "Strongest channels, last conv stage" for f in FUSIONS}
+OVERLAY = {f: "Grad-CAM (no attention)" if f == "cnn" else "Attention rollout" for f in FUSIONS}
+CHANNELS = {f: "No conv layers" if f == "vit" else "Top conv channels" for f in FUSIONS}
 HEADERS = ["model", "weights", "accuracy (%)", "params (M)", "MFLOPs", "latency (ms)"]
 TOP = 3
 
@@ -134,8 +134,8 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
 
 
 def example_image() -> str:
-    """The first example image, so the tab shows something before anyone uploads."""
+    """A shapes example (what the bundled models know), so the tab shows something before any upload."""
     from .ui import examples
-    found = examples()
+    found = sorted(examples(), key=lambda p: not p.name.startswith("shapes_"))
     return str(found[0]) if found else ""
 

@@ -41,6 +41,7 @@ DATASETS = {"shapes": "Built-in shapes (10 classes, generated)", "zip": "My zip 
 ORPHAN_S = 60.0           # no page has read the progress for this long: the run stops
 UPDATE_S = 0.5            # at most two page updates a second
 TEST_IMAGES = 400         # shapes: a fresh test split, scored once at the end
+COLOURS = {"train (per step, smoothed)": "#3b82f6", "validation": "#f97316"}
 TRAIN_OUTPUTS = ("status", "loss_plot", "acc_plot", "download", "trained")
 
 
@@ -118,18 +119,21 @@ def _number(name: str, value: Any, lo: float, hi: float, whole: bool = True) -> 
 
 # ---- curves -------------------------------------------------------------------------------------------
 def curves(steps: list[float], history: list[dict[str, float]], steps_per_epoch: float) -> tuple:
-    """(loss DataFrame, accuracy DataFrame) for the LinePlots: epoch, value, series."""
+    """Updates of the two LinePlots (loss; validation accuracy in %), DataFrames of epoch, value, series."""
     every = max(1, len(steps) // 300)
     smooth, rows = None, []
     for i, loss in enumerate(steps):
         smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
         if i % every == 0 or i == len(steps) - 1:
             rows.append(((i + 1) / steps_per_epoch, smooth, "train (per step, smoothed)"))
-    rows += [(h["epoch"], h["val_loss"], "validation") for h in history]
+    rows += [(float(h["epoch"]), h["val_loss"], "validation") for h in history]
     loss = pd.DataFrame(rows, columns=["epoch", "loss", "series"])
-    acc = pd.DataFrame([(h["epoch"], 100 * h["val_acc"], "validation") for h in history],
+    acc = pd.DataFrame([(float(h["epoch"]), 100 * h["val_acc"], "validation") for h in history],
                        columns=["epoch", "accuracy", "series"])
-    return loss, acc
+    # Gradio 6.31's plot keeps the colour domain of its first data until a prop changes: an (invisible)
+    # change of the axis title per epoch makes the validation series appear; no points yet: leave the plot
+    return (gr.update(value=loss, x_title="epoch" + "\u200b" * len(history)),
+            acc if len(acc) else gr.skip())
 
 
 def _status(info: dict[str, Any], dataset: str) -> str:
