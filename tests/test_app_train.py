@@ -58,7 +58,9 @@ def test_train_from_the_page_then_predict_with_it(app_url: str, tmp_path: Path) 
     status, loss, acc, file = job.result()
     assert any("**Training**" in u[0] for u in updates), [u[0] for u in updates]
     assert "✓ **Done.**" in status and "validation accuracy" in status and "test images" in status, status
+    loss = loss.get("value", loss)  # an update (its axis title changes per epoch) around the DataFrame
     assert loss["columns"] == ["epoch", "loss", "series"] and len(loss["data"]) >= 2
+    assert {row[2] for row in loss["data"]} == set(ui_train.COLOURS)
     assert acc["data"] and 0 <= acc["data"][-1][1] <= 100
     model = cf.load_checkpoint(file)
     assert Path(file).suffix == ".safetensors" and model.config.img_size == (32, 32)
