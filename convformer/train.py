@@ -234,8 +234,10 @@ def fit(model: ConvFormer, train_set: Dataset, val_set: Dataset, cfg: TrainConfi
             raise ValueError(f"the training split has {len(train_set)} images; max_images={cfg.max_images}")
         if len(train_set) == 0 or len(val_set) == 0:
             raise ValueError("the training and validation splits need at least one image each")
-        return _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress, cancel,
-                    Path(out_dir) if out_dir is not None else None, test_set, metadata or {})
+        cuda = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # seeds its own RNG; the caller's is restored afterwards
+            return _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress, cancel,
+                        Path(out_dir) if out_dir is not None else None, test_set, metadata or {})
     finally:
         if created:
             dist.destroy_process_group()

@@ -74,7 +74,9 @@ def test_same_seed_same_history(data):
     cfg = TrainConfig(epochs=1, seed=3, **FAST)
     a = fit(tiny(1), data.train, data.val, cfg)
     b = fit(tiny(1), data.train, data.val, cfg)
+    state = torch.random.get_rng_state()
     c = fit(tiny(1), data.train, data.val, TrainConfig(epochs=1, seed=4, **FAST))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is left as it was
     assert a.step_losses == b.step_losses and a.history[0]["val_loss"] == b.history[0]["val_loss"]
     assert a.step_losses != c.step_losses
 
