@@ -16,13 +16,13 @@ import time
 import gradio as gr
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from . import ui_model
 from . import ui_views as views
 from .checkpoint import bundled_checkpoint
 from .config import FUSIONS, ConvFormerConfig
 from .datasets import ImageTensors, materialize
+from .inspection import inspect
 from .presets import PRESETS
 from .shapes import CLASSES, ShapesDataset
 from .train import evaluate
@@ -102,12 +102,11 @@ def _row(fusion: str, n: int) -> list:
     x = data.images[:1].to(ui_model.DEVICE).float() / 255
     with loaded.lock:  # Explore's inspection hooks this model too: one at a time
         acc = evaluate(model, data, batch_size=100)["acc"] if model.config.num_classes == len(CLASSES) else None
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            model(x)
+        flops = inspect(model, x).flops  # attention's matmuls included (FlopCounterMode misses SDPA on CPU)
         latency = _latency(model, x)
     params = sum(p.numel() for p in model.parameters())
     row = [fusion, weights_label(fusion), round(100 * acc, 1) if acc is not None else None,
-           round(params / 1e6, 3), round(counter.get_total_flops() / 1e6, 1), round(latency, 2)]
+           round(params / 1e6, 3), round(flops / 1e6, 1), round(latency, 2)]
     _ROWS[key] = row
     return row
 
