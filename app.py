@@ -206,8 +206,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     capture.input(lambda path: path, capture, image, api_name="capture")
     gallery.select(ui.pick_example, None, image, api_name="example")
     stage_outputs = [fusion, preset, *hparams, notice]
-    fusion.input(ui.on_fusion, [fusion, weights, checkpoint], stage_outputs, api_name="fusion_defaults")
-    preset.input(ui.on_preset, [preset, weights, checkpoint], stage_outputs, api_name="preset_defaults")
+    fusion.input(ui.on_fusion, [fusion, weights, checkpoint, trained], stage_outputs, api_name="fusion_defaults")
+    preset.input(ui.on_preset, [preset, weights, checkpoint, trained], stage_outputs, api_name="preset_defaults")
     weights.input(ui.on_weights, [fusion, weights, checkpoint, trained], [*hparams, notice, checkpoint],
                   api_name="weights_defaults")
     checkpoint.change(ui.notice, [fusion, weights, checkpoint], notice, api_name="checkpoint_notice").then(

@@ -156,19 +156,19 @@ def notice(fusion: str, weights: str, checkpoint: str | None = None, trained: st
         return f"⚠ **This checkpoint cannot be used:** {_clean(e)}"
 
 
-def on_fusion(fusion: str, weights: str, checkpoint: str | None = None) -> tuple:
+def on_fusion(fusion: str, weights: str, checkpoint: str | None = None, trained: str | None = None) -> tuple:
     """A new fusion stage: (fusion, its tiny preset, *HPARAMS of what will run, weights notice)."""
     d = defaults(fusion, None, weights)
-    return (fusion, d["preset"], *(d[k] for k in HPARAMS), notice(fusion, weights, checkpoint))
+    return (fusion, d["preset"], *(d[k] for k in HPARAMS), notice(fusion, weights, checkpoint, trained))
 
 
-def on_preset(preset: str, weights: str, checkpoint: str | None = None) -> tuple:
+def on_preset(preset: str, weights: str, checkpoint: str | None = None, trained: str | None = None) -> tuple:
     """A new preset: its fusion stage and hyperparameters, in the order of `on_fusion`."""
     if preset not in PRESETS:
         raise gr.Error(f"preset={preset!r} is not allowed: expected one of {', '.join(PRESETS)}")
     fusion = PRESETS[preset].fusion
     d = defaults(fusion, preset, weights)
-    return (fusion, d["preset"], *(d[k] for k in HPARAMS), notice(fusion, weights, checkpoint))
+    return (fusion, d["preset"], *(d[k] for k in HPARAMS), notice(fusion, weights, checkpoint, trained))
 
 
 def on_weights(fusion: str, weights: str, checkpoint: str | None = None, trained: str | None = None) -> tuple:

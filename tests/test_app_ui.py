@@ -195,3 +195,13 @@ def test_attention_maps_beyond_the_budget_are_refused_before_building() -> None:
         make_config("vit", "convformer_vit_tiny", 512, 256, 24, 16, 4, 8, "32", "1", "concat")
     assert ui.CACHE.builds == builds
     assert make_config("vit", "convformer_vit_tiny", 224, 192, 12, 3, 4, 16, "32", "1", "concat").depth == 12
+
+
+def test_changing_fusion_keeps_the_trained_notice(tmp_path):
+    model = cf.build_model(fusion="mid", img_size=32, conv_widths=(8, 8), conv_depths=(0, 0), embed_dim=16,
+                           depth=1, num_heads=2, num_classes=3)
+    path = cf.save_checkpoint(model, tmp_path / "best.safetensors", classes=["a", "b", "c"], dataset="unit")
+    for outputs in (ui.on_fusion("late", "trained", None, str(path)),
+                    ui.on_preset("convformer_cnn_tiny", "trained", None, str(path))):
+        assert "Nothing trained" not in outputs[-1]
+    assert "Nothing trained" in ui.on_fusion("late", "trained", None, None)[-1]
