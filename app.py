@@ -52,7 +52,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                     type="filepath", elem_id="image-file", height=100)
                     with gr.Accordion("Webcam or paste from the clipboard", open=False):
                         capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label="Capture")
-                    preview = gr.Image(label="Preview", interactive=False, height=220, elem_id="preview")
+                    preview = gr.Image(label="Preview", interactive=False, format="jpeg", height=220, elem_id="preview")
                     image_status = gr.Markdown()
                 with gr.Column(scale=1, min_width=260):
                     gallery = gr.Gallery([str(p) for p in ui.examples()], label="Examples (click one)", columns=3,
@@ -100,7 +100,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 with gr.Tab("Attention rollout"):
                     gr.Markdown(ROLLOUT)
                     with gr.Row():
-                        rollout = gr.Image(label="Rollout over the image", interactive=False, elem_id="rollout")
+                        rollout = gr.Image(label="Rollout over the image", interactive=False, format="jpeg",
+                                           elem_id="rollout")
                         with gr.Column():
                             head_fusion = gr.Radio(list(ui.HEAD_FUSIONS), value="mean", label="Head fusion")
                             discard = gr.Slider(0, 0.95, 0.0, step=0.05, label="Discard ratio")
@@ -111,20 +112,21 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                         head = gr.Dropdown(["mean of heads"], value="mean of heads", label="Head",
                                            allow_custom_value=True)
                     with gr.Row():
-                        patch = gr.Image(label="Click a patch", interactive=False, elem_id="patch")
-                        query = gr.Image(label="Where it attends", interactive=False, elem_id="query")
+                        patch = gr.Image(label="Click a patch", interactive=False, format="jpeg", elem_id="patch")
+                        query = gr.Image(label="Where it attends", interactive=False, format="jpeg", elem_id="query")
                     with gr.Row():
-                        blocks = gr.Image(label="Every block (heads averaged)", interactive=False)
-                        heads = gr.Image(label="Every head of the chosen block", interactive=False)
+                        blocks = gr.Image(label="Every block (heads averaged)", interactive=False, format="jpeg")
+                        heads = gr.Image(label="Every head of the chosen block", interactive=False, format="jpeg")
                 with gr.Tab("Conv activations"):
                     gr.Markdown(CHANNELS)
                     stage = gr.Dropdown([], label="Conv stage", allow_custom_value=True)
-                    channels = gr.Image(label="Most active channels", interactive=False, elem_id="channels")
+                    channels = gr.Image(label="Most active channels", interactive=False, format="jpeg",
+                                        elem_id="channels")
                 with gr.Tab("Grad-CAM"):
                     gr.Markdown(GRAD_CAM)
                     cam_target = gr.Dropdown([ui.PREDICTED], value=ui.PREDICTED, label="Explain class",
                                              allow_custom_value=True)
-                    cam = gr.Image(label="Grad-CAM", interactive=False, elem_id="cam")
+                    cam = gr.Image(label="Grad-CAM", interactive=False, format="jpeg", elem_id="cam")
                 with gr.Tab("Shapes"):
                     gr.Markdown("The pipeline of the chosen fusion stage with the real tensor shapes, then every "
                                 "step from the input (B, C, H, W) to the logits (B, num_classes).")
@@ -175,8 +177,9 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 for f in FUSIONS:
                     with gr.Column(min_width=180):
                         cmp_out += [gr.Markdown(f"### {f}"), gr.Label(num_top_classes=3, label="Top predictions"),
-                                    gr.Image(label=ui_compare.OVERLAY[f], interactive=False, height=180),
-                                    gr.Image(label=ui_compare.CHANNELS[f], interactive=False, height=180)]
+                                    gr.Image(label=ui_compare.OVERLAY[f], interactive=False, format="jpeg", height=180),
+                                    gr.Image(label=ui_compare.CHANNELS[f], interactive=False, format="jpeg",
+                                             height=180)]
             gr.Markdown("### On the built-in test split")
             with gr.Row(equal_height=False):
                 split_n = gr.Slider(10, 2000, 500, step=10, label="Test images", scale=3)
