@@ -42,31 +42,6 @@ TIMM_KWARGS = {"pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "feature
 default_cfgs = generate_default_cfgs({name: cfg.data_config() for name, cfg in PRESETS.items()})
 
 
-def create(name: str, pretrained: bool = False, **overrides: Any) -> ConvFormer:
-    """Build preset `name` with config overrides. There are no hub weights for the presets."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
-    if pretrained:
-        raise ValueError(f"{name} has no pretrained weights; load a checkpoint with convformer.load_checkpoint")
-    overrides = {k: v for k, v in overrides.items() if k not in TIMM_KWARGS and v is not None}
-    model = ConvFormer(PRESETS[name].replace(**overrides))
-    model.pretrained_cfg = {**model.pretrained_cfg, "architecture": name}
-    return model
-
-
-def _register(name: str) -> None:
-    def entry(pretrained: bool = False, **kwargs: Any) -> ConvFormer:
-        return create(name, pretrained, **kwargs)
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"ConvFormer preset {name}: {PRESETS[name]}"
-    entry.__module__ = __name__
-    register_model(entry)
-
-
-for _name in PRESETS:
-    _register(_name)
-
-
 # The checkpoints bundled in assets/checkpoints/{fusion}.safetensors: small models trained on the built-in
 # shapes data at 64 px (model cards in assets/checkpoints/README.md). Every token grid is 8 x 8: three
 # stride-2 conv stages for early / mid, 8 px patches for vit and late's ViT branch. Kept apart from
@@ -89,13 +64,16 @@ SHAPES_PRESETS: dict[str, ConvFormerConfig] = {
 }
 
 
-def create_shapes(name: str, pretrained: bool = False, **overrides: Any) -> ConvFormer:
-    """Build shapes preset `name`; with `pretrained`, load its bundled checkpoint (the overrides must keep
-    the weights' shapes, else CheckpointError)."""
-    if name not in SHAPES_PRESETS:
-        raise ValueError(f"unknown shapes preset {name!r}; available: {sorted(SHAPES_PRESETS)}")
+def create(name: str, pretrained: bool = False, **overrides: Any) -> ConvFormer:
+    """Build preset `name` (PRESETS or SHAPES_PRESETS) with config overrides. `pretrained` loads the bundled
+    checkpoint of a shapes preset (the overrides must keep the weights' shapes, else CheckpointError); the
+    architecture presets have no weights."""
+    if name not in PRESETS and name not in SHAPES_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {sorted(PRESETS) + sorted(SHAPES_PRESETS)}")
     overrides = {k: v for k, v in overrides.items() if k not in TIMM_KWARGS and v is not None}
-    cfg = SHAPES_PRESETS[name].replace(**overrides)
+    cfg = {**PRESETS, **SHAPES_PRESETS}[name].replace(**overrides)
+    if pretrained and name not in SHAPES_PRESETS:
+        raise ValueError(f"{name} has no pretrained weights; load a checkpoint with convformer.load_checkpoint")
     if pretrained:
         from .checkpoint import bundled_checkpoint, load_checkpoint
         path = bundled_checkpoint(cfg.fusion)
@@ -108,15 +86,15 @@ def create_shapes(name: str, pretrained: bool = False, **overrides: Any) -> Conv
     return model
 
 
-def _register_shapes(name: str) -> None:
+def _register(name: str, cfg: ConvFormerConfig) -> None:
     def entry(pretrained: bool = False, **kwargs: Any) -> ConvFormer:
-        return create_shapes(name, pretrained, **kwargs)
+        return create(name, pretrained, **kwargs)
     entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"ConvFormer shapes preset {name} (bundled weights): {SHAPES_PRESETS[name]}"
+    entry.__doc__ = f"ConvFormer preset {name}: {cfg}"
     entry.__module__ = __name__
     register_model(entry)
 
 
 default_cfgs.update(generate_default_cfgs({name: cfg.data_config() for name, cfg in SHAPES_PRESETS.items()}))
-for _name in SHAPES_PRESETS:
-    _register_shapes(_name)
+for _name, _cfg in {**PRESETS, **SHAPES_PRESETS}.items():
+    _register(_name, _cfg)
