@@ -102,11 +102,10 @@ def _row(fusion: str, n: int) -> list:
     x = data.images[:1].to(ui_model.DEVICE).float() / 255
     with loaded.lock:  # Explore's inspection hooks this model too: one at a time
         acc = evaluate(model, data, batch_size=100)["acc"] if model.config.num_classes == len(CLASSES) else None
-        flops = inspect(model, x).flops  # attention's matmuls included (FlopCounterMode misses SDPA on CPU)
+        counted = inspect(model, x)  # FLOPs with attention's matmuls (FlopCounterMode misses SDPA on CPU)
         latency = _latency(model, x)
-    params = sum(p.numel() for p in model.parameters())
     row = [fusion, weights_label(fusion), round(100 * acc, 1) if acc is not None else None,
-           round(params / 1e6, 3), round(flops / 1e6, 1), round(latency, 2)]
+           round(counted.params / 1e6, 3), round(counted.flops / 1e6, 1), round(latency, 2)]
     _ROWS[key] = row
     return row
 

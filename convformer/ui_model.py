@@ -399,13 +399,13 @@ def run(image: str | None, fusion: str = "mid", preset: str = "convformer_mid_ti
     if result.cam_class is not None:
         cam_class = loaded.classes[int(result.cam_class[0])]
     size = model.config.img_size
-    params = sum(p.numel() for p in model.parameters())
     return Run(display=views.display_image(picture, size), fusion=model.config.fusion, classes=loaded.classes,
                probs=result.probs[0].float().cpu().numpy(),
                attentions={k: viz.to_numpy(v[0]).astype(np.float16) for k, v in result.attentions.items()},
                grid=(tg.h, tg.w, tg.prefix) if tg else None, channels=acts,
                cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()}, cam_class=cam_class,
-               shapes=result.shapes, stats=views.stats_markdown(params, result.flops, latency, _device_name(), size),
+               shapes=result.shapes,
+               stats=views.stats_markdown(result.params, result.flops, latency, _device_name(), size),
                notice=loaded.notice)
 
 
