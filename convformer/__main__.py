@@ -12,15 +12,16 @@ from .inspection import format_table
 from .train import add_parser as add_train_parser
 
 
-def _model(args: argparse.Namespace):
-    if getattr(args, "checkpoint", None):
+def _model(args: argparse.Namespace, bundled: bool = False):
+    """--checkpoint, else (predict) the bundled checkpoint of --fusion, else a preset with random weights."""
+    if args.checkpoint:
         return load_checkpoint(args.checkpoint)
-    if getattr(args, "preset", None) is None and not getattr(args, "random", True):
+    if bundled:
         path = bundled_checkpoint(args.fusion)
         if path is not None:
             return load_checkpoint(path)
         print(f"note: no bundled checkpoint for {args.fusion!r}; using random weights", file=sys.stderr)
-    name = args.preset or f"convformer_{args.fusion}_tiny"
+    name = getattr(args, "preset", None) or f"convformer_{args.fusion}_tiny"
     overrides = {"num_classes": args.num_classes} if getattr(args, "num_classes", None) else {}
     if getattr(args, "img_size", None):
         overrides["img_size"] = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]
@@ -36,7 +37,7 @@ def info(args: argparse.Namespace) -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
-    model = _model(args).to(pick_device(args.device))
+    model = _model(args, bundled=True).to(pick_device(args.device))
     image = load_image(args.image)
     with torch.inference_mode():
         probs = model(preprocess(image, model)).softmax(-1)[0]
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="a .safetensors checkpoint (local path or hf://owner/repo/file)")
     p.add_argument("--device", help="cpu, cuda, mps (default: $CONVFORMER_DEVICE, else the best available)")
     p.add_argument("--top-k", type=int, default=5)
-    p.set_defaults(func=predict, preset=None, random=False)
+    p.set_defaults(func=predict)
     add_train_parser(sub)
     args = parser.parse_args(argv)
     try:
