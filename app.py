@@ -8,7 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 
-import gradio as gr
+# Headless: a server draws no windows. Gradio asks matplotlib for its backend on every event; left unset,
+# the first event of the process imports pyplot to find out (0.4 s, on the server's event loop).
+os.environ.setdefault("MPLBACKEND", "agg")
+
+import gradio as gr  # noqa: E402
 
 try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch touches CUDA
     import spaces  # noqa: F401
@@ -260,6 +264,7 @@ def main() -> None:
     except ValueError as e:
         parser.error(str(e))
     print(f"ConvFormer Lab on {device}")
+    ui.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=False,
                 allowed_paths=[str(ui.EXAMPLES)], max_file_size="25mb", footer_links=["api"],

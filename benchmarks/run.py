@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import bench_app
         print("app end to end", flush=True)
         requests = args.app_requests or (5 if args.quick else 30)
-        result["app"] = bench_app.run(requests=requests, clients=args.clients,
+        result["app"] = bench_app.run(requests=requests, clients_n=args.clients,
                                       per_client=2 if args.quick else 5, log=lambda s: print(s, flush=True))
     if args.accel != "off" and (args.accel == "cpu" or torch.cuda.is_available()):
         result["accelerator"] = accelerator(names, args)

@@ -6,7 +6,9 @@ stage, clicked patch) re-draw from it without running the model again.
 """
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from .ui_model import (CACHE, EXAMPLES, HEAD_FUSIONS, HPARAMS, PREDICTED, WEIGHT
 __all__ = ["CACHE", "EXAMPLES", "HEAD_FUSIONS", "PREDICTED", "PREDICT_OUTPUTS", "PRESETS", "QUERY_KEYS", "WEIGHTS",
            "check_config", "checkpoint_controls", "click", "examples", "from_query", "guard", "link", "notice",
            "on_fusion", "on_load", "on_preset", "on_trained", "on_weights", "pick_example", "predict", "preview",
-           "redraw_attention", "redraw_channels", "run", "set_device"]
+           "redraw_attention", "redraw_channels", "run", "set_device", "warm_up"]
 
 
 # ---- what the app calls ---------------------------------------------------------------------------------
@@ -60,6 +62,20 @@ def predict(image: str | None, fusion: str = "mid", preset: str = "convformer_mi
             gr.update(choices=blocks, value=block), gr.update(choices=head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
             gr.update(choices=[PREDICTED, *r.classes], value=cam_target if cam_target in r.classes else PREDICTED))
+
+
+def warm_up() -> threading.Thread:
+    """Start one request's work for the default controls in the background (the mid stage's model loaded
+    and cached, its FLOPs counted, torch's kernels and the picture code run once) so the first visitor does
+    not wait for it. Started before `launch()`, it overlaps the server's start-up. Failures are only logged."""
+    def work() -> None:
+        try:
+            predict(str(examples()[0]), **{k: v for k, v in defaults("mid").items() if k != "fusion"})
+        except Exception:  # noqa: BLE001 - a warm-up must never stop the app; the first request will report it
+            logging.getLogger(__name__).exception("warm-up failed")
+    thread = threading.Thread(target=work, name="convformer-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def head_choices(heads: int) -> list[str]:

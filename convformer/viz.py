@@ -2,15 +2,19 @@
 
 Attention rollout follows Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers";
 heatmap overlays follow pytorch-grad-cam's `show_cam_on_image`, with matplotlib colormaps as lookup tables.
+
+The rollout's matrix products run in torch, not numpy: numpy's OpenBLAS keeps a thread pool of its own that
+spins after each product and, on a small CPU, halves the speed of the next torch forward (benchmarks/NOTES.md).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from matplotlib import colormaps
 from PIL import Image
-
 
 
 def to_numpy(x) -> np.ndarray:
@@ -56,7 +60,8 @@ def rollout(attentions: Sequence, head_fusion: str = "mean", discard_ratio: floa
     if not len(attentions):
         raise ValueError("rollout needs at least one attention map")
     n = to_numpy(attentions[0]).shape[-1]
-    result = np.eye(n, dtype=np.float64)
+    eye = torch.eye(n, dtype=torch.float64)
+    result = eye
     for attn in attentions:
         a = fuse_heads(attn, head_fusion).astype(np.float64)
         if discard_ratio > 0:
@@ -65,10 +70,9 @@ def rollout(attentions: Sequence, head_fusion: str = "mean", discard_ratio: floa
             if k:
                 cut = np.partition(patch.ravel(), k - 1)[k - 1]
                 a[:, prefix:] = np.where(patch <= cut, 0.0, patch)
-        a = 0.5 * a + 0.5 * np.eye(n)
-        a /= a.sum(axis=-1, keepdims=True)
-        result = a @ result
-    return result.astype(np.float32)
+        a = 0.5 * torch.from_numpy(a) + 0.5 * eye
+        result = (a / a.sum(dim=-1, keepdim=True)) @ result
+    return result.float().numpy()
 
 
 def rollout_map(attentions: Sequence, grid: tuple[int, int], prefix: int, head_fusion: str = "mean",
@@ -102,20 +106,23 @@ def head_maps(attn, grid: tuple[int, int], prefix: int) -> np.ndarray:
     return tokens_to_grid(received, grid, prefix)
 
 
+@functools.cache
+def colour_table(cmap: str) -> np.ndarray:
+    """A matplotlib colormap as a (256, 3) uint8 lookup table (built once per name)."""
+    return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
 def heatmap(values, cmap: str = "inferno") -> np.ndarray:
     """A 2-D map -> RGB uint8 (h, w, 3) through a matplotlib colormap (values min-max scaled)."""
-    lut = (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-    return lut[(normalize(values) * 255).astype(np.uint8)]
+    return colour_table(cmap)[(normalize(values) * 255).astype(np.uint8)]
 
 
 def overlay(image: Image.Image, values, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
     """Blend a 2-D map, resized smoothly to the image, onto the image (RGB)."""
     image = image.convert("RGB")
     small = Image.fromarray(normalize(values).astype(np.float32), mode="F")
-    big = np.asarray(small.resize(image.size, Image.Resampling.BILINEAR))
-    color = heatmap(big, cmap).astype(np.float32)
-    out = (1 - alpha) * np.asarray(image, dtype=np.float32) + alpha * color
-    return Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    big = np.asarray(small.resize(image.size, Image.Resampling.BILINEAR)).clip(0, 1)
+    return Image.blend(image, Image.fromarray(colour_table(cmap)[(big * 255).astype(np.uint8)]), alpha)
 
 
 def tile(maps, cols: int | None = None, cell: int = 64, cmap: str = "viridis", gap: int = 2) -> Image.Image:

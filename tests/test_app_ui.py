@@ -205,3 +205,16 @@ def test_changing_fusion_keeps_the_trained_notice(tmp_path):
                     ui.on_preset("convformer_cnn_tiny", "trained", None, str(path))):
         assert "Nothing trained" not in outputs[-1]
     assert "Nothing trained" in ui.on_fusion("late", "trained", None, None)[-1]
+
+
+def test_warm_up_caches_the_default_model_and_never_raises(monkeypatch, caplog) -> None:
+    ui.CACHE.clear()
+    builds = ui.CACHE.builds
+    ui.warm_up().join(60)
+    assert ui.CACHE.builds == builds + 1  # the default (mid, bundled) model is ready for the first visitor
+    ui.predict(str(ui.examples()[0]), "mid")
+    assert ui.CACHE.builds == builds + 1  # ... and the first request reuses it
+
+    monkeypatch.setattr(ui, "examples", lambda: [])  # nothing to warm up with: logged, not raised
+    ui.warm_up().join(60)
+    assert "warm-up failed" in caplog.text
