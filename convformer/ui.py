@@ -24,7 +24,8 @@ from .config import FUSIONS, MERGES, ConvFormerConfig
 from .data import ImageError, load_image
 from .presets import PRESETS
 from .ui_model import (CACHE, EXAMPLES, HEAD_FUSIONS, HPARAMS, PREDICTED, WEIGHTS, Run, _bundled_config, _clean,
-                       check_config, controls_of, defaults, guard, run, set_device)
+                       check_config, controls_of, defaults, guard, on_model_thread, run,
+                       set_device)
 
 __all__ = ["CACHE", "EXAMPLES", "HEAD_FUSIONS", "PREDICTED", "PREDICT_OUTPUTS", "PRESETS", "QUERY_KEYS", "WEIGHTS",
            "check_config", "checkpoint_controls", "click", "examples", "from_query", "guard", "link", "notice",
@@ -70,7 +71,8 @@ def warm_up() -> threading.Thread:
     not wait for it. Started before `launch()`, it overlaps the server's start-up. Failures are only logged."""
     def work() -> None:
         try:
-            predict(str(examples()[0]), **{k: v for k, v in defaults("mid").items() if k != "fusion"})
+            on_model_thread(predict, str(examples()[0]), **{k: v for k, v in defaults("mid").items()
+                                                             if k != "fusion"})
         except Exception:  # noqa: BLE001 - a warm-up must never stop the app; the first request will report it
             logging.getLogger(__name__).exception("warm-up failed")
     thread = threading.Thread(target=work, name="convformer-warm-up", daemon=True)

@@ -17,6 +17,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -415,12 +416,28 @@ def _device_name() -> str:
     return DEVICE.type
 
 
+# Handlers run on ONE thread of their own. torch's OpenMP threads belong to the thread that starts them: run
+# from Gradio's pool of worker threads, each handler thread would start its own set, and on a small CPU those
+# sets spin against each other (the 224 px mid model: 45 ms a request from one thread, 60 ms once a second
+# thread had run it; benchmarks/NOTES.md). The model work is serialised anyway (one inspection per model at
+# a time) and uses every core by itself; Gradio's own work for other requests goes on meanwhile.
+MODEL_THREAD = ThreadPoolExecutor(1, thread_name_prefix="convformer-model")
+
+
+def on_model_thread(fn: Callable, *args, **kwargs):
+    """fn(*args, **kwargs) on MODEL_THREAD (directly when already there); its result or its exception."""
+    if threading.current_thread().name.startswith("convformer-model"):
+        return fn(*args, **kwargs)
+    return MODEL_THREAD.submit(fn, *args, **kwargs).result()
+
+
 def guard(fn: Callable) -> Callable:
-    """Wrap a handler so that an unexpected failure becomes a short message, never a traceback."""
+    """Wrap a handler so that it runs on MODEL_THREAD and an unexpected failure becomes a short message,
+    never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return on_model_thread(fn, *args, **kwargs)
         except gr.Error:
             raise
         except Exception as e:  # noqa: BLE001 - any failure in a handler (a model's forward, a full disk)
