@@ -11,6 +11,9 @@ import os
 # Headless: a server draws no windows. Gradio asks matplotlib for its backend on every event; left unset,
 # the first event of the process imports pyplot to find out (0.4 s, on the server's event loop).
 os.environ.setdefault("MPLBACKEND", "agg")
+# Gradio rebuilds its monitoring summary (a pandas table of up to 10,000 past events) after EVERY event by
+# default, so each request costs more the longer the server runs; refresh it every 100 events instead.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
 
 import gradio as gr  # noqa: E402
 

@@ -3,8 +3,8 @@
 - cold start: from launching `python app.py` to the first successful `/predict` answer;
 - `/predict` latency (p50, p95) over N sequential requests with a 224 x 224 image and every output on
   (mid fusion, Grad-CAM of the predicted class), for the bundled 64 px model (the default controls) and for
-  convformer_mid_tiny at 224 px with random weights, each from two API clients (gradio_client as documented,
-  and the same client reusing one SSL context), interleaved with a bare inspection of the same model in this
+  convformer_mid_tiny at 224 px with random weights, each from three API clients (gradio_client as documented,
+  the same client reusing one SSL context, and a browser-like HTTP client), interleaved with a bare inspection of the same model in this
   process, `inspect(model, preprocess(image), cam_class="pred")`, so each ratio p50 / bare is same-load;
 - throughput under `clients` concurrent clients (one `Client` per thread), against sequential throughput;
 - peak memory of the serving process (VmHWM from /proc/<pid>/status, children included).
@@ -215,15 +215,27 @@ def controls(weights: str) -> dict:
 
 
 def clients(url: str) -> dict[str, Any]:
-    """The two API clients timed side by side. `default`: `Client(url)` as its docs show it. `shared SSL`: the
-    same client given one SSL context to reuse (`ssl_verify=ssl.create_default_context()`, certificates still
-    checked). gradio_client opens a new httpx client for every upload, queue join, event stream and output
-    download, and each builds an SSL context from certifi's bundle (about 20 ms of CPU, even for http://)."""
+    """The API clients timed side by side, each with a `predict(client, image, **controls)`-style call:
+    - `gradio_client`: `Client(url)` as its docs show it;
+    - `gradio_client, shared SSL`: the same client given one SSL context to reuse
+      (`ssl_verify=ssl.create_default_context()`, certificates still checked). gradio_client opens a new httpx
+      client for every upload, queue join, event stream and output download, and each builds an SSL context
+      from certifi's bundle (about 20 ms of CPU, even for http://);
+    - `browser-like HTTP`: Gradio's protocol over one keep-alive connection pool, the stream read as it
+      arrives, outputs fetched in parallel (benchmarks/http_client.py), which is what the page does."""
     import ssl
 
     from gradio_client import Client
-    return {"default": Client(url, verbose=False),
-            "shared SSL": Client(url, verbose=False, ssl_verify=ssl.create_default_context())}
+
+    from benchmarks.http_client import HttpClient
+    return {"gradio_client": Client(url, verbose=False),
+            "gradio_client, shared SSL": Client(url, verbose=False, ssl_verify=ssl.create_default_context()),
+            "browser-like HTTP": HttpClient(url)}
+
+
+def call(client: Any, image: Path, **controls: Any) -> Any:
+    from benchmarks.http_client import HttpClient
+    return client.predict(image, **controls) if isinstance(client, HttpClient) else predict(client, image, **controls)
 
 
 def run(requests: int = 30, clients_n: int = 8, per_client: int = 5, log: Callable[[str], None] = print) -> dict:
@@ -242,11 +254,11 @@ def run(requests: int = 30, clients_n: int = 8, per_client: int = 5, log: Callab
                 bare, ctl = bare_inspection(image, weights), controls(weights)
                 times: dict[str, list[float]] = {"bare": [], **{name: [] for name in apis}}
                 for c in apis.values():
-                    predict(c, image, weights=weights, **ctl)  # warm-up: builds and caches the model
+                    call(c, image, weights=weights, **ctl)  # warm-up: builds and caches the model
                 for _ in range(requests):  # interleaved: each client's request, then a bare inspection
                     for name, c in apis.items():
                         t = time.perf_counter()
-                        predict(c, image, weights=weights, **ctl)
+                        call(c, image, weights=weights, **ctl)
                         times[name].append(time.perf_counter() - t)
                     t = time.perf_counter()
                     bare()
@@ -262,7 +274,7 @@ def run(requests: int = 30, clients_n: int = 8, per_client: int = 5, log: Callab
                     log(f"  /predict ({weights} weights, {name} client) p50 {p50:.0f} ms, p95 "
                         f"{_pct(req, 0.95) * 1e3:.0f} ms over {requests}; bare inspection {bare_ms:.0f} ms "
                         f"({p50 / bare_ms:.2f}x)")
-                d = s["clients"]["default"]  # the headline numbers: a client as its docs show it
+                d = s["clients"]["gradio_client"]  # the headline numbers: the client as its docs show it
                 s.update(predict_p50_ms=d["p50_ms"], predict_p95_ms=d["p95_ms"], predict_ratio=d["ratio"],
                          sequential_req_s=d["req_s"])
             conc = concurrent(server.url, image, clients_n, per_client)

@@ -202,3 +202,18 @@ def test_redraw_uses_the_sessions_last_run(app_url: str, shape_png: Path) -> Non
     rollout, patch, query, blocks, heads = session.predict("max", 0.5, "vit.blocks.0", "head 0",
                                                            api_name="/attention")
     assert Image.open(rollout).size == Image.open(query).size
+
+
+def test_benchmark_http_client_gets_what_gradio_client_gets(client: Client, app_url: str, shape_png: Path) -> None:
+    """The benchmark's browser-like client (benchmarks/http_client.py) speaks the same protocol: same label,
+    every picture fetched, and a failing request is reported, not timed."""
+    from benchmarks.http_client import HttpClient, _urls
+    http = HttpClient(app_url)
+    try:
+        raw = http.predict(shape_png, **SMALL)
+        assert raw[0] == _predict(client, shape_png)["label"]
+        assert len([u for o in raw for u in _urls(o)]) == 7  # rollout, patch, query, blocks, heads, channels, cam
+        with pytest.raises(RuntimeError, match="request failed"):
+            http.predict(shape_png, **{**SMALL, "depth": 1.5})
+    finally:
+        http.close()
