@@ -1,12 +1,14 @@
-"""App benchmark, end to end through `gradio_client` against a real `python app.py` on 127.0.0.1:
+"""App benchmark, end to end against a real `python app.py` on 127.0.0.1:
 
-- cold start: from launching `python app.py` to the first successful `/predict` answer;
+- cold start: from launching `python app.py` to the first successful `/predict` answer (gradio_client);
 - `/predict` latency (p50, p95) over N sequential requests with a 224 x 224 image and every output on
-  (mid fusion, Grad-CAM of the predicted class), for the bundled 64 px model (the default controls) and for
-  convformer_mid_tiny at 224 px with random weights, each from three API clients (gradio_client as documented,
-  the same client reusing one SSL context, and a browser-like HTTP client), interleaved with a bare inspection of the same model in this
-  process, `inspect(model, preprocess(image), cam_class="pred")`, so each ratio p50 / bare is same-load;
-- throughput under `clients` concurrent clients (one `Client` per thread), against sequential throughput;
+  (mid fusion, Grad-CAM of the predicted class), for the bundled 64 px model (the default controls) and
+  for convformer_mid_tiny at 224 px with random weights, each from three API clients (gradio_client as
+  documented, the same client reusing one SSL context, and a browser-like HTTP client), interleaved with a
+  bare inspection of the same model in this process, `inspect(model, preprocess(image), cam_class="pred")`,
+  so each ratio p50 / bare is same-load;
+- throughput under `clients` concurrent gradio_clients (one per thread), with and without a shared SSL
+  context, against sequential throughput;
 - peak memory of the serving process (VmHWM from /proc/<pid>/status, children included).
 
 The server is started in a subprocess on a free port and always stopped.
@@ -169,10 +171,14 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-def concurrent(url: str, image: Path, clients: int, per_client: int) -> dict:
-    """`clients` threads, each with its own Client, each sending `per_client` requests at once."""
+def concurrent(url: str, image: Path, clients: int, per_client: int, shared_ssl: bool = False) -> dict:
+    """`clients` threads, each with its own Client, each sending `per_client` requests at once. With
+    `shared_ssl`, each client reuses one SSL context, so the clients (on the same cores) cost less CPU."""
+    import ssl
+
     from gradio_client import Client
-    conns = [Client(url, verbose=False) for _ in range(clients)]
+    kw = {"ssl_verify": ssl.create_default_context()} if shared_ssl else {}
+    conns = [Client(url, verbose=False, **kw) for _ in range(clients)]
     barrier, lat, errors, retries = threading.Barrier(clients + 1), [], [], []
 
     def work(c):
@@ -278,8 +284,10 @@ def run(requests: int = 30, clients_n: int = 8, per_client: int = 5, log: Callab
                 s.update(predict_p50_ms=d["p50_ms"], predict_p95_ms=d["p95_ms"], predict_ratio=d["ratio"],
                          sequential_req_s=d["req_s"])
             conc = concurrent(server.url, image, clients_n, per_client)
-            log(f"  {clients_n} clients: {conc['req_s']:.2f} req/s ({conc['requests']} ok, {conc['errors']} errors), "
-                f"p50 {conc['p50_ms'] or 0:.0f} ms")
+            conc_ssl = concurrent(server.url, image, clients_n, per_client, shared_ssl=True)
+            for name, c in (("gradio_client", conc), ("gradio_client, shared SSL", conc_ssl)):
+                log(f"  {clients_n} clients ({name}): {c['req_s']:.2f} req/s ({c['requests']} ok, {c['errors']} "
+                    f"errors), p50 {c['p50_ms'] or 0:.0f} ms")
             own, total = peak_rss_bytes(server.proc.pid)
             rss = _status_kb(server.proc.pid, "VmRSS") * 1024
             for c in (client, *apis.values()):
@@ -288,6 +296,8 @@ def run(requests: int = 30, clients_n: int = 8, per_client: int = 5, log: Callab
     main = {k: v for k, v in series["bundled"].items() if k != "clients"}  # the target: the default controls
     out = {"cold_start_s": cold, "cold_http_s": http, "requests": requests, **main, "series": series,
            "concurrent": conc, "concurrency_speedup": conc["req_s"] / main["sequential_req_s"],
+           "concurrent_shared_ssl": conc_ssl, "concurrency_speedup_shared_ssl":
+               conc_ssl["req_s"] / series["bundled"]["clients"]["gradio_client, shared SSL"]["req_s"],
            "server_peak_rss_gb": total / 1e9, "server_peak_rss_own_gb": own / 1e9, "server_rss_end_gb": rss / 1e9,
            "torch_threads_client": torch.get_num_threads()}
     out["table"] = app_table(out)
@@ -310,5 +320,8 @@ def app_table(a: dict) -> str:
              [f"{c['clients']} concurrent clients: throughput", f"{c['req_s']:.2f} req/s ({c['errors']} errors)"],
              [f"{c['clients']} concurrent clients: p50 / p95", f"{c['p50_ms'] or 0:.0f} / {c['p95_ms'] or 0:.0f} ms"],
              ["concurrent / sequential throughput", f"{a['concurrency_speedup']:.2f}x"],
+             *([[f"{a['concurrent_shared_ssl']['clients']} concurrent clients, shared SSL: throughput",
+                 f"{a['concurrent_shared_ssl']['req_s']:.2f} req/s ({a['concurrent_shared_ssl']['errors']} errors, "
+                 f"{a['concurrency_speedup_shared_ssl']:.2f}x sequential)"]] if "concurrent_shared_ssl" in a else []),
              ["serving process peak RSS (VmHWM, with children)", f"{a['server_peak_rss_gb']:.2f} GB"]]
     return _align(lines)
