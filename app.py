@@ -248,7 +248,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     gr.on([c.change for c in (*config, train_img)], ui_train.describe, [*config, train_img], train_model,
           api_name="train_model")
     demo.unload(ui_train.leave)
-    cmp_btn.click(ui_compare.compare_image, cmp_image, cmp_out, api_name="compare_image")
+    cmp_btn.click(ui.guard(ui_compare.compare_image), cmp_image, cmp_out, api_name="compare_image")
     split_btn.click(ui_compare.compare_split, split_n, [split_table, split_plot, split_note], api_name="compare_split")
     demo.load(ui.on_load, None, [preset, fusion, weights, *hparams, notice], api_name="load_config")
 

@@ -122,7 +122,7 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
     with _LOCK:  # one evaluation at a time; a second press waits and then reads the cache
         for i, fusion in enumerate(FUSIONS):
             progress((i, len(FUSIONS)), desc=f"scoring {fusion} on {n} test images", unit="models")
-            rows.append(_row(fusion, n))
+            rows.append(ui_model.on_model_thread(_row, fusion, n))  # progress stays in this handler's thread
     table = pd.DataFrame(rows, columns=HEADERS)
     device = ui_model._device_name()
     text = (f"{n} fresh test images of the built-in shapes (seed {TEST_SEED}, {SIZE} px, never seen in training); "

@@ -218,3 +218,19 @@ def test_warm_up_caches_the_default_model_and_never_raises(monkeypatch, caplog) 
     monkeypatch.setattr(ui, "examples", lambda: [])  # nothing to warm up with: logged, not raised
     ui.warm_up().join(60)
     assert "warm-up failed" in caplog.text
+
+
+def test_handlers_run_on_one_model_thread() -> None:
+    """torch's OpenMP threads belong to the calling thread: every guarded handler, from whichever of
+    Gradio's worker threads, runs on the same model thread (and nested calls do not deadlock)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    where = ui.guard(lambda: (threading.current_thread().name, ui.guard(threading.get_ident)()))
+    with ThreadPoolExecutor(4) as pool:
+        seen = set(pool.map(lambda _: where(), range(8)))
+    assert len(seen) == 1
+    (name, ident), = seen
+    assert name.startswith("convformer-model") and ident != threading.get_ident()
+    with pytest.raises(gr.Error, match="ZeroDivisionError"):  # failures still come back as a short message
+        ui.guard(lambda: 1 / 0)()
