@@ -239,6 +239,14 @@ def clients(url: str) -> dict[str, Any]:
             "browser-like HTTP": HttpClient(url)}
 
 
+def check_size(output: list, size: int) -> None:
+    """The app must have run the same input size as the bare inspection (its shape table says)."""
+    from convformer.ui import PREDICT_OUTPUTS
+    first = output[PREDICT_OUTPUTS.index("table")]["data"][0][2]
+    if first != f"(1, 3, {size}, {size})":
+        raise RuntimeError(f"the app ran a {first} input, the bare inspection {size} px: not comparable")
+
+
 def call(client: Any, image: Path, **controls: Any) -> Any:
     from benchmarks.http_client import HttpClient
     return client.predict(image, **controls) if isinstance(client, HttpClient) else predict(client, image, **controls)
@@ -261,6 +269,7 @@ def run(requests: int = 30, clients_n: int = 8, per_client: int = 5, log: Callab
                 times: dict[str, list[float]] = {"bare": [], **{name: [] for name in apis}}
                 for c in apis.values():
                     call(c, image, weights=weights, **ctl)  # warm-up: builds and caches the model
+                check_size(apis["browser-like HTTP"].predict(image, weights=weights, **ctl), _img_size(bare))
                 for _ in range(requests):  # interleaved: each client's request, then a bare inspection
                     for name, c in apis.items():
                         t = time.perf_counter()

@@ -55,3 +55,20 @@ def test_timm_flops_include_attention():
     flops = bench.count_flops(model, torch.zeros(1, 3, 224, 224))
     assert flops > 2.4e9  # 2.15 G without the attention matmuls
     assert all(m.fused_attn for m in model.modules() if hasattr(m, "fused_attn"))  # restored
+
+
+def test_app_benchmark_runs_end_to_end():
+    """The app part in its smallest form: a real `python app.py`, every client, both models; checks the
+    structure and that every ratio is against a bare inspection of the same size, never timings."""
+    from benchmarks import bench_app
+    a = bench_app.run(requests=2, clients_n=2, per_client=1, log=lambda s: None)
+    assert a["cold_start_s"] >= a["cold_http_s"] > 0
+    assert {s: r["model_img_size"] for s, r in a["series"].items()} == {"bundled": 64, "random": 224}
+    for r in a["series"].values():
+        assert set(r["clients"]) == {"gradio_client", "gradio_client, shared SSL", "browser-like HTTP"}
+        for c in r["clients"].values():
+            assert c["p95_ms"] >= c["p50_ms"] > 0 and c["ratio"] == c["p50_ms"] / r["bare_inspection_ms"]
+    assert a["concurrent"]["errors"] == 0 and a["concurrent"]["requests"] == 2
+    assert a["concurrent_shared_ssl"]["requests"] == 2
+    assert 0 < a["server_peak_rss_gb"] < 8
+    assert "browser-like HTTP" in a["table"]
