@@ -24,8 +24,7 @@ from .config import FUSIONS, MERGES, ConvFormerConfig
 from .data import ImageError, load_image
 from .presets import PRESETS
 from .ui_model import (CACHE, EXAMPLES, HEAD_FUSIONS, HPARAMS, PREDICTED, WEIGHTS, Run, _bundled_config, _clean,
-                       check_config, controls_of, defaults, guard, on_model_thread, run,
-                       set_device)
+                       check_config, controls_of, defaults, guard, on_model_thread, run, set_device)
 
 __all__ = ["CACHE", "EXAMPLES", "HEAD_FUSIONS", "PREDICTED", "PREDICT_OUTPUTS", "PRESETS", "QUERY_KEYS", "WEIGHTS",
            "check_config", "checkpoint_controls", "click", "examples", "from_query", "guard", "link", "notice",

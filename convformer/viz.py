@@ -108,8 +108,10 @@ def head_maps(attn, grid: tuple[int, int], prefix: int) -> np.ndarray:
 
 @functools.cache
 def colour_table(cmap: str) -> np.ndarray:
-    """A matplotlib colormap as a (256, 3) uint8 lookup table (built once per name)."""
-    return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    """A matplotlib colormap as a (256, 3) uint8 lookup table (built once per name, read-only)."""
+    table = (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    table.flags.writeable = False
+    return table
 
 
 def heatmap(values, cmap: str = "inferno") -> np.ndarray:
