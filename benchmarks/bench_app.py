@@ -16,6 +16,7 @@ The server is started in a subprocess on a free port and always stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import statistics
@@ -221,7 +222,7 @@ def controls(weights: str) -> dict:
 
 
 def clients(url: str) -> dict[str, Any]:
-    """The API clients timed side by side, each with a `predict(client, image, **controls)`-style call:
+    """The API clients timed side by side, by name:
     - `gradio_client`: `Client(url)` as its docs show it;
     - `gradio_client, shared SSL`: the same client given one SSL context to reuse
       (`ssl_verify=ssl.create_default_context()`, certificates still checked). gradio_client opens a new httpx
@@ -239,17 +240,18 @@ def clients(url: str) -> dict[str, Any]:
             "browser-like HTTP": HttpClient(url)}
 
 
+def requester(client: Any) -> Callable[..., Any]:
+    """`f(image, **controls)` -> /predict's outputs, for either kind of client."""
+    from benchmarks.http_client import HttpClient
+    return client.predict if isinstance(client, HttpClient) else functools.partial(predict, client)
+
+
 def check_size(output: list, size: int) -> None:
     """The app must have run the same input size as the bare inspection (its shape table says)."""
     from convformer.ui import PREDICT_OUTPUTS
     first = output[PREDICT_OUTPUTS.index("table")]["data"][0][2]
     if first != f"(1, 3, {size}, {size})":
         raise RuntimeError(f"the app ran a {first} input, the bare inspection {size} px: not comparable")
-
-
-def call(client: Any, image: Path, **controls: Any) -> Any:
-    from benchmarks.http_client import HttpClient
-    return client.predict(image, **controls) if isinstance(client, HttpClient) else predict(client, image, **controls)
 
 
 def run(requests: int = 30, clients_n: int = 8, per_client: int = 5, log: Callable[[str], None] = print) -> dict:
@@ -264,16 +266,16 @@ def run(requests: int = 30, clients_n: int = 8, per_client: int = 5, log: Callab
             log(f"  cold start: {cold:.2f} s to the first /predict answer ({http:.2f} s to the first HTTP "
                 f"answer; port {server.port})")
             series, apis = {}, clients(server.url)
+            send = {name: requester(c) for name, c in apis.items()}
             for weights in ("bundled", "random"):  # the app's default model, and mid_tiny at 224 px
                 bare, ctl = bare_inspection(image, weights), controls(weights)
                 times: dict[str, list[float]] = {"bare": [], **{name: [] for name in apis}}
-                for c in apis.values():
-                    call(c, image, weights=weights, **ctl)  # warm-up: builds and caches the model
-                check_size(apis["browser-like HTTP"].predict(image, weights=weights, **ctl), _img_size(bare))
+                warm = {name: f(image, weights=weights, **ctl) for name, f in send.items()}  # builds the model
+                check_size(warm["browser-like HTTP"], _img_size(bare))
                 for _ in range(requests):  # interleaved: each client's request, then a bare inspection
-                    for name, c in apis.items():
+                    for name, f in send.items():
                         t = time.perf_counter()
-                        call(c, image, weights=weights, **ctl)
+                        f(image, weights=weights, **ctl)
                         times[name].append(time.perf_counter() - t)
                     t = time.perf_counter()
                     bare()

@@ -43,12 +43,11 @@ class HttpClient:
         """One request: upload, join the queue, read the stream to the result, fetch every output file."""
         given = {"image": self.upload(image), **controls}
         data = [given.get(name, default) if name else None for name, default in self.slots]
-        session = self.session
         self.http.post(f"{self.prefix}/queue/join", json={
             "data": data, "event_data": None, "fn_index": self.fn_index, "trigger_id": None,
-            "session_hash": session}).raise_for_status()
+            "session_hash": self.session}).raise_for_status()
         output = None
-        with self.http.stream("GET", f"{self.prefix}/queue/data", params={"session_hash": session}) as r:
+        with self.http.stream("GET", f"{self.prefix}/queue/data", params={"session_hash": self.session}) as r:
             for line in r.iter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -61,8 +60,8 @@ class HttpClient:
         if output is None:
             raise RuntimeError("the event stream ended without a result")
         urls = [u for o in output for u in _urls(o)]
-        for body in self.pool.map(lambda u: self.http.get(u).raise_for_status().content, urls):
-            assert body, "an output file came back empty"
+        if not all(self.pool.map(lambda u: self.http.get(u).raise_for_status().content, urls)):
+            raise RuntimeError("an output file came back empty")
         return output
 
     def close(self) -> None:
