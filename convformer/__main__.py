@@ -1,4 +1,4 @@
-"""Command line: `python -m convformer info|predict|train ...` (see --help)."""
+"""Command line: `python -m convformer info|predict|train|code ...` (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,10 @@ import torch
 
 from . import FUSIONS, PRESETS, create, inspect, load_checkpoint, load_image, pick_device, preprocess
 from .checkpoint import bundled_checkpoint
-from .inspection import format_table
+from .axes import format_table, token_note
+from .inspection import human
+from .references_cli import add_parser as add_references_parser, predict_imagenet
+from .export import add_parser as add_code_parser
 from .train import add_parser as add_train_parser
 
 
@@ -33,10 +36,13 @@ def info(args: argparse.Namespace) -> None:
     _, h, w = model.pretrained_cfg["input_size"]
     result = inspect(model, torch.zeros(args.batch, model.config.in_chans, h, w))
     print(f"{model.pretrained_cfg.get('architecture', model.config.fusion)}: fusion={model.config.fusion}")
-    print(format_table(result.shapes))
+    print(format_table(result.shapes, human))
+    print(token_note(result.shapes))
 
 
 def predict(args: argparse.Namespace) -> None:
+    if args.weights == "imagenet":
+        return predict_imagenet(args)
     model = _model(args, bundled=True).to(pick_device(args.device))
     image = load_image(args.image)
     with torch.inference_mode():
@@ -64,8 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="a .safetensors checkpoint (local path or hf://owner/repo/file)")
     p.add_argument("--device", help="cpu, cuda, mps (default: $CONVFORMER_DEVICE, else the best available)")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--weights", choices=("bundled", "imagenet"), default="bundled",
+                   help="imagenet: the stage's ImageNet-trained timm reference (`references` lists them)")
     p.set_defaults(func=predict)
     add_train_parser(sub)
+    add_code_parser(sub)
+    add_references_parser(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -51,6 +51,18 @@ class Inspection:
     shapes: list[ShapeRow]                    # input first, logits last
     cam: dict[str, torch.Tensor] = field(default_factory=dict)  # conv layer -> Grad-CAM (B, h, w) in [0, 1]
     cam_class: torch.Tensor | None = None     # (B,) class each CAM explains
+    notes: list[str] = field(default_factory=list)  # where attention is not self-attention over one grid
+
+    def grid_of(self, block: str) -> TokenGrid | None:
+        """The token grid a block attends over: the `token_grid` entry whose name is the longest prefix of it."""
+        owners = [k for k in self.token_grid if block == k or block.startswith(k + ".")]
+        return self.token_grid[max(owners, key=len)] if owners else None
+
+    def rollout_blocks(self) -> list[str]:
+        """The blocks attention rollout multiplies: those of the last grid (a model whose stages attend over
+        different grids, e.g. CoAtNet, has no rollout across them; our models have one grid)."""
+        last = self.grid_of(next(reversed(self.attentions))) if self.attentions else None
+        return [b for b in self.attentions if self.grid_of(b) is last]
 
     @property
     def params(self) -> int:
@@ -65,7 +77,7 @@ def steps(model: ConvFormer) -> list[tuple[str, nn.Module, str]]:
     """The rows of the shape table: (name, module, note), conv stages and blocks listed one by one."""
     rows = []
     for branch_name, branch in model.branches.items():
-        for kind, part in branch.items():
+        for kind, part in branch.named_children():
             subs = part.named_children() if isinstance(part, (ConvStages, nn.Sequential)) else [("", part)]
             note = NOTES[kind] if kind != "tokens" or part.prefix else "grid -> tokens (+pos)"
             for sub, module in subs:
@@ -86,7 +98,11 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
     cam_class: None for no Grad-CAM, "pred" for the predicted class, or a class index (int or (B,)).
     FLOPs are counted with torch.utils.flop_counter on the first call per input shape, then cached;
     attention's matmuls are included because inspection runs the explicit attention path.
+    Any other model (timm's, e.g. the ImageNet references) goes through `inspect_timm`, same result type.
     """
+    if not isinstance(model, ConvFormer):
+        from .inspect_timm import inspect_timm
+        return inspect_timm(model, images, cam_class, flops)
     images = images.to(next(model.parameters()).device)
     rows = steps(model)
     key = (tuple(images.shape), images.dtype)

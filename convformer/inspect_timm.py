@@ -1,0 +1,231 @@
+"""Inspection of timm models (the ImageNet references): the same `Inspection` as for our own models, from one
+forward pass, with the same hooks-outside-the-model discipline.
+
+The shape table follows the model's own structure: its top-level parts, with `blocks` / `stages` listed one by
+one, whole member models (late fusion) and a hybrid's conv backbone opened up. Attention is read where timm's
+attention modules expose it: with `fused_attn` off they compute an explicit softmax and pass it through
+`attn_drop`, whose output is hooked (timm.utils.AttentionExtract does the same). Each block's grid is read
+from what its attention sees: (B, C, H, W) input -> an H x W grid (CoAtNet); (B, N, C) tokens -> the ViT's
+patch grid plus its prefix tokens, checked against N. Attention that is not self-attention over one grid is
+left out and said so in `notes`: a wrong map is never drawn.
+"""
+from __future__ import annotations
+
+import weakref
+from contextlib import ExitStack
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .inspection import Inspection, ShapeRow, TokenGrid, grad_cam
+
+_SKIP = (nn.Identity, nn.Dropout)
+_FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def is_attention(module: nn.Module) -> bool:
+    """A timm attention module whose probabilities can be read (explicit path + attn_drop)."""
+    return hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module)
+
+
+def _opens(module: nn.Module) -> bool:
+    """Parts listed by their own parts: a whole model (late fusion's members, a hybrid's ResNet backbone) or a
+    hybrid patch embedding (conv backbone + projection)."""
+    return hasattr(module, "forward_features") or (hasattr(module, "backbone") and hasattr(module, "proj"))
+
+
+def steps(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module | None]]:
+    """The rows of the shape table, in order: (name, module); a ViT's token step has module None."""
+    rows: list[tuple[str, nn.Module | None]] = []
+    for name, child in model.named_children():
+        full = prefix + name
+        if isinstance(child, _SKIP):
+            continue
+        if _opens(child):
+            rows += steps(child, full + ".")
+        elif name in ("blocks", "stages") and isinstance(child, (nn.Sequential, nn.ModuleList)):
+            if name == "blocks" and hasattr(model, "num_prefix_tokens"):
+                rows.append((prefix + "tokens", None))  # class token + positional embedding (the ViT's own)
+            rows += [(f"{full}.{i}", sub) for i, sub in enumerate(child)]
+        else:
+            rows.append((full, child))
+    return rows
+
+
+def _has(module: nn.Module, kind: type) -> bool:
+    return any(isinstance(m, kind) for m in module.modules())
+
+
+def _note(name: str, module: nn.Module | None, inp: tuple, out: tuple, grids: dict[str, TokenGrid]) -> str:
+    """What a row does, from its class and its shapes."""
+    if module is None:
+        return "grid -> tokens (+cls, +pos)"
+    kind = type(module).__name__
+    if isinstance(module, nn.Sequential) and len(module) and len({type(m) for m in module}) == 1:
+        kind = f"{len(module)} x {type(module[0]).__name__}"  # a ResNet layer: 2 x BasicBlock
+    if any(is_attention(m) for m in module.modules()):
+        grid = grids.get(name)
+        where = f" over {grid.h} x {grid.w}" + (f" + {grid.prefix} cls" if grid and grid.prefix else "") \
+            if grid else ""
+        return f"transformer {'stage' if name.split('.')[-2:-1] == ['stages'] else 'block'} ({kind}){where}"
+    if isinstance(module, nn.Linear):
+        return "classifier" if out[-1] >= 1000 or name.endswith(("head", "fc")) else "linear"
+    if len(out) == 4 and _has(module, nn.Conv2d):
+        stride = inp[-1] // out[-1] if len(inp) == 4 and out[-1] else 0
+        return f"conv ({kind})" + (f", stride {stride}" if stride > 1 else "")
+    if len(out) == 3 and len(inp) == 4 and _has(module, nn.Conv2d):
+        return f"patchify (conv), flattened to tokens ({kind})"
+    if len(out) == 2 and len(inp) in (3, 4) or kind in ("ClassifierHead",):
+        return f"pool to a vector ({kind})" if len(out) == 2 and out[-1] < 1000 else f"pool + classifier ({kind})"
+    if isinstance(inp[0], tuple):
+        return "mean of the members' class probabilities"
+    return kind
+
+
+def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
+                 flops: bool = True) -> Inspection:
+    """`convformer.inspect` for a timm model (or the late-fusion pair of two): one forward pass of
+    `images` (B, C, H, W); see `convformer.inspection.inspect` for the arguments."""
+    images = images.to(next(model.parameters()).device)
+    rows = steps(model)
+    key = (tuple(images.shape), images.dtype)
+    cached = _FLOPS.setdefault(model, {}).get(key) if flops else None
+    count = flops and cached is None
+    counter = FlopCounterMode(display=False) if count else None
+    named = dict(model.named_modules())
+    conv_rows = [n for n, m in rows if m is not None and _has(m, nn.Conv2d) and not any(map(is_attention, m.modules()))]
+    want_cam = cam_class is not None
+    attn_inputs, attentions, activations, shapes, inputs, flop_rows, start = {}, {}, {}, {}, {}, {}, {}
+    patch_grids: dict[str, tuple[int, int]] = {}
+
+    def pre(name):
+        def hook(module, args):
+            inputs[name] = _shape(args[0])
+            if counter is not None:
+                start[name] = counter.get_total_flops()
+        return hook
+
+    def post(name):
+        def hook(module, args, out):
+            shapes[name] = (_shape(args[0]), _shape(out))
+            if counter is not None:
+                flop_rows[name] = counter.get_total_flops() - start[name]
+            if name in conv_rows and out.ndim == 4:  # kept in the graph only while Grad-CAM needs it
+                activations[name] = out if want_cam else out.detach()
+        return hook
+
+    with ExitStack() as stack:
+        stack.callback(_restore(model))
+        model.eval()
+        for name, module in rows:
+            if module is not None:
+                stack.callback(module.register_forward_pre_hook(pre(name)).remove)
+                stack.callback(module.register_forward_hook(post(name)).remove)
+        for name, module in named.items():
+            if is_attention(module):
+                module.fused_attn = False
+                block = name.rsplit(".", 1)[0]
+                stack.callback(module.register_forward_pre_hook(
+                    lambda m, a, block=block: attn_inputs.__setitem__(block, tuple(a[0].shape))).remove)
+                stack.callback(module.attn_drop.register_forward_hook(
+                    lambda m, a, out, block=block: attentions.__setitem__(block, out.detach())).remove)
+            elif hasattr(module, "num_prefix_tokens") and hasattr(getattr(module, "patch_embed", None), "proj"):
+                vit = f"{name}." if name else ""
+                stack.callback(module.patch_embed.proj.register_forward_hook(
+                    lambda m, a, out, vit=vit: patch_grids.__setitem__(vit, tuple(out.shape[-2:]))).remove)
+        stack.enter_context(torch.enable_grad() if want_cam else torch.inference_mode())
+        if counter is not None:
+            stack.enter_context(counter)
+        logits = model(images)
+    if count:
+        _FLOPS[model][key] = flop_rows
+    flop_rows = flop_rows if count else (cached or {})
+
+    grids, notes = _grids(model, named, attentions, attn_inputs, patch_grids)
+    table = [ShapeRow("input", (), tuple(images.shape), 0, 0, "image batch")]
+    for i, (name, module) in enumerate(rows):
+        if module is None:  # the ViT's tokens: from the patch embedding's output to the first block's input
+            vit = name[:-len("tokens")]
+            if f"{vit}blocks.0" in inputs:
+                own = sum(p.numel() for p in named[vit.rstrip(".")]._parameters.values() if p is not None)
+                table.append(ShapeRow(name, shapes[f"{vit}patch_embed"][1] if f"{vit}patch_embed" in shapes
+                                      else table[-1].output_shape, inputs[f"{vit}blocks.0"], own, 0,
+                                      _note(name, None, (), (), grids)))
+        elif name in shapes:
+            table.append(ShapeRow(name, *shapes[name], sum(p.numel() for p in module.parameters()),
+                                  flop_rows.get(name, 0), _note(name, module, *shapes[name], grids)))
+    result = Inspection(logits.detach(), logits.detach().softmax(-1), attentions, activations, grids, table,
+                        notes=notes)
+    cam_layers = _cam_layers(list(activations)) if want_cam else []
+    if cam_layers:
+        target = logits.argmax(-1) if isinstance(cam_class, str) else torch.as_tensor(cam_class).expand(len(logits))
+        score = logits.gather(1, target.to(logits.device)[:, None]).sum()
+        grads = torch.autograd.grad(score, [activations[n] for n in cam_layers])
+        for name, grad in zip(cam_layers, grads):
+            act = activations[name] = activations[name].detach()
+            result.cam[name] = grad_cam(act, grad)
+        result.cam_class = target.cpu()
+    for name in activations:
+        activations[name] = activations[name].detach()
+    return result
+
+
+def _grids(model, named, attentions, attn_inputs, patch_grids) -> tuple[dict[str, TokenGrid], list[str]]:
+    """Each block's token grid, keyed by its container (e.g. `blocks`, `vit.blocks`, `stages.2`); attention that
+    is not self-attention over one grid is dropped from `attentions` with a sentence in the notes."""
+    grids: dict[str, TokenGrid] = {}
+    notes: list[str] = []
+    for block in list(attentions):
+        attn, shape = attentions[block], attn_inputs.get(block, ())
+        owner = block.rsplit(".", 1)[0]        # blocks / vit.blocks / stages.2.blocks
+        grid = None
+        if len(shape) == 4:                    # (B, C, H, W): attention over this map's H x W cells
+            grid = TokenGrid(shape[2], shape[3], 0)
+            owner = owner.removesuffix(".blocks")
+        else:                                  # (B, N, C): a ViT's patch grid plus its prefix tokens
+            vit = next((v for v in sorted(patch_grids, key=len, reverse=True) if block.startswith(v)), None)
+            if vit is not None:
+                h, w = patch_grids[vit]
+                grid = TokenGrid(h, w, int(named[vit.rstrip(".")].num_prefix_tokens))
+        n_q, n_k = attn.shape[-2:]
+        if grid is None or n_q != n_k or n_k != grid.prefix + grid.h * grid.w:
+            del attentions[block]
+            notes.append(f"{block}: attention over {n_q} queries and {n_k} keys that are not one image grid; "
+                         "its map is not drawn.")
+            continue
+        grids.setdefault(owner, grid)
+    if len(grids) > 1 and not hasattr(model, "merge"):
+        sizes = ", ".join(f"{k}: {g.h} x {g.w}" for k, g in grids.items())
+        notes.append(f"Each stage attends over its own grid ({sizes}); tokens do not carry over between grids, "
+                     f"so rollout multiplies the blocks of the last grid ({next(reversed(grids))}) only.")
+    return grids, notes
+
+
+def _cam_layers(conv_rows: list[str]) -> list[str]:
+    """The last conv row of each member model (late fusion: the CNN's), else of the model."""
+    last: dict[str, str] = {}
+    for name in conv_rows:
+        last[name.split(".", 1)[0] if name.startswith(("cnn.", "vit.")) else ""] = name
+    return list(last.values())
+
+
+def _shape(x) -> tuple:
+    """A tensor's shape, or for a list of tensors (the late merge) a tuple of their shapes."""
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
+
+
+def _restore(model: nn.Module):
+    """Snapshot the flags inspection changes; the returned function puts them back."""
+    training = [(m, m.training) for m in model.modules()]
+    fused = [(m, m.fused_attn) for m in model.modules() if is_attention(m)]
+
+    def restore() -> None:
+        for m, flag in training:
+            m.training = flag
+        for m, flag in fused:
+            m.fused_attn = flag
+    return restore
+
+
+__all__ = ["inspect_timm", "is_attention", "steps"]
