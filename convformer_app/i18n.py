@@ -1,0 +1,593 @@
+"""Every text the app shows, in English and Simplified Chinese: ONE catalogue for both of Gradio's paths.
+
+* Props of components (labels, info lines, tab names, accordion titles, buttons, choice labels, static
+  Markdown) are gr.I18n keys: `tr(key)` gives a gr.I18nData that the browser translates into the language
+  Gradio picked (the browser's, or the one chosen in Gradio's Settings panel; English when it has no
+  translation). `I18N` goes to `launch(i18n=...)`.
+* Text built in Python (weights notice, stats, status lines, errors, table headers, chart and diagram
+  labels) is formatted here, with the same catalogue, in the language of the page that sent the request:
+  Gradio's front end translates a key but neither a key with values nor gr.Error messages, Dataframe
+  headers or chart titles. `text(key, **values)` formats in the current request's language (`LANG`), which
+  `localized` sets from the page's language cookie (`HEAD` keeps it in step with Gradio's language), else
+  the Accept-Language header, else English. API clients send neither, so they get English.
+* The library speaks English ("name=value is not allowed: reason"); `translate(message)` recognises the
+  catalogue's English patterns in such a message, keeps the values and writes it in the request's language.
+
+Keys with `{placeholders}` are Python-built; keys used as gr.I18n props have none (the front end would
+read braces as ICU arguments). A new text: one entry in TEXT, both languages, the same placeholders.
+"""
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import re
+import string
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gradio as gr
+
+LANGS = ("en", "zh-CN")  # English first: the fallback
+COOKIE = "cf_lang"       # the page's current language, kept by HEAD's script
+
+# key -> (English, 简体中文). Terms follow the README's glossary.
+TEXT: dict[str, tuple[str, str]] = {
+    # ---- the page ----
+    "app.intro": (
+        "# ConvFormer Lab\nPick where convolutions and attention meet (early, mid or late fusion, or a pure CNN / "
+        "ViT baseline), run the model on an image, and look inside.",
+        "# ConvFormer Lab\n选择卷积与注意力在哪里相遇（早期融合、中期融合、后期融合，或纯 CNN / 纯 ViT 基线），"
+        "在一张图像上运行模型，看看它的内部。"),
+    "tab.explore": ("Explore", "探索"),
+    "tab.train": ("Train", "训练"),
+    "tab.compare": ("Compare", "对比"),
+    # ---- Explore: the image ----
+    "image.file": ("Your image", "你的图像"),
+    "image.capture_box": ("Webcam or paste from the clipboard", "摄像头或从剪贴板粘贴"),
+    "image.capture": ("Capture", "拍摄"),
+    "image.preview": ("Preview", "预览"),
+    "image.examples": ("Examples (click one)", "示例（点击选择）"),
+    "image.cannot": ("This image cannot be used: {detail}", "无法使用这张图像：{detail}"),
+    "image.first": ("Upload an image first (or pick an example).", "请先上传一张图像（或选择一个示例）。"),
+    # ---- Explore: the controls ----
+    "ctl.fusion": ("Fusion stage", "融合阶段"),
+    "ctl.fusion_info": (
+        "early: conv stem, then attention · mid: attention on conv features · late: a CNN and a ViT branch, "
+        "merged · cnn / vit: baselines",
+        "early 早期融合：卷积主干之后接注意力 · mid 中期融合：在卷积特征上做注意力 · late 后期融合：CNN 与 ViT "
+        "两个分支合并 · cnn / vit：基线"),
+    "fusion.early": ("early", "early 早期融合"),
+    "fusion.mid": ("mid", "mid 中期融合"),
+    "fusion.late": ("late", "late 后期融合"),
+    "fusion.cnn": ("cnn", "cnn 纯 CNN"),
+    "fusion.vit": ("vit", "vit 纯 ViT"),
+    "ctl.preset": ("Preset", "预设"),
+    "ctl.preset_info": ("the starting point for the hyperparameters", "超参数的起点"),
+    "ctl.weights": ("Weights", "权重"),
+    "weights.bundled": ("Bundled checkpoint (trained)", "内置检查点（已训练）"),
+    "weights.random": ("Random initialisation", "随机初始化"),
+    "weights.upload": ("My checkpoint (.safetensors)", "我的检查点（.safetensors）"),
+    "weights.trained": ("Trained in this session (Train tab)", "本次会话中训练的模型（训练标签页）"),
+    "ctl.checkpoint": ("Checkpoint (.safetensors only)", "检查点（仅限 .safetensors）"),
+    "ctl.hparams": ("Hyperparameters", "超参数"),
+    "ctl.img_size": ("Image size (px)", "图像尺寸（像素）"),
+    "ctl.patch_size": ("Patch size (vit, late)", "图像块大小（vit、late）"),
+    "ctl.embed_dim": ("Embed dim", "嵌入维度"),
+    "ctl.depth": ("Depth (blocks)", "深度（Transformer 块数）"),
+    "ctl.num_heads": ("Heads", "注意力头数"),
+    "ctl.mlp_ratio": ("MLP ratio", "MLP 扩展比"),
+    "ctl.conv_widths": ("Conv widths (one per stage)", "卷积通道数（每个阶段一个）"),
+    "ctl.conv_depths": ("Conv depths (blocks per stage)", "卷积深度（每个阶段的块数）"),
+    "ctl.merge": ("Late-fusion merge", "后期融合的合并方式"),
+    "ctl.top_k": ("Top-k predictions to show", "显示前 k 个预测"),
+    "ctl.run": ("Run", "运行"),
+    "ctl.link": ("Copy link to this configuration", "复制此配置的链接"),
+    "ctl.link_box": ("Link", "链接"),
+    "ctl.prediction": ("Prediction", "预测"),
+    "config.fixed_trained": (
+        "✓ The model trained in this session (Train tab) fixes the architecture (its hyperparameters are shown "
+        "above). Choose *Random initialisation* to try your own.",
+        "✓ 本次会话中训练的模型（训练标签页）决定了架构（上方显示其超参数）。选择*随机初始化*即可尝试你自己的超参数。"),
+    "config.fixed_bundled": (
+        "✓ The bundled **{fusion}** checkpoint fixes the architecture (its hyperparameters are shown above). "
+        "Choose *Random initialisation* to try your own.",
+        "✓ 内置的 **{fusion}** 检查点决定了架构（上方显示其超参数）。选择*随机初始化*即可尝试你自己的超参数。"),
+    "config.impossible": ("⚠ **This combination is impossible:** {detail}", "⚠ **这个组合不可行：**{detail}"),
+    "config.ok": ("✓ {fusion} fusion, about {params} parameters{grid}.", "✓ {fusion} 融合，约 {params} 个参数{grid}。"),
+    "config.grid": (", {h} x {w} = {tokens} tokens", "，{h} x {w} = {tokens} 个词元"),
+    "link.adjusted": ("The link's configuration was adjusted: {notes}.", "链接中的配置已调整：{notes}。"),
+    "link.not_fusion": ("fusion={value} is not a fusion stage", "fusion={value} 不是融合阶段"),
+    "link.not_usable": ("{key}={value} is not usable", "{key}={value} 不可用"),
+    "link.clamped": ("{key}={value} became {clamped} (the control goes from {lo} to {hi} in steps of {step})",
+                     "{key}={value} 已改为 {clamped}（该控件范围为 {lo} 到 {hi}，步长 {step}）"),
+    # ---- the weights notice ----
+    "notice.random": (
+        "**Random weights: predictions are meaningless.**{why} The maps still show how information flows "
+        "through this architecture, but not what it has learned.",
+        "**随机权重：预测没有意义。**{why}这些图仍然显示信息如何流经这个架构，但不显示它学到了什么。"),
+    "notice.chose_random": ("You chose random initialisation.", "你选择了随机初始化。"),
+    "notice.none_bundled": (
+        "No trained checkpoint is bundled for **{fusion}** fusion yet, so it runs with random initialisation.",
+        "**{fusion}** 融合还没有内置的已训练检查点，因此使用随机初始化运行。"),
+    "notice.weights": ("**Weights: {who}** `{name}`, trained on {dataset}", "**权重：{who}** `{name}`，训练于{dataset}"),
+    "notice.who_bundled": ("bundled checkpoint", "内置检查点"),
+    "notice.who_trained": ("the model you trained in this session", "你在本次会话中训练的模型"),
+    "notice.who_upload": ("your checkpoint", "你的检查点"),
+    "notice.unnamed": ("an unnamed dataset", "一个未命名的数据集"),
+    "notice.shapes": ("the built-in **Shapes** dataset", "内置的 **Shapes** 数据集"),
+    "notice.classes": (" ({n} classes: {names})", "（{n} 个类别：{names}）"),
+    "notice.more": (", ... ({n} in all)", "……（共 {n} 个）"),
+    "notice.score_test": ("test accuracy {acc}", "测试准确率 {acc}"),
+    "notice.score_val": ("val accuracy {acc}", "验证准确率 {acc}"),
+    "notice.scores": (", {scores}.", "，{scores}。"),
+    "notice.end": (".", "。"),
+    "notice.only_these": (" It only knows these classes: any other image is still called one of them.",
+                          "它只认识这些类别：任何其他图像仍会被判为其中之一。"),
+    "notice.nothing_trained": (
+        "Nothing has been trained in this browser session yet: train a model in the Train tab first, or choose "
+        "other weights.",
+        "本次浏览器会话中还没有训练过模型：请先在训练标签页训练一个模型，或选择其他权重。"),
+    "notice.upload_first": ("Upload a .safetensors checkpoint first, or choose other weights.",
+                            "请先上传一个 .safetensors 检查点，或选择其他权重。"),
+    "notice.only_safetensors": (
+        "Only .safetensors checkpoints are accepted (pickled .pt / .pth / .bin files can run code when loaded, "
+        "so they are refused).",
+        "只接受 .safetensors 检查点（pickle 格式的 .pt / .pth / .bin 文件在加载时可能执行代码，因此被拒绝）。"),
+    "notice.cannot_bundled": ("The bundled checkpoint cannot be used: {detail}", "无法使用内置检查点：{detail}"),
+    "notice.cannot_trained": ("The trained checkpoint cannot be used: {detail}", "无法使用训练得到的检查点：{detail}"),
+    "notice.cannot_upload": ("This checkpoint cannot be used: {detail}", "无法使用这个检查点：{detail}"),
+    "notice.saved_with": ("{detail}. It was saved with {saved}: set these controls to load it.",
+                          "{detail}。它保存时的设置为 {saved}：请把控件设为这些值后再加载。"),
+    # ---- results ----
+    "stats.line": (
+        "**{params}** parameters ({mb} MB in float32) · **{flops}** per image · **{ms} ms** per forward pass on "
+        "**{device}** (batch 1, {h} x {w} px, median of timed runs)",
+        "**{params}** 个参数（float32 下 {mb} MB）· 每张图像 **{flops}** · 在 **{device}** 上每次前向传播 "
+        "**{ms} ms**（批大小 1，{h} x {w} 像素，多次计时的中位数）"),
+    "maps.late": ("Attention maps come from the **ViT branch**; conv activations and Grad-CAM from the **CNN branch**.",
+                  "注意力图来自 **ViT 分支**；卷积激活和类激活图 (Grad-CAM) 来自 **CNN 分支**。"),
+    "maps.cnn": ("The CNN baseline has no attention, so only conv activations and Grad-CAM are shown.",
+                 "CNN 基线没有注意力，因此只显示卷积激活和类激活图 (Grad-CAM)。"),
+    "maps.vit": ("The ViT baseline has no convolutions, so there are no conv activations or Grad-CAM.",
+                 "ViT 基线没有卷积，因此没有卷积激活，也没有类激活图 (Grad-CAM)。"),
+    "maps.hybrid": ("In {fusion} fusion the transformer attends over the conv trunk's feature grid.",
+                    "在 {fusion} 融合中，Transformer 在卷积主干的特征网格上做注意力。"),
+    "maps.grid": (" Token grid: {h} x {w}.", "词元网格：{h} x {w}。"),
+    "maps.grid_cls": (" Token grid: {h} x {w} plus a class token.", "词元网格：{h} x {w}，外加一个类别词元。"),
+    "maps.cam": (" Grad-CAM explains **{name}** at `{layer}`.", "类激活图 (Grad-CAM) 在 `{layer}` 处解释 **{name}**。"),
+    "tab.rollout": ("Attention rollout", "注意力展开"),
+    "rollout.explain": (
+        "**Attention rollout** (Abnar & Zuidema 2020) multiplies the attention of every block, with the residual "
+        "path added, to estimate how much each patch feeds the prediction. *Head fusion* combines the heads of "
+        "a block; *discard ratio* drops the weakest links to sharpen the map.",
+        "**注意力展开**（Abnar & Zuidema 2020）把每个块的注意力（加上残差通路）相乘，估计每个图像块对预测的贡献。"
+        "*注意力头融合*合并一个块中的各个头；*丢弃比例*去掉最弱的连接，使图更清晰。"),
+    "rollout.image": ("Rollout over the image", "叠加在图像上的注意力展开"),
+    "rollout.head_fusion": ("Head fusion", "注意力头融合"),
+    "rollout.discard": ("Discard ratio", "丢弃比例"),
+    "head_fusion.mean": ("mean", "平均"),
+    "head_fusion.max": ("max", "最大"),
+    "head_fusion.min": ("min", "最小"),
+    "tab.per_block": ("Attention per block and head", "逐块、逐头的注意力"),
+    "per_block.explain": (
+        "**Click a patch** on the left image to see where it attends in the chosen block (red square). Below: "
+        "the attention each patch *receives* in every block (left to right, top to bottom), and in each head of "
+        "the chosen block.",
+        "在左侧图像上**点击一个图像块**，查看它在所选块中关注哪里（红色方框）。下方：每个块中每个图像块*接收*到的"
+        "注意力（从左到右、从上到下），以及所选块中每个头的注意力。"),
+    "per_block.block": ("Block", "块"),
+    "per_block.head": ("Head", "注意力头"),
+    "per_block.mean": ("mean of heads", "各头平均"),
+    "per_block.head_n": ("head {i}", "第 {i} 个头"),
+    "per_block.patch": ("Click a patch", "点击一个图像块"),
+    "per_block.query": ("Where it attends", "它关注哪里"),
+    "per_block.blocks": ("Every block (heads averaged)", "每个块（各头平均）"),
+    "per_block.heads": ("Every head of the chosen block", "所选块的每个头"),
+    "tab.channels": ("Conv activations", "卷积激活"),
+    "channels.explain": (
+        "The 16 most active channels of a conv stage (strongest first); bright = strong response. Early stages "
+        "respond to edges and colours, later ones to larger parts.",
+        "一个卷积阶段中最活跃的 16 个通道（最强的在前）；越亮表示响应越强。早期阶段对边缘和颜色响应，"
+        "后期阶段对更大的部件响应。"),
+    "channels.stage": ("Conv stage", "卷积阶段"),
+    "channels.image": ("Most active channels", "最活跃的通道"),
+    "tab.cam": ("Grad-CAM", "类激活图 (Grad-CAM)"),
+    "cam.explain": (
+        "**Grad-CAM** (Selvaraju et al. 2017) weights the last conv layer's channels by how much they raise a "
+        "class's score: bright regions are evidence *for* that class.",
+        "**类激活图 (Grad-CAM)**（Selvaraju 等，2017）按最后一个卷积层的各通道对某个类别得分的提升程度加权："
+        "亮的区域是支持该类别的证据。"),
+    "cam.target": ("Explain class", "解释的类别"),
+    "cam.predicted": ("predicted class", "预测的类别"),
+    "cam.image": ("Grad-CAM", "类激活图 (Grad-CAM)"),
+    "tab.shapes": ("Shapes", "张量形状"),
+    "shapes.explain": (
+        "The pipeline of the chosen fusion stage with the real tensor shapes, then every step from the input "
+        "(B, C, H, W) to the logits (B, num_classes).",
+        "所选融合阶段的流程图及真实的张量形状，然后是从输入 (B, C, H, W) 到 logits (B, num_classes) 的每一步。"),
+    "table.step": ("step", "步骤"),
+    "table.input": ("input", "输入"),
+    "table.output": ("output", "输出"),
+    "table.params": ("params", "参数量"),
+    "table.flops": ("FLOPs", "浮点运算量 (FLOPs)"),
+    "table.what": ("what", "说明"),
+    "table.total": ("total", "合计"),
+    "class.n": ("class {i}", "类别 {i}"),
+    "run.first": ("Run the model first.", "请先运行模型。"),
+    "run.oom": ("The model ran out of memory on this device: choose a smaller configuration.",
+                "模型在这台设备上内存不足：请选择更小的配置。"),
+    "run.failed": ("Something went wrong ({kind}): {detail}. The server is fine; try another image or configuration.",
+                   "出错了（{kind}）：{detail}。服务器运行正常；请换一张图像或换一个配置。"),
+    "run.attention_budget": (
+        "depth={depth} is not allowed here: {depth} blocks x {heads} heads x {n} x {n} tokens of attention maps "
+        "({gb} GB) is more than this app shows ({limit} GB); use fewer tokens (a larger stride or a smaller "
+        "image), blocks or heads",
+        "depth={depth} 在这里不允许：{depth} 个块 x {heads} 个头 x {n} x {n} 个词元的注意力图（{gb} GB）超过了本应用"
+        "能显示的上限（{limit} GB）；请减少词元（更大的步幅或更小的图像）、块或头的数量"),
+    # ---- the pipeline diagram ----
+    "diagram.conv": ("conv stage", "卷积阶段"),
+    "diagram.conv_n": ("conv stage {n}", "卷积阶段 {n}"),
+    "diagram.proj": ("1x1 projection", "1x1 投影"),
+    "diagram.patch": ("patchify", "切分图像块"),
+    "diagram.tokens": ("grid → tokens", "网格 → 词元"),
+    "diagram.blocks": ("transformer block", "Transformer 块"),
+    "diagram.blocks_n": ("transformer blocks ×{n}", "Transformer 块 ×{n}"),
+    "diagram.norm": ("LayerNorm", "LayerNorm"),
+    "diagram.grid": ("tokens → grid", "词元 → 网格"),
+    "diagram.refine": ("3x3 refine conv", "3x3 细化卷积"),
+    "diagram.pool": ("pool", "池化"),
+    "diagram.merge": ("merge", "合并"),
+    "diagram.head": ("classifier", "分类头"),
+    "diagram.input": ("input image", "输入图像"),
+    "diagram.title": ("{fusion} fusion", "{fusion} 融合"),
+    # the library's shape-table notes (convformer.inspection.NOTES), as the "what" column shows them
+    "note.conv": ("conv stage, stride 2", "卷积阶段，步幅 2"),
+    "note.proj": ("1x1 conv to embed_dim", "1x1 卷积到 embed_dim"),
+    "note.patch": ("patchify (conv k=s=patch)", "切分图像块（卷积 k=s=patch）"),
+    "note.tokens": ("grid -> tokens (+cls, +pos)", "网格 -> 词元（+cls，+位置编码）"),
+    "note.tokens_pos": ("grid -> tokens (+pos)", "网格 -> 词元（+位置编码）"),
+    "note.blocks": ("transformer block (attn + MLP)", "Transformer 块（注意力 + MLP）"),
+    "note.grid": ("tokens -> grid", "词元 -> 网格"),
+    "note.refine": ("3x3 residual conv on the token map", "词元图上的 3x3 残差卷积"),
+    "note.pool": ("pool to a vector", "池化为一个向量"),
+    "note.merge": ("branch merge ({mode})", "分支合并（{mode}）"),
+    "note.head": ("classifier", "分类头"),
+    "note.input": ("image batch", "图像批次"),
+    # ---- Train ----
+    "train.explain": (
+        "Train the model set in **Explore** (fusion stage, preset, hyperparameters) from random weights, on the "
+        "built-in shapes or your own images. When it is done it becomes this page's model in Explore (weights: "
+        "*Trained in this session*), and you can download its checkpoint. Nobody else sees it.",
+        "从随机权重开始，训练在**探索**中设置的模型（融合阶段、预设、超参数），数据可以是内置的形状数据集，也可以是你"
+        "自己的图像。训练完成后，它会成为本页面在探索中的模型（权重：*本次会话中训练的模型*），你还可以下载它的检查点。"
+        "其他人看不到它。"),
+    "train.dataset": ("Dataset", "数据集"),
+    "dataset.shapes": ("Built-in shapes (10 classes, generated)", "内置形状数据集（10 个类别，程序生成）"),
+    "dataset.zip": ("My zip of an image folder", "我的图像文件夹 zip"),
+    "train.zip": ("Zip of an image folder: one sub-folder per class, images inside",
+                  "图像文件夹的 zip：每个类别一个子文件夹，图像放在里面"),
+    "train.images": ("Training images (shapes)", "训练图像数（形状数据集）"),
+    "train.images_info": ("plus 20% for validation", "另加 20% 用于验证"),
+    "train.img_size": ("Image size (px)", "图像尺寸（像素）"),
+    "train.img_size_info": ("replaces Explore's image size", "替代探索中的图像尺寸"),
+    "train.epochs": ("Epochs", "训练轮数 (epoch)"),
+    "train.batch_size": ("Batch size", "批大小"),
+    "train.lr": ("Learning rate (peak; warm-up, then cosine)", "学习率（峰值；先预热，再余弦衰减）"),
+    "train.limits": (
+        "Limits on this server: up to **{epochs}** epochs, **{images}** training images, **{px}** px, "
+        "**{minutes}** min per run, **{jobs}** runs at once for everyone.",
+        "本服务器的限制：最多 **{epochs}** 轮、**{images}** 张训练图像、**{px}** 像素、每次运行 **{minutes}** 分钟，"
+        "所有人同时最多 **{jobs}** 个运行。"),
+    "train.train": ("Train", "训练"),
+    "train.cancel": ("Cancel", "取消"),
+    "train.press": ("Press **Train** to start.", "按**训练**开始。"),
+    "train.loss_plot": ("Loss (blue: training, smoothed; orange: validation)", "损失（蓝色：训练，已平滑；橙色：验证）"),
+    "train.acc_plot": ("Validation accuracy (%)", "验证准确率（%）"),
+    "train.file": ("Trained checkpoint (.safetensors): download", "训练得到的检查点（.safetensors）：下载"),
+    "train.series_train": ("train (per step, smoothed)", "训练（逐步，已平滑）"),
+    "train.series_val": ("validation", "验证"),
+    "train.axis_epoch": ("epoch", "轮次"),
+    "train.axis_loss": ("loss", "损失"),
+    "train.axis_acc": ("accuracy", "准确率"),
+    "train.status": ("**Training** on {dataset}: epoch {epoch}/{epochs} · step {step}/{total} ({pct}%) · loss {loss}",
+                     "**正在训练**，数据：{dataset}：第 {epoch}/{epochs} 轮 · 第 {step}/{total} 步（{pct}%）· 损失 {loss}"),
+    "train.status_val": (" · last validation accuracy {acc}", " · 最近一次验证准确率 {acc}"),
+    "train.status_end": (" · {speed} images/s · about {left} s left", " · 每秒 {speed} 张图像 · 约剩 {left} 秒"),
+    "train.stopped": ("⏹ **Stopped early; the best model so far is kept.**", "⏹ **已提前停止；保留目前最好的模型。**"),
+    "train.done": ("✓ **Done.**", "✓ **完成。**"),
+    "train.summary": (" Trained for {epochs} epoch(s) in {seconds} s on {dataset}. Best validation accuracy "
+                      "**{acc}** (epoch {best})",
+                      "在{dataset}上训练了 {epochs} 轮，用时 {seconds} 秒。最佳验证准确率 **{acc}**（第 {best} 轮）"),
+    "train.test": (", accuracy on {n} fresh test images **{acc}**", "，在 {n} 张全新测试图像上的准确率 **{acc}**"),
+    "train.now_yours": (". It is now this session's model in **Explore** (weights: *Trained in this session*); "
+                        "download its checkpoint below.",
+                        "。它现在是本次会话在**探索**中的模型（权重：*本次会话中训练的模型*）；可在下方下载它的检查点。"),
+    "train.loading": ("**Loading {dataset}** and building the model…", "**正在加载{dataset}**并构建模型……"),
+    "train.builtin": ("the built-in shapes", "内置形状数据集"),
+    "train.stopping": ("**Stopping** after the current step; the best model so far is kept…",
+                       "当前这一步结束后**停止**；保留目前最好的模型……"),
+    "train.nothing": ("Nothing is training in this page.", "本页面没有正在进行的训练。"),
+    "train.still_stopping": ("⏹ Still stopping; try again in a moment.", "⏹ 仍在停止中；请稍后再试。"),
+    "train.cancelled_early": ("Cancelled before training started.", "在训练开始前已取消。"),
+    "train.bad_dataset": ("This dataset cannot be used: {detail}", "无法使用这个数据集：{detail}"),
+    "train.failed": ("Training failed ({kind}): {detail}", "训练失败（{kind}）：{detail}"),
+    "train.zip_first": ("Upload a .zip of an image folder first (one sub-folder per class), or choose the built-in "
+                        "shapes.", "请先上传图像文件夹的 .zip（每个类别一个子文件夹），或选择内置形状数据集。"),
+    "train.zip_only": ("The dataset must be a .zip file: one sub-folder per class, images inside.",
+                       "数据集必须是 .zip 文件：每个类别一个子文件夹，图像放在里面。"),
+    "train.busy_page": ("A training run is already going in this page: wait for it or cancel it.",
+                        "本页面已有一个训练在运行：请等待它结束或取消它。"),
+    "train.busy_server": ("{busy} training run(s) are going on this server already (the limit is {limit}); try "
+                          "again in a minute.", "本服务器上已有 {busy} 个训练在运行（上限为 {limit}）；请一分钟后再试。"),
+    "train.cannot_train": ("⚠ **The Explore configuration cannot be trained at {px} px:** {detail}",
+                           "⚠ **探索中的配置无法在 {px} 像素下训练：**{detail}"),
+    "train.model": ("**Model:** {fusion} fusion from the Explore tab (embed {embed}, depth {depth}, conv widths "
+                    "{widths}), about {params} parameters at {px} px{tokens}; random initial weights.",
+                    "**模型：**来自探索标签页的 {fusion} 融合（嵌入维度 {embed}，深度 {depth}，卷积通道数 {widths}），"
+                    "在 {px} 像素下约 {params} 个参数{tokens}；随机初始权重。"),
+    "train.tokens": (", {n} tokens", "，{n} 个词元"),
+    "train.progress": ("training", "训练中"),
+    # ---- Compare ----
+    "compare.explain": (
+        "Early, mid and late fusion and the two baselines **side by side**: the same image through each, then "
+        "every model scored on a fresh test split of the built-in shapes. Each runs its bundled checkpoint; a "
+        "stage with none runs **random weights** (its tiny preset at 64 px), marked as such.",
+        "早期融合、中期融合、后期融合以及两个基线**并排对比**：同一张图像分别通过每个模型，然后在内置形状数据集的"
+        "全新测试集上为每个模型打分。每个模型都运行其内置检查点；没有内置检查点的阶段使用**随机权重**"
+        "（其 tiny 预设，64 像素），并会标明。"),
+    "compare.image": ("Image", "图像"),
+    "compare.run": ("Compare the five models on this image", "在这张图像上对比五个模型"),
+    "compare.top": ("Top predictions", "最高的预测"),
+    "compare.rollout": ("Attention rollout", "注意力展开"),
+    "compare.cam": ("Grad-CAM (no attention)", "类激活图 (Grad-CAM)（无注意力）"),
+    "compare.channels": ("Top conv channels", "最活跃的卷积通道"),
+    "compare.no_conv": ("No conv layers", "没有卷积层"),
+    "compare.bundled": ("bundled checkpoint", "内置检查点"),
+    "compare.random_title": ("⚠ **random weights**: nothing is bundled, predictions are meaningless",
+                             "⚠ **随机权重**：没有内置检查点，预测没有意义"),
+    "compare.random_row": ("RANDOM (nothing bundled)", "随机（无内置检查点）"),
+    "compare.split": ("### On the built-in test split", "### 在内置测试集上"),
+    "compare.test_images": ("Test images", "测试图像数"),
+    "compare.score": ("Score every model", "为每个模型打分"),
+    "compare.test_acc": ("Test accuracy (%)", "测试准确率（%）"),
+    "compare.first": ("Upload an image first (or pick an example in Explore and come back).",
+                      "请先上传一张图像（或在探索中选择一个示例后再回来）。"),
+    "compare.bad_n": ("test images={n} is not allowed: expected a whole number from 10 to 2000",
+                      "测试图像数={n} 不允许：应为 10 到 2000 之间的整数"),
+    "compare.scoring": ("scoring {fusion} on {n} test images", "正在用 {n} 张测试图像为 {fusion} 打分"),
+    "compare.note": (
+        "{n} fresh test images of the built-in shapes (seed {seed}, {px} px, never seen in training); latency: "
+        "batch 1, median of timed runs on **{device}**. Rows marked RANDOM have no bundled checkpoint: their "
+        "accuracy is chance (about 10%), shown only for the cost columns.",
+        "内置形状数据集的 {n} 张全新测试图像（种子 {seed}，{px} 像素，训练中从未见过）；延迟：批大小 1，在 **{device}** "
+        "上多次计时的中位数。标为“随机”的行没有内置检查点：其准确率只是随机水平（约 10%），只用于比较开销列。"),
+    "compare.col_model": ("model", "模型"),
+    "compare.col_weights": ("weights", "权重"),
+    "compare.col_acc": ("accuracy (%)", "准确率（%）"),
+    "compare.col_params": ("params (M)", "参数量（百万）"),
+    "compare.col_flops": ("MFLOPs", "MFLOPs"),
+    "compare.col_latency": ("latency (ms)", "延迟（毫秒）"),
+    # ---- messages built around the library's errors (the values stay as they are) ----
+    "err.not_allowed": ("{name}={value} is not allowed: {reason}", "{name}={value} 不允许：{reason}"),
+    "err.not_allowed_here": ("{name}={value} is not allowed here: {reason}", "{name}={value} 在这里不允许：{reason}"),
+    "err.empty": ("{name} is empty: expected numbers separated by commas, e.g. 32, 64, 128",
+                  "{name} 为空：应为用逗号分隔的数字，例如 32, 64, 128"),
+    "reason.one_of": ("expected one of {values}", "应为以下之一：{values}"),
+    "reason.whole": ("expected a whole number", "应为整数"),
+    "reason.number": ("expected a number", "应为数字"),
+    "reason.whole_range": ("expected a whole number from {lo} to {hi}", "应为 {lo} 到 {hi} 之间的整数"),
+    "reason.number_range": ("expected a number from {lo} to {hi}", "应为 {lo} 到 {hi} 之间的数字"),
+    "reason.int_in": ("expected an integer in [{lo}, {hi}]", "应为 [{lo}, {hi}] 内的整数"),
+    "reason.number_in": ("expected a number in {interval}", "应为 {interval} 内的数字"),
+    "reason.img_size": ("expected an int or (H, W) with sides in [1, {hi}]", "应为整数或 (H, W)，边长在 [1, {hi}] 内"),
+    "reason.conv_widths": ("expected 1 to {stages} integers in [1, {hi}]", "应为 1 到 {stages} 个 [1, {hi}] 内的整数"),
+    "reason.conv_depths": ("expected {n} integers in [0, {hi}], one per conv width",
+                           "应为 {n} 个 [0, {hi}] 内的整数，每个卷积通道数对应一个"),
+    "reason.rgb": ("expected three numbers, one per RGB channel", "应为三个数，每个 RGB 通道一个"),
+    "reason.positive": ("expected positive numbers", "应为正数"),
+    "reason.divisible": ("must be divisible by num_heads={heads} (try {hint})", "必须能被 num_heads={heads} 整除（试试 {hint}）"),
+    "reason.needs_block": ("fusion {fusion} needs at least one transformer block", "fusion {fusion} 至少需要一个 Transformer 块"),
+    "reason.mid_cls": ("mid fusion refines the token grid with a conv and pools it: use 'avg'",
+                       "中期融合用卷积细化词元网格并对其池化：请使用 'avg'"),
+    "reason.min_size": ("fusion {fusion} with this config needs sides >= {px} px",
+                        "在此配置下 fusion {fusion} 需要边长 >= {px} 像素"),
+    "reason.params": ("with embed_dim={embed} and conv_widths={widths} the model would have ~{m} M parameters "
+                      "(limit {limit} M)",
+                      "在 embed_dim={embed}、conv_widths={widths} 下，模型约有 {m} M 个参数（上限 {limit} M）"),
+    "reason.tokens": ("img_size={size} gives {tokens} tokens (limit {limit}); use a larger stride or a smaller image",
+                      "img_size={size} 会产生 {tokens} 个词元（上限 {limit}）；请使用更大的步幅或更小的图像"),
+    "reason.activations": ("at img_size={size} the conv stages would hold ~{m} M activations per image (limit {limit} M)",
+                           "在 img_size={size} 下，卷积阶段每张图像约有 {m} M 个激活值（上限 {limit} M）"),
+}
+
+
+# ---- the front end: gr.I18n keys ------------------------------------------------------------------------
+I18N = gr.I18n(**{lang: {key: pair[i] for key, pair in TEXT.items()} for i, lang in enumerate(LANGS)})
+
+
+def tr(key: str) -> gr.I18nData:
+    """A component prop (label, info, tab name, static Markdown) that the browser shows in its language."""
+    if key not in TEXT:
+        raise KeyError(f"no text {key!r} in the catalogue")
+    if any("{" in t for t in TEXT[key]):
+        raise ValueError(f"text {key!r} has values: format it with text(), the browser cannot")
+    return I18N(key)
+
+
+def choices(keys: dict[str, str]) -> list[tuple[gr.I18nData, str]]:
+    """Choices of a Radio / Dropdown: translated labels, language-neutral values ({value: key})."""
+    return [(tr(key), value) for value, key in keys.items()]
+
+
+# ---- Python-built text: the request's language ---------------------------------------------------------
+LANG: contextvars.ContextVar[str] = contextvars.ContextVar("convformer_lang", default="en")
+
+
+def text(key: str, /, lang: str | None = None, **values: Any) -> str:
+    """The catalogue's text for `key` in `lang` (default: the current request's language), formatted."""
+    entry = TEXT[key]
+    chosen = lang or LANG.get()
+    return entry[LANGS.index(chosen) if chosen in LANGS else 0].format(**values)
+
+
+def pick(tag: str | None) -> str | None:
+    """The catalogue language for a language tag ('zh-CN', 'zh-Hans-CN', 'en-US'), None when none fits."""
+    tag = (tag or "").strip().lower().replace("_", "-")
+    if tag == "zh" or tag.startswith(("zh-cn", "zh-hans", "zh-sg")):
+        return "zh-CN"
+    if tag == "en" or tag.startswith("en-"):
+        return "en"
+    return None
+
+
+def lang_of(request: gr.Request | None) -> str:
+    """The language of the page that sent `request`: the cookie HEAD keeps equal to Gradio's current language
+    (the browser's, or the one picked in Settings), else the first Accept-Language that has a catalogue
+    language, else English."""
+    if request is None:
+        return "en"
+    try:
+        cookie = request.cookies.get(COOKIE)
+        header = request.headers.get("accept-language", "")
+    except AttributeError:  # a Request without an HTTP request behind it
+        return "en"
+    if cookie:
+        return pick(cookie) or "en"  # Gradio shows a language we have no text for in English: so do we
+    ranked = []
+    for part in header.split(","):
+        tag, _, q = part.strip().partition(";q=")
+        try:
+            ranked.append((-float(q or 1), tag))
+        except ValueError:
+            continue
+    for _, tag in sorted(ranked, key=lambda t: t[0]):
+        if pick(tag):
+            return pick(tag)
+    return "en"
+
+
+# ---- messages that arrive in English (the library's): recognised by pattern, values kept --------------
+def _pattern(template: str) -> tuple[re.Pattern, int]:
+    """A template's English as a regex (each placeholder a lazy group; a repeated one must repeat), and the
+    length of its literal text (longer literals are tried first: they are more specific)."""
+    parts, seen, literal = [], set(), 0
+    for text_part, name, _, _ in string.Formatter().parse(template):
+        parts.append(re.escape(text_part))
+        literal += len(text_part)
+        if name is not None:
+            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+            seen.add(name)
+    return re.compile("".join(parts) + r"\Z", re.S), literal
+
+
+# what `translate` recognises: texts with values, sentences, and the library's shape-table notes
+_PATTERNS = sorted(((key, *_pattern(en)) for key, (en, _) in TEXT.items()
+                    if "{" in en or len(en) >= 20 or key.startswith("note.")), key=lambda k: -k[2])
+
+
+def match(message: str) -> tuple[str, dict[str, str]] | None:
+    """(key, values) of the catalogue's English text that `message` is, or None."""
+    for key, pattern, _ in _PATTERNS:
+        found = pattern.match(message)
+        if found:
+            return key, found.groupdict()
+    return None
+
+
+def translate(message: str, lang: str | None = None) -> str:
+    """`message` (English, e.g. a library error) in `lang` (default: the request's), values kept; parts it
+    does not know stay as they are."""
+    chosen = lang or LANG.get()
+    if chosen == LANGS[0] or not message:
+        return message
+    found = match(message)
+    if found is None:
+        return message
+    key, values = found
+    return text(key, chosen, **{k: translate(v, chosen) for k, v in values.items()})
+
+
+# ---- handlers that answer in the page's language -------------------------------------------------------
+def localized(fn: Callable) -> Callable:
+    """`fn` as a Gradio handler that runs in the language of the page that called it: LANG is set from the
+    request (Gradio passes a gr.Request to the extra `request` parameter, which the API does not show), and a
+    gr.Error's message is translated on the way out. Generators stay generators."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    own = "request" in sig.parameters  # fn takes the request itself: pass it on
+    if not own:
+        at = next((i for i, p in enumerate(params) if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)),
+                  len(params))
+        params.insert(at, inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                            annotation=gr.Request))
+
+    def split(args: tuple, kwargs: dict) -> tuple[tuple, dict, Any]:
+        """(args, kwargs for fn, the request). Gradio inserts the request at the parameter's position, or
+        after the inputs when fewer inputs than parameters are wired: found by its type."""
+        at = next((i for i, a in enumerate(args) if isinstance(a, gr.Request)), None)
+        if at is not None:
+            request = args[at]
+            if not own:
+                args = args[:at] + args[at + 1:]
+        else:
+            request = kwargs.get("request") if own else kwargs.pop("request", None)
+        return args, kwargs, request
+
+    def error(e: gr.Error) -> gr.Error:
+        e.message = translate(str(e.message))
+        e.args = (e.message,)
+        return e
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args, **kwargs) -> Iterator:
+            args, kwargs, request = split(args, kwargs)
+            lang = lang_of(request)
+            token = LANG.set(lang)
+            try:
+                items = fn(*args, **kwargs)
+            finally:
+                LANG.reset(token)
+            while True:  # Gradio resumes a generator from a fresh context each time: set LANG for each step
+                token = LANG.set(lang)
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+                except gr.Error as e:
+                    raise error(e) from None
+                finally:
+                    LANG.reset(token)
+                yield item
+        wrapper: Callable = stream
+    else:
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            args, kwargs, request = split(args, kwargs)
+            token = LANG.set(lang_of(request))
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error as e:
+                raise error(e) from None
+            finally:
+                LANG.reset(token)
+        wrapper = call
+    wrapper.__signature__ = sig.replace(parameters=params)
+    wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}), "request": gr.Request}
+    return wrapper
+
+
+# The page's language as a cookie, so that a request says which language its page shows (Gradio's own
+# language lives in the browser; svelte-i18n writes it to <html lang>, also when it is changed in Settings).
+HEAD = f"""<script>
+(() => {{
+  const sync = () => {{
+    document.cookie = "{COOKIE}=" + encodeURIComponent(document.documentElement.lang || "") + "; path=/; SameSite=Lax";
+  }};
+  new MutationObserver(sync).observe(document.documentElement, {{attributes: true, attributeFilter: ["lang"]}});
+  // the cookie is shared by every tab of the site: the tab being used says its own language
+  for (const event of ["focus", "pointerdown", "keydown"]) window.addEventListener(event, sync, true);
+  sync();
+}})();
+</script>"""

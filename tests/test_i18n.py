@@ -1,0 +1,159 @@
+"""The app's catalogue (convformer_app/i18n.py): both languages everywhere, the same values, the README's
+terms, the library's messages recognised, and handlers that answer in the language of the page."""
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+from convformer.config import ConvFormerConfig
+
+gr = pytest.importorskip("gradio")
+i18n = pytest.importorskip("convformer_app.i18n")
+
+pytestmark = pytest.mark.app
+ROOT = Path(__file__).resolve().parent.parent
+CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+SAME_IN_BOTH = {"diagram.norm", "compare.col_flops"}  # names that are not translated (LayerNorm, MFLOPs)
+
+
+def fields(template: str) -> list[str]:
+    return sorted(name for _, name, _, _ in string.Formatter().parse(template) if name is not None)
+
+
+@pytest.mark.parametrize("key", sorted(i18n.TEXT))
+def test_every_key_has_both_languages_with_the_same_values(key):
+    en, zh = i18n.TEXT[key]
+    assert en.strip() and zh.strip()
+    assert fields(en) == fields(zh), f"{key}: placeholders differ"
+    if key not in SAME_IN_BOTH:
+        assert CJK.search(zh), f"{key}: the Chinese text has no Chinese in it"
+    for lang in i18n.LANGS:  # formats with its own placeholders
+        i18n.text(key, lang, **{name: "1" for name in fields(en)})
+
+
+def test_i18n_props_carry_no_format_fields():
+    """A key given to the browser (tr) must not contain braces: the front end reads them as ICU arguments."""
+    with pytest.raises(ValueError, match="values"):
+        i18n.tr("config.ok")
+    with pytest.raises(KeyError):
+        i18n.tr("no.such.key")
+    assert i18n.tr("ctl.fusion").key == "ctl.fusion"
+    assert i18n.I18N.translations_dict["zh-CN"]["ctl.fusion"] == "融合阶段"
+
+
+def glossary() -> list[tuple[str, str]]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Languages and glossary", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", section, re.M)
+    return [(en, zh) for en, zh in rows if en != "English" and not en.startswith("---")]
+
+
+def test_terms_follow_the_readme_glossary():
+    """Wherever the English says a glossary term, the Chinese uses the glossary's word for it."""
+    terms = glossary()
+    assert len(terms) >= 25 and ("attention rollout", "注意力展开") in terms
+    wrong = []
+    for key, (en, zh) in i18n.TEXT.items():
+        plain = re.sub(r"\{\w+\}", "", en).replace("-", " ")  # the words, not the placeholders
+        for term, word in terms:
+            if re.search(rf"\b{re.escape(term)}s?\b", plain, re.I) and word not in zh:
+                wrong.append(f"{key}: {term!r} without {word!r}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_readme_zh_cn_is_linked_and_uses_the_glossary():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(README.zh-CN.md)" in readme.split("\n## ", 1)[0]  # linked before the first section
+    zh = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+    for heading in ("快速开始", "输入与输出", "融合阶段", "应用"):
+        assert re.search(rf"^## .*{heading}", zh, re.M), heading
+    for word in ("早期融合", "中期融合", "后期融合", "注意力展开", "类激活图", "卷积激活", "张量形状", "超参数", "检查点"):
+        assert word in zh
+
+
+def bad_configs() -> list[dict]:
+    """One config per rule of convformer.config.validate."""
+    return [dict(fusion="middle"), dict(pool="max"), dict(merge="sum"), dict(img_size=0), dict(embed_dim=0),
+            dict(num_heads=0), dict(mlp_ratio=0.1), dict(drop_rate=1.0), dict(conv_widths=()),
+            dict(conv_depths=(1,)), dict(mean=(0.5, 0.5)), dict(std=(0.0, 1.0, 1.0)), dict(embed_dim=100),
+            dict(fusion="early", depth=0), dict(fusion="mid", pool="cls"), dict(img_size=8),
+            dict(embed_dim=768, depth=400, num_heads=12), dict(fusion="vit", img_size=1024, patch_size=4),
+            dict(fusion="cnn", img_size=2048, conv_widths=(1024, 1024, 1024, 1024))]
+
+
+@pytest.mark.parametrize("changes", bad_configs(), ids=lambda c: ",".join(c))
+def test_library_validation_errors_are_translated_with_their_values(changes):
+    base = ConvFormerConfig(fusion="mid", conv_widths=(32, 64, 128, 192), conv_depths=(1, 1, 2, 2))
+    with pytest.raises(ValueError) as caught:
+        base.replace(**changes)
+    message = str(caught.value)
+    zh = i18n.translate(message, "zh-CN")
+    assert i18n.match(message) is not None, message
+    assert "不允许" in zh and "is not allowed" not in zh and "expected" not in zh, zh
+    assert message.split(" is not allowed")[0] in zh  # name=value kept as it is
+    assert re.findall(r"\d+", message) == re.findall(r"\d+", zh) or set(re.findall(r"\d+", message)) <= set(
+        re.findall(r"\d+", zh))
+    assert i18n.translate(message, "en") == message
+
+
+def test_translate_keeps_what_it_does_not_know():
+    assert i18n.translate("something new: 3 tokens", "zh-CN") == "something new: 3 tokens"
+    wrapped = i18n.text("config.impossible", "en", detail="depth=0 is not allowed: fusion 'vit' needs at least "
+                        "one transformer block")
+    assert i18n.translate(wrapped, "zh-CN") == "⚠ **这个组合不可行：**depth=0 不允许：fusion 'vit' 至少需要一个 Transformer 块"
+
+
+class FakeRequest(gr.Request):
+    def __init__(self, cookie: str | None = None, accept: str = ""):
+        super().__init__()
+        self._cookie, self._accept = cookie, accept
+
+    @property
+    def cookies(self):
+        return {i18n.COOKIE: self._cookie} if self._cookie else {}
+
+    @property
+    def headers(self):
+        return {"accept-language": self._accept}
+
+
+@pytest.mark.parametrize("cookie, accept, lang", [
+    (None, "zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"), (None, "en-US,en;q=0.9", "en"), (None, "fr;q=0.9, zh;q=0.8", "zh-CN"),
+    (None, "", "en"), ("en", "zh-CN", "en"), ("zh-CN", "en-US", "zh-CN"), ("zh-TW", "zh-CN", "en"),
+    (None, "de-DE", "en")])
+def test_the_page_language_comes_from_the_cookie_then_accept_language(cookie, accept, lang):
+    assert i18n.lang_of(FakeRequest(cookie, accept)) == lang
+    assert i18n.lang_of(None) == "en"
+
+
+def test_localized_handlers_answer_in_the_page_language_and_hide_the_request():
+    def handler(fusion: str, n: float = 3) -> str:
+        if n < 0:
+            raise gr.Error(f"fusion={fusion!r} is not allowed: expected one of ('early', 'mid')")
+        return i18n.text("config.ok", fusion=fusion, params="1.0 M", grid="")
+
+    wrapped = i18n.localized(handler)
+    assert list(__import__("inspect").signature(wrapped).parameters) == ["fusion", "n", "request"]
+    assert wrapped("mid", 3, FakeRequest("zh-CN")) == "✓ mid 融合，约 1.0 M 个参数。"
+    assert wrapped("mid", FakeRequest(None, "en-US")) == "✓ mid fusion, about 1.0 M parameters."  # fewer inputs
+    assert wrapped("mid") == "✓ mid fusion, about 1.0 M parameters."  # the API: no page, English
+    with pytest.raises(gr.Error) as caught:
+        wrapped("x", -1, FakeRequest("zh-CN"))
+    assert caught.value.message == "fusion='x' 不允许：应为以下之一：('early', 'mid')"
+    assert i18n.LANG.get() == "en"  # reset after the call
+
+
+def test_localized_generators_keep_the_language_on_every_step():
+    def steps(n: int):
+        for i in range(n):
+            yield i18n.text("per_block.head_n", i=i)
+
+    wrapped = i18n.localized(steps)
+    assert __import__("inspect").isgeneratorfunction(wrapped)
+    items = wrapped(2, FakeRequest("zh-CN"))
+    assert next(items) == "第 0 个头"
+    assert i18n.LANG.get() == "en"  # not leaked between steps
+    assert list(items) == ["第 1 个头"]
