@@ -1,62 +1,15 @@
-"""Images in: decode safely, convert any mode to RGB, preprocess with the model's own data config;
+"""Images in: preprocess with the model's own data config (decoding is in `images`, re-exported here);
 and the device to run on."""
 from __future__ import annotations
 
-import io
 import os
-import warnings
-from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from timm.data import resolve_data_config
 from torchvision import transforms as T
 
-from .folders import to_rgb
-
-MAX_PIXELS = 40_000_000   # about 6300 x 6300; larger images are refused before decoding
-MIN_SIDE = 8              # smaller images carry no usable content
-MAX_BYTES = 50_000_000    # encoded file size
-
-
-class ImageError(ValueError):
-    """An input that is not a usable image; the message says why, for the person who sent it."""
-
-
-def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
-    """Decode a file path, bytes or PIL image into an RGB image, refusing what is not safely usable:
-    non-images, truncated files, decompression bombs, tiny images. Animated images give their first frame."""
-    if isinstance(source, Image.Image):
-        img = source
-    else:
-        data = source if isinstance(source, bytes) else _read(Path(source))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # PIL's own size check
-            raise ImageError(f"the image is too large; the limit is {MAX_PIXELS / 1e6:.0f} megapixels") from e
-        except (UnidentifiedImageError, OSError) as e:
-            raise ImageError("this file is not an image that can be read (PNG, JPEG, GIF, BMP, TIFF, WebP)") from e
-    width, height = img.size
-    if width * height > MAX_PIXELS:
-        raise ImageError(f"the image is {width} x {height} px; the limit is {MAX_PIXELS / 1e6:.0f} megapixels")
-    if min(width, height) < MIN_SIDE:
-        raise ImageError(f"the image is {width} x {height} px; each side needs at least {MIN_SIDE} px")
-    try:
-        img.seek(0)
-        img.load()
-        return to_rgb(img)
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageError("the image file is truncated or corrupt and cannot be decoded") from e
-
-
-def _read(path: Path) -> bytes:
-    if not path.is_file():
-        raise ImageError(f"no image file at {path.name!r}")
-    if path.stat().st_size > MAX_BYTES:
-        raise ImageError(f"the file is {path.stat().st_size / 1e6:.0f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB")
-    return path.read_bytes()
+from .images import MAX_BYTES, MAX_PIXELS, MIN_SIDE, ImageError, load_image, to_rgb  # noqa: F401 - decoding lives in images.py
 
 
 def transform(model: torch.nn.Module) -> T.Compose:

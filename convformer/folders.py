@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+
+from .images import to_rgb  # noqa: F401 - re-exported: it lived here
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _CHUNK = 1 << 20
@@ -253,29 +254,6 @@ def load_image_folder(root: str | Path, *, min_per_class: int = 2, max_images: i
         detail = ", ".join(f"{c!r} has {n}" for c, n in short.items())
         raise DatasetError(f"each class needs at least {min_per_class} usable images: {detail}")
     return data
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """8-bit RGB copy of ``img``: EXIF rotation applied, transparency composited on white,
-    16-bit and 32-bit integer/float greyscale scaled to 0-255."""
-    try:
-        img = ImageOps.exif_transpose(img)
-    except Exception:  # malformed EXIF must not make an image unusable; keep it unrotated
-        img = img.copy()
-    if img.mode.startswith("I") or img.mode == "F":
-        a = np.asarray(img).astype(np.float64)
-        if img.mode.startswith("I;16") or (a.size and a.min() >= 0 and 255 < a.max() <= 65535):
-            a = a / 257.0
-        elif img.mode == "F" and a.size and a.min() >= 0 and a.max() <= 1:
-            a = a * 255.0
-        elif a.size and (a.min() < 0 or a.max() > 255):
-            a = (a - a.min()) / max(float(np.ptp(a)), 1e-12) * 255.0
-        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 class FolderDataset(torch.utils.data.Dataset):
