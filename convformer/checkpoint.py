@@ -3,6 +3,8 @@ safetensors header and in a readable `.json` file beside it."""
 from __future__ import annotations
 
 import json
+import math
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +12,16 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .config import ConvFormerConfig
+from .config import LIMITS, ConvFormerConfig
+from .messages import one_line, shown
 from .model import ConvFormer
 
-MAX_BYTES = 1_000_000_000
+MAX_BYTES = 1_000_000_000        # the whole file
+MAX_HEADER_BYTES = 16_000_000    # its JSON header (tensor table, config, metadata)
+MAX_DEPTH = 16                   # nesting of the metadata's JSON
+MAX_NAME = 200                   # characters in one class name
+INPUT_CHANNELS = (1, 3)          # what images are turned into: greyscale or RGB
+STD_RANGE = (1e-3, 1e3)          # a normalisation std outside this makes every input saturate or vanish
 
 
 class CheckpointError(ValueError):
@@ -44,75 +52,186 @@ def resolve(path: str | Path) -> Path:
 
 
 def read_info(path: str | Path) -> dict[str, Any]:
-    """The {"config": ..., "meta": ...} stored in a checkpoint's header, without loading weights."""
+    """The {"config": ..., "meta": ...} stored in a checkpoint's header, without loading weights. Everything
+    the header declares is checked here, before anything is built: its size and nesting, the config (with
+    its classifier in the parameter limit), what images it expects, the class names, and every tensor's
+    name, shape and dtype against the model that config builds."""
     path = resolve(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint file at {path.name!r}")
-    if path.stat().st_size > MAX_BYTES:
-        raise CheckpointError(f"the checkpoint is larger than {MAX_BYTES / 1e9:.0f} GB")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"not a safetensors file, or its header is corrupt ({e})") from e
+    header = _header(path)
     if "convformer" not in header:
         raise CheckpointError("this safetensors file has no ConvFormer config in its header")
     try:
         info = json.loads(header["convformer"])
     except json.JSONDecodeError as e:
         raise CheckpointError("the ConvFormer config in the header is not valid JSON") from e
+    except RecursionError as e:
+        raise CheckpointError(f"the ConvFormer header is nested too deeply (the limit is {MAX_DEPTH} levels)") from e
     meta = info.get("meta", {}) if isinstance(info, dict) else None
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict) or not isinstance(meta, dict):
         raise CheckpointError('the header must hold {"config": {...}, "meta": {...}}')
-    classes, metrics = meta.get("classes"), meta.get("metrics")
-    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-        raise CheckpointError("the class names in the header must be a list of strings")
-    if metrics is not None and not isinstance(metrics, dict):
-        raise CheckpointError("the metrics in the header must be a mapping")
+    if _depth(info) > MAX_DEPTH:
+        raise CheckpointError(f"the ConvFormer header is nested too deeply (the limit is {MAX_DEPTH} levels)")
+    config = stored_config(info)
+    _check_meta(meta, config)
+    problems = _tensor_problems(path, config)
+    if problems:
+        raise CheckpointError(f"the checkpoint's weights do not fit the config in its own header: {problems}")
     return info
+
+
+def stored_config(info: dict[str, Any]) -> ConvFormerConfig:
+    """The config a checkpoint header declares, validated, and runnable on images here."""
+    try:
+        config = ConvFormerConfig.from_dict(info["config"])
+    except (ValueError, TypeError, KeyError, RecursionError) as e:
+        raise CheckpointError(f"the stored config is invalid: {one_line(str(e), 200)}") from e
+    _check_runnable(config, "the checkpoint was saved with")
+    return config
 
 
 def load_checkpoint(path: str | Path, config: ConvFormerConfig | None = None,
                     device: str | torch.device = "cpu") -> ConvFormer:
     """Rebuild the model saved at `path` (or `config`'s model, which must fit the weights).
-    The metadata is on `model.meta`. Raises CheckpointError naming any mismatch."""
+    The metadata is on `model.meta`. Raises CheckpointError naming any mismatch, before building."""
     path = resolve(path)
     info = read_info(path)
+    saved = stored_config(info)
     if config is None:
-        try:
-            config = ConvFormerConfig.from_dict(info["config"])
-        except (ValueError, TypeError, KeyError) as e:
-            raise CheckpointError(f"the stored config is invalid: {e}") from e
+        config = saved
+    else:
+        _check_runnable(config, "this configuration has")
+        problems = _tensor_problems(path, config)
+        if problems:
+            raise CheckpointError(f"the checkpoint does not fit this configuration: it was saved with "
+                                  f"{_differences(saved, config)}; {problems}")
+    classes = info["meta"].get("classes")
+    if classes is not None and len(classes) != config.num_classes:
+        raise CheckpointError(f"the checkpoint names {len(classes)} classes but this configuration has "
+                              f"num_classes={config.num_classes}")
     model = ConvFormer(config)
-    expected = model.state_dict()
     try:
         with safe_open(str(path), framework="pt") as f:
-            names = set(f.keys())
-            problems = [f"missing {k}" for k in sorted(set(expected) - names)]
-            problems += [f"unexpected {k}" for k in sorted(names - set(expected))]
-            state = {}
-            for k in sorted(names & set(expected)):
-                shape = tuple(f.get_slice(k).get_shape())
-                if shape != tuple(expected[k].shape):
-                    problems.append(f"{k} has shape {shape}, the model needs {tuple(expected[k].shape)}")
-                    continue
-                tensor = f.get_tensor(k)
-                if tensor.dtype.is_floating_point != expected[k].dtype.is_floating_point:
-                    problems.append(f"{k} has dtype {tensor.dtype}, the model needs {expected[k].dtype}")
-                    continue
-                state[k] = tensor
+            state = {k: f.get_tensor(k) for k in model.state_dict()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"the checkpoint's data is corrupt or truncated ({e})") from e
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise CheckpointError(f"the checkpoint does not fit this configuration: {shown}")
-    classes = info.get("meta", {}).get("classes")
-    if classes is not None and len(classes) != config.num_classes:
-        raise CheckpointError(f"the checkpoint names {len(classes)} classes but its model has "
-                              f"num_classes={config.num_classes}")
+        raise CheckpointError(f"the checkpoint's data is corrupt or truncated ({_short(e)})") from e
     model.load_state_dict(state)
-    model.meta = info.get("meta", {})
+    model.meta = info["meta"]
     return model.to(device).eval()
+
+
+# ---- checks, each before the work it protects ------------------------------------------------------------
+def _header(path: Path) -> dict[str, str]:
+    """The safetensors metadata, after checking the file's size and its header's declared length."""
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {shown(path.name)}")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise CheckpointError(f"the checkpoint is {size / 1e9:.1f} GB; the limit is {MAX_BYTES / 1e9:.0f} GB")
+    with open(path, "rb") as f:
+        start = f.read(8)
+    if len(start) == 8 and struct.unpack("<Q", start)[0] > MAX_HEADER_BYTES:
+        raise CheckpointError(f"not a safetensors file, or its header is too large: it declares "
+                              f"{struct.unpack('<Q', start)[0]} bytes, the limit is {MAX_HEADER_BYTES / 1e6:.0f} MB")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"not a safetensors file, or its header is corrupt ({_short(e)})") from e
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((c, level + 1) for c in children)
+    return deepest
+
+
+def _check_runnable(config: ConvFormerConfig, who: str) -> None:
+    """What a valid config may still get wrong for running on images here: its input channels, a
+    normalisation that saturates every input, and its size with the classifier counted."""
+    if config.in_chans not in INPUT_CHANNELS:
+        raise CheckpointError(f"{who} in_chans={config.in_chans}; images here give 3 channels (RGB) or 1 "
+                              "(greyscale)")
+    lo, hi = STD_RANGE
+    if not all(math.isfinite(v) and lo <= v <= hi for v in config.std):
+        raise CheckpointError(f"{who} std={_numbers(config.std)}; each must be from {lo:g} to {hi:g}")
+    if not all(math.isfinite(v) and abs(v) <= hi for v in config.mean):
+        raise CheckpointError(f"{who} mean={_numbers(config.mean)}; each must be a number from {-hi:g} to {hi:g}")
+    params = _params(config)
+    if params > LIMITS["params"]:
+        raise CheckpointError(f"{who} a model of {params / 1e6:.0f} M parameters ({config.num_classes} classes "
+                              f"x {_skeleton(config).num_features} features in its classifier); the limit is "
+                              f"{LIMITS['params'] / 1e6:.0f} M")
+
+
+def _check_meta(meta: dict[str, Any], config: ConvFormerConfig) -> None:
+    classes, metrics = meta.get("classes"), meta.get("metrics")
+    if classes is not None:
+        if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            raise CheckpointError("the class names in the header must be a list of strings")
+        if len(classes) != config.num_classes:
+            raise CheckpointError(f"the checkpoint names {len(classes)} classes but its model has "
+                                  f"num_classes={config.num_classes}")
+        long = next((i for i, c in enumerate(classes) if len(c) > MAX_NAME), None)
+        if long is not None:
+            raise CheckpointError(f"class name {long} in the header has {len(classes[long])} characters; the "
+                                  f"limit is {MAX_NAME}")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise CheckpointError("the metrics in the header must be a mapping")
+
+
+def _skeleton(config: ConvFormerConfig) -> ConvFormer:
+    """The model `config` builds, on the meta device: its tensors' shapes without their memory."""
+    with torch.device("meta"):
+        return ConvFormer(config)
+
+
+def _params(config: ConvFormerConfig) -> int:
+    return sum(p.numel() for p in _skeleton(config).parameters())
+
+
+def _tensor_problems(path: Path, config: ConvFormerConfig) -> str:
+    """The tensors of the file that `config`'s model would not accept (names, shapes, float or not), read
+    from the header only; '' when they all fit."""
+    expected = {k: v for k, v in _skeleton(config).state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"the checkpoint's data is corrupt or truncated ({_short(e)})") from e
+    if not found:
+        return f"the file holds no tensors; the model needs {len(expected)}"
+    problems = [f"missing {k}" for k in sorted(set(expected) - set(found))]
+    problems += [f"unexpected {shown(k, 60)}" for k in sorted(set(found) - set(expected))]  # names from the file
+    for k in sorted(set(found) & set(expected)):
+        shape, dtype = found[k]
+        if shape != tuple(expected[k].shape):
+            problems.append(f"{k} has shape {shape}, the model needs {tuple(expected[k].shape)}")
+        elif dtype.startswith(("F", "BF")) != expected[k].dtype.is_floating_point:
+            problems.append(f"{k} has dtype {dtype}, the model needs {expected[k].dtype}")
+    shown_ = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    return shown_
+
+
+def _differences(saved: ConvFormerConfig, config: ConvFormerConfig) -> str:
+    """The fields where `saved` differs from `config`: "fusion='late' (here 'mid'), depth=2 (here 4)"."""
+    a, b = saved.to_dict(), config.to_dict()
+    diff = [f"{k}={a[k]!r} (here {b[k]!r})" for k in a if k != "extra" and a[k] != b[k]]
+    return ", ".join(diff) or "this same configuration"
+
+
+def _numbers(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
+
+
+def _short(error: BaseException) -> str:
+    return one_line(str(error), 160) or type(error).__name__
 
 
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
