@@ -47,8 +47,8 @@ def export(model_or_config: ConvFormer | ConvFormerConfig, name: str = "", comma
 
     name: what the file is (a preset or checkpoint name) for its docstring; command: how it was made;
     classes: class names (a checkpoint's) written as CLASSES."""
-    cfg = model_or_config.config if isinstance(model_or_config, ConvFormer) else model_or_config
-    return _Writer(cfg, name, command, list(classes) if classes else None).source()
+    model = model_or_config if isinstance(model_or_config, ConvFormer) else ConvFormer(model_or_config)
+    return _Writer(model, name, command, list(classes) if classes else None).source()
 
 
 def load(source: str, name: str = "convformer_export") -> types.ModuleType:
@@ -174,12 +174,12 @@ def _fill(template: str, **values: Any) -> str:
 
 
 class _Writer:
-    def __init__(self, cfg: ConvFormerConfig, name: str, command: str, classes: list[str] | None):
+    def __init__(self, model: ConvFormer, name: str, command: str, classes: list[str] | None):
+        cfg = model.config
         self.cfg, self.name, self.command, self.classes = cfg, name, command, classes
         self.layout = LAYOUTS[cfg.fusion]
-        self.model = ConvFormer(cfg).eval()
-        self.out, self.inp = _dry_run(self.model)
-        self.facts = _facts(self.model)
+        self.out, self.inp = _dry_run(model)
+        self.facts = _facts(model)
         self.kinds = {k for kinds in self.layout.values() for k in kinds}
         self.prefix = int(cfg.pool == "cls")
         tokens = next((f"branches.{b}.tokens" for b, kinds in self.layout.items() if "tokens" in kinds), None)
