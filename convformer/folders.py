@@ -5,15 +5,18 @@ Layout, as torchvision's ``ImageFolder``: ``root/<class name>/<any sub folders>/
 bombs (checked on declared sizes first, then on the bytes really written), and returns the
 folder to use as root. ``load_image_folder`` checks every image (decodable, not too large),
 lists the files it skipped and why, and fails with a clear ``DatasetError`` when a class has
-too few images. ``to_rgb`` turns any PIL image (EXIF-rotated, alpha, palette, 16-bit, CMYK)
-into 8-bit RGB. Nothing here follows a symlink or changes a global PIL setting.
+too few images. A ``Stop`` (a cancel event and / or a deadline) is checked per zip entry and per
+image, so Cancel and a time limit cover loading too. Images are decoded by ``images.load_image``
+(decode limits checked from the header first). Nothing here follows a symlink or changes a global
+PIL setting.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import warnings
+import threading
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +26,9 @@ from typing import Any
 import torch
 from PIL import Image
 
+from . import images
 from .images import to_rgb  # noqa: F401 - re-exported: it lived here
+from .messages import one_line, shown
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _CHUNK = 1 << 20
@@ -32,6 +37,30 @@ _RATIO_MIN_BYTES = 1 << 20  # entries smaller than this are never called a bomb
 
 class DatasetError(ValueError):
     """A user-supplied dataset (zip or folder) is unusable; the message says why."""
+
+
+class LoadingStopped(DatasetError):
+    """Loading stopped before the end: cancelled, or over its time limit."""
+
+
+@dataclass
+class Stop:
+    """When loading must stop, checked once per zip entry and per image: a cancel event (a Cancel button)
+    and / or a deadline on `time.monotonic()` (a run's time limit)."""
+
+    cancel: threading.Event | None = None
+    deadline: float | None = None
+
+    @classmethod
+    def after(cls, seconds: float | None, cancel: threading.Event | None = None) -> "Stop":
+        return cls(cancel, None if seconds is None else time.monotonic() + seconds)
+
+    def check(self, what: str) -> None:
+        """Raise LoadingStopped (saying how far `what` got) when cancelled or past the deadline."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise LoadingStopped(f"cancelled while {what}")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise LoadingStopped(f"the time limit was reached while {what}")
 
 
 def _hidden(part: str) -> bool:
@@ -43,13 +72,13 @@ def _entry_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
     name = info.filename
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
-        raise DatasetError(f"zip entry {name!r} is a symbolic link; links are not allowed")
+        raise DatasetError(f"zip entry {shown(name)} is a symbolic link; links are not allowed")
     posix = name.replace("\\", "/")
     if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
-        raise DatasetError(f"zip entry {name!r} has an absolute path")
+        raise DatasetError(f"zip entry {shown(name)} has an absolute path")
     parts = tuple(p for p in PurePosixPath(posix).parts if p not in ("", "."))
     if ".." in parts:
-        raise DatasetError(f"zip entry {name!r} contains '..' and could escape the destination")
+        raise DatasetError(f"zip entry {shown(name)} contains '..' and could escape the destination")
     return parts
 
 
@@ -71,7 +100,7 @@ def _plan(zf: zipfile.ZipFile, max_files: int, max_total_bytes: int,
         total += info.file_size
         if total > max_total_bytes:
             raise DatasetError(f"zip declares more than max_total_bytes={max_total_bytes} of data "
-                               f"(reached at entry {info.filename!r})")
+                               f"(reached at entry {shown(info.filename)})")
         plan.append((info, parts))
     return plan
 
@@ -84,10 +113,10 @@ def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget
         while chunk := src.read(_CHUNK):
             written += len(chunk)
             if written > info.file_size or written > budget:
-                raise DatasetError(f"zip entry {info.filename!r} is larger than declared or "
+                raise DatasetError(f"zip entry {shown(info.filename)} is larger than declared or "
                                    "exceeds max_total_bytes")
             if written > _RATIO_MIN_BYTES and written > max_ratio * max(info.compress_size, 1):
-                raise DatasetError(f"zip entry {info.filename!r} exceeds max_ratio={max_ratio}; "
+                raise DatasetError(f"zip entry {shown(info.filename)} exceeds max_ratio={max_ratio}; "
                                    "refusing a possible zip bomb")
             dst.write(chunk)
     return written
@@ -104,43 +133,63 @@ def _dataset_root(dest: Path) -> Path:
 
 
 def safe_extract_zip(zip_path: str | Path, dest: str | Path, *, max_files: int = 20000,
-                     max_total_bytes: int = 2_000_000_000, max_ratio: float = 200) -> Path:
+                     max_total_bytes: int = 2_000_000_000, max_ratio: float = 200,
+                     stop: Stop | None = None) -> Path:
     """Extract ``zip_path`` into ``dest`` safely and return the dataset root folder.
 
     Refuses (``DatasetError``, naming the entry) absolute paths, ``..`` components, symlinks,
     more than ``max_files`` entries, more than ``max_total_bytes`` (declared or actually
     written), and entries that expand more than ``max_ratio`` times. Skips ``__MACOSX`` and
-    hidden files. On any error the files written so far are removed.
+    hidden files. ``stop`` is checked before each entry (``LoadingStopped``). On any error the
+    files written so far are removed.
     """
     zip_path, dest = Path(zip_path), Path(dest)
-    if not zip_path.is_file():
-        raise DatasetError(f"zip file {str(zip_path)!r} does not exist")
+    if not _is(zip_path, Path.is_file):
+        raise DatasetError(f"zip file {shown(zip_path.name)} does not exist")
     if not zipfile.is_zipfile(zip_path):
-        raise DatasetError(f"{zip_path.name!r} is not a zip file")
+        raise DatasetError(f"{shown(zip_path.name)} is not a zip file")
     dest.mkdir(parents=True, exist_ok=True)
     base = dest.resolve()
     written: list[Path] = []
     try:
         with zipfile.ZipFile(zip_path) as zf:
             budget = max_total_bytes
-            for info, parts in _plan(zf, max_files, max_total_bytes, max_ratio):
+            plan = _plan(zf, max_files, max_total_bytes, max_ratio)
+            for i, (info, parts) in enumerate(plan):
+                if stop is not None:
+                    stop.check(f"extracting the zip ({i} of {len(plan)} files done)")
                 target = base.joinpath(*parts)
                 if not target.parent.resolve().is_relative_to(base):
-                    raise DatasetError(f"zip entry {info.filename!r} would be written outside {dest}")
+                    raise DatasetError(f"zip entry {shown(info.filename)} would be written outside the destination")
                 if target.exists() or target.is_symlink():
-                    raise DatasetError(f"zip entry {info.filename!r}: {target} already exists "
-                                       "(duplicate entry or non-empty destination)")
+                    raise DatasetError(f"zip entry {shown(info.filename)} already exists (a duplicate entry, "
+                                       "or the destination is not empty)")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 written.append(target)
                 budget -= _copy_entry(zf, info, target, budget, max_ratio)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
             OSError, RuntimeError) as exc:
         _remove(written, base)
-        raise DatasetError(f"cannot extract {zip_path.name!r}: {exc}") from exc
+        raise DatasetError(f"cannot extract {shown(zip_path.name)}: {_reason(exc)}") from exc
     except DatasetError:
         _remove(written, base)
         raise
     return _dataset_root(base)
+
+
+def _is(path: Path, test: Callable[[Path], bool]) -> bool:
+    """`test(path)`, False where the path itself cannot be looked up (a name too long, ...)."""
+    try:
+        return test(path)
+    except OSError:
+        return False
+
+
+def _reason(exc: BaseException) -> str:
+    """Why an extraction failed, without the server paths an OSError carries."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return one_line(str(exc), 120) or type(exc).__name__
 
 
 def _remove(files: list[Path], base: Path) -> None:
@@ -170,19 +219,18 @@ class ImageFolderData:
 
 
 def _check_image(path: Path, max_pixels: int) -> str | None:
-    """None if ``path`` looks like a decodable image within ``max_pixels``, else the reason."""
+    """None if ``path`` looks like a decodable image within ``max_pixels`` and the decode limits of
+    ``images`` (checked from its header), else the reason."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    return f"too large: {w}x{h} = {w * h} pixels > max_pixels={max_pixels}"
-                img.verify()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return f"too large: more than max_pixels={max_pixels} pixels"
-    except Exception as exc:  # PIL raises many types for broken files
-        return f"not a readable image ({type(exc).__name__}: {exc})"
+        with images.open_image(path, min_side=1) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                return f"too large: {w}x{h} = {w * h} pixels > max_pixels={max_pixels}"
+            img.verify()
+    except images.ImageError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
+        return f"not a readable image ({type(exc).__name__})"
     return None
 
 
@@ -207,17 +255,18 @@ def _class_files(class_dir: Path, skipped: list[tuple[Path, str]]) -> list[Path]
 
 
 def load_image_folder(root: str | Path, *, min_per_class: int = 2, max_images: int = 50000,
-                      max_pixels: int = 40_000_000,
-                      extensions: Sequence[str] = IMAGE_EXTENSIONS) -> ImageFolderData:
-    """Scan ``root/<class>/...`` and check every image; raises ``DatasetError`` when unusable.
+                      max_pixels: int = 40_000_000, extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                      stop: Stop | None = None) -> ImageFolderData:
+    """Scan ``root/<class>/...`` and check every image's header; raises ``DatasetError`` when unusable.
 
     Classes are the sorted, non-hidden sub-folders of ``root`` (at least two). Files with other
-    extensions, undecodable images and images over ``max_pixels`` are listed in ``skipped``.
-    Every class needs ``min_per_class`` usable images; more than ``max_images`` is an error.
+    extensions, undecodable images, images over ``max_pixels`` and images over the decode limits of
+    ``images`` are listed in ``skipped``. Every class needs ``min_per_class`` usable images; more
+    than ``max_images`` is an error. ``stop`` is checked before each image (``LoadingStopped``).
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"dataset folder {str(root)!r} does not exist or is not a folder")
+    if not _is(root, Path.is_dir):
+        raise DatasetError(f"dataset folder {shown(root.name)} does not exist or is not a folder")
     exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
     skipped: list[tuple[Path, str]] = []
     class_dirs = []
@@ -231,8 +280,8 @@ def load_image_folder(root: str | Path, *, min_per_class: int = 2, max_images: i
         else:
             skipped.append((p, "not inside a class folder"))
     if len(class_dirs) < 2:
-        raise DatasetError(f"{str(root)!r} needs at least 2 class sub-folders (one per class), "
-                           f"found {len(class_dirs)}: {[p.name for p in class_dirs]}")
+        raise DatasetError(f"{shown(root.name)} needs at least 2 class sub-folders (one per class), "
+                           f"found {len(class_dirs)}: {shown([p.name for p in class_dirs])}")
     samples: list[tuple[Path, int]] = []
     candidates = 0
     for label, class_dir in enumerate(class_dirs):
@@ -241,8 +290,10 @@ def load_image_folder(root: str | Path, *, min_per_class: int = 2, max_images: i
                 skipped.append((p, f"extension {p.suffix!r} is not an image type"))
                 continue
             candidates += 1
+            if stop is not None:
+                stop.check(f"checking images ({candidates - 1} done)")
             if candidates > max_images:
-                raise DatasetError(f"more than max_images={max_images} images in {str(root)!r}")
+                raise DatasetError(f"more than max_images={max_images} images in {shown(root.name)}")
             reason = _check_image(p, max_pixels)
             if reason:
                 skipped.append((p, reason))
@@ -251,18 +302,25 @@ def load_image_folder(root: str | Path, *, min_per_class: int = 2, max_images: i
     data = ImageFolderData([p.name for p in class_dirs], samples, skipped)
     short = {c: n for c, n in data.counts().items() if n < min_per_class}
     if short:
-        detail = ", ".join(f"{c!r} has {n}" for c, n in short.items())
+        detail = ", ".join(f"{shown(c, 40)} has {n}" for c, n in list(short.items())[:5])
+        detail += f", and {len(short) - 5} more" if len(short) > 5 else ""
         raise DatasetError(f"each class needs at least {min_per_class} usable images: {detail}")
     return data
 
 
 class FolderDataset(torch.utils.data.Dataset):
-    """A torch Dataset over ``ImageFolderData``: item i is (transform(RGB image), label)."""
+    """A torch Dataset over ``ImageFolderData``: item i is (transform(RGB image), label).
 
-    def __init__(self, data: ImageFolderData,
-                 transform: Callable[[Image.Image], Any] | None = None) -> None:
+    Each image is decoded by ``images.load_image`` (decode limits checked from its header first);
+    with ``max_side`` it is decoded reduced to at most that side (JPEG at a reduced DCT scale).
+    ``stop`` is checked before each image (``LoadingStopped``; in this process, so with
+    DataLoader workers it only stops the items read here)."""
+
+    def __init__(self, data: ImageFolderData, transform: Callable[[Image.Image], Any] | None = None, *,
+                 max_side: int | None = None, stop: Stop | None = None) -> None:
         self.data = data
         self.transform = transform
+        self.max_side, self.stop = max_side, stop
         self.classes: list[str] = list(data.classes)
         self.class_to_idx: dict[str, int] = {c: i for i, c in enumerate(self.classes)}
         self.samples: list[tuple[Path, int]] = list(data.samples)
@@ -272,11 +330,11 @@ class FolderDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, idx: int) -> tuple[Any, int]:
+        if self.stop is not None:
+            self.stop.check(f"loading images ({idx} of {len(self)} done)")
         path, label = self.samples[idx]
         try:
-            with Image.open(path) as raw:
-                raw.load()
-                img = to_rgb(raw)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise DatasetError(f"cannot read image {str(path)!r}: {exc}") from exc
+            img = images.load_image(path, max_side=self.max_side, min_side=1)
+        except images.ImageError as exc:
+            raise DatasetError(f"cannot read image {shown(path.name)}: {exc}") from exc
         return (self.transform(img) if self.transform else img), label

@@ -39,9 +39,9 @@ class ImageError(ValueError):
     """An input that is not a usable image; the message says why, for the person who sent it."""
 
 
-def open_image(source: str | Path | bytes, max_side: int | None = None) -> Image.Image:
+def open_image(source: str | Path | bytes, max_side: int | None = None, min_side: int = MIN_SIDE) -> Image.Image:
     """Open a file path or bytes and read only its header; refuse non-images, images over `MAX_PIXELS` or
-    under `MIN_SIDE`, and images whose decode would need more than `MAX_DECODE_BYTES`."""
+    under `min_side`, and images whose decode would need more than `MAX_DECODE_BYTES`."""
     data = source if isinstance(source, bytes) else _read(Path(source))
     try:
         with warnings.catch_warnings():
@@ -51,17 +51,17 @@ def open_image(source: str | Path | bytes, max_side: int | None = None) -> Image
         raise ImageError(f"the image is too large; the limit is {MAX_PIXELS / 1e6:.0f} megapixels") from e
     except Exception as e:  # noqa: BLE001 - Pillow's plugins raise many types for a file that is not theirs
         raise ImageError(f"this file is not an image that can be read ({FORMATS})") from e
-    check(img, max_side)
+    check(img, max_side, min_side)
     return img
 
 
-def check(img: Image.Image, max_side: int | None = None) -> None:
+def check(img: Image.Image, max_side: int | None = None, min_side: int = MIN_SIDE) -> None:
     """Raise ImageError if `img` (opened, not yet decoded) is too large, too small or too costly to decode."""
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise ImageError(f"the image is {width} x {height} px; the limit is {MAX_PIXELS / 1e6:.0f} megapixels")
-    if min(width, height) < MIN_SIDE:
-        raise ImageError(f"the image is {width} x {height} px; each side needs at least {MIN_SIDE} px")
+    if min(width, height) < min_side:
+        raise ImageError(f"the image is {width} x {height} px; each side needs at least {min_side} px")
     try:
         cost = decode_cost(img, max_side)
     except Exception as e:  # noqa: BLE001 - a header whose fields do not parse
@@ -97,15 +97,16 @@ def _raw_buffer(img: Image.Image) -> int:
     return unit * bits // 8
 
 
-def load_image(source: str | Path | bytes | Image.Image, *, max_side: int | None = None) -> Image.Image:
+def load_image(source: str | Path | bytes | Image.Image, *, max_side: int | None = None,
+               min_side: int = MIN_SIDE) -> Image.Image:
     """Decode a file path, bytes or PIL image into an RGB image, refusing what is not safely usable:
     non-images, truncated or corrupt files, decompression bombs, tiny images, images too costly to decode.
     Animated images give their first frame. With `max_side`, the result's longer side is at most that."""
     if isinstance(source, Image.Image):
         img, owned = source, False
-        check(img, max_side)
+        check(img, max_side, min_side)
     else:
-        img, owned = open_image(source, max_side), True
+        img, owned = open_image(source, max_side, min_side), True
     try:
         img.seek(0)
         if max_side and img.format == "JPEG":
@@ -134,12 +135,15 @@ def to_rgb(img: Image.Image, max_side: int | None = None) -> Image.Image:
 
 
 def _read(path: Path) -> bytes:
-    if not path.is_file():
+    try:
+        size = path.stat().st_size if path.is_file() else None
+        if size is not None and size <= MAX_BYTES:
+            return path.read_bytes()
+    except OSError as e:  # a name too long, a file that went away or cannot be read: say so without its path
+        raise ImageError(f"the file {shown(path.name)} cannot be read ({e.strerror or type(e).__name__})") from e
+    if size is None:
         raise ImageError(f"no image file at {shown(path.name)}")
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise ImageError(f"the file is {size / 1e6:.0f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB")
-    return path.read_bytes()
+    raise ImageError(f"the file is {size / 1e6:.0f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB")
 
 
 def _factor(size: tuple[int, int], max_side: int | None) -> int:

@@ -163,7 +163,7 @@ def test_undecodable_and_foreign_files_are_skipped(tmp_path):
     (root / "README.md").write_text("top-level file")
     data = load_image_folder(root)
     reasons = {p.name: r for p, r in data.skipped}
-    assert "not a readable image" in reasons["broken.png"]
+    assert "not an image that can be read" in reasons["broken.png"]
     assert "extension" in reasons["notes.txt"] and "class folder" in reasons["README.md"]
     assert data.counts() == {"cat": 2, "dog": 2}
 
@@ -267,3 +267,71 @@ def test_folder_dataset_reports_a_file_broken_after_loading(tmp_path):
     with pytest.raises(DatasetError, match="cannot read image"):
         FolderDataset(data)[0]
     assert isinstance(FolderDataset(ImageFolderData(["a"], [])).classes, list)
+
+
+# ---- Cancel and the time limit cover loading; limits per image before decoding; short messages -----------
+def test_cancel_stops_extraction_and_leaves_nothing(tmp_path):
+    import threading
+    from convformer.folders import LoadingStopped, Stop
+    z = _zip(tmp_path / "d.zip", {f"cat/{i}.png": _png_bytes() for i in range(20)})
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(LoadingStopped, match=r"cancelled while extracting the zip \(0 of 20 files done\)"):
+        safe_extract_zip(z, tmp_path / "out", stop=Stop(cancel))
+    assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
+
+
+def test_time_limit_stops_the_scan_and_the_decoding_per_image(tmp_path):
+    import threading
+    from convformer.folders import LoadingStopped, Stop
+    root = _folder(tmp_path / "d", {"cat": 3, "dog": 3})
+    with pytest.raises(LoadingStopped, match="time limit was reached while checking images"):
+        load_image_folder(root, stop=Stop.after(-1))
+    cancel = threading.Event()
+    seen = []
+
+    def transform(img):  # the Cancel button, pressed while the third image is decoded
+        seen.append(img)
+        if len(seen) == 3:
+            cancel.set()
+        return img
+    ds = FolderDataset(load_image_folder(root), transform, stop=Stop(cancel))
+    with pytest.raises(LoadingStopped, match=r"cancelled while loading images \(3 of 6 done\)"):
+        [ds[i] for i in range(len(ds))]
+    assert len(seen) == 3
+
+
+def test_images_over_the_decode_limits_are_skipped_from_their_header(tmp_path):
+    from tests._corpus import png_declaring
+    root = _folder(tmp_path / "d", {"cat": 2, "dog": 2})
+    (root / "cat" / "huge.png").write_bytes(png_declaring(100_000, 100_000))
+    (root / "cat" / "wide.png").write_bytes(png_declaring(6000, 6000))  # 36 MP declared, no rows: corrupt
+    data = load_image_folder(root)
+    reasons = {p.name: r for p, r in data.skipped}
+    assert "too large" in reasons["huge.png"] and "wide.png" not in reasons  # its header is within limits
+    assert data.counts() == {"cat": 3, "dog": 2}
+    with pytest.raises(DatasetError, match="cannot read image 'wide.png': the image file is truncated"):
+        FolderDataset(data)[[p.name for p, _ in data.samples].index("wide.png")]
+
+
+def test_folder_dataset_decodes_at_most_max_side(tmp_path):
+    root = tmp_path / "d"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (1200, 900), (i * 90, 10, 10)).save(root / cls / f"{i}.jpg")
+    ds = FolderDataset(load_image_folder(root), max_side=128)
+    img, _ = ds[0]
+    assert max(img.size) <= 128 and img.size[0] > img.size[1]
+
+
+def test_messages_cut_long_names_and_show_no_server_path(tmp_path):
+    name = "x" * 5000 + ".png"
+    z = _zip(tmp_path / "d.zip", {f"cat/{name}": b"1", f"../{name}": b"2"})
+    with pytest.raises(DatasetError) as info:
+        safe_extract_zip(z, tmp_path / "out")
+    assert len(str(info.value)) < 300 and "characters)" in str(info.value)
+    assert str(tmp_path) not in str(info.value)
+    with pytest.raises(DatasetError) as info:
+        load_image_folder(tmp_path / ("y" * 5000))
+    assert len(str(info.value)) < 300 and str(tmp_path) not in str(info.value)
