@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .config import LIMITS, ConvFormerConfig
+from .config import LIMITS, ConvFormerConfig, estimate
 from .messages import one_line, shown
 from .model import ConvFormer
 
@@ -111,10 +111,13 @@ def load_checkpoint(path: str | Path, config: ConvFormerConfig | None = None,
     model = ConvFormer(config)
     try:
         with safe_open(str(path), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in model.state_dict()}
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"the checkpoint's data is corrupt or truncated ({_short(e)})") from e
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"the checkpoint does not fit this configuration: {_short(e)}") from e
     model.meta = info["meta"]
     return model.to(device).eval()
 
@@ -166,7 +169,7 @@ def _check_runnable(config: ConvFormerConfig, who: str) -> None:
     params = _params(config)
     if params > LIMITS["params"]:
         raise CheckpointError(f"{who} a model of {params / 1e6:.0f} M parameters ({config.num_classes} classes "
-                              f"x {_skeleton(config).num_features} features in its classifier); the limit is "
+                              f"in its classifier); the limit is "
                               f"{LIMITS['params'] / 1e6:.0f} M")
 
 
@@ -186,20 +189,31 @@ def _check_meta(meta: dict[str, Any], config: ConvFormerConfig) -> None:
         raise CheckpointError("the metrics in the header must be a mapping")
 
 
-def _skeleton(config: ConvFormerConfig) -> ConvFormer:
-    """The model `config` builds, on the meta device: its tensors' shapes without their memory."""
-    with torch.device("meta"):
-        return ConvFormer(config)
+def _skeleton(config: ConvFormerConfig) -> ConvFormer | None:
+    """The model `config` builds, on the meta device: its tensors' shapes without their memory (None if the
+    model's code cannot be built there, e.g. it reads a tensor's values while building)."""
+    try:
+        with torch.device("meta"):
+            return ConvFormer(config)
+    except (NotImplementedError, RuntimeError):
+        return None
 
 
 def _params(config: ConvFormerConfig) -> int:
-    return sum(p.numel() for p in _skeleton(config).parameters())
+    skeleton = _skeleton(config)
+    if skeleton is not None:
+        return sum(p.numel() for p in skeleton.parameters())
+    features = {"cnn": config.conv_widths[-1], "late": config.conv_widths[-1] + config.embed_dim}
+    return estimate(config)[0] + (features.get(config.fusion, config.embed_dim) + 1) * config.num_classes
 
 
 def _tensor_problems(path: Path, config: ConvFormerConfig) -> str:
     """The tensors of the file that `config`'s model would not accept (names, shapes, float or not), read
     from the header only; '' when they all fit."""
-    expected = {k: v for k, v in _skeleton(config).state_dict().items()}
+    skeleton = _skeleton(config)
+    if skeleton is None:  # checked after building instead (load_state_dict names what does not fit)
+        return ""
+    expected = skeleton.state_dict()
     try:
         with safe_open(str(path), framework="pt") as f:
             found = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
