@@ -28,12 +28,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import convformer
 from convformer import inspect
+from convformer.references import REFERENCES as IMAGENET, load_reference
 
 HYBRIDS = ("mobilevit_xs", "levit_128s", "coatnet_nano_rw_224", "vit_small_r26_s32_224")
 REFERENCES = ("deit_tiny_patch16_224", "resnet18", *HYBRIDS)
 # family -> the timm models its achieved GFLOP/s is compared with (the median of their GFLOP/s)
 FAMILY_REFS = {"vit": ("deit_tiny_patch16_224",), "cnn": ("resnet18",),
                "early": HYBRIDS, "mid": HYBRIDS, "late": HYBRIDS}
+# the ImageNet reference of each fusion stage (convformer.references), random weights: imagenet_<fusion>
+IMAGENET_NAMES = tuple(f"imagenet_{fusion}" for fusion in IMAGENET)
 IMG_SIZE = 224
 
 
@@ -66,6 +69,8 @@ def family(name: str) -> str:
     """convformer_<fusion>_<size> -> fusion; a timm reference -> vit | cnn | hybrid."""
     if name.startswith("convformer_"):
         return convformer.PRESETS[name].fusion
+    if name.startswith("imagenet_"):
+        return name.removeprefix("imagenet_")
     return {"deit_tiny_patch16_224": "vit", "resnet18": "cnn"}.get(name, "hybrid")
 
 
@@ -74,6 +79,8 @@ def build(name: str) -> nn.Module:
     torch.manual_seed(0)
     if name.startswith("convformer_"):
         return convformer.create(name).eval()
+    if name.startswith("imagenet_"):
+        return load_reference(name.removeprefix("imagenet_"), pretrained=False)
     return timm.create_model(name, pretrained=False).eval()
 
 
@@ -186,15 +193,15 @@ def bench_models(names: list[str], settings: Settings, log: Callable[[str], None
 
 
 def bench_inspection(names: list[str], settings: Settings, log: Callable[[str], None] = print) -> list[dict]:
-    """Per ConvFormer preset at batch 1: a full inspection (attentions, activations, shapes; FLOPs cached
+    """Per ConvFormer preset and ImageNet reference at batch 1: a full inspection (attentions, activations, shapes; FLOPs cached
     after the first call, as in the app) against a plain forward, timed in alternating pairs; and, for
     information, the inspection with Grad-CAM (one backward) as the app runs it."""
     device = torch.device(settings.device)
     rows = []
-    for name in [n for n in names if n.startswith("convformer_")]:
+    for name in [n for n in names if n.startswith(("convformer_", "imagenet_"))]:
         model = build(name).to(device)
         x = torch.randn(1, 3, IMG_SIZE, IMG_SIZE, device=device)
-        cam = "pred" if model.config.uses_conv else None
+        cam = "pred" if (model.config.uses_conv if hasattr(model, "config") else family(name) != "vit") else None
 
         def plain():
             with torch.inference_mode():
@@ -262,7 +269,7 @@ def _align(lines: list[list[str]]) -> str:
 
 
 def default_names() -> list[str]:
-    return [*convformer.PRESETS, *REFERENCES]
+    return [*convformer.PRESETS, *REFERENCES, *IMAGENET_NAMES]
 
 
 def run(names: list[str] | None = None, settings: Settings | None = None, inspection: bool = True,

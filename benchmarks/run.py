@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         a = result["accelerator"]
         print(f"## Accelerator: {a['device']} ({a['amp']} autocast)\n")
         print(a["models_table"], "\n")
+        print(f"## Inspection overhead on {a['device']} (batch 1, float32)\n")
+        print(a["inspection_table"], "\n")
     print("## Targets (ratios from this run)\n")
     print(targets_table(result["targets"]))
     out = Path(args.out)
@@ -146,10 +148,11 @@ def accelerator(names: list[str], args: argparse.Namespace) -> dict:
     settings = (bench.Settings.quick(batches) if args.quick else bench.Settings(batch_sizes=batches, rounds=(20, 10)))
     settings.device, settings.amp, settings.channels_last = device, amp, device == "cuda"
     print(f"accelerator table on {device} with {amp} autocast, batches {batches}", flush=True)
-    r = bench.run(names, settings, inspection=False, log=lambda s: print(s, flush=True))
+    r = bench.run(names, settings, inspection=True, log=lambda s: print(s, flush=True))
     name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu (accelerator code path, no GPU present)"
     return {"device": name, "amp": amp, "batch_sizes": batches, "models": r["models"],
-            "models_table": r["models_table"]}
+            "models_table": r["models_table"], "inspection": r["inspection"],  # inspection in float32
+            "inspection_table": r["inspection_table"]}
 
 
 if __name__ == "__main__":

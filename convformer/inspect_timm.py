@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import weakref
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -57,26 +58,67 @@ def _has(module: nn.Module, kind: type) -> bool:
     return any(isinstance(m, kind) for m in module.modules())
 
 
-def _note(name: str, module: nn.Module | None, inp: tuple, out: tuple, grids: dict[str, TokenGrid]) -> str:
+@dataclass
+class _Plan:
+    """What inspection needs to know about a model's structure, worked out once per model."""
+    rows: list[tuple[str, nn.Module | None]]
+    kinds: dict[str, str]                   # row -> class, e.g. "MaxxVitStage", "2 x BasicBlock"
+    params: dict[str, int]                  # row -> parameters (a ViT's tokens row: its own class / pos)
+    conv: set[str]                          # rows with convolutions and no attention
+    transformer: set[str]                   # rows holding attention
+    attention: list[tuple[str, nn.Module]]  # (block, attention module), block = the module's parent
+    vits: list[tuple[str, nn.Module]]       # ("vit." or "", a ViT with a patch embedding)
+    modules: list[nn.Module]                # all of them, for the training flags
+    module: dict[str, nn.Module | None]     # row -> module
+
+
+_PLANS: "weakref.WeakKeyDictionary[nn.Module, _Plan]" = weakref.WeakKeyDictionary()
+
+
+def _plan(model: nn.Module) -> _Plan:
+    if model in _PLANS:
+        return _PLANS[model]
+    rows = steps(model)
+    named = dict(model.named_modules())
+    kinds, params, conv, transformer = {}, {}, set(), set()
+    for name, module in rows:
+        if module is None:  # the ViT's own parameters: class token(s), positional embedding
+            vit = named[name[:-len("tokens")].rstrip(".")]
+            params[name] = sum(p.numel() for p in vit._parameters.values() if p is not None)
+            continue
+        kind = type(module).__name__
+        if isinstance(module, nn.Sequential) and len(module) and len({type(m) for m in module}) == 1:
+            kind = f"{len(module)} x {type(module[0]).__name__}"  # a ResNet layer: 2 x BasicBlock
+        kinds[name], params[name] = kind, sum(p.numel() for p in module.parameters())
+        if any(is_attention(m) for m in module.modules()):
+            transformer.add(name)
+        elif _has(module, nn.Conv2d):
+            conv.add(name)
+    attention = [(name.rsplit(".", 1)[0], m) for name, m in named.items() if is_attention(m)]
+    vits = [(f"{name}." if name else "", m) for name, m in named.items()
+            if hasattr(m, "num_prefix_tokens") and hasattr(getattr(m, "patch_embed", None), "proj")]
+    plan = _PLANS[model] = _Plan(rows, kinds, params, conv, transformer, attention, vits, list(named.values()),
+                                 dict(rows))
+    return plan
+
+
+def _note(name: str, plan: _Plan, inp: tuple, out: tuple, grids: dict[str, TokenGrid]) -> str:
     """What a row does, from its class and its shapes."""
-    if module is None:
+    if name not in plan.kinds:
         return "grid -> tokens (+cls, +pos)"
-    kind = type(module).__name__
-    if isinstance(module, nn.Sequential) and len(module) and len({type(m) for m in module}) == 1:
-        kind = f"{len(module)} x {type(module[0]).__name__}"  # a ResNet layer: 2 x BasicBlock
-    if any(is_attention(m) for m in module.modules()):
+    kind, module = plan.kinds[name], plan.module[name]
+    if name in plan.transformer:
         grid = grids.get(name)
-        where = f" over {grid.h} x {grid.w}" + (f" + {grid.prefix} cls" if grid and grid.prefix else "") \
-            if grid else ""
+        where = f" over {grid.h} x {grid.w}" + (f" + {grid.prefix} cls" if grid.prefix else "") if grid else ""
         return f"transformer {'stage' if name.split('.')[-2:-1] == ['stages'] else 'block'} ({kind}){where}"
     if isinstance(module, nn.Linear):
         return "classifier" if out[-1] >= 1000 or name.endswith(("head", "fc")) else "linear"
-    if len(out) == 4 and _has(module, nn.Conv2d):
+    if len(out) == 4 and name in plan.conv:
         stride = inp[-1] // out[-1] if len(inp) == 4 and out[-1] else 0
         return f"conv ({kind})" + (f", stride {stride}" if stride > 1 else "")
-    if len(out) == 3 and len(inp) == 4 and _has(module, nn.Conv2d):
+    if len(out) == 3 and len(inp) == 4 and name in plan.conv:
         return f"patchify (conv), flattened to tokens ({kind})"
-    if len(out) == 2 and len(inp) in (3, 4) or kind in ("ClassifierHead",):
+    if len(out) == 2 and len(inp) in (3, 4) or kind == "ClassifierHead":
         return f"pool to a vector ({kind})" if len(out) == 2 and out[-1] < 1000 else f"pool + classifier ({kind})"
     if isinstance(inp[0], tuple):
         return "mean of the members' class probabilities"
@@ -88,13 +130,11 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
     """`convformer.inspect` for a timm model (or the late-fusion pair of two): one forward pass of
     `images` (B, C, H, W); see `convformer.inspection.inspect` for the arguments."""
     images = images.to(next(model.parameters()).device)
-    rows = steps(model)
+    plan = _plan(model)
     key = (tuple(images.shape), images.dtype)
     cached = _FLOPS.setdefault(model, {}).get(key) if flops else None
     count = flops and cached is None
     counter = FlopCounterMode(display=False) if count else None
-    named = dict(model.named_modules())
-    conv_rows = [n for n, m in rows if m is not None and _has(m, nn.Conv2d) and not any(map(is_attention, m.modules()))]
     want_cam = cam_class is not None
     attn_inputs, attentions, activations, shapes, inputs, flop_rows, start = {}, {}, {}, {}, {}, {}, {}
     patch_grids: dict[str, tuple[int, int]] = {}
@@ -111,29 +151,25 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
             shapes[name] = (_shape(args[0]), _shape(out))
             if counter is not None:
                 flop_rows[name] = counter.get_total_flops() - start[name]
-            if name in conv_rows and out.ndim == 4:  # kept in the graph only while Grad-CAM needs it
+            if name in plan.conv and out.ndim == 4:  # kept in the graph only while Grad-CAM needs it
                 activations[name] = out if want_cam else out.detach()
         return hook
 
     with ExitStack() as stack:
-        stack.callback(_restore(model))
-        model.eval()
-        for name, module in rows:
+        stack.callback(_restore(model, plan))
+        for name, module in plan.rows:
             if module is not None:
                 stack.callback(module.register_forward_pre_hook(pre(name)).remove)
                 stack.callback(module.register_forward_hook(post(name)).remove)
-        for name, module in named.items():
-            if is_attention(module):
-                module.fused_attn = False
-                block = name.rsplit(".", 1)[0]
-                stack.callback(module.register_forward_pre_hook(
-                    lambda m, a, block=block: attn_inputs.__setitem__(block, tuple(a[0].shape))).remove)
-                stack.callback(module.attn_drop.register_forward_hook(
-                    lambda m, a, out, block=block: attentions.__setitem__(block, out.detach())).remove)
-            elif hasattr(module, "num_prefix_tokens") and hasattr(getattr(module, "patch_embed", None), "proj"):
-                vit = f"{name}." if name else ""
-                stack.callback(module.patch_embed.proj.register_forward_hook(
-                    lambda m, a, out, vit=vit: patch_grids.__setitem__(vit, tuple(out.shape[-2:]))).remove)
+        for block, module in plan.attention:
+            module.fused_attn = False
+            stack.callback(module.register_forward_pre_hook(
+                lambda m, a, block=block: attn_inputs.__setitem__(block, tuple(a[0].shape))).remove)
+            stack.callback(module.attn_drop.register_forward_hook(
+                lambda m, a, out, block=block: attentions.__setitem__(block, out.detach())).remove)
+        for vit, module in plan.vits:
+            stack.callback(module.patch_embed.proj.register_forward_hook(
+                lambda m, a, out, vit=vit: patch_grids.__setitem__(vit, tuple(out.shape[-2:]))).remove)
         stack.enter_context(torch.enable_grad() if want_cam else torch.inference_mode())
         if counter is not None:
             stack.enter_context(counter)
@@ -142,19 +178,18 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
         _FLOPS[model][key] = flop_rows
     flop_rows = flop_rows if count else (cached or {})
 
-    grids, notes = _grids(model, named, attentions, attn_inputs, patch_grids)
+    grids, notes = _grids(model, dict(plan.vits), attentions, attn_inputs, patch_grids)
     table = [ShapeRow("input", (), tuple(images.shape), 0, 0, "image batch")]
-    for i, (name, module) in enumerate(rows):
+    for name, module in plan.rows:
         if module is None:  # the ViT's tokens: from the patch embedding's output to the first block's input
             vit = name[:-len("tokens")]
             if f"{vit}blocks.0" in inputs:
-                own = sum(p.numel() for p in named[vit.rstrip(".")]._parameters.values() if p is not None)
-                table.append(ShapeRow(name, shapes[f"{vit}patch_embed"][1] if f"{vit}patch_embed" in shapes
-                                      else table[-1].output_shape, inputs[f"{vit}blocks.0"], own, 0,
-                                      _note(name, None, (), (), grids)))
+                before = shapes[f"{vit}patch_embed"][1] if f"{vit}patch_embed" in shapes else table[-1].output_shape
+                table.append(ShapeRow(name, before, inputs[f"{vit}blocks.0"], plan.params[name], 0,
+                                      _note(name, plan, (), (), grids)))
         elif name in shapes:
-            table.append(ShapeRow(name, *shapes[name], sum(p.numel() for p in module.parameters()),
-                                  flop_rows.get(name, 0), _note(name, module, *shapes[name], grids)))
+            table.append(ShapeRow(name, *shapes[name], plan.params[name], flop_rows.get(name, 0),
+                                  _note(name, plan, *shapes[name], grids)))
     result = Inspection(logits.detach(), logits.detach().softmax(-1), attentions, activations, grids, table,
                         notes=notes)
     cam_layers = _cam_layers(list(activations)) if want_cam else []
@@ -171,7 +206,7 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
     return result
 
 
-def _grids(model, named, attentions, attn_inputs, patch_grids) -> tuple[dict[str, TokenGrid], list[str]]:
+def _grids(model, vits, attentions, attn_inputs, patch_grids) -> tuple[dict[str, TokenGrid], list[str]]:
     """Each block's token grid, keyed by its container (e.g. `blocks`, `vit.blocks`, `stages.2`); attention that
     is not self-attention over one grid is dropped from `attentions` with a sentence in the notes."""
     grids: dict[str, TokenGrid] = {}
@@ -187,7 +222,7 @@ def _grids(model, named, attentions, attn_inputs, patch_grids) -> tuple[dict[str
             vit = next((v for v in sorted(patch_grids, key=len, reverse=True) if block.startswith(v)), None)
             if vit is not None:
                 h, w = patch_grids[vit]
-                grid = TokenGrid(h, w, int(named[vit.rstrip(".")].num_prefix_tokens))
+                grid = TokenGrid(h, w, int(vits[vit].num_prefix_tokens))
         n_q, n_k = attn.shape[-2:]
         if grid is None or n_q != n_k or n_k != grid.prefix + grid.h * grid.w:
             del attentions[block]
@@ -215,14 +250,17 @@ def _shape(x) -> tuple:
     return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
 
 
-def _restore(model: nn.Module):
-    """Snapshot the flags inspection changes; the returned function puts them back."""
-    training = [(m, m.training) for m in model.modules()]
-    fused = [(m, m.fused_attn) for m in model.modules() if is_attention(m)]
+def _restore(model: nn.Module, plan: _Plan):
+    """Put the model in eval mode with explicit attention; the returned function puts back what changed
+    (only those flags: setting an attribute on every module of a ViT costs more than its attention)."""
+    training = [m for m in plan.modules if m.training]
+    fused = [(m, m.fused_attn) for _, m in plan.attention]
+    for m in training:
+        m.training = False
 
     def restore() -> None:
-        for m, flag in training:
-            m.training = flag
+        for m in training:
+            m.training = True
         for m, flag in fused:
             m.fused_attn = flag
     return restore
