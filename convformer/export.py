@@ -282,9 +282,10 @@ class _Writer:
                 rows.append((f"{key.upper()} = {getattr(cfg, key)!r}", what))
         rows += [(f"MEAN = {tuple(cfg.mean)!r}", "normalise inputs in [0, 1]: (x - MEAN) / STD per channel"),
                  (f"STD = {tuple(cfg.std)!r}", "")]
+        text = _aligned(rows, 0, cap=36)
         if self.classes:
-            rows.append((f"CLASSES = {tuple(self.classes)!r}", "what the logits mean, in order"))
-        return _section("configuration", _aligned(rows, 0, cap=60))
+            text += f"\n# what the logits mean, in order\nCLASSES = {tuple(self.classes)!r}"
+        return _section("configuration", text)
 
     def drop_path(self) -> str:
         return _fill('''

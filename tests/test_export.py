@@ -19,6 +19,7 @@ from convformer.checkpoint import bundled_checkpoint
 from convformer.export import export, load
 from convformer.model import LAYOUTS
 from convformer.presets import PRESETS, SHAPES_PRESETS
+from convformer.presets import create as cf_create
 
 SMALL = {  # every fusion stage and every pool / merge choice, at sizes that run in milliseconds
     "early_cls": SHAPES_PRESETS["convformer_early_shapes"],
@@ -261,3 +262,37 @@ def test_named_axes_of_a_shape_table(name):
         assert rows["merge"][1] == rows["head"][0] == f"(B=1, {out})"
     text = axes.format_table(table)
     assert text.splitlines()[-1].startswith("total") and f"N={n}" in text
+
+
+# ---- the README's pitfalls point at the right lines of a committed export --------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "mid_tiny.py"
+
+
+def _without_values(source: str) -> list[str]:
+    """The source with the values of the configuration constants blanked (an epsilon may change upstream)."""
+    return [line.split("=")[0] if line[:1].isupper() and " = " in line else line for line in source.splitlines()]
+
+
+def test_the_example_is_what_export_writes_today():
+    model = cf_create("convformer_mid_tiny")
+    fresh = export(model, name="convformer_mid_tiny",
+                   command="python -m convformer code --preset convformer_mid_tiny")
+    assert _without_values(EXAMPLE.read_text()) == _without_values(fresh), (
+        "examples/mid_tiny.py is stale: run `python -m convformer code --preset convformer_mid_tiny "
+        "-o examples/mid_tiny.py` and check the README's line links (test below)")
+
+
+def test_readme_pitfall_links_point_at_the_code_they_name():
+    import re
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Pitfalls of the usual sketch"):]
+    section = section[:section.index("\n## ", 3)]
+    links = re.findall(r"\[`([^`]+)`\]\(examples/mid_tiny\.py#L(\d+)\)", section)
+    assert len(links) >= 10
+    lines = EXAMPLE.read_text().splitlines()
+    for code, number in links:
+        assert code in lines[int(number) - 1], (number, code, lines[int(number) - 1])
+    for mistake in ("attention only", "norm2(x)", "64*H*W/4", "`num_classes` never defined", "H/2 x W/2"):
+        row = next(r for r in section.splitlines() if mistake in r)
+        assert "examples/mid_tiny.py#L" in row, mistake
