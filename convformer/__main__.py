@@ -8,6 +8,7 @@ import torch
 
 from . import FUSIONS, PRESETS, create, inspect, load_checkpoint, load_image, pick_device, preprocess
 from .checkpoint import bundled_checkpoint
+from .data import RESIZES, fit
 from .axes import format_table, token_note
 from .inspection import human
 from .references_cli import add_parser as add_references_parser, predict_imagenet
@@ -45,8 +46,9 @@ def predict(args: argparse.Namespace) -> None:
         return predict_imagenet(args)
     model = _model(args, bundled=True).to(pick_device(args.device))
     image = load_image(args.image)
+    print(f"input: {fit(image.size, model, args.resize).message()}", file=sys.stderr)
     with torch.inference_mode():
-        probs = model(preprocess(image, model)).softmax(-1)[0]
+        probs = model(preprocess(image, model, args.resize)).softmax(-1)[0]
     classes = getattr(model, "meta", {}).get("classes") or [str(i) for i in range(len(probs))]
     top = probs.topk(min(args.top_k, len(probs)))
     for p, i in zip(top.values.tolist(), top.indices.tolist()):
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="a .safetensors checkpoint (local path or hf://owner/repo/file)")
     p.add_argument("--device", help="cpu, cuda, mps (default: $CONVFORMER_DEVICE, else the best available)")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--resize", choices=RESIZES, default="keep",
+                   help="keep: short side to the input size, aspect kept (default); squash: exactly the input size")
     p.add_argument("--weights", choices=("bundled", "imagenet"), default="bundled",
                    help="imagenet: the stage's ImageNet-trained timm reference (`references` lists them)")
     p.set_defaults(func=predict)
