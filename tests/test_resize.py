@@ -78,3 +78,14 @@ def test_the_model_runs_on_the_grid_fit_reports():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="resize='stretch'"):
         fit((10, 10), stride16(), "stretch")
+
+
+def test_predict_says_how_it_resized(tmp_path, capsys):
+    from convformer.__main__ import main
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (288, 96), (200, 30, 30)).save(path)
+    assert main(["predict", str(path), "--fusion", "mid", "--top-k", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "288 x 96 -> " in err and "aspect kept" in err
+    assert main(["predict", str(path), "--fusion", "mid", "--resize", "squash"]) == 0
+    assert "squashed" in capsys.readouterr().err
