@@ -18,6 +18,11 @@ LIMITS = {"img_size": 1024, "embed_dim": 2048, "depth": 48, "num_heads": 64, "co
           "patch_size": 64, "params": 300_000_000, "tokens": 4096, "activations": 100_000_000}
 
 
+class UnknownFieldError(TypeError, ValueError):
+    """A keyword that is no config field: a TypeError, as Python's own for an unexpected keyword argument
+    (timm's factory contract), and a ValueError, as every other bad config."""
+
+
 @dataclass
 class ConvFormerConfig:
     """Everything that defines a model. Sizes are in pixels, channels or tokens."""
@@ -25,7 +30,7 @@ class ConvFormerConfig:
     fusion: str = "mid"                           # early | mid | late | cnn | vit
     img_size: int | tuple[int, int] = 224          # training / positional-embedding size (H, W)
     in_chans: int = 3                              # image channels
-    num_classes: int = 1000                        # logits per image
+    num_classes: int = 1000                        # logits per image; 0: no classifier (pooled features)
     conv_widths: tuple[int, ...] = (32, 64, 128, 192)  # one stride-2 conv stage per entry
     conv_depths: tuple[int, ...] = (1, 1, 2, 2)    # residual blocks after each stage's strided conv
     embed_dim: int = 192                           # token width C
@@ -85,10 +90,10 @@ class ConvFormerConfig:
         return -(-h // s), -(-w // s)  # ceil: inputs are padded (patches) or conv-padded
 
     def data_config(self) -> dict[str, Any]:
-        """timm pretrained_cfg fields for preprocessing (read by timm.data.resolve_data_config)."""
+        """timm pretrained_cfg fields for preprocessing (read by timm.data.resolve_data_config); the model
+        adds the rest (model.timm_config)."""
         return {"input_size": (self.in_chans, *self.img_size), "mean": self.mean, "std": self.std,
-                "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "squash",
-                "num_classes": self.num_classes, "classifier": "head", "first_conv": ""}
+                "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "squash", "num_classes": self.num_classes}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +103,7 @@ class ConvFormerConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(known)}")
+            raise UnknownFieldError(f"unknown config field(s) {unknown}; allowed: {sorted(known)}")
         return cls(**data)
 
     def replace(self, **changes: Any) -> "ConvFormerConfig":
@@ -137,7 +142,7 @@ def validate(cfg: ConvFormerConfig) -> None:
             and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= LIMITS["img_size"] for s in size)):
         _fail("img_size", size, f"expected an int or (H, W) with sides in [1, {LIMITS['img_size']}]")
     _int(cfg, "in_chans", 1, LIMITS["in_chans"])
-    _int(cfg, "num_classes", 1, LIMITS["num_classes"])
+    _int(cfg, "num_classes", 0, LIMITS["num_classes"])
     _int(cfg, "embed_dim", 1, LIMITS["embed_dim"])
     _int(cfg, "depth", 0, LIMITS["depth"])
     _int(cfg, "num_heads", 1, LIMITS["num_heads"])

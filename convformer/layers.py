@@ -1,9 +1,12 @@
 """Building blocks shared by every fusion stage: conv stages, attention, transformer blocks, and the
 two modules that cross the fusion boundary (grid -> tokens, tokens -> grid).
 
-Tokens are (B, N, C) with N = prefix + h * w; grids are (B, C, h, w).
+Tokens are (B, N, C) with N = prefix + h * w; grids are (B, C, h, w). Every forward is TorchScript- and
+torch.fx-friendly: no type or ndim checks, sizes passed as ints, optional parts tested with `is None`.
 """
 from __future__ import annotations
+
+from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -71,15 +74,18 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
+NORM_EPS = 1e-6  # LayerNorm epsilon of ViT / DeiT (timm's vision_transformer), so DeiT weights give DeiT's logits
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)) (Vaswani et al., ViT)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0,
                  attn_drop: float = 0.0, drop_path: float = 0.0):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=NORM_EPS)
         self.attn = Attention(dim, num_heads, attn_drop, drop)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=NORM_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path else nn.Identity()
 
@@ -103,11 +109,11 @@ class ToTokens(nn.Module):
             nn.init.normal_(self.cls_token, std=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
+        h, w = x.shape[-2], x.shape[-1]
         x = x.flatten(2).transpose(1, 2)  # (B, h * w, C)
-        pos = self.pos_embed
-        if (h, w) != self.grid:
-            pos = resample_abs_pos_embed(pos, (h, w), self.grid, num_prefix_tokens=self.prefix)
+        # timm's resampler returns the table itself when the grid is the configured one
+        pos = resample_abs_pos_embed(self.pos_embed, [h, w], [self.grid[0], self.grid[1]],
+                                     num_prefix_tokens=self.prefix)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + h * w, C)
         return x + pos
@@ -120,21 +126,34 @@ class ToGrid(nn.Module):
         super().__init__()
         self.prefix = prefix
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        return x[:, self.prefix:].transpose(1, 2).reshape(x.shape[0], -1, *hw)
+    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        return x[:, self.prefix:].transpose(1, 2).reshape(x.shape[0], -1, h, w)
+
+
+def tokens_to_map(x: torch.Tensor, h: int, w: int, prefix: int) -> torch.Tensor:
+    """The unpooled features of a branch that ends in tokens, as a (B, C, ., .) map: the grid (B, C, h, w)
+    when there is no prefix token, else every token in one row (B, C, 1, prefix + h * w), class token first
+    (a class token has no place on the grid)."""
+    if prefix:
+        return x.transpose(1, 2).unsqueeze(2)
+    return x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
 
 
 class Pool(nn.Module):
-    """Features for the classifier: class token, mean of patch tokens, or mean of a grid -> (B, C)."""
+    """A branch's unpooled map (B, C, h, w) -> (B, C): the class token ("cls", position 0 of a token row), the
+    mean over positions after the prefix ("avg"), or nothing ("": the map itself)."""
 
     def __init__(self, mode: str = "avg", prefix: int = 0):
         super().__init__()
         self.mode, self.prefix = mode, prefix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 4:
-            return x.mean(dim=(2, 3))
-        return x[:, 0] if self.mode == "cls" else x[:, self.prefix:].mean(dim=1)
+        if self.mode == "":
+            return x
+        x = x.flatten(2)  # (B, C, positions)
+        if self.mode == "cls":
+            return x[:, :, 0]
+        return x[:, :, self.prefix:].mean(dim=2)
 
 
 class Merge(nn.Module):
@@ -150,11 +169,13 @@ class Merge(nn.Module):
             self.out_dim, self.proj = out_dim, nn.ModuleList(nn.Linear(d, out_dim) for d in dims)
         self.gate = nn.Linear(out_dim * len(dims), out_dim) if mode == "gate" else None
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        feats = [p(f) for p, f in zip(self.proj, feats)]
+    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
+        projected: List[torch.Tensor] = []
+        for i, proj in enumerate(self.proj):
+            projected.append(proj(feats[i]))
+        if self.gate is not None:
+            g = torch.sigmoid(self.gate(torch.cat(projected, dim=1)))  # (B, out_dim)
+            return g * projected[0] + (1 - g) * projected[1]
         if self.mode == "concat":
-            return torch.cat(feats, dim=1)
-        if self.mode == "add":
-            return torch.stack(feats).sum(0)
-        g = torch.sigmoid(self.gate(torch.cat(feats, dim=1)))  # (B, out_dim)
-        return g * feats[0] + (1 - g) * feats[1]
+            return torch.cat(projected, dim=1)
+        return torch.stack(projected).sum(0)

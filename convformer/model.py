@@ -13,19 +13,32 @@ conv_widths of 4 stages (stride 16), embed_dim D and patch 16:
          cnn: conv (B,C4,14,14) -> pool (B,C4);  vit: patch (B,D,14,14) -> tokens -> blocks -> norm -> pool (B,D)
          merge (concat: (B,C4+D); add / gate: (B,D))
   cnn    conv -> pool                               (baseline)
-  vit    patch -> tokens -> blocks -> norm -> pool  (baseline; DeiT-Ti when configured so)
-Every model ends in head: Linear (B, F) -> (B, num_classes).
-"""
-from __future__ import annotations
+  vit    patch -> tokens -> blocks -> norm -> pool  (baseline; DeiT-Ti when configured so, Touvron et al. 2021)
+Every model ends in head: Linear (B, F) -> (B, num_classes), or nothing with num_classes=0.
 
-from typing import Any
+The timm model interface (`forward_features` / `forward_head`, `forward_intermediates`, `feature_info`, ...):
+  * `forward_features` is unpooled and always a (B, C, ., .) map: the last conv or token grid (B, C, h, w); a
+    branch that ends in tokens with a class token gives every token as one row (B, D, 1, 1 + h * w), class
+    token first. `forward_head(x, pre_logits=)` pools (the branch's `pool` part), drops out and classifies.
+  * Late fusion has two branches over the same image, merged only after pooling, so its unpooled features
+    are a list of two maps, [cnn map, vit map] (the branches' grids need not match); `forward_head` takes
+    that list. `num_features` and `head_hidden_size` are then the merged width.
+  * `feature_info` / `forward_intermediates`: one feature per conv stage and per transformer block (the
+    token grid, prefix dropped), plus mid's refined grid; late lists both branches' taps ordered by stride.
+"""
+# No `from __future__ import annotations` here: torch.fx copies forward's annotations into the code it
+# generates, and TorchScript must be able to read them (timm's fx + TorchScript test).
+from contextlib import nullcontext
+from typing import Any, Callable, List
 
 import torch
 from timm.layers import PatchEmbed, trunc_normal_
+from timm.models import checkpoint_seq
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from .config import ConvFormerConfig
-from .layers import Block, ConvStages, Merge, Pool, ResidualBlock, ToGrid, ToTokens
+from .layers import NORM_EPS, Block, ConvStages, Merge, Pool, ResidualBlock, ToGrid, ToTokens, tokens_to_map
 
 TOKENS = ("tokens", "blocks", "norm")
 LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -35,6 +48,8 @@ LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "cnn": {"cnn": ("conv", "pool")},
     "vit": {"vit": ("patch", *TOKENS, "pool")},
 }
+PARTS = ("conv", "proj", "patch", "tokens", "blocks", "norm", "grid", "refine", "pool")  # the order parts run in
+assert all(list(kinds) == [p for p in PARTS if p in kinds] for b in LAYOUTS.values() for kinds in b.values())
 
 
 def _part(kind: str, cfg: ConvFormerConfig, dim: int) -> tuple[nn.Module, int]:
@@ -50,11 +65,11 @@ def _part(kind: str, cfg: ConvFormerConfig, dim: int) -> tuple[nn.Module, int]:
     if kind == "tokens":
         return ToTokens(D, cfg.grid_size(), cls_token=bool(prefix)), D
     if kind == "blocks":
-        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist() if cfg.depth else []
+        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist() if cfg.depth else []
         return nn.Sequential(*[Block(D, cfg.num_heads, cfg.mlp_ratio, cfg.drop_rate, cfg.attn_drop_rate, r)
                                for r in rates]), D
     if kind == "norm":
-        return nn.LayerNorm(D), D
+        return nn.LayerNorm(D, eps=NORM_EPS), D
     if kind == "grid":
         return ToGrid(prefix), D
     if kind == "refine":
@@ -64,64 +79,351 @@ def _part(kind: str, cfg: ConvFormerConfig, dim: int) -> tuple[nn.Module, int]:
     raise ValueError(f"unknown part {kind!r}")
 
 
-class Branch(nn.ModuleDict):
-    """Parts run in order; the last one pools to (B, out_dim)."""
+def branch_taps(kinds: tuple[str, ...], cfg: ConvFormerConfig) -> list[tuple[str, int, int, int]]:
+    """A branch's feature taps in running order: (part, index, channels, stride) per conv stage, per
+    transformer block (its token grid) and for mid's refined grid."""
+    taps = []
+    if "conv" in kinds:
+        taps += [("conv", i, w, 2 ** (i + 1)) for i, w in enumerate(cfg.conv_widths)]
+    stride = cfg.patch_size if "patch" in kinds else cfg.conv_stride
+    if "blocks" in kinds:
+        taps += [("blocks", j, cfg.embed_dim, stride) for j in range(cfg.depth)]
+    if "refine" in kinds:
+        taps.append(("refine", 0, cfg.embed_dim, stride))
+    return taps
+
+
+def feature_taps(cfg: ConvFormerConfig) -> list[tuple[str, str, int, int, int]]:
+    """Every branch's taps as (branch, part, index, channels, stride), ordered by stride (stable), as timm's
+    FeatureInfo requires."""
+    taps = [(b, *t) for b, kinds in LAYOUTS[cfg.fusion].items() for t in branch_taps(kinds, cfg)]
+    return sorted(taps, key=lambda t: t[4])
+
+
+def default_out_indices(cfg: ConvFormerConfig) -> tuple[int, ...]:
+    """What `features_only=True` returns by default: every conv stage and the final token grid (mid: also
+    the refined grid); a plain ViT, without conv stages, its last three blocks (as timm's ViT)."""
+    taps = feature_taps(cfg)
+    last = {b: max(i for i, t in enumerate(taps) if t[0] == b and t[1] == "blocks")
+            for b, kinds in LAYOUTS[cfg.fusion].items() if "blocks" in kinds and cfg.depth}
+    picked = {i for i, t in enumerate(taps) if t[1] in ("conv", "refine") or i in last.values()}
+    blocks = [i for i, t in enumerate(taps) if t[1] == "blocks" and i not in picked]
+    while len(picked) < 3 and blocks:
+        picked.add(blocks.pop())
+    return tuple(sorted(picked))
+
+
+def _map_size(kinds: tuple[str, ...], cfg: ConvFormerConfig) -> tuple[int, int]:
+    """Spatial size of a branch's unpooled map at the configured img_size."""
+    if "tokens" in kinds:
+        gh, gw = cfg.grid_size()
+        return (1, 1 + gh * gw) if cfg.pool == "cls" and "grid" not in kinds else (gh, gw)
+    h, w = cfg.img_size
+    return -(-h // cfg.conv_stride), -(-w // cfg.conv_stride)
+
+
+def timm_config(cfg: ConvFormerConfig) -> dict[str, Any]:
+    """timm's pretrained_cfg for a config: preprocessing (read by timm.data.resolve_data_config), the map size
+    before pooling, the first conv(s) (adapted when in_chans differs from the weights') and the classifier."""
+    branches = LAYOUTS[cfg.fusion]
+    first = tuple(f"branches.{b}.conv.stage0.0.conv" if "conv" in kinds else f"branches.{b}.patch.proj"
+                  for b, kinds in branches.items())
+    pool_size = _map_size(*branches.values(), cfg) if len(branches) == 1 else None  # late: one map per branch
+    out = {**cfg.data_config(), "min_input_size": (cfg.in_chans, cfg.min_size, cfg.min_size),
+           "fixed_input_size": False, "pool_size": pool_size, "first_conv": first[0] if len(first) == 1 else first,
+           "classifier": "head", "license": "mit"}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+class Branch(nn.Module):
+    """The parts its layout names, run in the order of PARTS; absent parts are None. `forward` returns the
+    unpooled map; the `pool` part is applied by the model's head."""
 
     def __init__(self, kinds: tuple[str, ...], cfg: ConvFormerConfig):
         super().__init__()
         dim = cfg.in_chans
-        for kind in kinds:
-            self[kind], dim = _part(kind, cfg, dim)
+        for kind in PARTS:
+            module = None
+            if kind in kinds:
+                module, dim = _part(kind, cfg, dim)
+            setattr(self, kind, module)
+        self.prefix = int(cfg.pool == "cls")
         self.out_dim = dim
+        self.taps = [t[:2] for t in branch_taps(kinds, cfg)]  # (part, index) per feature tap
+        self.grad_checkpointing = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hw = x.shape[-2:]
-        for part in self.values():
-            if x.ndim == 4:
-                hw = x.shape[-2:]  # remembered so tokens can go back to a (non-square) grid
-            x = part(x, hw) if isinstance(part, ToGrid) else part(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) -> unpooled (B, C, ., .)
+        if self.conv is not None:
+            x = self.conv(x)  # (B, C_conv, h, w)
+        if self.proj is not None:
+            x = self.proj(x)  # (B, D, h, w)
+        if self.patch is not None:
+            x = self.patch(x)  # (B, D, h, w)
+        h, w = x.shape[-2], x.shape[-1]  # remembered so tokens can go back to a (non-square) grid
+        if self.tokens is not None:
+            x = self.tokens(x)  # (B, P + h * w, D)
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = checkpoint_seq(self.blocks, x)
+            else:
+                x = self.blocks(x)
+            x = self.norm(x)
+            if self.grid is not None:
+                x = self.grid(x, h, w)  # (B, D, h, w)
+            else:
+                x = tokens_to_map(x, h, w, self.prefix)  # (B, D, h, w) or, with a class token, (B, D, 1, P + h * w)
+        if self.refine is not None:
+            x = self.refine(x)  # (B, D, h, w)
         return x
+
+    @torch.jit.ignore
+    def forward_intermediates(self, x: torch.Tensor, take: list[int], norm: bool = False,
+                              stop_early: bool = False) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """`forward`, also returning the maps at the taps in `take` (indices into `self.taps`); with
+        stop_early, it returns after the last of them (the returned map is then where it stopped)."""
+        out: dict[int, torch.Tensor] = {}
+        last, t = max(take, default=-1), 0
+        if self.conv is not None:
+            for stage in self.conv.children():
+                x = stage(x)
+                if t in take:
+                    out[t] = x
+                t += 1
+                if stop_early and t > last:
+                    return x, out
+        for part in (self.proj, self.patch):
+            if part is not None:
+                x = part(x)
+        h, w = x.shape[-2], x.shape[-1]
+        if self.tokens is not None:
+            x = self.tokens(x)
+            for block in self.blocks:
+                x = block(x)
+                if t in take:
+                    out[t] = tokens_to_map((self.norm(x) if norm else x)[:, self.prefix:], h, w, 0)
+                t += 1
+                if stop_early and t > last:
+                    return tokens_to_map(x, h, w, self.prefix), out
+            x = self.norm(x)
+            x = self.grid(x, h, w) if self.grid is not None else tokens_to_map(x, h, w, self.prefix)
+        if self.refine is not None:
+            x = self.refine(x)
+            if t in take:
+                out[t] = x
+        return x, out
+
+    def prune(self, last: int, prune_norm: bool = False) -> None:
+        """Drop every part after tap `last` (and the final norm with prune_norm, when the tap is a block)."""
+        kind, index = self.taps[last]
+        after = PARTS[PARTS.index(kind) + 1:-1]  # the pool part stays
+        if kind == "conv":
+            for name in [n for n, _ in self.conv.named_children()][index + 1:]:
+                delattr(self.conv, name)
+        if kind == "blocks":
+            self.blocks = self.blocks[:index + 1]
+            after = ("grid", "refine")
+            if prune_norm:
+                self.norm = nn.Identity()
+        for part in after:
+            setattr(self, part, None)
+        self.taps = self.taps[:last + 1]
+        if kind == "conv":
+            self.out_dim = self.conv[-1][0].conv.out_channels
 
 
 class ConvFormer(nn.Module):
-    """(B, in_chans, H, W) -> logits (B, num_classes). Any H, W >= config.min_size."""
+    """(B, in_chans, H, W) -> logits (B, num_classes), or pooled features with num_classes=0. Any H, W >=
+    config.min_size. With fusion="late" the instance is a `ConvFormerLate` (its unpooled features are a list).
 
-    def __init__(self, config: ConvFormerConfig | None = None, **overrides: Any):
+    global_pool: the head's pooling, "cls" (class token), "avg" (mean over positions after the class token)
+    or "" (none: `forward` returns the unpooled map; needs num_classes=0); None takes config.pool.
+    device, dtype: where and in which dtype the parameters are created (timm's factory arguments)."""
+
+    def __new__(cls, config: ConvFormerConfig | None = None, **overrides: Any) -> "ConvFormer":
+        if cls is ConvFormer and overrides.get("fusion", (config or ConvFormerConfig).fusion) == "late":
+            cls = ConvFormerLate
+        return super().__new__(cls)
+
+    def __init__(self, config: ConvFormerConfig | None = None, *, global_pool: str | None = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None, **overrides: Any):
         super().__init__()
         cfg = (config or ConvFormerConfig()).replace(**overrides) if overrides else (config or ConvFormerConfig())
         self.config = cfg
-        self.num_classes = cfg.num_classes
-        self.pretrained_cfg = cfg.data_config()  # timm's preprocessing metadata
-        self.branches = nn.ModuleDict({name: Branch(kinds, cfg) for name, kinds in LAYOUTS[cfg.fusion].items()})
-        dims = tuple(b.out_dim for b in self.branches.values())
-        self.merge = Merge(dims, cfg.merge, cfg.embed_dim) if len(dims) > 1 else None
-        self.num_features = self.merge.out_dim if self.merge is not None else dims[0]
-        self.head_drop = nn.Dropout(cfg.drop_rate)
-        self.head = nn.Linear(self.num_features, cfg.num_classes)
+        self.num_classes, self.in_chans = cfg.num_classes, cfg.in_chans
+        self.pretrained_cfg = self.default_cfg = timm_config(cfg)  # timm's metadata; timm's builder replaces it
+        with torch.device(device) if device is not None else nullcontext():
+            self.branches = nn.ModuleDict({name: Branch(kinds, cfg) for name, kinds in LAYOUTS[cfg.fusion].items()})
+            dims = tuple(b.out_dim for b in self.branches.values())
+            self.merge = Merge(dims, cfg.merge, cfg.embed_dim) if len(dims) > 1 else None
+            self.num_features = self.head_hidden_size = self.merge.out_dim if self.merge is not None else dims[0]
+            self.head_drop = nn.Dropout(cfg.drop_rate)
+            self.head = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes else nn.Identity()
         self.apply(_init_weights)
+        if dtype is not None:
+            self.to(dtype)
+        self.global_pool = cfg.pool
+        if global_pool is not None:
+            self._set_pool(global_pool)
+        taps = feature_taps(cfg)
+        self._taps = [(t[0], t[1:3]) for t in taps]  # global tap index -> (branch, (part, index))
+        self.feature_info = [dict(num_chs=c, reduction=s, module=f"branches.{b}.{part}" + (
+            f".stage{i}" if part == "conv" else f".{i}" if part == "blocks" else "")) for b, part, i, c, s in taps]
 
+    # ---- forward ------------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> pooled, merged features (B, num_features)."""
-        feats = [branch(x) for branch in self.branches.values()]
-        return self.merge(feats) if self.merge is not None else feats[0]
+        """(B, C, H, W) -> the unpooled map (B, num_features, ., .); see the module docstring."""
+        for branch in self.branches.values():  # the one branch
+            x = branch(x)
+        return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Unpooled map -> pooled features (B, head_hidden_size) with pre_logits, else logits."""
+        for branch in self.branches.values():
+            x = branch.pool(x)  # (B, C)
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)  # (B, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    # timm's classifier interface
+    @torch.jit.ignore
+    def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False,
+                              ) -> list[torch.Tensor] | tuple[Any, list[torch.Tensor]]:
+        """The maps at the feature taps `indices` (None: all; n: the last n; a list: those) as NCHW or NHWC,
+        and unless intermediates_only the unpooled features too. norm applies the final norm to block taps."""
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt={output_fmt!r} is not supported: use 'NCHW' or 'NHWC'")
+        take, _ = feature_take_indices(len(self.feature_info), indices)
+        found: dict[int, torch.Tensor] = {}
+        finals = []
+        for name, branch in self.branches.items():
+            wanted = {branch.taps.index(tap): i for i, (b, tap) in enumerate(self._taps) if b == name and i in take}
+            if intermediates_only and not wanted:
+                continue  # a late branch none of whose taps is asked for
+            final, got = branch.forward_intermediates(x, list(wanted), norm, stop_early)
+            finals.append(final)
+            found.update({wanted[t]: v for t, v in got.items()})
+        maps = [found[i] for i in take]
+        if output_fmt == "NHWC":
+            maps = [m.permute(0, 2, 3, 1) for m in maps]
+        if intermediates_only:
+            return maps
+        return (finals if self.merge is not None or len(finals) > 1 else finals[0]), maps
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop what runs after the last tap in `indices`: in each branch after its last tap taken, a late
+        branch with none entirely; with prune_head, the classifier and pooling too (`forward` then gives the
+        unpooled map). Returns the absolute tap indices, which keep their meaning."""
+        take, _ = feature_take_indices(len(self.feature_info), indices)
+        for name in list(self.branches):
+            branch = self.branches[name]
+            mine = [branch.taps.index(tap) for i, (b, tap) in enumerate(self._taps) if b == name and i in take]
+            if not mine:
+                del self.branches[name]
+            else:
+                branch.prune(max(mine), prune_norm)
+        intact = all(len(b.taps) == len(branch_taps(LAYOUTS[self.config.fusion][n], self.config))
+                     for n, b in self.branches.items()) and len(self.branches) == len(LAYOUTS[self.config.fusion])
+        if self.merge is not None and not intact:
+            self.merge = None  # its input widths are gone
+        if self.merge is None:
+            dims = [b.out_dim for b in self.branches.values()]
+            self.num_features = self.head_hidden_size = dims[0] if len(dims) == 1 else sum(dims)
+        if prune_head:
+            self.reset_classifier(0, "" if self.merge is None else None)
+        return take
+
+    # ---- timm's classifier and training interface -------------------------------------------------
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new head for `num_classes` (0: none, `forward` returns pooled features), on the device and in
+        the dtype of the model; global_pool None keeps the pooling (a classifier after global_pool='' gets
+        the config's pooling back)."""
+        if global_pool is None and self.global_pool == "" and num_classes:
+            global_pool = self.config.pool
+        if global_pool is not None:
+            self._set_pool(global_pool, num_classes)
         self.config = self.config.replace(num_classes=num_classes)
-        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes}
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes)
-        _init_weights(self.head)
+        ref = next(self.parameters())
+        self.head = nn.Linear(self.head_hidden_size, num_classes, device=ref.device, dtype=ref.dtype) \
+            if num_classes else nn.Identity()
+        if num_classes:
+            _init_weights(self.head)
+        self.head.train(self.training)
+
+    def _set_pool(self, mode: str, num_classes: int | None = None) -> None:
+        num_classes = self.num_classes if num_classes is None else num_classes
+        allowed = ("avg", "cls") if self.config.pool == "cls" else ("avg",)
+        allowed += ("",) if self.merge is None else ()
+        if mode not in allowed:
+            raise ValueError(f"global_pool={mode!r} is not allowed for this model: expected one of {allowed}"
+                             + (" ('cls' needs pool='cls', a class token)" if mode == "cls" else ""))
+        if mode == "" and num_classes:
+            raise ValueError(f"global_pool='' (no pooling) needs num_classes=0, not {num_classes}")
+        self.global_pool = mode
+        for branch in self.branches.values():
+            branch.pool.mode = mode
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for branch in self.branches.values():
+            branch.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Positional embeddings and class tokens (as timm's ViT)."""
+        names = set()
+        for name, branch in self.branches.items():
+            if branch.tokens is not None:
+                names.add(f"branches.{name}.tokens.pos_embed")
+                if branch.tokens.cls_token is not None:
+                    names.add(f"branches.{name}.tokens.cls_token")
+        return names
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Callable[[str], tuple[float, ...]]:
+        """timm's parameter grouping (layer-wise LR decay): each parameter's depth in its branch, counted in
+        conv stages and transformer blocks (embeddings with the first), merge and head last."""
+        def depth(name: str) -> tuple[float, ...]:
+            parts = name.split(".")
+            if parts[0] != "branches":
+                return (float("inf"),)
+            taps = [f"{p}.stage{i}" if p == "conv" else f"{p}.{i}" for p, i in self.branches[parts[1]].taps]
+            rest = ".".join(parts[2:])
+            for d, tap in enumerate(taps):
+                if rest.startswith(tap + "."):
+                    return (float(d),)
+            if parts[2] in ("patch", "tokens", "proj"):
+                return (float(sum(t.startswith("conv") for t in taps)),)
+            return (float(len(taps)),)
+        return depth
+
+
+class ConvFormerLate(ConvFormer):
+    """Late fusion: its unpooled features are one map per branch, [cnn (B, C4, h, w), vit (B, D, ., .)], and
+    `forward_head` pools each, merges and classifies. Built by `ConvFormer(config)` when fusion == "late"."""
+
+    def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:  # type: ignore[override]
+        feats: List[torch.Tensor] = []
+        for branch in self.branches.values():
+            feats.append(branch(x))
+        return feats
+
+    def forward_head(self, x: List[torch.Tensor], pre_logits: bool = False) -> torch.Tensor:  # type: ignore[override]
+        pooled: List[torch.Tensor] = []
+        i = 0
+        for branch in self.branches.values():
+            pooled.append(branch.pool(x[i]))  # (B, C_i)
+            i += 1
+        if self.merge is None:
+            raise RuntimeError("this late-fusion model was pruned below its merge: use forward_intermediates")
+        out = self.head_drop(self.merge(pooled))  # (B, head_hidden_size)
+        return out if pre_logits else self.head(out)
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -1,5 +1,6 @@
-"""Property-based: any config either builds a model mapping (B, C, H, W) to (B, num_classes) or raises a
-ValueError naming a field; any accepted image preprocesses to the preset's tensor, anything else is refused."""
+"""Property-based: any config either builds a model mapping (B, C, H, W) to (B, num_classes) (pooled features
+with num_classes=0) or raises a ValueError naming a field; any accepted image preprocesses to the preset's
+tensor, anything else is refused."""
 import dataclasses
 import io
 
@@ -46,7 +47,8 @@ def test_any_config_builds_or_names_the_field(kwargs, batch):
     h, w = cfg.img_size
     with torch.no_grad():
         out = model(torch.randn(batch, cfg.in_chans, h, w))
-    assert out.shape == (batch, cfg.num_classes) and torch.isfinite(out).all()
+    width = cfg.num_classes or model.head_hidden_size  # num_classes=0: pooled features, no classifier
+    assert out.shape == (batch, width) and torch.isfinite(out).all()
 
 
 MODES = ["RGB", "RGBA", "L", "LA", "P", "I;16", "CMYK", "1", "I", "F"]
