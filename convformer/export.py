@@ -147,13 +147,16 @@ def _t(shape: Sequence[int]) -> str:
     return "(" + ", ".join(["B", *map(str, shape[1:])]) + ")"
 
 
-def _aligned(pairs: list[tuple[str, str]], indent: int, cap: int = 56) -> str:
+def _aligned(pairs: list[tuple[str, str]], indent: int, cap: int = 64) -> str:
     """Code lines with their comments lined up in one column."""
-    width = min(max((len(c) for c, note in pairs if note), default=0), cap) + 2
+    width = min(max((len(c) for c, note in pairs if note and len(c) <= cap), default=0), cap) + 2
     out = []
     for code, note in pairs:
         line = " " * indent + code
-        out.append(f"{line.ljust(indent + width - 2)}  # {note}" if note else line)
+        if note and len(code) > cap:  # a long line gets its comment above it
+            out += [f"{' ' * indent}# {note}", line]
+        else:
+            out.append(f"{line.ljust(indent + width - 2)}  # {note}" if note else line)
     return "\n".join(out)
 
 
@@ -288,13 +291,13 @@ class _Writer:
         return _section("configuration", text)
 
     def drop_path(self) -> str:
-        return _fill('''
+        return _section("stochastic depth", _fill('''
             def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
                 """Stochastic depth (Huang et al. 2016): while training, drop a whole residual branch per sample."""
                 if p == 0.0 or not training:
                     return x
                 keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
-                return x * keep / (1 - p)''')
+                return x * keep / (1 - p)'''))
 
     def convs(self) -> str:
         dp = self.cfg.drop_path_rate > 0
@@ -324,8 +327,8 @@ class _Writer:
                 def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
                     return F.relu(x + @RESIDUAL@)''',
             DP_ARG=", drop_path: float = 0.0" if dp else "",
-            DP_INIT="\n        self.drop_path = drop_path" if dp else "",
-            RESIDUAL="drop_path(self.conv2(self.conv1(x)), self.drop_path, self.training)" if dp
+            DP_INIT="\n        self.drop_prob = drop_path" if dp else "",
+            RESIDUAL="drop_path(self.conv2(self.conv1(x)), self.drop_prob, self.training)" if dp
             else "self.conv2(self.conv1(x))")
         title = "convolutions: local features on a grid (B, C, H, W)"
         if "conv" not in self.kinds:
@@ -453,7 +456,7 @@ class _Writer:
         attn_ret = "return self.drop(self.proj(x))" if drop else "return self.proj(x)"
         mlp_fwd = (f"x = self.drop({gelu})" if drop else f"x = {gelu}", f"(B, N, {d}) -> (B, N, {f['mlp_hidden']})")
         mlp_ret = ("return self.drop(self.fc2(x))" if drop else "return self.fc2(x)", f"-> (B, N, {d})")
-        res = "drop_path({}, self.drop_path, self.training)" if dp else "{}"
+        res = "drop_path({}, self.drop_prob, self.training)" if dp else "{}"
         return _section("the transformer: tokens (B, N, D) -> (B, N, D)", _fill('''
             class Attention(nn.Module):
                 """Multi-head self-attention (Vaswani et al. 2017): each token attends to every token."""
@@ -497,7 +500,7 @@ class _Writer:
             DROP_INIT="\n        self.drop = nn.Dropout(DROP_RATE)" if drop else "",
             ATTN=_aligned(attn_lines, 8), ATTN_RET=attn_ret, MLP=_aligned([mlp_fwd, mlp_ret], 8),
             DP_ARG=", drop_path: float = 0.0" if dp else "",
-            DP_INIT="\n        self.drop_path = drop_path" if dp else "",
+            DP_INIT="\n        self.drop_prob = drop_path" if dp else "",
             RES_ATTN=res.format("self.attn(self.norm1(x))"), RES_MLP=res.format("self.mlp(self.norm2(x))"), N=n, D=d))
 
     def pools(self) -> str:

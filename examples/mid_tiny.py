@@ -141,11 +141,11 @@ class Attention(nn.Module):
         self.proj = nn.Linear(EMBED_DIM, EMBED_DIM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, D = x.shape                                         # (B, 196, 192)
+        B, N, D = x.shape                                              # (B, 196, 192)
         qkv = self.qkv(x).reshape(B, N, 3, NUM_HEADS, D // NUM_HEADS)  # (B, 196, 3, 3, 64)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)                      # (B, 3, 196, 64) each: (B, nh, N, hs)
-        x = F.scaled_dot_product_attention(q, k, v)               # softmax(q k^T / sqrt(64)) v
-        x = x.transpose(1, 2).reshape(B, N, D)                    # (B, 196, 192): heads side by side
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)                           # (B, 3, 196, 64) each: (B, nh, N, hs)
+        x = F.scaled_dot_product_attention(q, k, v)                    # softmax(q k^T / sqrt(64)) v
+        x = x.transpose(1, 2).reshape(B, N, D)                         # (B, 196, 192): heads side by side
         return self.proj(x)
 
 
@@ -196,13 +196,13 @@ class MidBranch(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = ConvStages()                                  # 4 stages, stride 16
-        self.proj = nn.Conv2d(CONV_WIDTHS[-1], EMBED_DIM, 1)      # 1 x 1 conv to the token width
-        self.tokens = ToTokens()                                  # grid -> tokens
+        self.conv = ConvStages()                                       # 4 stages, stride 16
+        self.proj = nn.Conv2d(CONV_WIDTHS[-1], EMBED_DIM, 1)           # 1 x 1 conv to the token width
+        self.tokens = ToTokens()                                       # grid -> tokens
         self.blocks = nn.Sequential(*[Block() for _ in range(DEPTH)])  # DEPTH blocks
         self.norm = nn.LayerNorm(EMBED_DIM, eps=LN_EPS)
-        self.grid = ToGrid()                                      # tokens -> grid
-        self.refine = ResidualBlock(EMBED_DIM)                    # a 3 x 3 conv block on the token map
+        self.grid = ToGrid()                                           # tokens -> grid
+        self.refine = ResidualBlock(EMBED_DIM)                         # a 3 x 3 conv block on the token map
         self.pool = GridPool()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
