@@ -1,7 +1,8 @@
 """ConvFormer Lab: build a conv + transformer hybrid, run it on an image, and see what it predicts, where it
 attends, what its convolutions respond to and the shape of the data at every step.
 
-Layout and wiring only; the handlers live in convformer/ui.py. Run: python app.py [--host --port --share --device]
+Layout and wiring only; the handlers live in the package convformer_app/ (controls, weights, session, views,
+one module per tab). Run: python app.py [--host --port --share --device]
 """
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch touches CUD
 except ImportError:
     pass
 
-from convformer import ui, ui_compare, ui_train  # noqa: E402
 from convformer.config import FUSIONS, MERGES  # noqa: E402
+from convformer.presets import PRESETS  # noqa: E402
+from convformer_app import compare, explore, session, train_tab  # noqa: E402
+from convformer_app.controls import RANGES, Controls  # noqa: E402
+from convformer_app.weights import WEIGHTS, defaults, resolve  # noqa: E402
 
-D = ui.defaults("mid")
+D = defaults("mid")
+D_NOTICE = resolve(D).notice
 ROLLOUT = ("**Attention rollout** (Abnar & Zuidema 2020) multiplies the attention of every block, with the "
            "residual path added, to estimate how much each patch feeds the prediction. *Head fusion* combines "
            "the heads of a block; *discard ratio* drops the weakest links to sharpen the map.")
@@ -42,17 +47,24 @@ TRAIN = ("Train the model set in **Explore** (fusion stage, preset, hyperparamet
 COMPARE = ("Early, mid and late fusion and the two baselines **side by side**: the same image through each, then "
            "every model scored on a fresh test split of the built-in shapes. Each runs its bundled checkpoint; "
            "a stage with none runs **random weights** (its tiny preset at 64 px), marked as such.")
-LIM = ui_train.limits()
+LIM = train_tab.limits()
 CSS = ("#weights-notice{background:#fef9c3;border:1px solid #facc15;border-radius:8px;padding:6px 12px}"
        ".cf-small textarea{font-family:monospace}"
        "#examples .grid-container{grid-template-columns:repeat(3,minmax(0,1fr)) !important}")
+
+
+def slider(name: str, label: str) -> gr.Slider:
+    """A hyperparameter slider with the range of controls.RANGES (which a URL is clamped to)."""
+    lo, hi, step = RANGES[name]
+    return gr.Slider(lo, hi, getattr(D, name), step=step, label=label)
+
 
 with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     gr.Markdown("# ConvFormer Lab\nPick where convolutions and attention meet (early, mid or late fusion, or a "
                 "pure CNN / ViT baseline), run the model on an image, and look inside.")
     with gr.Tabs(elem_id="pages"):
         with gr.Tab("Explore", id="explore"):
-            notice = gr.Markdown(ui.notice("mid", "bundled"), elem_id="weights-notice")
+            notice = gr.Markdown(D_NOTICE, elem_id="weights-notice")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=260):
                     image = gr.File(label="Your image", file_types=["image"],
@@ -62,35 +74,35 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                     preview = gr.Image(label="Preview", interactive=False, format="jpeg", height=220, elem_id="preview")
                     image_status = gr.Markdown()
                 with gr.Column(scale=1, min_width=260):
-                    gallery = gr.Gallery([str(p) for p in ui.examples()], label="Examples (click one)", columns=3,
+                    gallery = gr.Gallery([str(p) for p in explore.examples()], label="Examples (click one)", columns=3,
                                          height=330,
                                          allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
                 with gr.Column(scale=2, min_width=380):
-                    fusion = gr.Radio(list(FUSIONS), value=D["fusion"], label="Fusion stage", elem_id="fusion",
+                    fusion = gr.Radio(list(FUSIONS), value=D.fusion, label="Fusion stage", elem_id="fusion",
                                       info="early: conv stem, then attention · mid: attention on conv features · "
                                            "late: a CNN and a ViT branch, merged · cnn / vit: baselines")
                     with gr.Row():
-                        preset = gr.Dropdown(list(ui.PRESETS), value=D["preset"], label="Preset",
+                        preset = gr.Dropdown(list(PRESETS), value=D.preset, label="Preset",
                                              info="the starting point for the hyperparameters")
-                        weights = gr.Dropdown([(v, k) for k, v in ui.WEIGHTS.items()], value="bundled", label="Weights")
+                        weights = gr.Dropdown([(v, k) for k, v in WEIGHTS.items()], value=D.weights, label="Weights")
                     checkpoint = gr.File(label="Checkpoint (.safetensors only)", file_types=[".safetensors"],
                                          type="filepath", visible=False, height=100)
                     with gr.Accordion("Hyperparameters", open=False):
                         with gr.Row():
-                            img_size = gr.Slider(32, 512, D["img_size"], step=8, label="Image size (px)")
-                            patch_size = gr.Slider(2, 64, D["patch_size"], step=1, label="Patch size (vit, late)")
+                            img_size = slider("img_size", "Image size (px)")
+                            patch_size = slider("patch_size", "Patch size (vit, late)")
                         with gr.Row():
-                            embed_dim = gr.Slider(16, 768, D["embed_dim"], step=8, label="Embed dim")
-                            depth = gr.Slider(0, 24, D["depth"], step=1, label="Depth (blocks)")
+                            embed_dim = slider("embed_dim", "Embed dim")
+                            depth = slider("depth", "Depth (blocks)")
                         with gr.Row():
-                            num_heads = gr.Slider(1, 16, D["num_heads"], step=1, label="Heads")
-                            mlp_ratio = gr.Slider(0.5, 8, D["mlp_ratio"], step=0.5, label="MLP ratio")
+                            num_heads = slider("num_heads", "Heads")
+                            mlp_ratio = slider("mlp_ratio", "MLP ratio")
                         with gr.Row():
-                            conv_widths = gr.Textbox(D["conv_widths"], label="Conv widths (one per stage)",
+                            conv_widths = gr.Textbox(D.conv_widths, label="Conv widths (one per stage)",
                                                      elem_classes="cf-small")
-                            conv_depths = gr.Textbox(D["conv_depths"], label="Conv depths (blocks per stage)",
+                            conv_depths = gr.Textbox(D.conv_depths, label="Conv depths (blocks per stage)",
                                                      elem_classes="cf-small")
-                        merge = gr.Radio(list(MERGES), value=D["merge"], label="Late-fusion merge")
+                        merge = gr.Radio(list(MERGES), value=D.merge, label="Late-fusion merge")
                     config_status = gr.Markdown(elem_id="config-status")
                     top_k = gr.Slider(1, 10, 5, step=1, label="Top-k predictions to show")
                     with gr.Row():
@@ -110,7 +122,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                         rollout = gr.Image(label="Rollout over the image", interactive=False, format="jpeg",
                                            elem_id="rollout")
                         with gr.Column():
-                            head_fusion = gr.Radio(list(ui.HEAD_FUSIONS), value="mean", label="Head fusion")
+                            head_fusion = gr.Radio(list(explore.HEAD_FUSIONS), value="mean", label="Head fusion")
                             discard = gr.Slider(0, 0.95, 0.0, step=0.05, label="Discard ratio")
                 with gr.Tab("Attention per block and head"):
                     gr.Markdown(PER_BLOCK)
@@ -131,7 +143,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                         elem_id="channels")
                 with gr.Tab("Grad-CAM"):
                     gr.Markdown(GRAD_CAM)
-                    cam_target = gr.Dropdown([ui.PREDICTED], value=ui.PREDICTED, label="Explain class",
+                    cam_target = gr.Dropdown([session.PREDICTED], value=session.PREDICTED, label="Explain class",
                                              allow_custom_value=True)
                     cam = gr.Image(label="Grad-CAM", interactive=False, format="jpeg", elem_id="cam")
                 with gr.Tab("Shapes"):
@@ -145,7 +157,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=300):
                     train_model = gr.Markdown(elem_id="train-model")
-                    dataset = gr.Radio([(v, k) for k, v in ui_train.DATASETS.items()], value="shapes", label="Dataset")
+                    dataset = gr.Radio([(v, k) for k, v in train_tab.DATASETS.items()], value="shapes", label="Dataset")
                     data_zip = gr.File(label="Zip of an image folder: one sub-folder per class, images inside",
                                        file_types=[".zip"], type="filepath", visible=False, height=100)
                     train_images = gr.Slider(100, LIM.max_images, min(2000, LIM.max_images), step=100,
@@ -156,17 +168,17 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                         epochs = gr.Slider(1, LIM.max_epochs, min(3, LIM.max_epochs), step=1, label="Epochs")
                         batch_size = gr.Slider(8, 256, 64, step=8, label="Batch size")
                     lr = gr.Number(2e-3, label="Learning rate (peak; warm-up, then cosine)", minimum=1e-6, maximum=1)
-                    gr.Markdown(ui_train.limits_text())
+                    gr.Markdown(train_tab.limits_text())
                     with gr.Row():
                         train_btn = gr.Button("Train", variant="primary", elem_id="train")
                         cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 with gr.Column(scale=2, min_width=400):
                     train_status = gr.Markdown("Press **Train** to start.", elem_id="train-status")
                     with gr.Row():
-                        loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=ui_train.COLOURS,
+                        loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=train_tab.COLOURS,
                                                 label="Loss (blue: training, smoothed; orange: validation)",
                                                 height=260, elem_id="loss-plot")
-                        acc_plot = gr.LinePlot(x="epoch", y="accuracy", color="series", color_map=ui_train.COLOURS,
+                        acc_plot = gr.LinePlot(x="epoch", y="accuracy", color="series", color_map=train_tab.COLOURS,
                                                y_lim=[0, 100], height=260, label="Validation accuracy (%)",
                                                elem_id="acc-plot")
                     trained_file = gr.File(label="Trained checkpoint (.safetensors): download", interactive=False,
@@ -174,7 +186,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
         with gr.Tab("Compare", id="compare"):
             gr.Markdown(COMPARE)
             with gr.Row(equal_height=False):
-                cmp_image = gr.Image(ui_compare.example_image() or None, type="filepath", label="Image", height=200,
+                cmp_image = gr.Image(compare.example_image() or None, type="filepath", label="Image", height=200,
                                      sources=["upload", "clipboard"], elem_id="compare-image", scale=1)
                 with gr.Column(scale=3):
                     cmp_btn = gr.Button("Compare the five models on this image", variant="primary",
@@ -184,8 +196,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 for f in FUSIONS:
                     with gr.Column(min_width=180):
                         cmp_out += [gr.Markdown(f"### {f}"), gr.Label(num_top_classes=3, label="Top predictions"),
-                                    gr.Image(label=ui_compare.OVERLAY[f], interactive=False, format="jpeg", height=180),
-                                    gr.Image(label=ui_compare.CHANNELS[f], interactive=False, format="jpeg",
+                                    gr.Image(label=compare.OVERLAY[f], interactive=False, format="jpeg", height=180),
+                                    gr.Image(label=compare.CHANNELS[f], interactive=False, format="jpeg",
                                              height=180)]
             gr.Markdown("### On the built-in test split")
             with gr.Row(equal_height=False):
@@ -193,64 +205,65 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 split_btn = gr.Button("Score every model", variant="primary", scale=1, elem_id="compare-split")
             split_note = gr.Markdown()
             with gr.Row(equal_height=False):
-                split_table = gr.Dataframe(headers=ui_compare.HEADERS, interactive=False, elem_id="compare-table",
+                split_table = gr.Dataframe(headers=compare.HEADERS, interactive=False, elem_id="compare-table",
                                            scale=3)
                 split_plot = gr.BarPlot(x="model", y="accuracy (%)", y_lim=[0, 100], sort=None, height=300, scale=2,
                                         label="Test accuracy (%)", elem_id="compare-plot")
 
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
 
-    hparams = [img_size, embed_dim, depth, num_heads, mlp_ratio, patch_size, conv_widths, conv_depths, merge]
-    config = [fusion, preset, *hparams]
-    trained = gr.State(None, delete_callback=ui_train.forget)  # this session's Train-tab checkpoint path
-    predict_inputs = [image, *config, weights, checkpoint, cam_target, top_k, head_fusion, discard, trained]
-    named = dict(label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout, patch=patch,
+    # the Explore controls, one component per field of Controls: handlers take them as `*controls` (spread)
+    parts = dict(fusion=fusion, preset=preset, img_size=img_size, embed_dim=embed_dim, depth=depth,
+                 num_heads=num_heads, mlp_ratio=mlp_ratio, patch_size=patch_size, conv_widths=conv_widths,
+                 conv_depths=conv_depths, merge=merge, weights=weights, checkpoint=checkpoint)
+    controls = [parts[k] for k in Controls.names()]
+    trained = gr.State(None, delete_callback=train_tab.forget)  # this session's Train-tab checkpoint path
+    predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, trained]
+    named = dict(parts, label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout, patch=patch,
                  query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table, diagram=diagram,
                  run=run_state, point=point, block=block, head=head, stage=stage, cam_target=cam_target)
-    predict_outputs = [named[k] for k in ui.PREDICT_OUTPUTS]
+    predict_outputs = [named[k] for k in explore.PREDICT_OUTPUTS]
+    set_controls = [named[k] for k in explore.CONTROL_OUTPUTS]
     attention_outputs = [rollout, patch, query, blocks, heads]
 
-    run_btn.click(ui.guard(ui.predict), predict_inputs, predict_outputs, api_name="predict")
-    cam_target.input(ui.guard(ui.predict), predict_inputs, predict_outputs, api_name="explain")
-    image.change(ui.preview, image, [preview, image_status], api_name="preview")
+    run_btn.click(session.guard(explore.predict), predict_inputs, predict_outputs, api_name="predict")
+    cam_target.input(session.guard(explore.predict), predict_inputs, predict_outputs, api_name="explain")
+    image.change(explore.preview, image, [preview, image_status], api_name="preview")
     capture.input(lambda path: path, capture, image, api_name="capture")
-    gallery.select(ui.pick_example, None, image, api_name="example")
-    stage_outputs = [fusion, preset, *hparams, notice]
-    fusion.input(ui.on_fusion, [fusion, weights, checkpoint, trained], stage_outputs, api_name="fusion_defaults")
-    preset.input(ui.on_preset, [preset, weights, checkpoint, trained], stage_outputs, api_name="preset_defaults")
-    weights.input(ui.on_weights, [fusion, weights, checkpoint, trained], [*hparams, notice, checkpoint],
-                  api_name="weights_defaults")
-    checkpoint.change(ui.notice, [fusion, weights, checkpoint], notice, api_name="checkpoint_notice").then(
-        ui.checkpoint_controls, checkpoint, [fusion, *hparams], api_name="checkpoint_controls")
-    gr.on([c.change for c in (*config, weights)], ui.check_config, [*config, weights], config_status,
+    gallery.select(explore.pick_example, None, image, api_name="example")
+    fusion.input(explore.on_fusion, [*controls, trained], set_controls, api_name="fusion_defaults")
+    preset.input(explore.on_preset, [*controls, trained], set_controls, api_name="preset_defaults")
+    weights.input(explore.on_weights, [*controls, trained], set_controls, api_name="weights_defaults")
+    weights.change(lambda w: gr.update(visible=w == "upload"), weights, checkpoint, api_name=False)
+    checkpoint.change(explore.on_weights, [*controls, trained], set_controls, api_name="checkpoint_notice")
+    gr.on([c.change for c in controls], explore.check_config, [*controls, trained], config_status,
           api_name="check_config")
     redraw = [run_state, head_fusion, discard, block, head, point]
-    gr.on([head_fusion.input, discard.release, block.input, head.input], ui.guard(ui.redraw_attention), redraw,
-          attention_outputs, api_name="attention")
-    patch.select(ui.guard(ui.click), [run_state, block, head], [point, patch, query], api_name="click")
-    stage.input(ui.guard(ui.redraw_channels), [run_state, stage], channels, api_name="channels")
-    link_btn.click(ui.link, [*config, weights], link_box, api_name="link").then(
+    gr.on([head_fusion.input, discard.release, block.input, head.input],
+          session.handled(explore.redraw_attention), redraw, attention_outputs, api_name="attention")
+    patch.select(session.handled(explore.click), [run_state, block, head], [point, patch, query], api_name="click")
+    stage.input(session.handled(explore.redraw_channels), [run_state, stage], channels, api_name="channels")
+    link_btn.click(explore.link, controls, link_box, api_name="link").then(
         None, link_box, link_box, js="(q) => { const url = window.location.origin + window.location.pathname + q;"
         " navigator.clipboard?.writeText(url).catch(() => {}); return url; }", api_name="copy_link").then(
         lambda: gr.update(visible=True), None, link_box, api_name="show_link")
 
     # Train: the generator streams progress; Cancel stops the event and the thread, then shows what was kept
     train_outputs = [train_status, loss_plot, acc_plot, trained_file, trained]
-    to_explore = [fusion, weights, *hparams, notice, checkpoint]
-    train_event = train_btn.click(ui_train.train, [dataset, data_zip, epochs, lr, batch_size, train_images, train_img,
-                                                   fusion, preset, *hparams[1:]], train_outputs, api_name="train",
-                                  concurrency_limit=None, time_limit=LIM.time_limit + 60)  # jobs: ui_train's limits
-    train_event.then(ui.on_trained, trained, to_explore, api_name="use_trained")
-    cancel_btn.click(ui_train.cancel, None, train_status, cancels=[train_event], api_name="cancel_training").then(
-        ui_train.after_cancel, None, train_outputs, api_name="after_cancel").then(
-        ui.on_trained, trained, to_explore, api_name="use_cancelled")
-    dataset.change(ui_train.dataset_controls, dataset, [data_zip, train_images], api_name="dataset_controls")
-    gr.on([c.change for c in (*config, train_img)], ui_train.describe, [*config, train_img], train_model,
+    train_event = train_btn.click(train_tab.train, [dataset, data_zip, epochs, lr, batch_size, train_images, train_img,
+                                                    *controls], train_outputs, api_name="train",
+                                  concurrency_limit=None, time_limit=LIM.time_limit + 60)  # jobs: train_tab's limits
+    train_event.then(explore.on_trained, [*controls, trained], set_controls, api_name="use_trained")
+    cancel_btn.click(train_tab.cancel, None, train_status, cancels=[train_event], api_name="cancel_training").then(
+        train_tab.after_cancel, None, train_outputs, api_name="after_cancel").then(
+        explore.on_trained, [*controls, trained], set_controls, api_name="use_cancelled")
+    dataset.change(train_tab.dataset_controls, dataset, [data_zip, train_images], api_name="dataset_controls")
+    gr.on([c.change for c in (*controls, train_img)], train_tab.describe, [*controls, train_img], train_model,
           api_name="train_model")
-    demo.unload(ui_train.leave)
-    cmp_btn.click(ui.guard(ui_compare.compare_image), cmp_image, cmp_out, api_name="compare_image")
-    split_btn.click(ui_compare.compare_split, split_n, [split_table, split_plot, split_note], api_name="compare_split")
-    demo.load(ui.on_load, None, [preset, fusion, weights, *hparams, notice], api_name="load_config")
+    demo.unload(train_tab.leave)
+    cmp_btn.click(session.guard(compare.compare_image), cmp_image, cmp_out, api_name="compare_image")
+    split_btn.click(compare.compare_split, split_n, [split_table, split_plot, split_note], api_name="compare_split")
+    demo.load(explore.on_load, None, set_controls, api_name="load_config")
 
 
 def main() -> None:
@@ -263,15 +276,21 @@ def main() -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     args = parser.parse_args()
     try:
-        device = ui.set_device(args.device)
-    except ValueError as e:
+        launch(args.host, args.port, share=args.share, device=args.device)
+    except ValueError as e:  # an unknown device
         parser.error(str(e))
-    print(f"ConvFormer Lab on {device}")
-    ui.warm_up()  # the default model loads while the server starts
+
+
+def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, device: str | None = None,
+           **extra) -> None:
+    """Start the app: pick the device, start loading the default model, serve. `extra` goes to
+    demo.launch (the tests pass prevent_thread_lock=True to serve from their own process)."""
+    print(f"ConvFormer Lab on {session.start(device)}")
+    explore.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=False,
-                allowed_paths=[str(ui.EXAMPLES)], max_file_size="25mb", footer_links=["api"],
-                theme=gr.themes.Soft(), css=CSS)
+    demo.launch(server_name=host, server_port=port, share=share, show_error=False,
+                allowed_paths=[str(session.EXAMPLES)], max_file_size="25mb", footer_links=["api"],
+                theme=gr.themes.Soft(), css=CSS, **extra)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ def bare_inspection(image: Path, weights: str = "bundled") -> Callable[[], Any]:
         model = convformer.load_checkpoint(path).eval()
     else:
         try:
-            from convformer.ui_model import RANDOM_CLASSES as classes
+            from convformer_app.controls import RANDOM_CLASSES as classes
         except ImportError:
             classes = 1000
         model = convformer.create("convformer_mid_tiny", num_classes=classes).eval()
@@ -217,8 +217,8 @@ def controls(weights: str) -> dict:
     if weights == "bundled":
         return {}
     from convformer.presets import PRESETS
-    from convformer.ui_model import controls_of
-    return {"preset": "convformer_mid_tiny", **controls_of(PRESETS["convformer_mid_tiny"])}
+    from convformer_app.controls import hparams
+    return {"preset": "convformer_mid_tiny", **hparams(PRESETS["convformer_mid_tiny"])}
 
 
 def clients(url: str) -> dict[str, Any]:
@@ -248,7 +248,7 @@ def requester(client: Any) -> Callable[..., Any]:
 
 def check_size(output: list, size: int) -> None:
     """The app must have run the same input size as the bare inspection (its shape table says)."""
-    from convformer.ui import PREDICT_OUTPUTS
+    from convformer_app.explore import PREDICT_OUTPUTS
     first = output[PREDICT_OUTPUTS.index("table")]["data"][0][2]
     if first != f"(1, 3, {size}, {size})":
         raise RuntimeError(f"the app ran a {first} input, the bare inspection {size} px: not comparable")

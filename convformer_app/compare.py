@@ -1,9 +1,10 @@
 """The Compare tab: early, mid and late fusion and the CNN / ViT baselines side by side.
 
 Every stage runs with its bundled checkpoint when there is one; otherwise with random weights (its tiny
-preset at the bundled checkpoints' image size), and the page says so. Two comparisons:
+preset at the bundled checkpoints' image size), and the page says so: both read `weights.resolve`, as
+Explore does. Two comparisons:
   * one image: top predictions, the attention rollout (Grad-CAM for the CNN) and the strongest channels of
-    the last conv stage, through the same inspection pass as Explore (`ui_model.run`);
+    the last conv stage, through the same inspection pass as Explore (`session.run`);
   * a fresh test split of the built-in shapes (seed TEST_SEED, never used in training): accuracy,
     parameters, FLOPs and latency on this device. Scores are computed once per process and model and cached.
 """
@@ -17,15 +18,16 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from . import ui_model
-from . import ui_views as views
-from .checkpoint import bundled_checkpoint
-from .config import FUSIONS, ConvFormerConfig
-from .datasets import ImageTensors, materialize
-from .inspection import inspect
-from .presets import PRESETS
-from .shapes import CLASSES, ShapesDataset
-from .train import evaluate
+from convformer.config import FUSIONS
+from convformer.datasets import ImageTensors, materialize
+from convformer.inspection import inspect
+from convformer.presets import PRESETS
+from convformer.shapes import CLASSES, ShapesDataset
+from convformer.train import evaluate
+
+from . import session, views
+from .controls import Controls
+from .weights import Weights, resolve
 
 SIZE = 64                  # image size of the bundled checkpoints; random stand-ins use it too
 TEST_SEED = 4242           # the bundled checkpoints were trained with seed 0 and tested with seed 1000
@@ -39,18 +41,13 @@ _DATA: dict[tuple, ImageTensors] = {}
 _LOCK = threading.Lock()
 
 
-def _config(fusion: str) -> ConvFormerConfig:
-    """The stand-in architecture for a stage without a bundled checkpoint."""
-    return PRESETS[f"convformer_{fusion}_tiny"].replace(img_size=SIZE, num_classes=len(CLASSES))
+def controls(fusion: str) -> Controls:
+    """A stage's bundled checkpoint; without one, the stand-in: its tiny preset at SIZE px, random weights."""
+    return Controls.of(PRESETS[f"convformer_{fusion}_tiny"].replace(img_size=SIZE), weights="bundled")
 
 
-def _controls(fusion: str) -> dict:
-    return {"fusion": fusion, "preset": f"convformer_{fusion}_tiny", **ui_model.controls_of(_config(fusion))}
-
-
-def weights_label(fusion: str) -> str:
-    path = bundled_checkpoint(fusion)
-    return "bundled checkpoint" if path else "RANDOM (nothing bundled)"
+def weights_label(weights: Weights) -> str:
+    return "bundled checkpoint" if weights.kind == "bundled" else "RANDOM (nothing bundled)"
 
 
 def compare_image(image: str | None) -> tuple:
@@ -59,10 +56,10 @@ def compare_image(image: str | None) -> tuple:
         raise gr.Error("Upload an image first (or pick an example in Explore and come back).")
     out: list = []
     for fusion in FUSIONS:
-        r = ui_model.run(image, weights="bundled", **_controls(fusion))
+        weights = resolve(controls(fusion))
+        r = session.run(image, controls(fusion), weights)
         top = sorted(range(len(r.probs)), key=lambda i: -r.probs[i])[:TOP]
-        bundled = bundled_checkpoint(fusion) is not None
-        title = f"### {fusion}\n" + ("bundled checkpoint" if bundled else
+        title = f"### {fusion}\n" + ("bundled checkpoint" if weights.kind == "bundled" else
                                      "⚠ **random weights**: nothing is bundled, predictions are meaningless")
         overlay = views.cam_picture(r) if fusion == "cnn" else views.rollout_picture(r)
         stages = list(r.channels)
@@ -92,19 +89,19 @@ def _latency(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 
 def _row(fusion: str, n: int) -> list:
-    path = bundled_checkpoint(fusion)
-    key = (fusion, n, path.stat().st_mtime_ns if path else "random", str(ui_model.DEVICE))
+    weights = resolve(controls(fusion))
+    key = (fusion, n, weights.stamp, str(session.DEVICE))
     if key in _ROWS:  # checked first: the model cache may have dropped this model since
         return _ROWS[key]
-    loaded = ui_model.load(_config(fusion), "bundled")
+    loaded = session.load(weights, session.model_config(controls(fusion), weights))  # random: 10 classes
     model = loaded.model
     data = _test_split(model.config.img_size, n)
-    x = data.images[:1].to(ui_model.DEVICE).float() / 255
+    x = data.images[:1].to(session.DEVICE).float() / 255
     with loaded.lock:  # Explore's inspection hooks this model too: one at a time
         acc = evaluate(model, data, batch_size=100)["acc"] if model.config.num_classes == len(CLASSES) else None
         counted = inspect(model, x)  # FLOPs with attention's matmuls (FlopCounterMode misses SDPA on CPU)
         latency = _latency(model, x)
-    row = [fusion, weights_label(fusion), round(100 * acc, 1) if acc is not None else None,
+    row = [fusion, weights_label(weights), round(100 * acc, 1) if acc is not None else None,
            round(counted.params / 1e6, 3), round(counted.flops / 1e6, 1), round(latency, 2)]
     _ROWS[key] = row
     return row
@@ -122,9 +119,9 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
     with _LOCK:  # one evaluation at a time; a second press waits and then reads the cache
         for i, fusion in enumerate(FUSIONS):
             progress((i, len(FUSIONS)), desc=f"scoring {fusion} on {n} test images", unit="models")
-            rows.append(ui_model.on_model_thread(_row, fusion, n))  # progress stays in this handler's thread
+            rows.append(session.on_model_thread(_row, fusion, n))  # progress stays in this handler's thread
     table = pd.DataFrame(rows, columns=HEADERS)
-    device = ui_model._device_name()
+    device = session.device_name()
     text = (f"{n} fresh test images of the built-in shapes (seed {TEST_SEED}, {SIZE} px, never seen in training); "
             f"latency: batch 1, median of timed runs on **{device}**. Rows marked RANDOM have no bundled "
             "checkpoint: their accuracy is chance (about 10%), shown only for the cost columns.")
@@ -133,7 +130,7 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
 
 def example_image() -> str:
     """A shapes example (what the bundled models know), so the tab shows something before any upload."""
-    from .ui import examples
+    from .explore import examples
     found = sorted(examples(), key=lambda p: not p.name.startswith("shapes_"))
     return str(found[0]) if found else ""
 

@@ -31,9 +31,12 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from . import ui_model
-from .model import ConvFormer
-from .train import TrainConfig, TrainResult, fit, make_datasets
+from convformer.config import estimate
+from convformer.model import ConvFormer
+from convformer.train import TrainConfig, TrainResult, fit, make_datasets
+
+from . import session, views
+from .controls import Controls, spread
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +164,13 @@ def _final(job: Job, dataset: str) -> str:
 
 
 # ---- the handlers --------------------------------------------------------------------------------------
+@spread
 def train(dataset: str = "shapes", upload: str | None = None, epochs: float = 3, lr: float = 2e-3,
-          batch_size: float = 64, train_images: float = 2000, img_size: float = 48, fusion: str = "mid",
-          preset: str = "convformer_mid_tiny", embed_dim: float = 64, depth: float = 2, num_heads: float = 2,
-          mlp_ratio: float = 4.0, patch_size: float = 16, conv_widths: str = "16, 32, 64",
-          conv_depths: str = "1, 1, 1", merge: str = "concat", request: gr.Request = None,
+          batch_size: float = 64, train_images: float = 2000, train_img: float = 48,
+          controls: Controls = Controls(), request: gr.Request = None,
           progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
-    """Train the Explore architecture from random init; yield (status, loss curve, accuracy curve,
-    checkpoint file, checkpoint path for the session state) as it goes."""
+    """Train the Explore architecture (`controls`, at the image size `train_img`) from random init; yield
+    (status, loss curve, accuracy curve, checkpoint file, checkpoint path for the session state) as it goes."""
     lim = limits()
     if dataset not in DATASETS:
         raise gr.Error(f"dataset={dataset!r} is not allowed: expected one of {', '.join(DATASETS)}")
@@ -179,28 +181,27 @@ def train(dataset: str = "shapes", upload: str | None = None, epochs: float = 3,
         raise gr.Error("The dataset must be a .zip file: one sub-folder per class, images inside.")
     epochs = _number("epochs", epochs, 1, lim.max_epochs)
     images = _number("training images", train_images, 20, lim.max_images)
-    size = _number("image size", img_size, 32, lim.max_img_size)
+    size = _number("image size", train_img, 32, lim.max_img_size)
     batch = _number("batch size", batch_size, 1, 512)
     lr = _number("learning rate", lr, 1e-6, 1.0, whole=False)
-    cfg = ui_model.make_config(fusion, preset, size, embed_dim, depth, num_heads, mlp_ratio, patch_size,
-                               conv_widths, conv_depths, merge)
-    session = _session(request)
+    cfg = controls.replace(img_size=size).config()
+    owner = _session(request)
     with _LOCK:
-        mine = JOBS.get(session)
+        mine = JOBS.get(owner)
         if mine is not None and mine.running:
             raise gr.Error("A training run is already going in this page: wait for it or cancel it.")
         busy = sum(j.running for j in JOBS.values())
         if busy >= lim.max_jobs:
             raise gr.Error(f"{busy} training run(s) are going on this server already (the limit is "
                            f"{lim.max_jobs}); try again in a minute.")
-        job = JOBS[session] = Job(Path(tempfile.mkdtemp(prefix="run-", dir=run_root())))
+        job = JOBS[owner] = Job(Path(tempfile.mkdtemp(prefix="run-", dir=run_root())))
     name = "the built-in shapes" if dataset == "shapes" else f"`{Path(upload).name}`"
     job.dataset = name
     tcfg = TrainConfig(epochs=epochs, lr=lr, min_lr=min(1e-5, lr), batch_size=batch,
-                       warmup_epochs=min(1.0, epochs / 3), progress_bar=False, device=str(ui_model.DEVICE),
+                       warmup_epochs=min(1.0, epochs / 3), progress_bar=False, device=str(session.DEVICE),
                        max_epochs=lim.max_epochs, max_images=lim.max_images, time_limit=lim.time_limit)
     job.thread = threading.Thread(target=_work, args=(job, cfg, tcfg, dataset, upload, images),
-                                  name=f"train-{session[:8]}", daemon=True)
+                                  name=f"train-{owner[:8]}", daemon=True)
     job.thread.start()
     try:
         yield from _follow(job, progress)
@@ -236,10 +237,10 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
     except InterruptedError:
         job.error = "Cancelled before training started."
     except ValueError as e:  # DatasetError, a config or split the limits refuse
-        job.error = f"This dataset cannot be used: {ui_model._clean(e)}"
+        job.error = f"This dataset cannot be used: {views.clean(e)}"
     except Exception as e:  # noqa: BLE001 - reported on the page, logged here
         log.exception("training failed")
-        job.error = f"Training failed ({type(e).__name__}): {ui_model._clean(e)}"
+        job.error = f"Training failed ({type(e).__name__}): {views.clean(e)}"
     finally:
         job.running = False
         job.events.put(None)
@@ -313,16 +314,15 @@ def dataset_controls(dataset: str) -> tuple:
     return gr.update(visible=dataset == "zip"), gr.update(visible=dataset == "shapes")
 
 
-def describe(fusion: str, preset: str, img_size: Any, embed_dim: Any, depth: Any, num_heads: Any, mlp_ratio: Any,
-             patch_size: Any, conv_widths: Any, conv_depths: Any, merge: str, train_img: Any = 48) -> str:
+@spread
+def describe(controls: Controls, train_img: Any = 48) -> str:
     """What a run will train, from the Explore controls at the Train tab's image size."""
     try:
-        cfg = ui_model.make_config(fusion, preset, train_img, embed_dim, depth, num_heads, mlp_ratio, patch_size,
-                                   conv_widths, conv_depths, merge)
+        cfg = controls.replace(img_size=train_img).config()
     except gr.Error as e:
         return f"⚠ **The Explore configuration cannot be trained at {train_img} px:** {e.message}"
-    params, tokens, _ = ui_model.estimate(cfg)
+    params, tokens, _ = estimate(cfg)
     grid = f", {tokens} tokens" if cfg.uses_transformer else ""
-    return (f"**Model:** {fusion} fusion from the Explore tab (embed {cfg.embed_dim}, depth {cfg.depth}, conv "
-            f"widths {', '.join(map(str, cfg.conv_widths))}), about {ui_model.views.human(params)} parameters "
+    return (f"**Model:** {cfg.fusion} fusion from the Explore tab (embed {cfg.embed_dim}, depth {cfg.depth}, "
+            f"conv widths {', '.join(map(str, cfg.conv_widths))}), about {views.human(params)} parameters "
             f"at {cfg.img_size[0]} px{grid}; random initial weights.")

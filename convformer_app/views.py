@@ -5,19 +5,26 @@ Gradio: numpy / PIL / str in and out, so every view is testable on its own.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import viz
-from .inspection import ShapeRow, human
+from convformer import viz
+from convformer.inspection import ShapeRow, human
 
 DISPLAY = 320  # long side of the pictures, in pixels
 TABLE_HEADERS = ["step", "input", "output", "params", "FLOPs", "what"]
 
 
 # ---- words ---------------------------------------------------------------------------------------------
+def clean(error: BaseException | str) -> str:
+    """An error message without server paths (a path becomes its file name)."""
+    return re.sub(r"(/[\w.\-]+){2,}/?", lambda m: Path(m.group(0)).name or "<path>", str(error))
+
+
 def classes_text(classes: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(classes[:limit])
     return shown + (f", ... ({len(classes)} in all)" if len(classes) > limit else "")
@@ -149,7 +156,7 @@ def channel_picture(maps: np.ndarray) -> Image.Image:
     return viz.tile(maps, cell=96)
 
 
-# ---- pictures from one run (a `convformer.ui.Run`) ----------------------------------------------------
+# ---- pictures from one run (a `session.Run`) ----------------------------------------------------------
 def _grid(run) -> tuple[tuple[int, int], int]:
     h, w, prefix = run.grid
     return (h, w), prefix

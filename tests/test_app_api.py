@@ -1,4 +1,4 @@
-"""The app through its HTTP API (gradio_client), started in a subprocess by the `app_url` fixture.
+"""The app through its HTTP API (gradio_client), served by the `server` fixture.
 
 Every fusion stage runs through /predict; bad images and bad checkpoints, all generated here, give a clear
 message without server paths or tracebacks, and the next request still works. Small configs (64 px) keep
@@ -22,14 +22,16 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+pytestmark = pytest.mark.app
+
 SMALL = {"img_size": 64, "weights": "random"}
 OUT = ("label", "notice", "stats", "maps_note", "rollout", "patch", "query", "blocks", "heads", "channels", "cam",
        "table", "diagram", "block", "head", "stage", "cam_target")  # PREDICT_OUTPUTS without the gr.State ones
 
 
 @pytest.fixture(scope="module")
-def client(app_url: str) -> Client:
-    return Client(app_url, verbose=False)
+def client(server) -> Client:
+    return Client(server.url, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +144,7 @@ def test_impossible_config_gives_message(client: Client, shape_png: Path) -> Non
     message = _error(client, shape_png, conv_widths="32, 64", conv_depths="1")
     assert "conv_depths" in message
     status = client.predict("mid", "convformer_mid_tiny", 64, 100, 4, 3, 4, 16, "32, 64", "1, 1", "concat", "random",
-                            api_name="/check_config")
+                            None, api_name="/check_config")
     assert "impossible" in status and "embed_dim=100" in status
 
 
@@ -193,8 +195,8 @@ def test_capture_and_example_endpoints_hand_over_a_file(client: Client, shape_pn
     assert Image.open(preview).size[0] > 96 and status == ""
 
 
-def test_redraw_uses_the_sessions_last_run(app_url: str, shape_png: Path) -> None:
-    session = Client(app_url, verbose=False)  # gr.State is per session
+def test_redraw_uses_the_sessions_last_run(server, shape_png: Path) -> None:
+    session = Client(server.url, verbose=False)  # gr.State is per session
     with pytest.raises(AppError, match="Run the model first"):
         session.predict("max", 0.5, "vit.blocks.0", "head 0", api_name="/attention")
     session.predict(handle_file(str(shape_png)), "vit", img_size=64, weights="random", depth=2,
@@ -204,11 +206,11 @@ def test_redraw_uses_the_sessions_last_run(app_url: str, shape_png: Path) -> Non
     assert Image.open(rollout).size == Image.open(query).size
 
 
-def test_benchmark_http_client_gets_what_gradio_client_gets(client: Client, app_url: str, shape_png: Path) -> None:
+def test_benchmark_http_client_gets_what_gradio_client_gets(client: Client, server, shape_png: Path) -> None:
     """The benchmark's browser-like client (benchmarks/http_client.py) speaks the same protocol: same label,
     every picture fetched, and a failing request is reported, not timed."""
     from benchmarks.http_client import HttpClient, _urls
-    http = HttpClient(app_url)
+    http = HttpClient(server.url)
     try:
         raw = http.predict(shape_png, **SMALL)
         assert raw[0] == _predict(client, shape_png)["label"]

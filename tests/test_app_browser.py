@@ -15,12 +15,12 @@ from PIL import Image
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("playwright")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed")
+pytestmark = [pytest.mark.app, pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed")]
 TIMEOUT = 120_000  # ms; a CPU shared with other work can be slow
 
 
 @pytest.fixture(scope="module")
-def page(app_url: str):
+def page(server):
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
@@ -38,8 +38,8 @@ def _screenshot(page, path: Path) -> None:
     Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
-def test_upload_run_click(page, app_url: str, tmp_path: Path) -> None:
-    page.goto(f"{app_url}?fusion=vit&weights=bundled")
+def test_upload_run_click(page, server, tmp_path: Path) -> None:
+    page.goto(f"{server.url}/?fusion=vit&weights=bundled")
     page.wait_for_selector("#run")
     fusion = page.locator("#fusion")
     page.wait_for_function("document.querySelector('#fusion input[value=vit]')?.checked")  # URL applied

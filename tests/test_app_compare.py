@@ -8,25 +8,28 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from convformer import FUSIONS, ui_compare
+from convformer import FUSIONS
 from convformer.checkpoint import bundled_checkpoint
 from convformer.shapes import CLASSES, render
+from convformer_app import compare
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
+
+pytestmark = pytest.mark.app
 
 N = 30
 
 
 @pytest.fixture(scope="module")
-def client(app_url: str) -> Client:
-    return Client(app_url, verbose=False)
+def client(server) -> Client:
+    return Client(server.url, verbose=False)
 
 
 def test_compare_split_has_a_sane_row_per_stage(client: Client) -> None:
     table, chart, note = client.predict(N, api_name="/compare_split")
-    assert table["headers"] == ui_compare.HEADERS
-    rows = {r[0]: dict(zip(ui_compare.HEADERS, r)) for r in table["data"]}
+    assert table["headers"] == compare.HEADERS
+    rows = {r[0]: dict(zip(compare.HEADERS, r)) for r in table["data"]}
     assert list(rows) == list(FUSIONS)
     for fusion, row in rows.items():
         assert 0 <= row["accuracy (%)"] <= 100
@@ -59,6 +62,6 @@ def test_split_scores_are_cached_and_bad_sizes_refused(client: Client) -> None:
     again = client.predict(N, api_name="/compare_split")[0]
     assert time.perf_counter() - start < 2.0 and again["data"] == first["data"]
     with pytest.raises(gr.Error, match="from 10 to 2000"):
-        ui_compare.compare_split(5, progress=lambda *a, **k: None)
+        compare.compare_split(5, progress=lambda *a, **k: None)
     with pytest.raises(gr.Error, match="Upload an image"):
-        ui_compare.compare_image(None)
+        compare.compare_image(None)

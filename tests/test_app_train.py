@@ -17,24 +17,26 @@ import gradio as gr
 import pytest
 
 import convformer as cf
-from convformer import ui_train
 from convformer.shapes import CLASSES, render
+from convformer_app import train_tab
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+pytestmark = pytest.mark.app
+
 # the bundled mid checkpoint's architecture, small enough to train in seconds
 ARCH = dict(fusion="mid", preset="convformer_mid_tiny", embed_dim=32, depth=1, num_heads=2, mlp_ratio=2.0,
             patch_size=16, conv_widths="16, 32", conv_depths="1, 1", merge="concat")
-TINY = dict(dataset="shapes", upload=None, epochs=1, lr=3e-3, batch_size=32, train_images=200, img_size=32)
+TINY = dict(dataset="shapes", upload=None, epochs=1, lr=3e-3, batch_size=32, train_images=200, train_img=32)
 
 
 def _train(client: Client, **changes):
     args = {**TINY, **ARCH, **changes}
     if args["upload"]:
         args["upload"] = handle_file(str(args["upload"]))
-    return client.submit(*args.values(), api_name="/train")
+    return client.submit(**args, api_name="/train")
 
 
 def _request(name: str) -> SimpleNamespace:
@@ -51,8 +53,8 @@ def _run(gen, until=None) -> list[tuple]:
     return seen
 
 
-def test_train_from_the_page_then_predict_with_it(app_url: str, tmp_path: Path) -> None:
-    client = Client(app_url, verbose=False)
+def test_train_from_the_page_then_predict_with_it(server, tmp_path: Path) -> None:
+    client = Client(server.url, verbose=False)
     job = _train(client)
     updates = list(job)
     status, loss, acc, file = job.result()
@@ -60,7 +62,7 @@ def test_train_from_the_page_then_predict_with_it(app_url: str, tmp_path: Path) 
     assert "✓ **Done.**" in status and "validation accuracy" in status and "test images" in status, status
     loss = loss.get("value", loss)  # an update (its axis title changes per epoch) around the DataFrame
     assert loss["columns"] == ["epoch", "loss", "series"] and len(loss["data"]) >= 2
-    assert {row[2] for row in loss["data"]} == set(ui_train.COLOURS)
+    assert {row[2] for row in loss["data"]} == set(train_tab.COLOURS)
     assert acc["data"] and 0 <= acc["data"][-1][1] <= 100
     model = cf.load_checkpoint(file)
     assert Path(file).suffix == ".safetensors" and model.config.img_size == (32, 32)
@@ -70,13 +72,13 @@ def test_train_from_the_page_then_predict_with_it(app_url: str, tmp_path: Path) 
     render(3, "test", 64)[0].save(image)
     out = client.predict(handle_file(str(image)), "mid", weights="trained", api_name="/predict")
     assert "trained in this session" in out[1] and out[0]["label"] in CLASSES
-    other = Client(app_url, verbose=False)  # another browser session has trained nothing
+    other = Client(server.url, verbose=False)  # another browser session has trained nothing
     with pytest.raises(AppError, match="Nothing has been trained in this browser session"):
         other.predict(handle_file(str(image)), "mid", weights="trained", api_name="/predict")
 
 
-def test_two_sessions_training_at_once_get_their_own_files(app_url: str) -> None:
-    a, b = Client(app_url, verbose=False), Client(app_url, verbose=False)
+def test_two_sessions_training_at_once_get_their_own_files(server) -> None:
+    a, b = Client(server.url, verbose=False), Client(server.url, verbose=False)
     jobs = [_train(a, lr=3e-3), _train(b, lr=1e-3)]
     files = [job.result()[3] for job in jobs]
     assert files[0] != files[1]
@@ -85,8 +87,8 @@ def test_two_sessions_training_at_once_get_their_own_files(app_url: str) -> None
     assert lrs == [3e-3, 1e-3]
 
 
-def test_bad_zip_gives_a_clear_error(app_url: str, tmp_path: Path) -> None:
-    client = Client(app_url, verbose=False)
+def test_bad_zip_gives_a_clear_error(server, tmp_path: Path) -> None:
+    client = Client(server.url, verbose=False)
     junk = tmp_path / "photos.zip"
     junk.write_bytes(b"this is not a zip file at all")
     with pytest.raises(AppError) as info:
@@ -104,7 +106,7 @@ def test_bad_zip_gives_a_clear_error(app_url: str, tmp_path: Path) -> None:
     assert "at least 2 class sub-folders" in str(info.value) and "/tmp" not in str(info.value)
 
 
-def test_zip_of_an_image_folder_trains(app_url: str, tmp_path: Path) -> None:
+def test_zip_of_an_image_folder_trains(server, tmp_path: Path) -> None:
     archive = tmp_path / "two.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for label, name in enumerate(["circle", "square"]):
@@ -112,19 +114,19 @@ def test_zip_of_an_image_folder_trains(app_url: str, tmp_path: Path) -> None:
                 buf = io.BytesIO()
                 render(i * 10 + label, "train", 32)[0].save(buf, "PNG")
                 zf.writestr(f"{name}/{i}.png", buf.getvalue())
-    status, *_, file = _train(Client(app_url, verbose=False), dataset="zip", upload=archive).result()
+    status, *_, file = _train(Client(server.url, verbose=False), dataset="zip", upload=archive).result()
     assert "two.zip" in status and cf.load_checkpoint(file).meta["classes"] == ["circle", "square"]
 
 
-def test_runs_over_the_limits_are_refused(app_url: str, monkeypatch) -> None:
+def test_runs_over_the_limits_are_refused(server, monkeypatch) -> None:
     with pytest.raises(AppError, match="500 is greater than maximum value 10"):  # the slider refuses it
-        _train(Client(app_url, verbose=False), epochs=500).result()
+        _train(Client(server.url, verbose=False), epochs=500).result()
     monkeypatch.setenv("CONVFORMER_MAX_TRAIN_IMAGES", "100")
     with pytest.raises(gr.Error, match="training images=200 is not allowed"):
-        next(ui_train.train(**TINY, **ARCH, request=_request("limits"), progress=lambda *a, **k: None))
+        next(train_tab.train(**TINY, **ARCH, request=_request("limits"), progress=lambda *a, **k: None))
     monkeypatch.setenv("CONVFORMER_MAX_TRAIN_JOBS", "0")
     with pytest.raises(gr.Error, match="the limit is 0"):
-        next(ui_train.train(**{**TINY, "train_images": 100}, **ARCH, request=_request("jobs"),
+        next(train_tab.train(**{**TINY, "train_images": 100}, **ARCH, request=_request("jobs"),
                             progress=lambda *a, **k: None))
 
 
@@ -134,43 +136,43 @@ def _training(out: tuple) -> bool:
 
 def test_cancel_keeps_a_loadable_checkpoint() -> None:
     request = _request("cancel-test")
-    gen = ui_train.train(**{**TINY, "epochs": 2, "train_images": 400, "batch_size": 16}, **ARCH, request=request,
+    gen = train_tab.train(**{**TINY, "epochs": 2, "train_images": 400, "batch_size": 16}, **ARCH, request=request,
                          progress=lambda *a, **k: None)
     _run(gen, until=_training)
-    assert "Stopping" in ui_train.cancel(request)
+    assert "Stopping" in train_tab.cancel(request)
     final = _run(gen)[-1]
     assert "Stopped early" in final[0] and final[3] == final[4]
     model = cf.load_checkpoint(final[3])
-    job = ui_train.JOBS["cancel-test"]
+    job = train_tab.JOBS["cancel-test"]
     assert job.result.cancelled and job.result.history[-1]["epoch"] < 2
     assert model.meta["classes"] == list(CLASSES)
-    assert ui_train.after_cancel(request)[3] == final[3]  # what the page shows after Cancel
+    assert train_tab.after_cancel(request)[3] == final[3]  # what the page shows after Cancel
 
 
 def test_closing_the_page_stops_the_run() -> None:
     """Gradio closes the generator when the event is cancelled or the page goes: the thread stops too."""
     request = _request("close-test")
-    gen = ui_train.train(**{**TINY, "epochs": 2, "train_images": 400, "batch_size": 16}, **ARCH, request=request,
+    gen = train_tab.train(**{**TINY, "epochs": 2, "train_images": 400, "batch_size": 16}, **ARCH, request=request,
                          progress=lambda *a, **k: None)
     _run(gen, until=_training)
     gen.close()
-    job = ui_train.JOBS["close-test"]
+    job = train_tab.JOBS["close-test"]
     job.thread.join(60)
     assert not job.thread.is_alive() and job.result.cancelled
     cf.load_checkpoint(job.out_dir / "best.safetensors")
-    ui_train.leave(request)
-    assert "close-test" not in ui_train.JOBS
-    ui_train.forget(str(job.checkpoint))
+    train_tab.leave(request)
+    assert "close-test" not in train_tab.JOBS
+    train_tab.forget(str(job.checkpoint))
     assert not job.out_dir.exists()
 
 
 def test_every_run_has_its_own_folder() -> None:
     requests = [_request(f"own-{i}") for i in range(2)]
-    gens = [ui_train.train(**TINY, **ARCH, request=r, progress=lambda *a, **k: None) for r in requests]
+    gens = [train_tab.train(**TINY, **ARCH, request=r, progress=lambda *a, **k: None) for r in requests]
     threads = [threading.Thread(target=_run, args=(g,)) for g in gens]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    dirs = [ui_train.JOBS[r.session_hash].out_dir for r in requests]
-    assert dirs[0] != dirs[1] and all(d.parent == ui_train.run_root() for d in dirs)
+    dirs = [train_tab.JOBS[r.session_hash].out_dir for r in requests]
+    assert dirs[0] != dirs[1] and all(d.parent == train_tab.run_root() for d in dirs)

@@ -57,6 +57,7 @@ def test_timm_flops_include_attention():
     assert all(m.fused_attn for m in model.modules() if hasattr(m, "fused_attn"))  # restored
 
 
+@pytest.mark.app
 def test_app_benchmark_runs_end_to_end():
     """The app part in its smallest form: a real `python app.py`, every client, both models; checks the
     structure and that every ratio is against a bare inspection of the same size, never timings."""

@@ -13,16 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ._appserver import ROOT, SMALL, app_server
+from ._appserver import ROOT, SMALL
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def server():
-    with app_server() as s:
-        yield s
+pytestmark = pytest.mark.app
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -110,9 +106,8 @@ def test_uploads_over_the_size_limit_are_refused(server, tmp_path: Path) -> None
 
 
 def test_no_share_link_unless_asked(server) -> None:
-    log = server.output()
-    assert "127.0.0.1" in log
-    assert "gradio.live" not in log and "public URL" not in log and "share=True" not in log.lower()
+    demo = server.demo
+    assert demo.server_name == "127.0.0.1" and not demo.share and demo.share_url is None
 
 
 def test_no_server_paths_in_errors(server) -> None:
@@ -125,7 +120,7 @@ def test_no_server_paths_in_errors(server) -> None:
         assert str(ROOT) not in message and str(server.temp_dir) not in message and "Traceback" not in message
 
 
-SOURCES = [ROOT / "app.py", *sorted((ROOT / "convformer").glob("*.py"))]
+SOURCES = [ROOT / "app.py", *sorted((ROOT / "convformer").glob("*.py")), *sorted((ROOT / "convformer_app").glob("*.py"))]
 
 
 @pytest.mark.parametrize("pattern", [r"\btorch\.load\(", r"\bpickle\.loads?\(", r"allow_pickle\s*=\s*True",
@@ -143,7 +138,8 @@ def test_launch_settings_in_app_py() -> None:
     the handlers' own messages, share off by default, localhost by default."""
     text = (ROOT / "app.py").read_text()
     launch = text[text.index("demo.launch("):]
-    assert re.search(r"allowed_paths=\[str\(ui\.EXAMPLES\)\]", launch), "allowed_paths must stay minimal"
-    assert "max_file_size=" in launch and "show_error=False" in launch and "share=args.share" in launch
+    assert re.search(r"allowed_paths=\[str\(session\.EXAMPLES\)\]", launch), "allowed_paths must stay minimal"
+    assert "max_file_size=" in launch and "show_error=False" in launch and "share=share" in launch
+    assert "share=args.share" in text
     assert '"--share", action="store_true"' in text and 'os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")' in text
     assert "delete_cache=" in text

@@ -1,7 +1,7 @@
 """Faults while serving: an exception inside a model's forward, a request cancelled mid-way, a checkpoint
 deleted while in use, a full temp disk, temp files cleaned by delete_cache; and a small soak run.
 
-The app runs IN this process (app.demo launched on a free port with the same launch settings as
+The app runs IN this process (the `server` fixture: app.launch on a free port, the settings of
 `python app.py`), so faults can be injected with monkeypatch while real clients talk to it over HTTP.
 A full disk cannot be made without root (no tiny tmpfs): it is simulated by making Gradio's image cache
 writes raise ENOSPC.
@@ -21,13 +21,16 @@ from PIL import Image
 
 from convformer.checkpoint import save_checkpoint
 from convformer.model import ConvFormer
-from convformer.ui_model import make_config
+from convformer_app import session
+from convformer_app.controls import Controls
 
-from ._appserver import ROOT, SMALL, free_port
+from ._appserver import ROOT, SMALL
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+
+pytestmark = pytest.mark.app
 
 IMAGE = ROOT / "assets" / "examples" / "shapes_star.png"
 POISON = 40      # embed_dim of the configuration whose forward is made to fail or hang
@@ -40,27 +43,6 @@ def until(condition, timeout: float = 60.0, what: str = "condition") -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """app.demo served from this process; yields (url, temp dir, demo)."""
-    temp = tmp_path_factory.mktemp("gradio-temp")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GRADIO_TEMP_DIR", str(temp))
-    mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    import app
-    from convformer import ui
-    ui.set_device("cpu")
-    port = free_port()
-    app.demo.queue(default_concurrency_limit=2, max_size=32)
-    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False,
-                    allowed_paths=[str(ui.EXAMPLES)], max_file_size="25mb", quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}", temp, app.demo
-    finally:
-        app.demo.close()
-        mp.undo()
 
 
 def predict(client: Client, image: Path = IMAGE, **kw):
@@ -91,11 +73,11 @@ def poisoned(monkeypatch):
 @pytest.mark.parametrize("error", [RuntimeError("CUDA error: device-side assert at /srv/app/model.py:12"),
                                    ZeroDivisionError("division by zero"), AssertionError(), KeyError("x"),
                                    IndexError("index 7 is out of bounds")])
-def test_exception_in_forward_is_a_clean_error(live, poisoned, error: Exception) -> None:
+def test_exception_in_forward_is_a_clean_error(server, poisoned, error: Exception) -> None:
     def fault():
         raise error
     poisoned["fault"] = fault
-    a, b = Client(live[0], verbose=False), Client(live[0], verbose=False)
+    a, b = Client(server.url, verbose=False), Client(server.url, verbose=False)
     with pytest.raises(AppError) as info:
         predict(a, embed_dim=POISON)
     message = str(info.value)
@@ -107,22 +89,29 @@ def test_exception_in_forward_is_a_clean_error(live, poisoned, error: Exception)
     ok(a, embed_dim=POISON)  # the model that failed still works: no lock held, no hook left behind
 
 
-def test_cancel_mid_request(live, poisoned) -> None:
-    """A request cancelled while its forward runs: the server stays up, other sessions are served meanwhile,
-    and the model's lock is released when the abandoned work ends."""
-    entered, release = threading.Event(), threading.Event()
+def test_cancel_mid_request(server, poisoned) -> None:
+    """A request cancelled while its forward runs: the server stays up and answers what needs no model;
+    another session's model request waits for the model thread (not failed, not lost) and is served once
+    the abandoned forward ends; the model's lock is released."""
+    entered, release, released = threading.Event(), threading.Event(), []
 
     def hang():
         entered.set()
-        release.wait(60)
+        released.append(release.wait(30))  # a safety net only: the test releases it itself, below
     poisoned["fault"] = hang
-    a, b = Client(live[0], verbose=False), Client(live[0], verbose=False)
+    a, b = Client(server.url, verbose=False), Client(server.url, verbose=False)
     ok(a, embed_dim=POISON - 8)  # warm: a client with a finished request first
     job = a.submit(handle_file(str(IMAGE)), *dict(SMALL, embed_dim=POISON).values(), api_name="/predict")
-    until(entered.is_set, what="the request to reach the model's forward")
-    assert job.cancel()
-    ok(b)                        # served while the cancelled work still hangs
-    release.set()
+    try:
+        until(entered.is_set, what="the request to reach the model's forward")
+        assert job.cancel()
+        waiting = b.submit(handle_file(str(IMAGE)), *SMALL.values(), api_name="/predict")
+        preview, _ = b.predict(handle_file(str(IMAGE)), api_name="/preview")  # served meanwhile: no model needed
+        assert Path(preview).stat().st_size > 0 and not waiting.done()
+    finally:
+        release.set()
+    assert waiting.result()[0]["label"]
+    assert released and all(released)  # the forward ended because it was released, not by a timeout
     poisoned["fault"] = None
     ok(a, embed_dim=POISON)      # same model: its lock was released
     ok(a)
@@ -154,14 +143,13 @@ def _file(path: str) -> dict:
     return {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": Path(path).name}
 
 
-def test_checkpoint_deleted_while_in_use(live, tmp_path: Path) -> None:
+def test_checkpoint_deleted_while_in_use(server, tmp_path: Path) -> None:
     """The checkpoint a session loaded disappears from the temp folder (delete_cache, a full disk, a person
     with a shell): that session is told to upload it again; the server and other sessions carry on."""
-    cfg = make_config(*(SMALL[k] for k in ("fusion", "preset", "img_size", "embed_dim", "depth", "num_heads",
-                                           "mlp_ratio", "patch_size", "conv_widths", "conv_depths", "merge")))
+    cfg = Controls(**{k: SMALL[k] for k in Controls.names()}).config()
     path = save_checkpoint(ConvFormer(cfg), tmp_path / "deleted_soon.safetensors",
                            classes=[f"c{i}" for i in range(cfg.num_classes)])
-    url = live[0]
+    url = server.url
     image, checkpoint = _upload(url, IMAGE), _upload(url, path)
     args = dict(SMALL, weights="upload", checkpoint=_file(checkpoint))
     stream = _call(url, "predict", [_file(image), *args.values()])
@@ -169,13 +157,14 @@ def test_checkpoint_deleted_while_in_use(live, tmp_path: Path) -> None:
     Path(checkpoint).unlink()
     stream = _call(url, "predict", [_file(image), *args.values()])
     assert "event: error" in stream and "checkpoint" in stream, stream[-500:]
-    assert str(live[1]) not in stream and "Traceback" not in stream
-    notice = _call(url, "checkpoint_notice", ["mid", "upload", _file(checkpoint)])
-    assert str(live[1]) not in notice and "Traceback" not in notice
+    assert str(server.temp_dir) not in stream and "Traceback" not in stream
+    controls = [*(SMALL[k] for k in Controls.names()[:-2]), "upload", _file(checkpoint), None]
+    notice = _call(url, "checkpoint_notice", controls)
+    assert "cannot be used" in notice and str(server.temp_dir) not in notice and "Traceback" not in notice
     ok(Client(url, verbose=False))
 
 
-def test_full_temp_disk(live, monkeypatch) -> None:
+def test_full_temp_disk(server, monkeypatch) -> None:
     """Writing output pictures fails with ENOSPC: that request fails, the server stays up, other requests
     after the disk frees up succeed."""
     import gradio.processing_utils as pu
@@ -186,67 +175,65 @@ def test_full_temp_disk(live, monkeypatch) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
         return original(*args, **kwargs)
     monkeypatch.setattr(pu, "save_pil_to_cache", save)
-    client = Client(live[0], verbose=False)
+    client = Client(server.url, verbose=False)
     full.set()
     with pytest.raises(AppError) as info:
         predict(client)
-    assert "Traceback" not in str(info.value) and str(live[1]) not in str(info.value)
+    assert "Traceback" not in str(info.value) and str(server.temp_dir) not in str(info.value)
     full.clear()
     ok(client)
-    ok(Client(live[0], verbose=False))
+    ok(Client(server.url, verbose=False))
 
 
-def test_delete_cache_removes_old_temp_files(live, tmp_path: Path) -> None:
+def test_delete_cache_removes_old_temp_files(server, tmp_path: Path) -> None:
     """What delete_cache runs every hour (here called directly with age=1 s) removes this app's uploads and
     output pictures; the app keeps working."""
     from gradio.route_utils import delete_files_created_by_app
-    client = Client(live[0], verbose=False)
-    before = {p for p in live[1].rglob("*") if p.is_file()}  # the examples, cached for good at start
+    # the client's downloads go elsewhere: by default it would use the same GRADIO_TEMP_DIR as this process
+    client = Client(server.url, verbose=False, download_files=tmp_path / "downloads")
+    before = {p for p in server.temp_dir.rglob("*") if p.is_file()}  # the examples, cached for good at start
     image = tmp_path / "fresh.png"  # new content: a new upload and new output pictures, not cached ones
     Image.fromarray(np.random.default_rng(int(time.time())).integers(0, 255, (64, 64, 3), np.uint8)).save(image)
     assert predict(client, image)[0]["label"]
     # this request's upload and outputs; Gradio 6.31 also leaves an empty, untracked tmpXXXX file at the top of
     # the temp folder per upload, which delete_cache never removes (no bytes, but one inode per upload)
-    files = [p for p in live[1].rglob("*") if p.is_file() and p not in before
-             and not (p.parent == live[1] and p.name.startswith("tmp") and p.stat().st_size == 0)]
+    files = [p for p in server.temp_dir.rglob("*") if p.is_file() and p not in before
+             and not (p.parent == server.temp_dir and p.name.startswith("tmp") and p.stat().st_size == 0)]
     assert any(p.suffix in (".png", ".webp", ".jpeg") for p in files), files
 
     def cleaned() -> bool:
-        delete_files_created_by_app(live[2], age=1)
+        delete_files_created_by_app(server.demo, age=1)
         return not any(p.exists() for p in files)
     try:
         until(cleaned, timeout=30, what="the app's temp files to be deleted")
     except AssertionError:
         left = [p for p in files if p.exists()]
-        raise AssertionError(f"left: {[str(p.relative_to(live[1])) for p in left]}") from None
+        raise AssertionError(f"left: {[str(p.relative_to(server.temp_dir)) for p in left]}") from None
     ok(client)
 
 
-def test_app_sets_delete_cache() -> None:
-    import app
-    frequency, age = app.demo.delete_cache
+def test_app_sets_delete_cache(server) -> None:
+    frequency, age = server.demo.delete_cache
     assert 0 < frequency <= 24 * 3600 and 0 < age <= 24 * 3600
 
 
-def test_soak_small() -> None:
+def test_soak_small(server) -> None:
     """scripts/soak.py at CI size: every valid request served, every bad input refused with a message."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("soak", ROOT / "scripts" / "soak.py")
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
     report = soak.main(["--clients", "3", "--requests", "4", "--img-size", "64", "--max-seconds", "240",
-                        "--max-growth", "0.5"])
+                        "--max-growth", "0.5", "--url", server.url, "--pid", str(server.pid)])
     assert report["requests_sent"] == 12 and report["valid"] > 0 and report["bad"] > 0
     assert report["problems"] == [], report
 
 
-def test_picture_cache_is_never_rewritten_in_place(tmp_path: Path) -> None:
+def test_picture_cache_is_never_rewritten_in_place(server, tmp_path: Path) -> None:
     """Two sessions that get the same picture share one content-addressed file: the second save must not
-    truncate it while the first session may still be downloading it (see ui_model._save_pil_to_cache)."""
+    truncate it while the first session may still be downloading it (see session.save_pil_to_cache)."""
     import gradio.processing_utils as pu
-
-    from convformer import ui_model
-    assert pu.save_pil_to_cache is ui_model._save_pil_to_cache
+    assert pu.save_pil_to_cache is session.save_pil_to_cache  # installed by session.start
     picture = Image.new("RGB", (32, 32), "red")
     first = Path(pu.save_pil_to_cache(picture, str(tmp_path)))
     inode, mtime = first.stat().st_ino, first.stat().st_mtime_ns
