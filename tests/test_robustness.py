@@ -25,24 +25,20 @@ from convformer.config import FUSIONS, MERGES, ConvFormerConfig
 from convformer.folders import DatasetError, safe_extract_zip
 from convformer.model import ConvFormer
 from convformer.presets import PRESETS
-from convformer.ui_model import make_config
+from convformer_app.controls import Controls
 
 from . import _corpus
-from ._appserver import SMALL, app_server
+from ._appserver import SMALL
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+pytestmark = pytest.mark.app
+
 CONFIG_KEYS = ("fusion", "preset", "img_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size",
                "conv_widths", "conv_depths", "merge")
 LEAKS = re.compile(r"Traceback|File \"|/tmp/|/work/|/home/|site-packages|\.py\b")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with app_server() as s:
-        yield s
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +54,7 @@ def corpus(tmp_path_factory) -> dict[str, tuple[Path, bool]]:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("checkpoints")
-    cfg = make_config(*(SMALL[k] for k in CONFIG_KEYS))
+    cfg = Controls(**{k: SMALL[k] for k in CONFIG_KEYS}).config()
     good = save_checkpoint(ConvFormer(cfg), folder / "good.safetensors", classes=[f"c{i}" for i in range(10)])
     other = save_checkpoint(ConvFormer(cfg.replace(embed_dim=48)), folder / "other.safetensors")
     bad = folder / "bad"
@@ -172,7 +168,7 @@ ABSURD = [dict(depth=10**6), dict(embed_dim=10**7), dict(img_size=10**5), dict(n
 
 
 def test_absurd_hyperparameters_are_refused_up_front(server, client: Client, corpus) -> None:
-    proc = psutil.Process(server.proc.pid)
+    proc = psutil.Process(server.pid)
     normal(client, corpus["rgb.png"][0])
     before = proc.memory_info().rss
     for kw in ABSURD:
@@ -195,9 +191,9 @@ def _choice(values) -> st.SearchStrategy:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.tuples(_choice(FUSIONS), _choice(PRESETS), *(ANY for _ in CONFIG_KEYS[2:-1]), _choice(MERGES)))
 def test_make_config_from_any_control_values(values) -> None:
-    """Whatever the controls (or an API caller) send, make_config gives a valid config or a gr.Error."""
+    """Whatever the controls (or an API caller) send, Controls.config gives a valid config or a gr.Error."""
     try:
-        cfg = make_config(*values)
+        cfg = Controls(*values).config()
     except gr.Error as e:
         assert e.message and not LEAKS.search(e.message)
         return
