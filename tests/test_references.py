@@ -213,3 +213,11 @@ def test_cli_unreachable_hub_exits_nonzero_with_one_line(tmp_path):
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: cannot download")
     assert "unreachable" in done.stderr
+
+
+def test_benchmark_rows_for_the_references():
+    from benchmarks import bench
+    rows = bench.bench_inspection(["imagenet_cnn", "imagenet_vit"], bench.Settings.quick(), log=lambda s: None)
+    assert [r["model"] for r in rows] == ["imagenet_cnn", "imagenet_vit"]
+    assert all(r["plain_ms"] > 0 and r["ratio"] > 0 for r in rows)
+    assert bench.family("imagenet_late") == "late" and set(bench.IMAGENET_NAMES) <= set(bench.default_names())
