@@ -1,12 +1,12 @@
 """ImageNet-trained references: one real, published timm model per fusion stage, so that photos mean something.
 
-| stage | model | design |
-|---|---|---|
-| early | R+ViT-Ti/S16 (`vit_tiny_r_s16_p8_224`) | a ViT whose patchify runs on a conv stem (Dosovitskiy et al. 2021, "hybrid"; Xiao et al. 2021, "Early Convolutions Help Transformers See Better") |
-| mid | CoAtNet-nano (`coatnet_nano_rw_224`) | conv stages, then transformer stages (Dai et al. 2021, "CoAtNet") |
-| late | ResNet-18 + DeiT-Ti | a CNN and a ViT over the same image, merged at the decision level: the average of their class probabilities (a two-member ensemble; no training needed) |
-| cnn | ResNet-18, A1 recipe | He et al. 2016; Wightman et al. 2021, "ResNet strikes back" |
-| vit | DeiT-Ti (`deit_tiny_patch16_224`) | Touvron et al. 2021, "Training data-efficient image transformers" |
+- early: R+ViT-Ti/S16 (`vit_tiny_r_s16_p8_224`), a ViT whose patchify runs on a conv stem (Dosovitskiy et al.
+  2021, the "hybrid"; Xiao et al. 2021, "Early Convolutions Help Transformers See Better");
+- mid: CoAtNet-nano (`coatnet_nano_rw_224`), conv stages then transformer stages (Dai et al. 2021, "CoAtNet");
+- late: ResNet-18 + DeiT-Ti over the same image, merged at the decision level: the average of their class
+  probabilities (a two-member ensemble; no training needed);
+- cnn: ResNet-18, A1 recipe (He et al. 2016; Wightman et al. 2021, "ResNet strikes back");
+- vit: DeiT-Ti (`deit_tiny_patch16_224`; Touvron et al. 2021, "Training data-efficient image transformers").
 
 The late reference's members are the cnn and vit references themselves, so it downloads nothing more and the
 Compare tab shows exactly what merging the two adds.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import timm
 import torch
-from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from PIL import Image
 from timm.data import ImageNetInfo, create_transform, resolve_data_config
 from torch import nn
@@ -154,6 +154,27 @@ def create(name: str, pretrained: bool = True, cache_dir: str | None = None,
         raise WeightsUnavailable(f"cannot load {name}: {_reason(e)}") from None
 
 
+def is_cached(fusion: str) -> bool:
+    """Whether every weights file of the stage's reference is in the Hugging Face cache."""
+    return all(cached_weights(name) for name in REFERENCES[fusion].names)
+
+
+def fetch(fusion: str, on_download: Callable[[str, int | None], None] | None = None) -> None:
+    """Put the stage's reference weights into the Hugging Face cache (the file timm's pretrained path reads:
+    same repository, same file), without building a model. The app calls this on the request's own thread,
+    where gr.Progress(track_tqdm=True) follows huggingface_hub's progress bar; `load_reference` then reads the
+    cache. Raises WeightsUnavailable (one line) as `create` does."""
+    for name in REFERENCES[fusion].names:
+        if cached_weights(name) is None:
+            size = download_size(name)
+            if on_download is not None:
+                on_download(name, size)
+            try:
+                hf_hub_download(hub_repo(name), WEIGHTS_FILE)
+            except Exception as e:  # a dropped connection, a full disk: the download did not happen
+                raise WeightsUnavailable(f"cannot download {name}: {_reason(e)}") from None
+
+
 def load_reference(fusion: str, pretrained: bool = True, cache_dir: str | None = None,
                    on_download: Callable[[str, int | None], None] | None = None) -> nn.Module:
     """The ImageNet reference for a fusion stage (see REFERENCES), in eval mode; `reference` names it."""
@@ -213,5 +234,5 @@ def _reason(e: BaseException) -> str:
 
 
 __all__ = ["REFERENCES", "LateFusion", "ProbabilityMean", "Reference", "WeightsUnavailable", "cached_weights",
-           "create", "download_size", "hub_repo", "imagenet_labels", "load_reference", "params", "preprocess",
-           "top_k", "view"]
+           "create", "download_size", "fetch", "hub_repo", "imagenet_labels", "is_cached", "load_reference",
+           "params", "preprocess", "top_k", "view"]

@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 
 from convformer import inspect, viz
 from convformer.__main__ import main
-from convformer.references import (REFERENCES, WeightsUnavailable, cached_weights, download_size, imagenet_labels,
-                                   load_reference, params, preprocess, top_k, view)
+from convformer.references import (REFERENCES, WeightsUnavailable, cached_weights, download_size, fetch,
+                                   imagenet_labels, is_cached, load_reference, params, preprocess, top_k, view)
 
 from . import _fake_hub
 
@@ -165,9 +165,19 @@ def test_not_cached_and_offline_is_one_line_at_once(monkeypatch, tmp_path):
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(WeightsUnavailable, match="HF_HUB_OFFLINE") as e:
-        load_reference("vit")
-    assert "\n" not in str(e.value)
+    assert not is_cached("vit")
+    for attempt in (load_reference, fetch):
+        with pytest.raises(WeightsUnavailable, match="HF_HUB_OFFLINE") as e:
+            attempt("vit")
+        assert "\n" not in str(e.value)
+
+
+def test_fetch_of_cached_weights_downloads_nothing(offline):
+    said = []
+    for fusion in FUSIONS:
+        fetch(fusion, on_download=lambda *a: said.append(a))  # offline: any download would raise
+        assert is_cached(fusion)
+    assert said == []
 
 
 def test_unreachable_hub_is_one_line_within_the_timeout(monkeypatch, tmp_path):
