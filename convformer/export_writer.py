@@ -105,7 +105,8 @@ class Writer:
         flow = "\n".join(f"    {b}: {' -> '.join(kinds)}" for b, kinds in self.layout.items())
         if len(self.layout) > 1:
             flow += f"\n    merge ({cfg.merge}): {' + '.join(self.layout)} -> one vector"
-        flow += f"\n    head: Linear {self.i('head')} -> {self.o('head')}"
+        flow += (f"\n    head: Linear {self.i('head')} -> {self.o('head')}" if cfg.num_classes
+                 else "\n    no head (num_classes = 0): the pooled features are the output")
         made = f"`{self.command}`" if self.command else "convformer.export.export(config)"
         h, w = cfg.img_size
         tokens = f" (here {self.n_spelled()})" if self.grid else ""
@@ -134,7 +135,8 @@ class Writer:
         h, w = cfg.img_size
         rows = [("IMG_SIZE = " + repr(tuple(cfg.img_size)), "(H, W) the model is laid out for (positional embeddings)"),
                 (f"IN_CHANS = {cfg.in_chans}", "image channels"),
-                (f"NUM_CLASSES = {cfg.num_classes}", "logits per image")]
+                (f"NUM_CLASSES = {cfg.num_classes}", "logits per image" if cfg.num_classes
+                  else "no classifier: the model returns its pooled features")]
         if "conv" in self.kinds:
             conv = f"branches.{self.branch_with('conv')}.conv"
             sides = " -> ".join(str(self.out[f"{conv}.stage{i}"][-2]) for i in range(len(cfg.conv_widths)))
@@ -499,7 +501,7 @@ class Writer:
                     arg = "r" if cfg.drop_path_rate > 0 else ""
                     loop = ("r in torch.linspace(0, DROP_PATH_RATE, DEPTH).tolist()" if arg else "_ in range(DEPTH)")
                     init.append((f"self.blocks = nn.Sequential(*[Block({arg}) for {loop}])", "DEPTH blocks"))
-                    fwd.append(("x = self.blocks(x)", f"{self.o(name)}: {cfg.depth} blocks, the shape stays"))
+                    fwd.append(("x = self.blocks(x)", f"{self.o(name)}: {cfg.depth} block{'s' * (cfg.depth > 1)}, the shape stays"))
                 else:
                     init.append(("self.blocks = nn.Sequential()", "DEPTH = 0: no transformer blocks"))
                     fwd.append(("x = self.blocks(x)", "no blocks: unchanged"))
@@ -542,7 +544,8 @@ class Writer:
             feats = self.dim_expr(names[0])
         if cfg.drop_rate > 0:
             init.append(("self.head_drop = nn.Dropout(DROP_RATE)", ""))
-        init.append((f"self.head = nn.Linear({feats}, NUM_CLASSES)", ""))
+        init.append((f"self.head = nn.Linear({feats}, NUM_CLASSES)", "") if cfg.num_classes
+                    else ("self.head = nn.Identity()", "NUM_CLASSES = 0: no classifier"))
         init.append(("self.apply(init_weights)", ""))
         if len(names) > 1:
             fwd = [(f'{b} = self.branches["{b}"](x)', f"{self.o('input')} -> {self.o(f'branches.{b}.pool')}")
@@ -553,7 +556,8 @@ class Writer:
             fwd = [(f'x = self.branches["{b}"](x)', f"{self.o('input')} -> {self.o(f'branches.{b}.pool')}")]
         if cfg.drop_rate > 0:
             fwd.append(("x = self.head_drop(x)", ""))
-        fwd.append(("return self.head(x)", f"{self.i('head')} -> {self.o('head')}: logits"))
+        fwd.append(("return self.head(x)", f"{self.i('head')} -> {self.o('head')}: "
+                                            f"{'logits' if cfg.num_classes else 'features'}"))
         return _section("the model", _fill('''
             def init_weights(m: nn.Module) -> None:
                 """Linear layers: truncated normal (std 0.02) weights and zero biases, as ViT / timm."""
@@ -563,15 +567,16 @@ class Writer:
 
 
             class ConvFormer(nn.Module):
-                """Images (B, @C@, H, W) -> logits (B, @K@), any H, W >= @MIN@ (laid out for @H@ x @W@)."""
+                """Images (B, @C@, H, W) -> @OUT@, any H, W >= @MIN@ (laid out for @H@ x @W@)."""
 
                 def __init__(self):
                     super().__init__()
             @INIT@
 
                 def forward(self, x: torch.Tensor) -> torch.Tensor:
-            @FWD@''', C=cfg.in_chans, K=cfg.num_classes, MIN=cfg.min_size, H=cfg.img_size[0], W=cfg.img_size[1],
-                  INIT=_aligned(init, 8), FWD=_aligned(fwd, 8)))
+            @FWD@''', C=cfg.in_chans, MIN=cfg.min_size, H=cfg.img_size[0], W=cfg.img_size[1],
+                  INIT=_aligned(init, 8), FWD=_aligned(fwd, 8),
+                  OUT=f"logits (B, {cfg.num_classes})" if cfg.num_classes else f"features {self.o('head')}"))
 
     def main(self) -> str:
         merge = '\n    yield "merge", model.merge' if len(self.layout) > 1 else ""

@@ -92,7 +92,7 @@ def configs(draw):
     heads = draw(st.integers(1, 3))
     cfg = dict(
         fusion=fusion, img_size=(draw(st.integers(8, 40)), draw(st.integers(8, 40))),
-        in_chans=draw(st.integers(1, 4)), num_classes=draw(st.integers(1, 7)),
+        in_chans=draw(st.integers(1, 4)), num_classes=draw(st.integers(0, 7)),  # 0: features, no head
         conv_widths=tuple(draw(st.lists(st.integers(1, 12), min_size=stages, max_size=stages))),
         conv_depths=tuple(draw(st.lists(st.integers(0, 2), min_size=stages, max_size=stages))),
         embed_dim=heads * draw(st.integers(1, 8)), num_heads=heads, depth=draw(st.integers(0, 2)),
