@@ -92,10 +92,12 @@ _FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary
 
 
 def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
-            flops: bool = True) -> Inspection:
+            flops: bool = True, cam_layers: list[str] | None = None) -> Inspection:
     """Run ONE forward pass of `images` (B, C, H, W) and record what happens inside.
 
     cam_class: None for no Grad-CAM, "pred" for the predicted class, or a class index (int or (B,)).
+    cam_layers: the conv activations to explain (names as in `activations`); default the last one of each
+    branch that has one (mid: the refinement conv after the transformer).
     FLOPs are counted with torch.utils.flop_counter on the first call per input shape, then cached;
     attention's matmuls are included because inspection runs the explicit attention path.
     Any other model (timm's, e.g. the ImageNet references) goes through `inspect_timm`, same result type.
@@ -110,7 +112,13 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
     count = flops and cached is None
     attentions, activations, grids, shapes, flop_rows = {}, {}, {}, {}, {}
     counter = FlopCounterMode(display=False) if count else None
-    cam_layers = _cam_layers(model) if cam_class is not None else []
+    if cam_class is None:
+        cam_layers = []
+    elif cam_layers is None:
+        cam_layers = _cam_layers(model)
+    elif unknown := set(cam_layers) - set(conv_layers(model)):
+        raise ValueError(f"cam_layers={sorted(unknown)} are not conv layers of this model: expected some of "
+                         f"{', '.join(conv_layers(model)) or 'none (it has no convolutions)'}")
     start: dict[str, int] = {}
 
     def pre(name):
@@ -197,13 +205,14 @@ def _shape(x: torch.Tensor | list[torch.Tensor]) -> tuple:
     return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
 
 
+def conv_layers(model: ConvFormer) -> list[str]:
+    """Every conv activation inspection records (conv stages, mid's refinement conv), input first."""
+    return [name for name, module, _ in steps(model) if isinstance(module, (ConvStage, ResidualBlock))]
+
+
 def _cam_layers(model: ConvFormer) -> list[str]:
     """The last conv activation of each branch that has one (mid: the refinement conv)."""
-    layers = {}
-    for name, module, _ in steps(model):
-        if isinstance(module, (ConvStage, ResidualBlock)):
-            layers[name.split(".", 1)[0]] = name
-    return list(layers.values())
+    return list({name.split(".", 1)[0]: name for name in conv_layers(model)}.values())
 
 
 def _restore(model: nn.Module):
@@ -219,4 +228,4 @@ def _restore(model: nn.Module):
     return restore
 
 
-__all__ = ["Inspection", "ShapeRow", "TokenGrid", "grad_cam", "inspect", "steps"]
+__all__ = ["Inspection", "ShapeRow", "TokenGrid", "conv_layers", "grad_cam", "inspect", "steps"]

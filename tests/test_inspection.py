@@ -103,3 +103,19 @@ def test_table_text_starts_at_input_and_totals():
     assert lines[1].startswith("input") and "(1, 3, 48, 48)" in lines[1]
     assert lines[-2].startswith("head") and "(1, 5)" in lines[-2]
     assert lines[-1].startswith("total")
+
+
+def test_grad_cam_at_chosen_conv_layers():
+    """mid fusion: Grad-CAM before the transformer (the last conv stage) and after it (the refinement conv)."""
+    from convformer.inspection import conv_layers
+    model = tiny("mid").eval()
+    x = torch.randn(1, 3, 48, 48)
+    layers = conv_layers(model)
+    assert layers[-1] == "mid.refine" and layers[-2].startswith("mid.conv.stage")
+    both = cf.inspect(model, x, cam_class="pred", cam_layers=layers[-2:])
+    assert list(both.cam) == layers[-2:] and all(0 <= float(c.min()) <= float(c.max()) <= 1 for c in both.cam.values())
+    default = cf.inspect(model, x, cam_class="pred")
+    assert list(default.cam) == ["mid.refine"]
+    torch.testing.assert_close(default.cam["mid.refine"], both.cam["mid.refine"])
+    with pytest.raises(ValueError, match="not conv layers"):
+        cf.inspect(model, x, cam_class="pred", cam_layers=["mid.blocks.0"])
