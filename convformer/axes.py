@@ -87,8 +87,9 @@ def rows(table: Sequence[Any]) -> list[tuple[str, str]]:
             concat = r.output_shape[-1] == sum(s[-1] for s in r.input_shape)
             features = "+".join(axis.values()) if concat else "D"
             out.append((inp, vector(r.output_shape, features)))
-        elif r.name == "head":
-            out.append((vector(r.input_shape, features), vector(r.output_shape, "classes")))
+        elif r.name == "head":  # a timm head may pool a grid itself (CoAtNet's ClassifierHead)
+            inp = vector(r.input_shape, features) if len(r.input_shape) == 2 else show(r.input_shape)
+            out.append((inp, vector(r.output_shape, "classes")))
         else:
             if kind == "pool":  # a branch that ends in tokens pools D, one that ends in a grid C
                 axis[branch] = "D" if branch in grids and f"{branch}.grid" not in names else "C"
