@@ -25,190 +25,176 @@ except ImportError:
 
 from convformer.config import FUSIONS, MERGES  # noqa: E402
 from convformer.presets import PRESETS  # noqa: E402
-from convformer_app import compare, explore, session, train_tab  # noqa: E402
+from convformer_app import compare, explore, i18n, session, train_tab  # noqa: E402
 from convformer_app.controls import RANGES, Controls  # noqa: E402
+from convformer_app.i18n import tr  # noqa: E402
 from convformer_app.weights import WEIGHTS, defaults, resolve  # noqa: E402
 
 D = defaults("mid")
-D_NOTICE = resolve(D).notice
-ROLLOUT = ("**Attention rollout** (Abnar & Zuidema 2020) multiplies the attention of every block, with the "
-           "residual path added, to estimate how much each patch feeds the prediction. *Head fusion* combines "
-           "the heads of a block; *discard ratio* drops the weakest links to sharpen the map.")
-PER_BLOCK = ("**Click a patch** on the left image to see where it attends in the chosen block (red square). "
-             "Below: the attention each patch *receives* in every block (left to right, top to bottom), and "
-             "in each head of the chosen block.")
-CHANNELS = ("The 16 most active channels of a conv stage (strongest first); bright = strong response. Early "
-            "stages respond to edges and colours, later ones to larger parts.")
-GRAD_CAM = ("**Grad-CAM** (Selvaraju et al. 2017) weights the last conv layer's channels by how much they "
-            "raise a class's score: bright regions are evidence *for* that class.")
-TRAIN = ("Train the model set in **Explore** (fusion stage, preset, hyperparameters) from random weights, "
-         "on the built-in shapes or your own images. When it is done it becomes this page's model in Explore "
-         "(weights: *Trained in this session*), and you can download its checkpoint. Nobody else sees it.")
-COMPARE = ("Early, mid and late fusion and the two baselines **side by side**: the same image through each, then "
-           "every model scored on a fresh test split of the built-in shapes. Each runs its bundled checkpoint; "
-           "a stage with none runs **random weights** (its tiny preset at 64 px), marked as such.")
+D_NOTICE = i18n.fixed(lambda: resolve(D).notice)  # the start page's notice, in each language
 LIM = train_tab.limits()
 CSS = ("#weights-notice{background:#fef9c3;border:1px solid #facc15;border-radius:8px;padding:6px 12px}"
        ".cf-small textarea{font-family:monospace}"
        "#examples .grid-container{grid-template-columns:repeat(3,minmax(0,1fr)) !important}")
 
 
-def slider(name: str, label: str) -> gr.Slider:
+def slider(name: str) -> gr.Slider:
     """A hyperparameter slider with the range of controls.RANGES (which a URL is clamped to)."""
     lo, hi, step = RANGES[name]
-    return gr.Slider(lo, hi, getattr(D, name), step=step, label=label)
+    return gr.Slider(lo, hi, getattr(D, name), step=step, label=tr(f"ctl.{name}"))
 
 
 with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
-    gr.Markdown("# ConvFormer Lab\nPick where convolutions and attention meet (early, mid or late fusion, or a "
-                "pure CNN / ViT baseline), run the model on an image, and look inside.")
+    gr.Markdown(tr("app.intro"))
     with gr.Tabs(elem_id="pages"):
-        with gr.Tab("Explore", id="explore"):
+        with gr.Tab(tr("tab.explore"), id="explore"):
             notice = gr.Markdown(D_NOTICE, elem_id="weights-notice")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=260):
-                    image = gr.File(label="Your image", file_types=["image"],
+                    image = gr.File(label=tr("image.file"), file_types=["image"],
                                     type="filepath", elem_id="image-file", height=100)
-                    with gr.Accordion("Webcam or paste from the clipboard", open=False):
-                        capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label="Capture")
-                    preview = gr.Image(label="Preview", interactive=False, format="jpeg", height=220, elem_id="preview")
+                    with gr.Accordion(tr("image.capture_box"), open=False):
+                        capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label=tr("image.capture"))
+                    preview = gr.Image(label=tr("image.preview"), interactive=False, format="jpeg", height=220, elem_id="preview")
                     image_status = gr.Markdown()
                 with gr.Column(scale=1, min_width=260):
-                    gallery = gr.Gallery([str(p) for p in explore.examples()], label="Examples (click one)", columns=3,
+                    gallery = gr.Gallery([str(p) for p in explore.examples()], label=tr("image.examples"), columns=3,
                                          height=330,
                                          allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
                 with gr.Column(scale=2, min_width=380):
-                    fusion = gr.Radio(list(FUSIONS), value=D.fusion, label="Fusion stage", elem_id="fusion",
-                                      info="early: conv stem, then attention · mid: attention on conv features · "
-                                           "late: a CNN and a ViT branch, merged · cnn / vit: baselines")
+                    fusion = gr.Radio(i18n.choices({f: f"fusion.{f}" for f in FUSIONS}), value=D.fusion,
+                                      label=tr("ctl.fusion"), elem_id="fusion", info=tr("ctl.fusion_info"))
                     with gr.Row():
-                        preset = gr.Dropdown(list(PRESETS), value=D.preset, label="Preset",
-                                             info="the starting point for the hyperparameters")
-                        weights = gr.Dropdown([(v, k) for k, v in WEIGHTS.items()], value=D.weights, label="Weights")
-                    checkpoint = gr.File(label="Checkpoint (.safetensors only)", file_types=[".safetensors"],
+                        preset = gr.Dropdown(list(PRESETS), value=D.preset, label=tr("ctl.preset"),
+                                             info=tr("ctl.preset_info"))
+                        weights = gr.Dropdown(i18n.choices({k: f"weights.{k}" for k in WEIGHTS}), value=D.weights,
+                                              label=tr("ctl.weights"))
+                    checkpoint = gr.File(label=tr("ctl.checkpoint"), file_types=[".safetensors"],
                                          type="filepath", visible=False, height=100)
-                    with gr.Accordion("Hyperparameters", open=False):
+                    with gr.Accordion(tr("ctl.hparams"), open=False):
                         with gr.Row():
-                            img_size = slider("img_size", "Image size (px)")
-                            patch_size = slider("patch_size", "Patch size (vit, late)")
+                            img_size = slider("img_size")
+                            patch_size = slider("patch_size")
                         with gr.Row():
-                            embed_dim = slider("embed_dim", "Embed dim")
-                            depth = slider("depth", "Depth (blocks)")
+                            embed_dim = slider("embed_dim")
+                            depth = slider("depth")
                         with gr.Row():
-                            num_heads = slider("num_heads", "Heads")
-                            mlp_ratio = slider("mlp_ratio", "MLP ratio")
+                            num_heads = slider("num_heads")
+                            mlp_ratio = slider("mlp_ratio")
                         with gr.Row():
-                            conv_widths = gr.Textbox(D.conv_widths, label="Conv widths (one per stage)",
+                            conv_widths = gr.Textbox(D.conv_widths, label=tr("ctl.conv_widths"),
                                                      elem_classes="cf-small")
-                            conv_depths = gr.Textbox(D.conv_depths, label="Conv depths (blocks per stage)",
+                            conv_depths = gr.Textbox(D.conv_depths, label=tr("ctl.conv_depths"),
                                                      elem_classes="cf-small")
-                        merge = gr.Radio(list(MERGES), value=D.merge, label="Late-fusion merge")
+                        merge = gr.Radio(list(MERGES), value=D.merge, label=tr("ctl.merge"))
                     config_status = gr.Markdown(elem_id="config-status")
-                    top_k = gr.Slider(1, 10, 5, step=1, label="Top-k predictions to show")
+                    top_k = gr.Slider(1, 10, 5, step=1, label=tr("ctl.top_k"))
                     with gr.Row():
-                        run_btn = gr.Button("Run", variant="primary", elem_id="run", scale=2)
-                        link_btn = gr.Button("Copy link to this configuration", size="sm", scale=1, elem_id="link")
-                    link_box = gr.Textbox(label="Link", interactive=False, visible=False, buttons=["copy"],
+                        run_btn = gr.Button(tr("ctl.run"), variant="primary", elem_id="run", scale=2)
+                        link_btn = gr.Button(tr("ctl.link"), size="sm", scale=1, elem_id="link")
+                    link_box = gr.Textbox(label=tr("ctl.link_box"), interactive=False, visible=False, buttons=["copy"],
                                           elem_id="link-box")
             with gr.Row(equal_height=False):
-                label = gr.Label(num_top_classes=10, label="Prediction", elem_id="label", scale=1)
+                label = gr.Label(num_top_classes=10, label=tr("ctl.prediction"), elem_id="label", scale=1)
                 with gr.Column(scale=2):
                     stats = gr.Markdown(elem_id="stats")
                     maps_note = gr.Markdown()
             with gr.Tabs():
-                with gr.Tab("Attention rollout"):
-                    gr.Markdown(ROLLOUT)
+                with gr.Tab(tr("tab.rollout")):
+                    gr.Markdown(tr("rollout.explain"))
                     with gr.Row():
-                        rollout = gr.Image(label="Rollout over the image", interactive=False, format="jpeg",
+                        rollout = gr.Image(label=tr("rollout.image"), interactive=False, format="jpeg",
                                            elem_id="rollout")
                         with gr.Column():
-                            head_fusion = gr.Radio(list(explore.HEAD_FUSIONS), value="mean", label="Head fusion")
-                            discard = gr.Slider(0, 0.95, 0.0, step=0.05, label="Discard ratio")
-                with gr.Tab("Attention per block and head"):
-                    gr.Markdown(PER_BLOCK)
+                            head_fusion = gr.Radio(i18n.choices({h: f"head_fusion.{h}" for h in explore.HEAD_FUSIONS}), value="mean",
+                                                   label=tr("rollout.head_fusion"))
+                            discard = gr.Slider(0, 0.95, 0.0, step=0.05, label=tr("rollout.discard"))
+                with gr.Tab(tr("tab.per_block")):
+                    gr.Markdown(tr("per_block.explain"))
                     with gr.Row():
-                        block = gr.Dropdown([], label="Block", allow_custom_value=True)
-                        head = gr.Dropdown(["mean of heads"], value="mean of heads", label="Head",
+                        block = gr.Dropdown([], label=tr("per_block.block"), allow_custom_value=True)
+                        head = gr.Dropdown([(tr("per_block.mean"), "mean of heads")], value="mean of heads", label=tr("per_block.head"),
                                            allow_custom_value=True)
                     with gr.Row():
-                        patch = gr.Image(label="Click a patch", interactive=False, format="jpeg", elem_id="patch")
-                        query = gr.Image(label="Where it attends", interactive=False, format="jpeg", elem_id="query")
+                        patch = gr.Image(label=tr("per_block.patch"), interactive=False, format="jpeg", elem_id="patch")
+                        query = gr.Image(label=tr("per_block.query"), interactive=False, format="jpeg", elem_id="query")
                     with gr.Row():
-                        blocks = gr.Image(label="Every block (heads averaged)", interactive=False, format="jpeg")
-                        heads = gr.Image(label="Every head of the chosen block", interactive=False, format="jpeg")
-                with gr.Tab("Conv activations"):
-                    gr.Markdown(CHANNELS)
-                    stage = gr.Dropdown([], label="Conv stage", allow_custom_value=True)
-                    channels = gr.Image(label="Most active channels", interactive=False, format="jpeg",
+                        blocks = gr.Image(label=tr("per_block.blocks"), interactive=False, format="jpeg")
+                        heads = gr.Image(label=tr("per_block.heads"), interactive=False, format="jpeg")
+                with gr.Tab(tr("tab.channels")):
+                    gr.Markdown(tr("channels.explain"))
+                    stage = gr.Dropdown([], label=tr("channels.stage"), allow_custom_value=True)
+                    channels = gr.Image(label=tr("channels.image"), interactive=False, format="jpeg",
                                         elem_id="channels")
-                with gr.Tab("Grad-CAM"):
-                    gr.Markdown(GRAD_CAM)
-                    cam_target = gr.Dropdown([session.PREDICTED], value=session.PREDICTED, label="Explain class",
+                with gr.Tab(tr("tab.cam")):
+                    gr.Markdown(tr("cam.explain"))
+                    cam_target = gr.Dropdown([(tr("cam.predicted"), session.PREDICTED)], value=session.PREDICTED,
+                                             label=tr("cam.target"),
                                              allow_custom_value=True)
-                    cam = gr.Image(label="Grad-CAM", interactive=False, format="jpeg", elem_id="cam")
-                with gr.Tab("Shapes"):
-                    gr.Markdown("The pipeline of the chosen fusion stage with the real tensor shapes, then every "
-                                "step from the input (B, C, H, W) to the logits (B, num_classes).")
+                    cam = gr.Image(label=tr("cam.image"), interactive=False, format="jpeg", elem_id="cam")
+                with gr.Tab(tr("tab.shapes")):
+                    gr.Markdown(tr("shapes.explain"))
                     diagram = gr.HTML(elem_id="diagram")
                     table = gr.Dataframe(headers=["step", "input", "output", "params", "FLOPs", "what"],
                                          interactive=False, wrap=True, elem_id="shape-table")
-        with gr.Tab("Train", id="train"):
-            gr.Markdown(TRAIN)
+        with gr.Tab(tr("tab.train"), id="train"):
+            gr.Markdown(tr("train.explain"))
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=300):
                     train_model = gr.Markdown(elem_id="train-model")
-                    dataset = gr.Radio([(v, k) for k, v in train_tab.DATASETS.items()], value="shapes", label="Dataset")
-                    data_zip = gr.File(label="Zip of an image folder: one sub-folder per class, images inside",
+                    dataset = gr.Radio(i18n.choices({k: f"dataset.{k}" for k in train_tab.DATASETS}), value="shapes",
+                                       label=tr("train.dataset"))
+                    data_zip = gr.File(label=tr("train.zip"),
                                        file_types=[".zip"], type="filepath", visible=False, height=100)
                     train_images = gr.Slider(100, LIM.max_images, min(2000, LIM.max_images), step=100,
-                                             label="Training images (shapes)", info="plus 20% for validation")
+                                             label=tr("train.images"), info=tr("train.images_info"))
                     train_img = gr.Slider(32, LIM.max_img_size, min(48, LIM.max_img_size), step=8,
-                                          label="Image size (px)", info="replaces Explore's image size")
+                                          label=tr("train.img_size"), info=tr("train.img_size_info"))
                     with gr.Row():
-                        epochs = gr.Slider(1, LIM.max_epochs, min(3, LIM.max_epochs), step=1, label="Epochs")
-                        batch_size = gr.Slider(8, 256, 64, step=8, label="Batch size")
-                    lr = gr.Number(2e-3, label="Learning rate (peak; warm-up, then cosine)", minimum=1e-6, maximum=1)
-                    gr.Markdown(train_tab.limits_text())
+                        epochs = gr.Slider(1, LIM.max_epochs, min(3, LIM.max_epochs), step=1, label=tr("train.epochs"))
+                        batch_size = gr.Slider(8, 256, 64, step=8, label=tr("train.batch_size"))
+                    lr = gr.Number(2e-3, label=tr("train.lr"), minimum=1e-6, maximum=1)
+                    gr.Markdown(i18n.fixed(train_tab.limits_text))
                     with gr.Row():
-                        train_btn = gr.Button("Train", variant="primary", elem_id="train")
-                        cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                        train_btn = gr.Button(tr("train.train"), variant="primary", elem_id="train")
+                        cancel_btn = gr.Button(tr("train.cancel"), variant="stop", elem_id="cancel")
                 with gr.Column(scale=2, min_width=400):
-                    train_status = gr.Markdown("Press **Train** to start.", elem_id="train-status")
+                    train_status = gr.Markdown(tr("train.press"), elem_id="train-status")
                     with gr.Row():
                         loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=train_tab.COLOURS,
-                                                label="Loss (blue: training, smoothed; orange: validation)",
+                                                label=tr("train.loss_plot"),
                                                 height=260, elem_id="loss-plot")
                         acc_plot = gr.LinePlot(x="epoch", y="accuracy", color="series", color_map=train_tab.COLOURS,
-                                               y_lim=[0, 100], height=260, label="Validation accuracy (%)",
+                                               y_lim=[0, 100], height=260, label=tr("train.acc_plot"),
                                                elem_id="acc-plot")
-                    trained_file = gr.File(label="Trained checkpoint (.safetensors): download", interactive=False,
+                    trained_file = gr.File(label=tr("train.file"), interactive=False,
                                            elem_id="trained-file", height=80)
-        with gr.Tab("Compare", id="compare"):
-            gr.Markdown(COMPARE)
+        with gr.Tab(tr("tab.compare"), id="compare"):
+            gr.Markdown(tr("compare.explain"))
             with gr.Row(equal_height=False):
-                cmp_image = gr.Image(compare.example_image() or None, type="filepath", label="Image", height=200,
+                cmp_image = gr.Image(compare.example_image() or None, type="filepath", label=tr("compare.image"), height=200,
                                      sources=["upload", "clipboard"], elem_id="compare-image", scale=1)
                 with gr.Column(scale=3):
-                    cmp_btn = gr.Button("Compare the five models on this image", variant="primary",
+                    cmp_btn = gr.Button(tr("compare.run"), variant="primary",
                                         elem_id="compare-run")
             cmp_out = []
             with gr.Row(equal_height=False):
                 for f in FUSIONS:
                     with gr.Column(min_width=180):
-                        cmp_out += [gr.Markdown(f"### {f}"), gr.Label(num_top_classes=3, label="Top predictions"),
-                                    gr.Image(label=compare.OVERLAY[f], interactive=False, format="jpeg", height=180),
-                                    gr.Image(label=compare.CHANNELS[f], interactive=False, format="jpeg",
+                        cmp_out += [gr.Markdown(f"### {f}"), gr.Label(num_top_classes=3, label=tr("compare.top")),
+                                    gr.Image(label=tr(compare.OVERLAY[f]), interactive=False, format="jpeg", height=180),
+                                    gr.Image(label=tr(compare.CHANNELS[f]), interactive=False, format="jpeg",
                                              height=180)]
-            gr.Markdown("### On the built-in test split")
+            gr.Markdown(tr("compare.split"))
             with gr.Row(equal_height=False):
-                split_n = gr.Slider(10, 2000, 500, step=10, label="Test images", scale=3)
-                split_btn = gr.Button("Score every model", variant="primary", scale=1, elem_id="compare-split")
+                split_n = gr.Slider(10, 2000, 500, step=10, label=tr("compare.test_images"), scale=3)
+                split_btn = gr.Button(tr("compare.score"), variant="primary", scale=1, elem_id="compare-split")
             split_note = gr.Markdown()
             with gr.Row(equal_height=False):
                 split_table = gr.Dataframe(headers=compare.HEADERS, interactive=False, elem_id="compare-table",
                                            scale=3)
                 split_plot = gr.BarPlot(x="model", y="accuracy (%)", y_lim=[0, 100], sort=None, height=300, scale=2,
-                                        label="Test accuracy (%)", elem_id="compare-plot")
+                                        label=tr("compare.test_acc"), elem_id="compare-plot")
 
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
 
@@ -289,8 +275,8 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     explore.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
     demo.launch(server_name=host, server_port=port, share=share, show_error=False,
-                allowed_paths=[str(session.EXAMPLES)], max_file_size="25mb", footer_links=["api"],
-                theme=gr.themes.Soft(), css=CSS, **extra)
+                allowed_paths=[str(session.EXAMPLES)], max_file_size="25mb", footer_links=["api", "settings"],
+                theme=gr.themes.Soft(), css=CSS, i18n=i18n.I18N, head=i18n.HEAD, **extra)  # Settings: the language
 
 
 if __name__ == "__main__":

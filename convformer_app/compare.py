@@ -31,8 +31,9 @@ from .weights import Weights, resolve
 
 SIZE = 64                  # image size of the bundled checkpoints; random stand-ins use it too
 TEST_SEED = 4242           # the bundled checkpoints were trained with seed 0 and tested with seed 1000
-OVERLAY = {f: "Grad-CAM (no attention)" if f == "cnn" else "Attention rollout" for f in FUSIONS}
-CHANNELS = {f: "No conv layers" if f == "vit" else "Top conv channels" for f in FUSIONS}
+# the labels of each stage's two pictures (keys of convformer_app/i18n.py)
+OVERLAY = {f: "compare.cam" if f == "cnn" else "compare.rollout" for f in FUSIONS}
+CHANNELS = {f: "compare.no_conv" if f == "vit" else "compare.channels" for f in FUSIONS}
 HEADERS = ["model", "weights", "accuracy (%)", "params (M)", "MFLOPs", "latency (ms)"]
 TOP = 3
 

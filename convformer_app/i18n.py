@@ -69,6 +69,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "weights.random": ("Random initialisation", "随机初始化"),
     "weights.upload": ("My checkpoint (.safetensors)", "我的检查点（.safetensors）"),
     "weights.trained": ("Trained in this session (Train tab)", "本次会话中训练的模型（训练标签页）"),
+    "weights.imagenet": ("Pretrained on ImageNet", "ImageNet 预训练"),
     "ctl.checkpoint": ("Checkpoint (.safetensors only)", "检查点（仅限 .safetensors）"),
     "ctl.hparams": ("Hyperparameters", "超参数"),
     "ctl.img_size": ("Image size (px)", "图像尺寸（像素）"),
@@ -415,9 +416,27 @@ def tr(key: str) -> gr.I18nData:
     return I18N(key)
 
 
-def choices(keys: dict[str, str]) -> list[tuple[gr.I18nData, str]]:
-    """Choices of a Radio / Dropdown: translated labels, language-neutral values ({value: key})."""
-    return [(tr(key), value) for value, key in keys.items()]
+def choices(keys: dict[str, str]) -> list[tuple[gr.I18nData | str, str]]:
+    """Choices of a Radio / Dropdown: translated labels, language-neutral values ({value: key}). A value
+    with no text in the catalogue (a choice added elsewhere) shows as itself (tests/test_i18n.py finds it)."""
+    return [(tr(key) if key in TEXT else value, value) for value, key in keys.items()]
+
+
+def fixed(build: Callable[[], str]) -> gr.I18nData:
+    """Python-built text that is known when the page is built (the start page's weights notice, the server's
+    limits): built once in each language and given to the browser as a gr.I18n key of its own, so it follows
+    the page's language like a label does."""
+    texts = []
+    for lang in LANGS:
+        token = LANG.set(lang)
+        try:
+            texts.append(build())
+        finally:
+            LANG.reset(token)
+    key = f"fixed.{len([k for k in I18N.translations[LANGS[0]] if k.startswith('fixed.')])}"
+    for lang, value in zip(LANGS, texts):  # ICU quoting: a brace would be read as an argument
+        I18N.translations[lang][key] = re.sub(r"([{}])", r"'\1'", value)
+    return I18N(key)
 
 
 # ---- Python-built text: the request's language ---------------------------------------------------------
