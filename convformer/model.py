@@ -52,9 +52,10 @@ PARTS = ("conv", "proj", "patch", "tokens", "blocks", "norm", "grid", "refine", 
 assert all(list(kinds) == [p for p in PARTS if p in kinds] for b in LAYOUTS.values() for kinds in b.values())
 
 
-def _part(kind: str, cfg: ConvFormerConfig, dim: int) -> tuple[nn.Module, int]:
-    """Build one part that takes `dim` channels; return it and the channels it produces."""
-    D, prefix = cfg.embed_dim, int(cfg.pool == "cls")
+def _part(kind: str, cfg: ConvFormerConfig, dim: int, kinds: tuple[str, ...]) -> tuple[nn.Module, int]:
+    """Build one part of a branch with parts `kinds` that takes `dim` channels; return it and the channels it
+    produces. Only a branch with tokens has a class token; one without (cnn) pools by the mean."""
+    D, prefix = cfg.embed_dim, int(cfg.pool == "cls" and "tokens" in kinds)
     if kind == "conv":
         return ConvStages(cfg.in_chans, cfg.conv_widths, cfg.conv_depths, cfg.drop_path_rate), cfg.conv_widths[-1]
     if kind == "proj":
@@ -75,7 +76,7 @@ def _part(kind: str, cfg: ConvFormerConfig, dim: int) -> tuple[nn.Module, int]:
     if kind == "refine":
         return ResidualBlock(D), D
     if kind == "pool":
-        return Pool(cfg.pool, prefix), dim
+        return Pool("cls" if prefix else "avg", prefix), dim
     raise ValueError(f"unknown part {kind!r}")
 
 
@@ -145,9 +146,9 @@ class Branch(nn.Module):
         for kind in PARTS:
             module = None
             if kind in kinds:
-                module, dim = _part(kind, cfg, dim)
+                module, dim = _part(kind, cfg, dim, kinds)
             setattr(self, kind, module)
-        self.prefix = int(cfg.pool == "cls")
+        self.prefix = int(cfg.pool == "cls" and "tokens" in kinds)  # a class token before the grid's tokens
         self.out_dim = dim
         self.taps = [t[:2] for t in branch_taps(kinds, cfg)]  # (part, index) per feature tap
         self.grad_checkpointing = False
@@ -366,8 +367,8 @@ class ConvFormer(nn.Module):
         if mode == "" and num_classes:
             raise ValueError(f"global_pool='' (no pooling) needs num_classes=0, not {num_classes}")
         self.global_pool = mode
-        for branch in self.branches.values():
-            branch.pool.mode = mode
+        for branch in self.branches.values():  # a branch without a class token (late's cnn) takes the mean
+            branch.pool.mode = "avg" if mode == "cls" and not branch.prefix else mode
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -25,7 +25,7 @@ def _grid(size, stride):
 
 
 @pytest.mark.parametrize("fusion, pool", [(f, p) for f in FUSIONS for p in ("avg", "cls")
-                                          if p == "avg" or f in ("early", "vit", "late")])  # a class token
+                                          if p == "avg" or f != "mid"])  # mid refuses a class token
 def test_unpooled_features_and_head(fusion, pool):
     model = tiny(fusion, pool=pool).eval()
     with torch.no_grad():
@@ -41,6 +41,11 @@ def test_unpooled_features_and_head(fusion, pool):
     assert maps[-1].shape[-2:] == ((1, 1 + h * w) if token_row else (h, w))
     if fusion == "late":
         assert [m.shape[1] for m in maps] == [16, 24] and model.num_features == 40
+        vit = maps[1].flatten(2)
+        vit = vit[:, :, 0] if pool == "cls" else vit.mean(2)
+        torch.testing.assert_close(pre, torch.cat([maps[0].mean((2, 3)), vit], 1))  # the cnn grid: its mean
+    elif fusion == "cnn":
+        torch.testing.assert_close(pre, feats.mean((2, 3)))
     else:
         assert feats.shape[1] == model.num_features == model.head_hidden_size
 
