@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 # Headless: a server draws no windows. Gradio asks matplotlib for its backend on every event; left unset,
 # the first event of the process imports pyplot to find out (0.4 s, on the server's event loop).
@@ -26,6 +27,7 @@ except ImportError:
 from convformer.config import FUSIONS, MERGES  # noqa: E402
 from convformer.presets import PRESETS  # noqa: E402
 from convformer_app import compare, explore, i18n, session, train_tab  # noqa: E402
+from convformer_app import safety  # noqa: E402
 from convformer_app.controls import RANGES, Controls  # noqa: E402
 from convformer_app.i18n import tr  # noqa: E402
 from convformer_app.weights import WEIGHTS, defaults, resolve  # noqa: E402
@@ -54,7 +56,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                     image = gr.File(label=tr("image.file"), file_types=["image"],
                                     type="filepath", elem_id="image-file", height=100)
                     with gr.Accordion(tr("image.capture_box"), open=False):
-                        capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label=tr("image.capture"))
+                        capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label=tr("image.capture"),
+                                           image_mode=None)  # Gradio passes the file on undecoded: load_image decodes
                     preview = gr.Image(label=tr("image.preview"), interactive=False, format="jpeg", height=220, elem_id="preview")
                     image_status = gr.Markdown()
                 with gr.Column(scale=1, min_width=260):
@@ -173,7 +176,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
             gr.Markdown(tr("compare.explain"))
             with gr.Row(equal_height=False):
                 cmp_image = gr.Image(compare.example_image() or None, type="filepath", label=tr("compare.image"), height=200,
-                                     sources=["upload", "clipboard"], elem_id="compare-image", scale=1)
+                                     sources=["upload", "clipboard"], elem_id="compare-image", scale=1,
+                                     image_mode=None)  # the file undecoded: only convformer.images decodes it
                 with gr.Column(scale=3):
                     cmp_btn = gr.Button(tr("compare.run"), variant="primary",
                                         elem_id="compare-run")
@@ -272,6 +276,10 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     """Start the app: pick the device, start loading the default model, serve. `extra` goes to
     demo.launch (the tests pass prevent_thread_lock=True to serve from their own process)."""
     print(f"ConvFormer Lab on {session.start(device)}")
+    safety.install_messages()  # every refusal: the app's own one-line message
+    safety.bound_heap()  # freed memory goes back to the system: peaks do not pile up across sessions
+    train_tab.clean_start()  # runs of an earlier process: their sessions are gone
+    safety.start_janitor(Path(gr.utils.get_upload_folder()), [train_tab.prune])  # partial uploads, old runs
     explore.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
     demo.launch(server_name=host, server_port=port, share=share, show_error=False,

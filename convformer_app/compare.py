@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections import OrderedDict
 
 import gradio as gr
 import pandas as pd
@@ -37,8 +38,9 @@ CHANNELS = {f: "compare.no_conv" if f == "vit" else "compare.channels" for f in 
 HEADERS = ["model", "weights", "accuracy (%)", "params (M)", "MFLOPs", "latency (ms)"]
 TOP = 3
 
-_ROWS: dict[tuple, list] = {}
-_DATA: dict[tuple, ImageTensors] = {}
+_ROWS: OrderedDict[tuple, list] = OrderedDict()   # keyed by a request value (n): bounded, oldest out
+_DATA: OrderedDict[tuple, ImageTensors] = OrderedDict()
+MAX_ROWS, MAX_SPLITS = 64, 2
 _LOCK = threading.Lock()
 
 
@@ -73,6 +75,8 @@ def _test_split(size: tuple[int, int], n: int) -> ImageTensors:
     key = (size, n)
     if key not in _DATA:
         _DATA[key] = materialize(ShapesDataset("test", n, size, TEST_SEED), size, classes=list(CLASSES))
+        while len(_DATA) > MAX_SPLITS:
+            _DATA.popitem(last=False)
     return _DATA[key]
 
 
@@ -105,6 +109,8 @@ def _row(fusion: str, n: int) -> list:
     row = [fusion, weights_label(weights), round(100 * acc, 1) if acc is not None else None,
            round(counted.params / 1e6, 3), round(counted.flops / 1e6, 1), round(latency, 2)]
     _ROWS[key] = row
+    while len(_ROWS) > MAX_ROWS:
+        _ROWS.popitem(last=False)
     return row
 
 

@@ -20,6 +20,7 @@ from convformer.config import estimate
 from convformer.presets import PRESETS
 
 from . import session, views
+from . import safety
 from .controls import Controls, spread
 from .session import EXAMPLES, PREDICTED, Run
 from .weights import Weights, defaults, resolve
@@ -53,7 +54,8 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
     stages = list(r.channels)
     return (label, weights.notice, r.stats, maps_note(r), views.rollout_picture(r, head_fusion, discard_ratio),
             patch, query, blocks_tile, heads_tile, views.channels_picture(r, stages[-1] if stages else None),
-            views.cam_picture(r), views.shape_table(r.shapes), views.diagram_html(r.shapes, r.fusion), r, None,
+            views.cam_picture(r), views.shape_table(r.shapes), views.diagram_html(r.shapes, r.fusion),
+            safety.keep(r), None,
             gr.update(choices=blocks, value=block), gr.update(choices=head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
             gr.update(choices=[PREDICTED, *r.classes], value=cam_target if cam_target in r.classes else PREDICTED))
@@ -141,9 +143,12 @@ def examples() -> list[Path]:
     return sorted(p for p in EXAMPLES.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
 
 
-def pick_example(evt: gr.SelectData) -> str:
+def pick_example(evt: gr.SelectData | None = None) -> str:
     """A click on the examples gallery: that example becomes the image."""
-    return str(examples()[int(evt.index)])
+    found, index = examples(), getattr(evt, "index", None)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(found):
+        raise gr.Error(f"example {safety.shown(index, 40)} does not exist: choose one from 0 to {len(found) - 1}")
+    return str(found[index])
 
 
 # ---- the controls --------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 PREDICTED = "predicted class"
 ATTENTION_BUDGET = int(os.environ.get("CONVFORMER_ATTENTION_BUDGET", 128 * 2**20))  # floats kept per request
 EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
+DECODE_SIDE = 2048  # uploads are decoded reduced to this side: more than any model input or picture needs
 DEVICE = torch.device("cpu")  # until start()
 
 try:  # Hugging Face ZeroGPU: the GPU is attached only inside functions decorated with spaces.GPU
@@ -234,7 +235,7 @@ def picture(path: str | None) -> Image.Image:
 
 @functools.lru_cache(maxsize=8)
 def _decoded(path: str, size: int, mtime_ns: int) -> Image.Image:
-    return load_image(path)
+    return load_image(path, max_side=DECODE_SIDE)  # at most 8 x 16 MB kept, whatever was uploaded
 
 
 # ---- one inspection pass -------------------------------------------------------------------------------

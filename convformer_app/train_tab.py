@@ -15,6 +15,7 @@ nobody has read its progress for ORPHAN_S seconds (the browser went away).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -35,7 +36,7 @@ from convformer.config import estimate
 from convformer.model import ConvFormer
 from convformer.train import TrainConfig, TrainResult, fit, make_datasets
 
-from . import session, views
+from . import safety, session, views
 from .controls import Controls, spread
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,24 @@ def run_root() -> Path:
     root = Path(gr.utils.get_upload_folder()) / "convformer-train"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def prune() -> None:
+    """Keep finished runs' folders within CONVFORMER_TRAIN_DISK_MB in all and CONVFORMER_TRAIN_TTL_S each
+    (the oldest go first; running ones stay), and forget finished runs whose folder is gone."""
+    with _LOCK:
+        active = [j.out_dir for j in JOBS.values() if j.running]
+    budget = int(float(os.environ.get("CONVFORMER_TRAIN_DISK_MB", "1024")) * 2**20)
+    safety.prune_runs(run_root(), budget, float(os.environ.get("CONVFORMER_TRAIN_TTL_S", "3600")), active)
+    with _LOCK:
+        for key, job in list(JOBS.items()):
+            if not job.running and not job.out_dir.exists():
+                del JOBS[key]
+
+
+def clean_start() -> None:
+    """At start-up: remove the run folders an earlier process left (their sessions are gone)."""
+    shutil.rmtree(run_root(), ignore_errors=True)
 
 
 def forget(path: str | None) -> None:
@@ -195,6 +214,7 @@ def train(dataset: str = "shapes", upload: str | None = None, epochs: float = 3,
             raise gr.Error(f"{busy} training run(s) are going on this server already (the limit is "
                            f"{lim.max_jobs}); try again in a minute.")
         job = JOBS[owner] = Job(Path(tempfile.mkdtemp(prefix="run-", dir=run_root())))
+    prune()  # older runs make room for this one within the disk budget
     name = "the built-in shapes" if dataset == "shapes" else f"`{Path(upload).name}`"
     job.dataset = name
     tcfg = TrainConfig(epochs=epochs, lr=lr, min_lr=min(1e-5, lr), batch_size=batch,
@@ -232,8 +252,9 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
         job.result = fit(model, data.train, data.val, tcfg, progress=report, cancel=job.cancel,
                          out_dir=job.out_dir, test_set=data.test, metadata=meta)
         nice = job.out_dir / f"convformer_{cfg.fusion}_{Path(data.name).stem or 'data'}.safetensors"
-        shutil.copyfile(job.out_dir / "best.safetensors", nice)
+        os.replace(job.out_dir / "best.safetensors", nice)  # one copy on disk, not two
         job.checkpoint = nice
+        job.result = dataclasses.replace(job.result, model=None)  # the run has ended: release its model
     except InterruptedError:
         job.error = "Cancelled before training started."
     except ValueError as e:  # DatasetError, a config or split the limits refuse
