@@ -1,0 +1,133 @@
+"""The weights choice "Pretrained on ImageNet" (`imagenet`): every fusion stage's published timm reference
+(convformer.references) in the app, through the same inspection and the same `Run` as our own models.
+
+Weights are fetched into the Hugging Face cache on the request's own thread, so the page's progress bar
+follows the download (gr.Progress(track_tqdm=True) reads huggingface_hub's tqdm bar; the start of each
+download is also said in words); everything after that reads the cache. An unreachable Hub with nothing
+cached is one line on the page within seconds, and every other weights choice keeps working.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from convformer import viz
+from convformer.references import (REFERENCES, WeightsUnavailable, fetch, imagenet_labels, is_cached, load_reference,
+                                   params, preprocess, view)
+
+from . import session, views
+from .session import PREDICTED, Loaded, Run
+from .weights import Weights
+
+KIND = "imagenet"
+LABEL = "Pretrained on ImageNet"
+TOP = 3
+COMPARE_HEADERS = ["stage", "timm model", f"top-{TOP}", "params (M)", "GFLOPs", "latency (ms)"]
+COMPARE_TEXT = ("### The ImageNet references\nFor photos: each fusion stage's published ImageNet-trained timm model on "
+                "this image (downloaded once into the Hugging Face cache): top-3 ImageNet classes, where it looks "
+                "(Grad-CAM where it has conv layers, else attention rollout), parameters, FLOPs and latency here.")
+COMPARE_BUTTON = "Compare the ImageNet references on this image"
+COMPARE_GALLERY = "Where each one looks"
+
+
+def weights(fusion: str) -> Weights:
+    """The resolved `imagenet` weights of a stage: what the notice says before anything runs."""
+    ref = REFERENCES.get(fusion)
+    if ref is None:
+        return Weights(KIND, f"No ImageNet reference for {fusion!r}.", problem=f"fusion={fusion!r} has no "
+                       f"ImageNet reference: expected one of {', '.join(REFERENCES)}")
+    score = f"ImageNet-1k top-1 {ref.top1:.1f}%" if ref.top1 else "its members' scores averaged"
+    where = ("in this machine's Hugging Face cache" if is_cached(fusion) else
+             f"downloaded once into the Hugging Face cache on the first run (about {params(fusion) * 4 / 1e6:.0f} MB)")
+    notice = (f"**Weights: pretrained on ImageNet**: timm's `{ref.label}`, {ref.title} ({score}), "
+              f"{where}. It knows the 1000 ImageNet classes (timm's class names); its preprocessing is its own "
+              "(resize, centre crop, ImageNet normalisation), so the maps cover the centre crop.")
+    return Weights(KIND, notice, meta={"fusion": fusion, "dataset": "imagenet", "reference": ref.label})
+
+
+def download(fusion: str, progress: Callable | None = None) -> None:
+    """Make sure the stage's weights are cached (the request's thread, for the progress bar); gr.Error when
+    they cannot be had."""
+    def said(name: str, size: int | None) -> None:
+        if progress is not None:
+            mb = f" ({size / 1e6:.0f} MB)" if size else ""
+            progress(0, desc=f"Downloading {name}{mb} into the Hugging Face cache, once")
+    try:
+        fetch(fusion, on_download=said)
+    except WeightsUnavailable as e:
+        raise gr.Error(views.clean(e)) from None
+
+
+def load(fusion: str) -> Loaded:
+    """The stage's reference on the app's device, built once (session.CACHE); weights from the cache."""
+    def build() -> Loaded:
+        try:
+            model = load_reference(fusion).to(session.DEVICE)
+        except WeightsUnavailable as e:
+            raise gr.Error(views.clean(e)) from None
+        return Loaded(model, list(imagenet_labels()))
+    return session.CACHE.get((KIND, fusion, str(session.DEVICE)), build)
+
+
+def run(image: str | None, fusion: str, cam_target: str = PREDICTED) -> Run:
+    """One inspection of the stage's reference on the image, kept as a `Run` (as session.run does)."""
+    return measured(image, fusion, cam_target)[0]
+
+
+def measured(image: str | None, fusion: str, cam_target: str = PREDICTED) -> tuple[Run, float]:
+    """`run`, and the latency of a plain forward pass on this device (ms)."""
+    shown = session.picture(image)
+    loaded = load(fusion)
+    model = loaded.model
+    cam: int | str | None = None if fusion == "vit" else "pred"  # DeiT has no conv layer to explain
+    if cam is not None and cam_target in loaded.classes:
+        cam = loaded.classes.index(cam_target)
+    x = preprocess(shown, model).to(session.DEVICE)
+    with loaded.lock:
+        result, latency = session._compute(model, x, cam)
+    grids = {b: (g.h, g.w, g.prefix) for b in result.attentions if (g := result.grid_of(b)) is not None}
+    rollout = result.rollout_blocks()
+    acts = {}
+    for stage, act in result.activations.items():
+        a = viz.to_numpy(act[0])
+        top = viz.top_channels(a, 16)
+        acts[stage] = (a[top], top, a.shape[0])
+    size = tuple(x.shape[-2:])
+    return Run(display=views.display_image(view(shown, model), size), fusion=fusion, classes=loaded.classes,
+               probs=result.probs[0].float().cpu().numpy(),
+               attentions={k: viz.to_numpy(v[0]).astype(np.float16) for k, v in result.attentions.items()},
+               grid=grids[rollout[-1]] if rollout else None, channels=acts,
+               cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()},
+               cam_class=loaded.classes[int(result.cam_class[0])] if result.cam_class is not None else None,
+               shapes=result.shapes,
+               stats=views.stats_markdown(result.params, result.flops, latency, session.device_name(), size),
+               grids=grids, rollout=rollout, notes=[REFERENCES[fusion].attention, *result.notes]), latency
+
+
+def overlay(r: Run) -> tuple:
+    """The picture that says most about a reference: Grad-CAM where it has conv layers, else rollout."""
+    if r.cam:
+        return views.cam_picture(r), f"Grad-CAM at {next(iter(r.cam))}"
+    return views.rollout_picture(r), "attention rollout"
+
+
+def compare(image: str | None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+    """Every stage's ImageNet reference on one photo: (table, gallery of overlays with captions)."""
+    if not image:
+        raise gr.Error("Upload an image first (or pick an example in Explore and come back).")
+    rows, gallery = [], []
+    for i, fusion in enumerate(REFERENCES):
+        progress((i, len(REFERENCES)), desc=f"{fusion}: {REFERENCES[fusion].label}", unit="models")
+        download(fusion, progress)
+        r, latency = session.on_model_thread(measured, image, fusion)
+        top = np.argsort(-r.probs, kind="stable")[:TOP]
+        picture, what = overlay(r)
+        shapes = r.shapes
+        rows.append([fusion, REFERENCES[fusion].label, "; ".join(f"{r.classes[j]} {r.probs[j]:.0%}" for j in top),
+                     round(sum(s.params for s in shapes) / 1e6, 2), round(sum(s.flops for s in shapes) / 1e9, 2),
+                     round(latency, 1)])
+        gallery.append((picture, f"{fusion}: {r.classes[top[0]]} ({what})"))
+    return pd.DataFrame(rows, columns=COMPARE_HEADERS), gallery
