@@ -158,6 +158,20 @@ def add_parser(subparsers: Any) -> Any:
     return p
 
 
+def command_for(cfg: ConvFormerConfig) -> str:
+    """The `python -m convformer code` command that writes the file for `cfg` (every field that differs from
+    the fusion stage's tiny preset, as flags)."""
+    from .presets import PRESETS
+    base = PRESETS[f"convformer_{cfg.fusion}_tiny"]
+    words = [f"python -m convformer code --fusion {cfg.fusion}"]
+    for name in _FLAGS:
+        value = getattr(cfg, name)
+        if value != getattr(base, name):
+            text = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            words.append(f"--{name.replace('_', '-')} {text}")
+    return " ".join(words)
+
+
 def _command(args: Any) -> str:
     words = ["python -m convformer code"]
     for name in ("preset", "fusion", "checkpoint", *_FLAGS):
@@ -208,4 +222,4 @@ def code_command(args: Any) -> None:
         sys.stdout.write(source)
 
 
-__all__ = ["ExportError", "add_parser", "check", "code_command", "export", "load"]
+__all__ = ["ExportError", "add_parser", "check", "code_command", "command_for", "export", "load"]

@@ -296,3 +296,14 @@ def test_readme_pitfall_links_point_at_the_code_they_name():
     for mistake in ("attention only", "norm2(x)", "64*H*W/4", "`num_classes` never defined", "H/2 x W/2"):
         row = next(r for r in section.splitlines() if mistake in r)
         assert "examples/mid_tiny.py#L" in row, mistake
+
+
+def test_command_for_a_config_writes_the_same_file(capsys):
+    from convformer.export import command_for
+    cfg = PRESETS["convformer_late_tiny"].replace(img_size=(48, 80), patch_size=8, embed_dim=32, num_heads=2,
+                                                  depth=1, merge="gate", num_classes=5, pool="avg")
+    command = command_for(cfg)
+    assert main(command.split()[3:]) == 0
+    module = load(capsys.readouterr().out)
+    assert module.IMG_SIZE == (48, 80) and module.PATCH_SIZE == 8 and module.NUM_CLASSES == 5
+    assert "self.gate" in export(cfg)
