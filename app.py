@@ -60,6 +60,10 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                            image_mode=None)  # Gradio passes the file on undecoded: load_image decodes
                     preview = gr.Image(label=tr("image.preview"), interactive=False, format="jpeg", height=220, elem_id="preview")
                     image_status = gr.Markdown()
+                    resize = gr.Radio([("Keep the aspect", "keep"), ("Squash to a square", "squash")], value="keep",
+                                      label="Resize the image", elem_id="resize",
+                                      info="keep: the short side to the model's input size, the ratio kept (the "
+                                           "token grid follows) · squash: exactly the input size")
                 with gr.Column(scale=1, min_width=260):
                     gallery = gr.Gallery([str(p) for p in explore.examples()], label=tr("image.examples"), columns=3,
                                          height=330,
@@ -139,7 +143,18 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                     gr.Markdown(tr("shapes.explain"))
                     diagram = gr.HTML(elem_id="diagram")
                     table = gr.Dataframe(headers=["step", "input", "output", "params", "FLOPs", "what"],
-                                         interactive=False, wrap=True, elem_id="shape-table")
+                                         interactive=False, wrap=True, elem_id="shape-table", max_height=2000)
+                with gr.Tab("Code") as code_tab:
+                    gr.Markdown("The model set above as **one PyTorch file**: only `torch` and the standard library, "
+                                "the configuration as constants, every step with its shapes for this configuration. "
+                                "Its `state_dict` is the library model's, so the weights load strictly and give the "
+                                "same logits. Run it (`python convformer_mid.py [H W]`) to print the shape after "
+                                "every step.")
+                    code_btn = gr.Button("Write the code for this configuration", size="sm", elem_id="code-run")
+                    code_view = gr.Code(language="python", interactive=False, lines=20, max_lines=40,
+                                        buttons=["copy", "download"], elem_id="code")
+                    code_file = gr.File(label="The file, to download", interactive=False, elem_id="code-file",
+                                        height=80)
         with gr.Tab(tr("tab.train"), id="train"):
             gr.Markdown(tr("train.explain"))
             with gr.Row(equal_height=False):
@@ -208,7 +223,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                  conv_depths=conv_depths, merge=merge, weights=weights, checkpoint=checkpoint)
     controls = [parts[k] for k in Controls.names()]
     trained = gr.State(None, delete_callback=train_tab.forget)  # this session's Train-tab checkpoint path
-    predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, trained]
+    predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, trained, resize]
     named = dict(parts, label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout, patch=patch,
                  query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table, diagram=diagram,
                  run=run_state, point=point, block=block, head=head, stage=stage, cam_target=cam_target)
@@ -219,6 +234,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     run_btn.click(session.guard(explore.predict), predict_inputs, predict_outputs, api_name="predict")
     cam_target.input(session.guard(explore.predict), predict_inputs, predict_outputs, api_name="explain")
     image.change(explore.preview, image, [preview, image_status], api_name="preview")
+    gr.on([code_tab.select, code_btn.click], session.guard(explore.code), [*controls, trained], [code_view, code_file],
+          api_name="code")
     capture.input(lambda path: path, capture, image, api_name="capture")
     gallery.select(explore.pick_example, None, image, api_name="example")
     fusion.input(explore.on_fusion, [*controls, trained], set_controls, api_name="fusion_defaults")

@@ -250,7 +250,7 @@ def check_size(output: list, size: int) -> None:
     """The app must have run the same input size as the bare inspection (its shape table says)."""
     from convformer_app.explore import PREDICT_OUTPUTS
     first = output[PREDICT_OUTPUTS.index("table")]["data"][0][2]
-    if first != f"(1, 3, {size}, {size})":
+    if first != f"(B=1, C=3, H={size}, W={size})":  # named axes (convformer.axes)
         raise RuntimeError(f"the app ran a {first} input, the bare inspection {size} px: not comparable")
 
 

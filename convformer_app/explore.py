@@ -7,7 +7,9 @@ and without waiting for the model thread.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from convformer.config import estimate
+from convformer.export import command_for, export
 from convformer.presets import PRESETS
 
 from . import session, views
@@ -38,11 +41,11 @@ CONTROL_OUTPUTS = (*SETTABLE, "notice")
 # ---- running the model ---------------------------------------------------------------------------------
 @spread
 def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, top_k: float = 5,
-            head_fusion: str = "mean", discard_ratio: float = 0.0, trained: str | None = None) -> tuple:
+            head_fusion: str = "mean", discard_ratio: float = 0.0, trained: str | None = None, resize: str = "keep") -> tuple:
     """Run the model once on the image; return every output, in the order of PREDICT_OUTPUTS. `trained` is
     the session's Train-tab checkpoint (a gr.State), used when weights == "trained"."""
     weights = resolve(controls, trained)
-    r = session.run(image, controls, weights, cam_target)
+    r = session.run(image, controls, weights, cam_target, resize=resize)
     k = max(1, min(int(top_k), len(r.classes)))
     top = np.argsort(-r.probs, kind="stable")[:k]
     label = {r.classes[i]: float(r.probs[i]) for i in top}
@@ -224,3 +227,32 @@ def on_load(request: gr.Request) -> tuple:
 def link(controls: Controls) -> str:
     """The query string (?fusion=mid&depth=6&...) that re-creates the current configuration."""
     return controls.query()
+
+
+# ---- the code ------------------------------------------------------------------------------------------
+CODE_DIR = Path(tempfile.gettempdir()) / "convformer_code"  # one file per distinct source: bounded by configs
+
+
+@spread
+def code(controls: Controls, trained: str | None = None) -> tuple[str, str]:
+    """The model the controls describe as ONE PyTorch file (convformer.export: torch + stdlib, the same
+    state_dict as the library's model): (the source, the path of a file to download)."""
+    weights = resolve(controls, trained)
+    if weights.kind == "imagenet":
+        raise gr.Error("The ImageNet references are timm models, not ConvFormers: choose other weights to see "
+                       "the code.")
+    cfg = session.model_config(controls, weights)
+    loaded = session.load(weights, cfg)
+    if weights.kind == "random":
+        name, command, classes = f"{controls.preset} (random weights)", command_for(cfg), None
+    else:  # a checkpoint: its file name only (no server path), and its class names
+        file = weights.path.name if weights.path else "checkpoint.safetensors"
+        name, command = f"{file} ({weights.kind} weights)", f"python -m convformer code --checkpoint {file}"
+        classes = loaded.classes
+    source = export(loaded.model, name=name, command=command, classes=classes)
+    folder = CODE_DIR / hashlib.sha256(source.encode()).hexdigest()[:16]
+    path = folder / f"convformer_{cfg.fusion}.py"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    return source, str(path)

@@ -27,7 +27,7 @@ from PIL import Image
 from convformer import viz
 from convformer.checkpoint import CheckpointError, load_checkpoint
 from convformer.config import ConvFormerConfig
-from convformer.data import ImageError, load_image, pick_device, preprocess
+from convformer.data import RESIZES, ImageError, fit, load_image, pick_device, preprocess
 from convformer.inspection import ShapeRow, inspect
 from convformer.model import ConvFormer
 
@@ -277,8 +277,12 @@ def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None):
     return result, statistics.median(times) * 1000
 
 
-def run(image: str | None, controls: Controls, weights: Weights, cam_target: str = PREDICTED) -> Run:
-    """Decode the image, get the model, inspect once, keep what the pictures need."""
+def run(image: str | None, controls: Controls, weights: Weights, cam_target: str = PREDICTED,
+        resize: str = "keep") -> Run:
+    """Decode the image, get the model, inspect once, keep what the pictures need. resize: "keep" the image's
+    aspect (the short side to the model's input size) or "squash" it to the input size (data.fit)."""
+    if resize not in RESIZES:
+        raise gr.Error(f"resize={resize!r} is not allowed: expected one of {', '.join(RESIZES)}")
     shown = picture(image)
     loaded = load(weights, model_config(controls, weights))
     model = loaded.model
@@ -286,7 +290,8 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
     if cam is not None and cam_target in loaded.classes:
         cam = loaded.classes.index(cam_target)
     try:
-        x = preprocess(shown, model)
+        fitted = fit(shown.size, model, resize)
+        x = preprocess(shown, model, resize)
         with loaded.lock:  # inspect() hooks the model: one request at a time per model
             result, latency = _compute(model, x, cam)
     except torch.OutOfMemoryError:
@@ -298,11 +303,12 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
         top = viz.top_channels(a, 16)
         acts[stage] = (a[top], top, a.shape[0])
     cam_class = loaded.classes[int(result.cam_class[0])] if result.cam_class is not None else None
-    size = model.config.img_size
+    size = tuple(x.shape[-2:])  # (H, W) the model ran: the maps and the shape table follow this grid
     return Run(display=views.display_image(shown, size), fusion=model.config.fusion, classes=loaded.classes,
                probs=result.probs[0].float().cpu().numpy(),
                attentions={k: viz.to_numpy(v[0]).astype(np.float16) for k, v in result.attentions.items()},
                grid=(tg.h, tg.w, tg.prefix) if tg else None, channels=acts,
                cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()}, cam_class=cam_class,
                shapes=result.shapes,
-               stats=views.stats_markdown(result.params, result.flops, latency, device_name(), size))
+               stats=views.stats_markdown(result.params, result.flops, latency, device_name(), size)
+               + f" · input: {fitted.message()}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from convformer import viz
+from convformer import axes, viz
 from convformer.inspection import ShapeRow, human
 
 DISPLAY = 320  # long side of the pictures, in pixels
@@ -57,15 +57,33 @@ def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> s
 def stats_markdown(params: int, flops: int, latency_ms: float, device: str, size: tuple[int, int]) -> str:
     return (f"**{human(params)}** parameters ({params * 4 / 2**20:.1f} MB in float32) · "
             f"**{human(flops, 'FLOPs')}** per image · **{latency_ms:.1f} ms** per forward pass on "
-            f"**{device}** (batch 1, {size[0]} x {size[1]} px, median of timed runs)")
+            f"**{device}** (batch 1, {size[1]} x {size[0]} px, median of timed runs)")  # width x height
 
 
 def shape_table(rows: Sequence[ShapeRow]) -> list[list[str]]:
-    """Rows for a Dataframe with TABLE_HEADERS, input first, logits last, then the total."""
-    out = [[r.name, str(r.input_shape) if r.input_shape else "", str(r.output_shape), human(r.params),
-            human(r.flops), r.note] for r in rows]
+    """Rows for a Dataframe with TABLE_HEADERS, input first, logits last, then the total. Shapes have named
+    axes for this model (`convformer.axes`: (B=1, N=1+14x14=197, D=192)); a run of transformer blocks with the
+    same shapes is one row (`vit.blocks.0-11`, params and FLOPs summed), so the head and total stay in view."""
+    named = axes.rows(rows)
+    out, i = [], 0
+    while i < len(rows):
+        j = i
+        while _same_block(rows[i], rows[j + 1] if j + 1 < len(rows) else None):
+            j += 1
+        r, group = rows[i], rows[i:j + 1]
+        name = r.name if j == i else f"{r.name}-{rows[j].name.rsplit('.', 1)[1]}"
+        note = r.note if j == i else f"{j - i + 1} x {r.note}"
+        out.append([name, *named[i], human(sum(g.params for g in group)), human(sum(g.flops for g in group)), note])
+        i = j + 1
     out.append(["total", "", "", human(sum(r.params for r in rows)), human(sum(r.flops for r in rows)), ""])
     return out
+
+
+def _same_block(first: ShapeRow, other: ShapeRow | None) -> bool:
+    """Whether `other` is another transformer block of `first`'s branch with the same shapes."""
+    return (other is not None and ".blocks." in first.name and other.name.rsplit(".", 1)[0] ==
+            first.name.rsplit(".", 1)[0] and (other.input_shape, other.output_shape) ==
+            (first.input_shape, first.output_shape))
 
 
 # ---- pipeline diagram ----------------------------------------------------------------------------------
@@ -78,9 +96,10 @@ TITLES = {"conv": "conv stage", "proj": "1x1 projection", "patch": "patchify", "
 
 
 def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
-    """Shape rows grouped into lanes (one per branch, then 'out'); repeated blocks collapsed into one box."""
+    """Shape rows grouped into lanes (one per branch, then 'out'); repeated blocks collapsed into one box.
+    Shapes have named axes; the merge shows both branches going in."""
     lanes: dict[str, list[tuple[str, str, str]]] = {}
-    for r in rows:
+    for r, (named_in, named_out) in zip(rows, axes.rows(rows)):
         parts = r.name.split(".")
         lane, kind = (parts[0], parts[1]) if len(parts) > 1 else ("out" if r.name != "input" else "in", parts[0])
         boxes = lanes.setdefault(lane, [])
@@ -89,10 +108,9 @@ def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
             title = f"conv stage {parts[2][5:]}" if len(parts) > 2 else title
         if boxes and kind == "blocks" and boxes[-1][0].startswith(TITLES["blocks"]):
             count = int(boxes[-1][0].split("×")[-1]) + 1 if "×" in boxes[-1][0] else 2
-            boxes[-1] = (f"{TITLES['blocks']}s ×{count}", str(r.output_shape), kind)
+            boxes[-1] = (f"{TITLES['blocks']}s ×{count}", named_out, kind)
             continue
-        shape = " + ".join(str(s) for s in r.input_shape) if kind == "merge" else str(r.output_shape)
-        boxes.append((title, shape if kind != "merge" else f"{shape} → {r.output_shape}", kind))
+        boxes.append((title, named_out if kind != "merge" else f"{named_in} → {named_out}", kind))
     return lanes
 
 
@@ -125,7 +143,8 @@ def diagram_html(rows: Sequence[ShapeRow], fusion: str) -> str:
 
 # ---- pictures ------------------------------------------------------------------------------------------
 def display_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """The image squashed to the model's aspect (as preprocessing does), `DISPLAY` px on its long side."""
+    """The image at the aspect of the model's input `size` (H, W) (as preprocessing gave it), `DISPLAY` px on its
+    long side."""
     h, w = size
     scale = DISPLAY / max(h, w)
     return image.convert("RGB").resize((max(1, round(w * scale)), max(1, round(h * scale))),

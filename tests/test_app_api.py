@@ -83,7 +83,7 @@ def test_predict_every_fusion(client: Client, shape_png: Path, fusion: str) -> N
     assert len(out["label"]["confidences"]) == 3
     assert "Random weights" in out["notice"]
     rows = out["table"]["data"]
-    assert rows[0][2] == "(1, 3, 64, 64)" and rows[-2][0] == "head" and rows[-2][2] == "(1, 10)"
+    assert rows[0][2] == "(B=1, C=3, H=64, W=64)" and rows[-2][0] == "head" and rows[-2][2] == "(B=1, classes=10)"
     assert "FLOPs" in out["stats"] and "cpu" in out["stats"]
     assert (out["rollout"] is None) == (fusion == "cnn")
     assert (out["cam"] is None) == (fusion == "vit")
