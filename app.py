@@ -36,7 +36,7 @@ D = defaults("mid")
 D_NOTICE = i18n.fixed(lambda: resolve(D).notice)  # the start page's notice, in each language
 LIM = train_tab.limits()
 CSS = ("#weights-notice{background:#fef9c3;border:1px solid #facc15;border-radius:8px;padding:6px 12px}"
-       ".cf-small textarea{font-family:monospace}"
+       ".cf-small textarea{font-family:monospace}#cf-relang{display:none}"
        "#examples .grid-container{grid-template-columns:repeat(3,minmax(0,1fr)) !important}")
 
 
@@ -215,6 +215,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 split_plot = gr.BarPlot(x="model", y="accuracy (%)", y_lim=[0, 100], sort=None, height=300, scale=2,
                                         label=tr("compare.test_acc"), elem_id="compare-plot")
 
+    relang = gr.Button(elem_id="cf-relang")  # hidden; i18n.HEAD clicks it when the page's language changes
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
 
     # the Explore controls, one component per field of Controls: handlers take them as `*controls` (spread)
@@ -270,7 +271,15 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     demo.unload(train_tab.leave)
     cmp_btn.click(session.guard(compare.compare_image), cmp_image, cmp_out, api_name="compare_image")
     split_btn.click(compare.compare_split, split_n, [split_table, split_plot, split_note], api_name="compare_split")
-    demo.load(explore.on_load, None, set_controls, api_name="load_config")
+    # texts built in Python follow the page's language: on load, and again when it is changed in Settings
+    retold = [notice, config_status, maps_note, table, diagram]
+    demo.load(explore.on_load, None, set_controls, api_name="load_config").then(
+        explore.retell, [*controls, trained, run_state], retold, api_name=False)
+    relang.click(explore.retell, [*controls, trained, run_state], retold, api_name=False)
+    relang.click(train_tab.describe, [*controls, train_img], train_model, api_name=False)
+    gr.on([demo.load, relang.click], train_tab.axes, None, [loss_plot, acc_plot], api_name=False)
+    demo.load(compare.headers, None, [split_table, split_plot], api_name=False)
+    i18n.localize(demo)  # every handler answers in the language of the page that called it
 
 
 def main() -> None:

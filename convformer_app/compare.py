@@ -27,6 +27,7 @@ from convformer.shapes import CLASSES, ShapesDataset
 from convformer.train import evaluate
 
 from . import session, views
+from .i18n import text
 from .controls import Controls
 from .weights import Weights, resolve
 
@@ -35,7 +36,9 @@ TEST_SEED = 4242           # the bundled checkpoints were trained with seed 0 an
 # the labels of each stage's two pictures (keys of convformer_app/i18n.py)
 OVERLAY = {f: "compare.cam" if f == "cnn" else "compare.rollout" for f in FUSIONS}
 CHANNELS = {f: "compare.no_conv" if f == "vit" else "compare.channels" for f in FUSIONS}
-HEADERS = ["model", "weights", "accuracy (%)", "params (M)", "MFLOPs", "latency (ms)"]
+HEADERS = ["model", "weights", "accuracy (%)", "params (M)", "MFLOPs", "latency (ms)"]  # the API's column names
+HEADER_KEYS = ("compare.col_model", "compare.col_weights", "compare.col_acc", "compare.col_params",
+               "compare.col_flops", "compare.col_latency")
 TOP = 3
 
 _ROWS: OrderedDict[tuple, list] = OrderedDict()   # keyed by a request value (n): bounded, oldest out
@@ -50,7 +53,7 @@ def controls(fusion: str) -> Controls:
 
 
 def weights_label(weights: Weights) -> str:
-    return "bundled checkpoint" if weights.kind == "bundled" else "RANDOM (nothing bundled)"
+    return weights_label_of(weights.kind)
 
 
 def compare_image(image: str | None) -> tuple:
@@ -62,8 +65,8 @@ def compare_image(image: str | None) -> tuple:
         weights = resolve(controls(fusion))
         r = session.run(image, controls(fusion), weights)
         top = sorted(range(len(r.probs)), key=lambda i: -r.probs[i])[:TOP]
-        title = f"### {fusion}\n" + ("bundled checkpoint" if weights.kind == "bundled" else
-                                     "⚠ **random weights**: nothing is bundled, predictions are meaningless")
+        title = f"### {fusion}\n" + (text("compare.bundled") if weights.kind == "bundled" else
+                                     text("compare.random_title"))
         overlay = views.cam_picture(r) if fusion == "cnn" else views.rollout_picture(r)
         stages = list(r.channels)
         channels = views.channels_picture(r, stages[-1]) if stages else None
@@ -125,7 +128,7 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
     rows = []
     with _LOCK:  # one evaluation at a time; a second press waits and then reads the cache
         for i, fusion in enumerate(FUSIONS):
-            progress((i, len(FUSIONS)), desc=f"scoring {fusion} on {n} test images", unit="models")
+            progress((i, len(FUSIONS)), desc=text("compare.scoring", fusion=fusion, n=n), unit="models")
             rows.append(session.on_model_thread(_row, fusion, n))  # progress stays in this handler's thread
     table = pd.DataFrame(rows, columns=HEADERS)
     device = session.device_name()

@@ -25,8 +25,10 @@ from convformer.presets import PRESETS
 from . import session, views
 from . import safety
 from .controls import Controls, spread
+from .i18n import text
 from .session import EXAMPLES, PREDICTED, Run
 from .weights import Weights, defaults, resolve
+from . import i18n
 
 HEAD_FUSIONS = ("mean", "max", "min")
 # what predict returns, in order (app.py maps these names to its components)
@@ -57,7 +59,7 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
     stages = list(r.channels)
     return (label, weights.notice, r.stats, maps_note(r), views.rollout_picture(r, head_fusion, discard_ratio),
             patch, query, blocks_tile, heads_tile, views.channels_picture(r, stages[-1] if stages else None),
-            views.cam_picture(r), views.shape_table(r.shapes), views.diagram_html(r.shapes, r.fusion),
+            views.cam_picture(r), views.table(r.shapes), views.diagram_html(r.shapes, r.fusion),
             safety.keep(r), None,
             gr.update(choices=blocks, value=block), gr.update(choices=head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
@@ -78,24 +80,26 @@ def warm_up() -> threading.Thread:
     return thread
 
 
-def head_choices(heads: int) -> list[str]:
-    return ["mean of heads", *(f"head {i}" for i in range(heads))]
+def head_choices(heads: int) -> list[tuple[str, str]]:
+    """(label in the page's language, the API's value) for the head dropdown."""
+    return [(text("per_block.mean"), "mean of heads"),
+            *((text("per_block.head_n", i=i), f"head {i}") for i in range(heads))]
 
 
 def maps_note(r: Run) -> str:
     """Which part of the model each map comes from (late fusion has one branch of each kind)."""
     if r.fusion == "late":
-        where = "Attention maps come from the **ViT branch**; conv activations and Grad-CAM from the **CNN branch**."
+        where = text("maps.late")
     elif r.fusion == "cnn":
-        where = "The CNN baseline has no attention, so only conv activations and Grad-CAM are shown."
+        where = text("maps.cnn")
     elif r.fusion == "vit":
-        where = "The ViT baseline has no convolutions, so there are no conv activations or Grad-CAM."
+        where = text("maps.vit")
     else:
-        where = f"In {r.fusion} fusion the transformer attends over the conv trunk's feature grid."
+        where = text("maps.hybrid", fusion=r.fusion)
     if r.grid:
-        where += f" Token grid: {r.grid[0]} x {r.grid[1]}" + (" plus a class token." if r.grid[2] else ".")
+        where += text("maps.grid_cls" if r.grid[2] else "maps.grid", h=r.grid[0], w=r.grid[1])
     if r.cam_class:
-        where += f" Grad-CAM explains **{r.cam_class}** at `{next(iter(r.cam))}`."
+        where += text("maps.cam", name=r.cam_class, layer=next(iter(r.cam)))
     return where
 
 
@@ -135,8 +139,8 @@ def preview(image: str | None) -> tuple[Image.Image | None, str]:
     try:
         shown = session.picture(image)
     except gr.Error as e:
-        gr.Warning(e.message)
-        return None, f"⚠ **{e.message}**"
+        gr.Warning(i18n.translate(e.message))
+        return None, f"⚠ **{i18n.translate(e.message)}**"
     scale = views.DISPLAY / max(shown.size)  # small images are enlarged so they can be seen
     return shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),
                         Image.Resampling.BICUBIC), ""
@@ -160,15 +164,13 @@ def check_config(controls: Controls, trained: str | None = None) -> str:
     """A one-line verdict on the controls, shown next to them: what the model will be, or what is wrong."""
     weights = resolve(controls, trained)
     if weights.fixes_architecture:
-        who = "The model trained in this session (Train tab)" if weights.kind == "trained" else \
-            f"The bundled **{controls.fusion}** checkpoint"
-        return (f"✓ {who} fixes the architecture (its hyperparameters are shown above). Choose *Random "
-                "initialisation* to try your own.")
+        return text("config.fixed_trained") if weights.kind == "trained" else \
+            text("config.fixed_bundled", fusion=controls.fusion)
     try:
         cfg = session.model_config(controls, Weights("random", "")) if weights.kind != "upload" else \
             session.model_config(controls, weights)
     except gr.Error as e:
-        return f"⚠ **This combination is impossible:** {e.message}"
+        return text("config.impossible", detail=i18n.translate(e.message))
     params, tokens, _ = estimate(cfg)
     grid = f", {cfg.grid_size()[0]} x {cfg.grid_size()[1]} = {tokens} tokens" if cfg.uses_transformer else ""
     return f"✓ {cfg.fusion} fusion, about {views.human(params)} parameters{grid}."
@@ -219,8 +221,19 @@ def on_load(request: gr.Request) -> tuple:
     params: Mapping[str, str] = dict(request.query_params) if request is not None else {}
     controls, notes = Controls.from_query(params, defaults)
     if notes:
-        gr.Warning("The link's configuration was adjusted: " + "; ".join(notes) + ".")
+        gr.Warning(text("link.adjusted", notes="; ".join(i18n.translate(n) for n in notes)))
     return _set(controls, resolve(controls))
+
+
+@spread
+def retell(controls: Controls, trained: str | None = None, r: Run | None = None) -> tuple:
+    """Explore's texts built in Python, again in the page's language (after the page loads, and when the
+    language is changed in Gradio's Settings): (notice, config status, maps note, shape table, diagram)."""
+    status = check_config(*controls.inputs(), trained)
+    if r is None:
+        return resolve(controls, trained).notice, status, "", views.table([]), ""
+    return (resolve(controls, trained).notice, status, maps_note(r), views.table(r.shapes),
+            views.diagram_html(r.shapes, r.fusion))
 
 
 @spread

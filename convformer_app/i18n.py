@@ -50,6 +50,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "image.examples": ("Examples (click one)", "示例（点击选择）"),
     "image.cannot": ("This image cannot be used: {detail}", "无法使用这张图像：{detail}"),
     "image.first": ("Upload an image first (or pick an example).", "请先上传一张图像（或选择一个示例）。"),
+    "image.no_example": ("example {index} does not exist: choose one from 0 to {last}",
+                         "示例 {index} 不存在：请选择 0 到 {last} 之间的一个"),
     # ---- Explore: the controls ----
     "ctl.fusion": ("Fusion stage", "融合阶段"),
     "ctl.fusion_info": (
@@ -95,8 +97,13 @@ TEXT: dict[str, tuple[str, str]] = {
         "Choose *Random initialisation* to try your own.",
         "✓ 内置的 **{fusion}** 检查点决定了架构（上方显示其超参数）。选择*随机初始化*即可尝试你自己的超参数。"),
     "config.impossible": ("⚠ **This combination is impossible:** {detail}", "⚠ **这个组合不可行：**{detail}"),
-    "config.ok": ("✓ {fusion} fusion, about {params} parameters{grid}.", "✓ {fusion} 融合，约 {params} 个参数{grid}。"),
-    "config.grid": (", {h} x {w} = {tokens} tokens", "，{h} x {w} = {tokens} 个词元"),
+    "config.ok": ("✓ {fusion} fusion, {params} parameters{grid}.", "✓ {fusion} 融合，{params} 个参数{grid}。"),
+    "config.grid": (", {h} x {w} = {tokens} tokens{cls}", "，{h} x {w} = {tokens} 个词元{cls}"),
+    "config.cls": (" + a class token", " + 一个类别词元"),
+    "config.imagenet": (
+        "✓ The ImageNet reference of **{fusion}** fusion has its own architecture; the preset and hyperparameters "
+        "above do not apply to it.",
+        "✓ **{fusion}** 融合的 ImageNet 参考模型有自己的架构；上面的预设和超参数对它不适用。"),
     "link.adjusted": ("The link's configuration was adjusted: {notes}.", "链接中的配置已调整：{notes}。"),
     "link.not_fusion": ("fusion={value} is not a fusion stage", "fusion={value} 不是融合阶段"),
     "link.not_usable": ("{key}={value} is not usable", "{key}={value} 不可用"),
@@ -138,6 +145,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "notice.cannot_bundled": ("The bundled checkpoint cannot be used: {detail}", "无法使用内置检查点：{detail}"),
     "notice.cannot_trained": ("The trained checkpoint cannot be used: {detail}", "无法使用训练得到的检查点：{detail}"),
     "notice.cannot_upload": ("This checkpoint cannot be used: {detail}", "无法使用这个检查点：{detail}"),
+    "notice.cannot_kind": ("The {kind} checkpoint cannot be used: {detail}", "无法使用 {kind} 检查点：{detail}"),
     "notice.saved_with": ("{detail}. It was saved with {saved}: set these controls to load it.",
                           "{detail}。它保存时的设置为 {saved}：请把控件设为这些值后再加载。"),
     # ---- results ----
@@ -369,6 +377,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "compare.col_params": ("params (M)", "参数量（百万）"),
     "compare.col_flops": ("MFLOPs", "MFLOPs"),
     "compare.col_latency": ("latency (ms)", "延迟（毫秒）"),
+    "compare.axis_from": ("accuracy (%), axis from {low}", "准确率（%），坐标轴从 {low} 开始"),
     # ---- messages built around the library's errors (the values stay as they are) ----
     "err.not_allowed": ("{name}={value} is not allowed: {reason}", "{name}={value} 不允许：{reason}"),
     "err.not_allowed_here": ("{name}={value} is not allowed here: {reason}", "{name}={value} 在这里不允许：{reason}"),
@@ -597,6 +606,18 @@ def localized(fn: Callable) -> Callable:
     return wrapper
 
 
+def localize(blocks: gr.Blocks) -> None:
+    """Every Python handler of `blocks` answers in the language of the page that called it (`localized`),
+    wired once after the events are: the API and the handlers' signatures do not change."""
+    for block_fn in blocks.fns.values():
+        fn = block_fn.fn
+        if fn is None or getattr(fn, "__localized__", False) or inspect.iscoroutinefunction(fn) \
+                or inspect.isasyncgenfunction(fn):
+            continue
+        block_fn.fn = localized(fn)
+        block_fn.fn.__localized__ = True
+
+
 # The page's language as a cookie, so that a request says which language its page shows (Gradio's own
 # language lives in the browser; svelte-i18n writes it to <html lang>, also when it is changed in Settings).
 HEAD = f"""<script>
@@ -604,7 +625,13 @@ HEAD = f"""<script>
   const sync = () => {{
     document.cookie = "{COOKIE}=" + encodeURIComponent(document.documentElement.lang || "") + "; path=/; SameSite=Lax";
   }};
-  new MutationObserver(sync).observe(document.documentElement, {{attributes: true, attributeFilter: ["lang"]}});
+  let shown = document.documentElement.lang;
+  new MutationObserver(() => {{  // a new language: the texts built on the server are asked for again
+    const now = document.documentElement.lang;
+    sync();
+    if (shown && now !== shown) document.getElementById("cf-relang")?.click();
+    shown = now;
+  }}).observe(document.documentElement, {{attributes: true, attributeFilter: ["lang"]}});
   // the cookie is shared by every tab of the site: the tab being used says its own language
   for (const event of ["focus", "pointerdown", "keydown"]) window.addEventListener(event, sync, true);
   sync();

@@ -37,7 +37,9 @@ from convformer.model import ConvFormer
 from convformer.train import TrainConfig, TrainResult, fit, make_datasets
 
 from . import safety, session, views
+from . import i18n
 from .controls import Controls, spread
+from .i18n import text
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,13 @@ DATASETS = {"shapes": "Built-in shapes (10 classes, generated)", "zip": "My zip 
 ORPHAN_S = 60.0           # no page has read the progress for this long: the run stops
 UPDATE_S = 0.5            # at most two page updates a second
 TEST_IMAGES = 400         # shapes: a fresh test split, scored once at the end
-COLOURS = {"train (per step, smoothed)": "#3b82f6", "validation": "#f97316"}
+COLOURS = {"train (per step, smoothed)": "#3b82f6", "validation": "#f97316"}  # the series, as the API names them
+
+
+def colours() -> dict[str, str]:
+    """The curves' colours by series name, in the page's language (the names are the legend)."""
+    return {text("train.series_train"): COLOURS["train (per step, smoothed)"],
+            text("train.series_val"): COLOURS["validation"]}
 TRAIN_OUTPUTS = ("status", "loss_plot", "acc_plot", "download", "trained")
 
 
@@ -147,39 +155,45 @@ def curves(steps: list[float], history: list[dict[str, float]], steps_per_epoch:
     for i, loss in enumerate(steps):
         smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
         if i % every == 0 or i == len(steps) - 1:
-            rows.append(((i + 1) / steps_per_epoch, smooth, "train (per step, smoothed)"))
-    rows += [(float(h["epoch"]), h["val_loss"], "validation") for h in history]
+            rows.append(((i + 1) / steps_per_epoch, smooth, text("train.series_train")))
+    rows += [(float(h["epoch"]), h["val_loss"], text("train.series_val")) for h in history]
     loss = pd.DataFrame(rows, columns=["epoch", "loss", "series"])
-    acc = pd.DataFrame([(float(h["epoch"]), 100 * h["val_acc"], "validation") for h in history],
+    acc = pd.DataFrame([(float(h["epoch"]), 100 * h["val_acc"], text("train.series_val")) for h in history],
                        columns=["epoch", "accuracy", "series"])
     # Gradio 6.31's plot keeps the colour domain of its first data until a prop changes: an (invisible)
     # change of the axis title per epoch makes the validation series appear; no points yet: leave the plot
-    return (gr.update(value=loss, x_title="epoch" + "\u200b" * len(history)),
-            acc if len(acc) else gr.skip())
+    return (gr.update(value=loss, x_title=text("train.axis_epoch") + "\u200b" * len(history),
+                      y_title=text("train.axis_loss"), color_map=colours()),
+            gr.update(value=acc, color_map=colours()) if len(acc) else gr.skip())
+
+
+def axes() -> tuple:
+    """The two curves' axis titles and legend in the page's language, before any training."""
+    return (gr.update(x_title=text("train.axis_epoch"), y_title=text("train.axis_loss"), color_map=colours()),
+            gr.update(x_title=text("train.axis_epoch"), y_title=text("train.axis_acc"), color_map=colours()))
 
 
 def _status(info: dict[str, Any], dataset: str) -> str:
     step, total = info["step"], info["total_steps"]
     left = (total - step) * info["elapsed"] / max(step, 1)
-    text = (f"**Training** on {dataset}: epoch {info['epoch']}/{info['epochs']} · step {step}/{total} "
-            f"({100 * step / max(total, 1):.0f}%) · loss {info['loss']:.3f}")
+    out = text("train.status", dataset=dataset, epoch=info["epoch"], epochs=info["epochs"], step=step, total=total,
+               pct=f"{100 * step / max(total, 1):.0f}", loss=f"{info['loss']:.3f}")
     if info.get("val_acc") is not None:
-        text += f" · last validation accuracy {info['val_acc']:.1%}"
-    return text + f" · {info['images_per_s']:.0f} images/s · about {left:.0f} s left"
+        out += text("train.status_val", acc=f"{info['val_acc']:.1%}")
+    return out + text("train.status_end", speed=f"{info['images_per_s']:.0f}", left=f"{left:.0f}")
 
 
 def _final(job: Job, dataset: str) -> str:
     r = job.result
     assert r is not None
     best = r.best
-    text = "⏹ **Stopped early; the best model so far is kept.**" if r.cancelled else "✓ **Done.**"
+    out = text("train.stopped") if r.cancelled else text("train.done")
     took = f"{r.train_time:.0f}" if r.train_time >= 10 else f"{r.train_time:.1f}"
-    text += (f" Trained for {r.history[-1]['epoch']:g} epoch(s) in {took} s on {dataset}. Best "
-             f"validation accuracy **{best['val_acc']:.1%}** (epoch {best['epoch']:g})")
+    out += text("train.summary", epochs=f"{r.history[-1]['epoch']:g}", seconds=took, dataset=dataset,
+                acc=f"{best['val_acc']:.1%}", best=f"{best['epoch']:g}")
     if r.test is not None:
-        text += f", accuracy on {r.test['n']} fresh test images **{r.test['acc']:.1%}**"
-    return text + (". It is now this session's model in **Explore** (weights: *Trained in this session*); "
-                   "download its checkpoint below.")
+        out += text("train.test", n=r.test["n"], acc=f"{r.test['acc']:.1%}")
+    return out + text("train.now_yours")
 
 
 # ---- the handlers --------------------------------------------------------------------------------------
@@ -215,7 +229,7 @@ def train(dataset: str = "shapes", upload: str | None = None, epochs: float = 3,
                            f"{lim.max_jobs}); try again in a minute.")
         job = JOBS[owner] = Job(Path(tempfile.mkdtemp(prefix="run-", dir=run_root())))
     prune()  # older runs make room for this one within the disk budget
-    name = "the built-in shapes" if dataset == "shapes" else f"`{Path(upload).name}`"
+    name = text("train.builtin") if dataset == "shapes" else f"`{Path(upload).name}`"
     job.dataset = name
     tcfg = TrainConfig(epochs=epochs, lr=lr, min_lr=min(1e-5, lr), batch_size=batch,
                        warmup_epochs=min(1.0, epochs / 3), progress_bar=False, device=str(session.DEVICE),
@@ -269,7 +283,7 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
 
 def _follow(job: Job, progress: gr.Progress) -> Iterator[tuple]:
     skip, dataset = gr.skip(), job.dataset
-    yield f"**Loading {dataset}** and building the model…", skip, skip, None, skip
+    yield text("train.loading", dataset=dataset), skip, skip, None, skip
     shown = 0.0
     while True:
         job.last_seen = time.monotonic()
@@ -285,7 +299,7 @@ def _follow(job: Job, progress: gr.Progress) -> Iterator[tuple]:
         if time.monotonic() - shown < UPDATE_S and info["event"] == "step":
             continue
         shown = time.monotonic()
-        progress((info["step"], info["total_steps"]), desc="training", unit="steps")
+        progress((info["step"], info["total_steps"]), desc=text("train.progress"), unit="steps")
         spe = info["total_steps"] / info["epochs"]
         yield (_status(info, dataset), *curves(job.steps, info["history"], spe), skip, skip)
     yield result(job)
@@ -305,9 +319,9 @@ def cancel(request: gr.Request = None) -> str:
     """The Cancel button: tell this session's run to stop after the current step."""
     job = JOBS.get(_session(request))
     if job is None or not job.running:
-        return "Nothing is training in this page."
+        return text("train.nothing")
     job.cancel.set()
-    return "**Stopping** after the current step; the best model so far is kept…"
+    return text("train.stopping")
 
 
 def after_cancel(request: gr.Request = None) -> tuple:
@@ -317,9 +331,9 @@ def after_cancel(request: gr.Request = None) -> tuple:
         return (gr.skip(),) * len(TRAIN_OUTPUTS)
     job.thread.join(timeout=120)
     if job.error:
-        return (f"⏹ {job.error}", gr.skip(), gr.skip(), None, gr.skip())
+        return (f"⏹ {i18n.translate(job.error)}", gr.skip(), gr.skip(), None, gr.skip())  # written in English by the training thread
     if job.result is None:
-        return ("⏹ Still stopping; try again in a moment.",) + (gr.skip(),) * 4
+        return (text("train.still_stopping"),) + (gr.skip(),) * 4
     return result(job)
 
 
@@ -341,9 +355,8 @@ def describe(controls: Controls, train_img: Any = 48) -> str:
     try:
         cfg = controls.replace(img_size=train_img).config()
     except gr.Error as e:
-        return f"⚠ **The Explore configuration cannot be trained at {train_img} px:** {e.message}"
+        return text("train.cannot_train", px=train_img, detail=i18n.translate(e.message))
     params, tokens, _ = estimate(cfg)
-    grid = f", {tokens} tokens" if cfg.uses_transformer else ""
-    return (f"**Model:** {cfg.fusion} fusion from the Explore tab (embed {cfg.embed_dim}, depth {cfg.depth}, "
-            f"conv widths {', '.join(map(str, cfg.conv_widths))}), about {views.human(params)} parameters "
-            f"at {cfg.img_size[0]} px{grid}; random initial weights.")
+    return text("train.model", fusion=cfg.fusion, embed=cfg.embed_dim, depth=cfg.depth,
+                widths=", ".join(map(str, cfg.conv_widths)), params=views.human(params), px=cfg.img_size[0],
+                tokens=text("train.tokens", n=tokens) if cfg.uses_transformer else "")

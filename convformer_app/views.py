@@ -15,8 +15,12 @@ from PIL import Image, ImageDraw
 from convformer import axes, viz
 from convformer.inspection import ShapeRow, human
 
+from . import i18n
+from .i18n import text
+
 DISPLAY = 320  # long side of the pictures, in pixels
-TABLE_HEADERS = ["step", "input", "output", "params", "FLOPs", "what"]
+TABLE_HEADERS = ["step", "input", "output", "params", "FLOPs", "what"]  # the API's (English) column names
+TABLE_KEYS = ("table.step", "table.input", "table.output", "table.params", "table.flops", "table.what")
 
 
 # ---- words ---------------------------------------------------------------------------------------------
@@ -27,37 +31,35 @@ def clean(error: BaseException | str) -> str:
 
 def classes_text(classes: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(classes[:limit])
-    return shown + (f", ... ({len(classes)} in all)" if len(classes) > limit else "")
+    return shown + (text("notice.more", n=len(classes)) if len(classes) > limit else "")
 
 
 def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> str:
     """One paragraph saying what the weights are and what they know, so nobody mistakes random-weight
     predictions for knowledge."""
+    space = " " if i18n.LANG.get() == "en" else ""  # Chinese sentences follow each other without a space
     if kind == "random":
-        why = f" {reason}" if reason else ""
-        return (f"**Random weights: predictions are meaningless.**{why} The maps still show how information "
-                "flows through this architecture, but not what it has learned.")
+        return text("notice.random", why=f"{space}{reason}" if reason else "")
     classes = list(meta.get("classes") or [])
-    dataset = meta.get("dataset") or "an unnamed dataset"
+    dataset = meta.get("dataset") or text("notice.unnamed")
     if dataset == "shapes":
-        dataset = "the built-in **Shapes** dataset"
+        dataset = text("notice.shapes")
     metrics = meta.get("metrics") or {}
-    scores = [f"{label} accuracy {metrics[key]:.1%}" for key, label in (("test_acc", "test"), ("val_acc", "val"))
-              if isinstance(metrics.get(key), (int, float))]
-    who = {"bundled": "bundled checkpoint", "trained": "the model you trained in this session"}.get(
-        kind, "your checkpoint")
-    text = f"**Weights: {who}** `{name}`, trained on {dataset}"
-    text += f" ({len(classes)} classes: {classes_text(classes)})" if classes else ""
-    text += f", {', '.join(scores)}." if scores else "."
+    scores = [text(key, acc=f"{metrics[name]:.1%}") for name, key in (("test_acc", "notice.score_test"),
+                                                                    ("val_acc", "notice.score_val"))
+              if isinstance(metrics.get(name), (int, float))]
+    who = text({"bundled": "notice.who_bundled", "trained": "notice.who_trained"}.get(kind, "notice.who_upload"))
+    out = text("notice.weights", who=who, name=name, dataset=dataset)
+    out += text("notice.classes", n=len(classes), names=classes_text(classes)) if classes else ""
+    out += text("notice.scores", scores=", ".join(scores)) if scores else text("notice.end")
     if classes:
-        text += " It only knows these classes: any other image is still called one of them."
-    return text + (f" {reason}" if reason else "")
+        out += text("notice.only_these")
+    return out + (f"{space}{reason}" if reason else "")
 
 
 def stats_markdown(params: int, flops: int, latency_ms: float, device: str, size: tuple[int, int]) -> str:
-    return (f"**{human(params)}** parameters ({params * 4 / 2**20:.1f} MB in float32) · "
-            f"**{human(flops, 'FLOPs')}** per image · **{latency_ms:.1f} ms** per forward pass on "
-            f"**{device}** (batch 1, {size[1]} x {size[0]} px, median of timed runs)")  # width x height
+    return text("stats.line", params=human(params), mb=f"{params * 4 / 2**20:.1f}", flops=human(flops, "FLOPs"),
+                ms=f"{latency_ms:.1f}", device=device, h=size[1], w=size[0])  # width x height
 
 
 def shape_table(rows: Sequence[ShapeRow]) -> list[list[str]]:
@@ -73,10 +75,17 @@ def shape_table(rows: Sequence[ShapeRow]) -> list[list[str]]:
         r, group = rows[i], rows[i:j + 1]
         name = r.name if j == i else f"{r.name}-{rows[j].name.rsplit('.', 1)[1]}"
         note = r.note if j == i else f"{j - i + 1} x {r.note}"
-        out.append([name, *named[i], human(sum(g.params for g in group)), human(sum(g.flops for g in group)), note])
+        out.append([name, *named[i], human(sum(g.params for g in group)), human(sum(g.flops for g in group)),
+                    i18n.translate(note)])
         i = j + 1
-    out.append(["total", "", "", human(sum(r.params for r in rows)), human(sum(r.flops for r in rows)), ""])
+    out.append([text("table.total"), "", "", human(sum(r.params for r in rows)), human(sum(r.flops for r in rows)),
+                ""])
     return out
+
+
+def table(rows: Sequence[ShapeRow]) -> dict:
+    """The shape table for the page's Dataframe: its rows, with headers in the page's language."""
+    return {"headers": [text(k) for k in TABLE_KEYS], "data": shape_table(rows) if rows else []}
 
 
 def _same_block(first: ShapeRow, other: ShapeRow | None) -> bool:
@@ -90,9 +99,8 @@ def _same_block(first: ShapeRow, other: ShapeRow | None) -> bool:
 COLOURS = {"conv": "#dbeafe", "proj": "#e0e7ff", "patch": "#e0e7ff", "tokens": "#fef3c7", "blocks": "#fed7aa",
            "norm": "#fef3c7", "grid": "#fef3c7", "refine": "#dbeafe", "pool": "#e5e7eb", "merge": "#dcfce7",
            "head": "#dcfce7", "input": "#f3f4f6"}
-TITLES = {"conv": "conv stage", "proj": "1x1 projection", "patch": "patchify", "tokens": "grid → tokens",
-          "blocks": "transformer block", "norm": "LayerNorm", "grid": "tokens → grid", "refine": "3x3 refine conv",
-          "pool": "pool", "merge": "merge", "head": "classifier", "input": "input image"}
+KINDS = ("conv", "proj", "patch", "tokens", "blocks", "norm", "grid", "refine", "pool", "merge", "head", "input")
+# a box's title is the catalogue's "diagram.<kind>"
 
 
 def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
@@ -103,12 +111,12 @@ def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
         parts = r.name.split(".")
         lane, kind = (parts[0], parts[1]) if len(parts) > 1 else ("out" if r.name != "input" else "in", parts[0])
         boxes = lanes.setdefault(lane, [])
-        title = TITLES.get(kind, kind)
+        title = text(f"diagram.{kind}") if kind in KINDS else kind
         if kind == "conv":
-            title = f"conv stage {parts[2][5:]}" if len(parts) > 2 else title
-        if boxes and kind == "blocks" and boxes[-1][0].startswith(TITLES["blocks"]):
+            title = text("diagram.conv_n", n=parts[2][5:]) if len(parts) > 2 else title
+        if boxes and kind == "blocks" and boxes[-1][2] == "blocks":
             count = int(boxes[-1][0].split("×")[-1]) + 1 if "×" in boxes[-1][0] else 2
-            boxes[-1] = (f"{TITLES['blocks']}s ×{count}", named_out, kind)
+            boxes[-1] = (text("diagram.blocks_n", n=count), named_out, kind)
             continue
         boxes.append((title, named_out if kind != "merge" else f"{named_in} → {named_out}", kind))
     return lanes
@@ -137,7 +145,7 @@ def diagram_html(rows: Sequence[ShapeRow], fusion: str) -> str:
              ".cf-box{border:1px solid #6b7280;border-radius:6px;padding:3px 6px;color:#111;text-align:center}"
              ".cf-box code{font-size:11px;background:none;color:#111}.cf-arrow{font-size:16px;color:#6b7280}"
              ".cf-tag{font-weight:bold;font-size:11px;color:#6b7280;margin-right:4px}</style>")
-    return (f'{style}<div class="cf-flow" title="{html.escape(fusion)} fusion">{start}{arrow}'
+    return (f'{style}<div class="cf-flow" title="{html.escape(text("diagram.title", fusion=fusion))}">{start}{arrow}'
             f'<div class="cf-lanes">{"".join(lane_html)}</div>{arrow}{end}</div>')
 
 

@@ -137,9 +137,9 @@ def test_localized_handlers_answer_in_the_page_language_and_hide_the_request():
 
     wrapped = i18n.localized(handler)
     assert list(__import__("inspect").signature(wrapped).parameters) == ["fusion", "n", "request"]
-    assert wrapped("mid", 3, FakeRequest("zh-CN")) == "✓ mid 融合，约 1.0 M 个参数。"
-    assert wrapped("mid", FakeRequest(None, "en-US")) == "✓ mid fusion, about 1.0 M parameters."  # fewer inputs
-    assert wrapped("mid") == "✓ mid fusion, about 1.0 M parameters."  # the API: no page, English
+    assert wrapped("mid", 3, FakeRequest("zh-CN")) == "✓ mid 融合，1.0 M 个参数。"
+    assert wrapped("mid", FakeRequest(None, "en-US")) == "✓ mid fusion, 1.0 M parameters."  # fewer inputs
+    assert wrapped("mid") == "✓ mid fusion, 1.0 M parameters."  # the API: no page, English
     with pytest.raises(gr.Error) as caught:
         wrapped("x", -1, FakeRequest("zh-CN"))
     assert caught.value.message == "fusion='x' 不允许：应为以下之一：('early', 'mid')"
