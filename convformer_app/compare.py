@@ -138,6 +138,16 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
     return table, table, text
 
 
+def weights_label_of(kind: str) -> str:
+    return "bundled checkpoint" if kind == "bundled" else "RANDOM (nothing bundled)"
+
+
+def headers() -> tuple:
+    """Before anything is scored: (the empty table, the chart's axis titles), in the page's language."""
+    return ({"headers": [text(k) for k in HEADER_KEYS], "data": []},
+            gr.update(x_title=text("compare.col_model"), y_title=text("compare.col_acc")))
+
+
 def example_image() -> str:
     """A shapes example (what the bundled models know), so the tab shows something before any upload."""
     from .explore import examples
