@@ -149,6 +149,7 @@ class Branch(nn.Module):
                 module, dim = _part(kind, cfg, dim, kinds)
             setattr(self, kind, module)
         self.prefix = int(cfg.pool == "cls" and "tokens" in kinds)  # a class token before the grid's tokens
+        self.row = bool(self.prefix)  # unpooled map: all tokens in one row (else the grid)
         self.out_dim = dim
         self.taps = [t[:2] for t in branch_taps(kinds, cfg)]  # (part, index) per feature tap
         self.grad_checkpointing = False
@@ -170,8 +171,10 @@ class Branch(nn.Module):
             x = self.norm(x)
             if self.grid is not None:
                 x = self.grid(x, h, w)  # (B, D, h, w)
+            elif self.row:
+                x = tokens_to_map(x, h, w, self.prefix)  # with a class token: (B, D, 1, P + h * w)
             else:
-                x = tokens_to_map(x, h, w, self.prefix)  # (B, D, h, w) or, with a class token, (B, D, 1, P + h * w)
+                x = tokens_to_map(x[:, self.prefix:], h, w, 0)  # (B, D, h, w)
         if self.refine is not None:
             x = self.refine(x)  # (B, D, h, w)
         return x
@@ -203,14 +206,17 @@ class Branch(nn.Module):
                     out[t] = tokens_to_map((self.norm(x) if norm else x)[:, self.prefix:], h, w, 0)
                 t += 1
                 if stop_early and t > last:
-                    return tokens_to_map(x, h, w, self.prefix), out
+                    return self._map(x, h, w), out
             x = self.norm(x)
-            x = self.grid(x, h, w) if self.grid is not None else tokens_to_map(x, h, w, self.prefix)
+            x = self.grid(x, h, w) if self.grid is not None else self._map(x, h, w)
         if self.refine is not None:
             x = self.refine(x)
             if t in take:
                 out[t] = x
         return x, out
+
+    def _map(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        return tokens_to_map(x, h, w, self.prefix) if self.row else tokens_to_map(x[:, self.prefix:], h, w, 0)
 
     def prune(self, last: int, prune_norm: bool = False) -> None:
         """Drop every part after tap `last` (and the final norm with prune_norm, when the tap is a block)."""
@@ -314,26 +320,30 @@ class ConvFormer(nn.Module):
     @torch.jit.ignore
     def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
-        """Drop what runs after the last tap in `indices`: in each branch after its last tap taken, a late
-        branch with none entirely; with prune_head, the classifier and pooling too (`forward` then gives the
-        unpooled map). Returns the absolute tap indices, which keep their meaning."""
-        take, _ = feature_take_indices(len(self.feature_info), indices)
+        """Drop what runs after the last tap in `indices` (late: in each branch, after its last tap up to that
+        index; a branch with none goes); with prune_head the classifier, late's merge and the pooling too, and
+        `forward_features` then ends at the tap, class token dropped. Returns the absolute tap indices, which
+        keep their meaning."""
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
         for name in list(self.branches):
             branch = self.branches[name]
-            mine = [branch.taps.index(tap) for i, (b, tap) in enumerate(self._taps) if b == name and i in take]
+            mine = [branch.taps.index(tap) for i, (b, tap) in enumerate(self._taps) if b == name and i <= max_index]
             if not mine:
                 del self.branches[name]
             else:
                 branch.prune(max(mine), prune_norm)
-        intact = all(len(b.taps) == len(branch_taps(LAYOUTS[self.config.fusion][n], self.config))
-                     for n, b in self.branches.items()) and len(self.branches) == len(LAYOUTS[self.config.fusion])
-        if self.merge is not None and not intact:
-            self.merge = None  # its input widths are gone
+        layout = LAYOUTS[self.config.fusion]
+        intact = list(self.branches) == list(layout) and all(
+            len(b.taps) == len(branch_taps(layout[n], self.config)) for n, b in self.branches.items())
+        if self.merge is not None and (prune_head or not intact):
+            self.merge = None  # part of the head; and its input widths may be gone
         if self.merge is None:
             dims = [b.out_dim for b in self.branches.values()]
             self.num_features = self.head_hidden_size = dims[0] if len(dims) == 1 else sum(dims)
         if prune_head:
-            self.reset_classifier(0, "" if self.merge is None else None)
+            for branch in self.branches.values():
+                branch.row = False  # no head reads the class token: the map is the grid
+            self.reset_classifier(0, "")
         return take
 
     # ---- timm's classifier and training interface -------------------------------------------------
