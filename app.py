@@ -26,7 +26,7 @@ except ImportError:
 
 from convformer.config import FUSIONS, MERGES  # noqa: E402
 from convformer.presets import PRESETS  # noqa: E402
-from convformer_app import compare, explore, i18n, session, train_tab  # noqa: E402
+from convformer_app import compare, explore, imagenet, i18n, session, train_tab  # noqa: E402
 from convformer_app import safety  # noqa: E402
 from convformer_app.controls import RANGES, Controls  # noqa: E402
 from convformer_app.i18n import tr  # noqa: E402
@@ -104,6 +104,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
             with gr.Row(equal_height=False):
                 label = gr.Label(num_top_classes=10, label=tr("ctl.prediction"), elem_id="label", scale=1)
                 with gr.Column(scale=2):
+                    caution = gr.Markdown(elem_id="caution")  # Shapes weights on an image unlike Shapes
                     stats = gr.Markdown(elem_id="stats")
                     maps_note = gr.Markdown()
             with gr.Tabs():
@@ -214,6 +215,13 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                            scale=3)
                 split_plot = gr.BarPlot(x="model", y="accuracy (%)", y_lim=[0, 100], sort=None, height=300, scale=2,
                                         label=tr("compare.test_acc"), elem_id="compare-plot")
+            gr.Markdown(imagenet.COMPARE_TEXT)
+            ref_btn = gr.Button(imagenet.COMPARE_BUTTON, variant="primary", elem_id="compare-imagenet")
+            with gr.Row(equal_height=False):
+                ref_table = gr.Dataframe(headers=imagenet.COMPARE_HEADERS, interactive=False, wrap=True, scale=3,
+                                         elem_id="imagenet-table")
+                ref_gallery = gr.Gallery(label=imagenet.COMPARE_GALLERY, columns=5, height=220, allow_preview=True,
+                                         interactive=False, scale=4, elem_id="imagenet-gallery")
 
     relang = gr.Button(elem_id="cf-relang")  # hidden; i18n.HEAD clicks it when the page's language changes
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
@@ -227,7 +235,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, trained, resize]
     named = dict(parts, label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout, patch=patch,
                  query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table, diagram=diagram,
-                 run=run_state, point=point, block=block, head=head, stage=stage, cam_target=cam_target)
+                 run=run_state, point=point, block=block, head=head, stage=stage, cam_target=cam_target,
+                 caution=caution)
     predict_outputs = [named[k] for k in explore.PREDICT_OUTPUTS]
     set_controls = [named[k] for k in explore.CONTROL_OUTPUTS]
     attention_outputs = [rollout, patch, query, blocks, heads]
@@ -271,6 +280,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     demo.unload(train_tab.leave)
     cmp_btn.click(session.guard(compare.compare_image), cmp_image, cmp_out, api_name="compare_image")
     split_btn.click(compare.compare_split, split_n, [split_table, split_plot, split_note], api_name="compare_split")
+    ref_btn.click(session.handled(imagenet.compare), cmp_image, [ref_table, ref_gallery], api_name="compare_imagenet")
     # texts built in Python follow the page's language: on load, and again when it is changed in Settings
     retold = [notice, config_status, maps_note, table, diagram]
     demo.load(explore.on_load, None, set_controls, api_name="load_config").then(

@@ -19,10 +19,11 @@ import numpy as np
 from PIL import Image
 
 from convformer.config import estimate
+from convformer.familiarity import unlike_shapes
 from convformer.export import command_for, export
 from convformer.presets import PRESETS
 
-from . import session, views
+from . import imagenet, session, views
 from . import safety
 from .controls import Controls, spread
 from .i18n import text
@@ -33,7 +34,8 @@ from . import i18n
 HEAD_FUSIONS = ("mean", "max", "min")
 # what predict returns, in order (app.py maps these names to its components)
 PREDICT_OUTPUTS = ("label", "notice", "stats", "maps_note", "rollout", "patch", "query", "blocks", "heads",
-                   "channels", "cam", "table", "diagram", "run", "point", "block", "head", "stage", "cam_target")
+                   "channels", "cam", "table", "diagram", "run", "point", "block", "head", "stage", "cam_target",
+                   "caution")
 # what a change of fusion stage, preset, weights or checkpoint sets: every control but the uploaded file, and
 # the notice (app.py maps these names to its components)
 SETTABLE = tuple(n for n in Controls.names() if n != "checkpoint")
@@ -43,10 +45,13 @@ CONTROL_OUTPUTS = (*SETTABLE, "notice")
 # ---- running the model ---------------------------------------------------------------------------------
 @spread
 def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, top_k: float = 5,
-            head_fusion: str = "mean", discard_ratio: float = 0.0, trained: str | None = None, resize: str = "keep") -> tuple:
+            head_fusion: str = "mean", discard_ratio: float = 0.0, trained: str | None = None, resize: str = "keep",
+            progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """Run the model once on the image; return every output, in the order of PREDICT_OUTPUTS. `trained` is
     the session's Train-tab checkpoint (a gr.State), used when weights == "trained"."""
     weights = resolve(controls, trained)
+    if weights.kind == "imagenet" and not weights.problem:  # download first, the progress bar follows it
+        imagenet.download(controls.fusion, progress)
     r = session.run(image, controls, weights, cam_target, resize=resize)
     k = max(1, min(int(top_k), len(r.classes)))
     top = np.argsort(-r.probs, kind="stable")[:k]
@@ -63,7 +68,17 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
             safety.keep(r), None,
             gr.update(choices=blocks, value=block), gr.update(choices=head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
-            gr.update(choices=[PREDICTED, *r.classes], value=cam_target if cam_target in r.classes else PREDICTED))
+            gr.update(choices=[PREDICTED, *r.classes], value=cam_target if cam_target in r.classes else PREDICTED),
+            caution(image, weights))
+
+
+def caution(image: str | None, weights: Weights) -> str:
+    """Beside the prediction: when weights trained on the built-in Shapes see an image unlike that data
+    (convformer.familiarity: a pixel-texture test, since the model's own confidence cannot tell)."""
+    if weights.meta.get("dataset") != "shapes":
+        return ""
+    text = unlike_shapes(session.picture(image))
+    return f"⚠ {text}" if text else ""
 
 
 def warm_up() -> threading.Thread:
@@ -96,7 +111,9 @@ def maps_note(r: Run) -> str:
         where = text("maps.vit")
     else:
         where = text("maps.hybrid", fusion=r.fusion)
-    if r.grid:
+    if r.notes:  # a published model: what its attention is, said by the model's own entry
+        where = " ".join(r.notes)
+    elif r.grid:
         where += text("maps.grid_cls" if r.grid[2] else "maps.grid", h=r.grid[0], w=r.grid[1])
     if r.cam_class:
         where += text("maps.cam", name=r.cam_class, layer=next(iter(r.cam)))

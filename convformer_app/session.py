@@ -7,6 +7,7 @@ that does not fit) raises `gr.Error` with a message and no server paths.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import os
@@ -98,7 +99,8 @@ def on_model_thread(fn: Callable, *args, **kwargs):
     """fn(*args, **kwargs) on MODEL_THREAD (directly when already there); its result or its exception."""
     if threading.current_thread().name.startswith("convformer-model"):
         return fn(*args, **kwargs)
-    return MODEL_THREAD.submit(fn, *args, **kwargs).result()
+    # in the caller's context: Gradio finds the request's progress bar (gr.Progress, track_tqdm) through it
+    return MODEL_THREAD.submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
 
 
 def handled(fn: Callable) -> Callable:
@@ -253,6 +255,10 @@ class Run:
     cam_class: str | None
     shapes: list[ShapeRow]
     stats: str
+    # models whose blocks attend over different grids (the ImageNet references, convformer_app/imagenet.py):
+    grids: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # block -> (h, w, prefix)
+    rollout: list[str] = field(default_factory=list)  # the blocks rollout multiplies (one grid); empty: all
+    notes: list[str] = field(default_factory=list)    # what the attention maps are, said beside them
 
 
 LATENCY_RUNS = 3          # timed forwards per request (after one untimed warm-up), unless ...
@@ -283,6 +289,9 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
     aspect (the short side to the model's input size) or "squash" it to the input size (data.fit)."""
     if resize not in RESIZES:
         raise gr.Error(f"resize={resize!r} is not allowed: expected one of {', '.join(RESIZES)}")
+    if weights.kind == "imagenet":  # a published timm model, not a ConvFormer: its own preprocessing and grids
+        from .imagenet import run as run_reference
+        return run_reference(image, controls.fusion, cam_target)
     shown = picture(image)
     loaded = load(weights, model_config(controls, weights))
     model = loaded.model

@@ -184,25 +184,32 @@ def channel_picture(maps: np.ndarray) -> Image.Image:
 
 
 # ---- pictures from one run (a `session.Run`) ----------------------------------------------------------
-def _grid(run) -> tuple[tuple[int, int], int]:
-    h, w, prefix = run.grid
+def _grid(run, block: str | None = None) -> tuple[tuple[int, int], int]:
+    """(h, w), prefix of the grid `block` attends over (a run's blocks may have grids of their own)."""
+    h, w, prefix = run.grids.get(block) or run.grid
     return (h, w), prefix
 
 
+def _block(run, block: str | None) -> str:
+    return block if block in run.attentions else list(run.attentions)[-1]
+
+
 def rollout_picture(run, head_fusion: str = "mean", discard_ratio: float = 0.0) -> Image.Image | None:
-    """Attention rollout over all blocks, overlaid on the image (None when there is no attention)."""
+    """Attention rollout over the blocks of one grid (all of ours), overlaid on the image (None when there is
+    no attention)."""
     if not run.attentions:
         return None
-    grid, prefix = _grid(run)
-    values = viz.rollout_map(list(run.attentions.values()), grid, prefix, head_fusion, float(discard_ratio))
+    blocks = run.rollout or list(run.attentions)
+    grid, prefix = _grid(run, blocks[-1])
+    values = viz.rollout_map([run.attentions[b] for b in blocks], grid, prefix, head_fusion, float(discard_ratio))
     return viz.overlay(run.display, values)
 
 
-def query_index(run, point: Sequence[float] | None) -> int | None:
+def query_index(run, point: Sequence[float] | None, block: str | None = None) -> int | None:
     """The patch under a clicked point (x, y) on the display image; the centre patch when none."""
     if run.grid is None:
         return None
-    grid, _ = _grid(run)
+    grid, _ = _grid(run, _block(run, block) if run.attentions else None)
     x, y = point if point is not None else (run.display.width / 2, run.display.height / 2)
     return viz.point_to_query(x, y, run.display.size, grid)
 
@@ -217,11 +224,12 @@ def _head(head: str | int | None, heads: int) -> int | None:
 def query_pictures(run, block: str | None, head: str | None, point: Sequence[float] | None
                    ) -> tuple[Image.Image, Image.Image | None]:
     """(the image with the chosen patch outlined, where that patch attends in `block`)."""
-    q = query_index(run, point)
+    q = query_index(run, point, block)
     if q is None or not run.attentions:
         return run.display, None
-    grid, prefix = _grid(run)
-    attn = run.attentions.get(block) if block in run.attentions else list(run.attentions.values())[-1]
+    block = _block(run, block)
+    grid, prefix = _grid(run, block)
+    attn = run.attentions[block]
     values = viz.query_map(attn.astype(np.float32), q, grid, prefix, _head(head, len(attn)))
     return patch_picture(run.display, grid, q), viz.overlay(run.display, values)
 
@@ -230,9 +238,11 @@ def block_pictures(run, block: str | None) -> tuple[Image.Image | None, Image.Im
     """(attention each patch receives in every block, heads averaged; the same per head of `block`)."""
     if not run.attentions:
         return None, None
-    grid, prefix = _grid(run)
-    received = [viz.head_maps(a.astype(np.float32), grid, prefix).mean(0) for a in run.attentions.values()]
-    attn = run.attentions.get(block) if block in run.attentions else list(run.attentions.values())[-1]
+    block = _block(run, block)
+    grid, prefix = _grid(run, block)
+    same = [a for b, a in run.attentions.items() if _grid(run, b) == (grid, prefix)]  # the blocks of this grid
+    received = [viz.head_maps(a.astype(np.float32), grid, prefix).mean(0) for a in same]
+    attn = run.attentions[block]
     return tile(np.stack(received)), tile(viz.head_maps(attn.astype(np.float32), grid, prefix))
 
 

@@ -21,7 +21,8 @@ from .controls import Controls, hparams
 from .views import clean
 
 WEIGHTS = {"bundled": "Bundled checkpoint (trained)", "random": "Random initialisation",
-           "upload": "My checkpoint (.safetensors)", "trained": "Trained in this session (Train tab)"}
+           "upload": "My checkpoint (.safetensors)", "trained": "Trained in this session (Train tab)",
+           "imagenet": "Pretrained on ImageNet"}  # a published timm model per stage (convformer_app/imagenet.py)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
         return _problem(kind, f"weights={kind!r} is not allowed: expected one of {', '.join(WEIGHTS)}")
     if kind == "random":
         return _random("You chose random initialisation.")
+    if kind == "imagenet":
+        from .imagenet import weights as imagenet_weights
+        return imagenet_weights(fusion)
     if kind == "bundled":
         path = bundled_checkpoint(fusion) if fusion in FUSIONS else None
         if path is None:
