@@ -8,7 +8,9 @@ from convformer.__main__ import main
 def test_info_prints_the_table(capsys):
     assert main(["info", "--fusion", "late", "--img-size", "64", "--num-classes", "3"]) == 0
     out = capsys.readouterr().out
-    assert "(1, 3, 64, 64)" in out and "merge" in out and "(1, 3)" in out and "total" in out
+    assert "(B=1, C=3, H=64, W=64)" in out and "(B=1, classes=3)" in out and "total" in out
+    assert "merge            cnn (B=1, C=256) + vit (B=1, D=192)" in out  # both branches of the merge
+    assert "N = 1 + 4 x 4 = 17" in out  # tokens spelled out: prefix + h x w
 
 
 def test_info_refuses_an_impossible_config(capsys):
