@@ -45,6 +45,14 @@ TEXT: dict[str, tuple[str, str]] = {
     # ---- Explore: the image ----
     "image.file": ("Your image", "你的图像"),
     "image.capture_box": ("Webcam or paste from the clipboard", "摄像头或从剪贴板粘贴"),
+    "image.resize": ("Resize the image", "调整图像尺寸"),
+    "image.resize_info": (
+        "keep: the short side to the model's input size, the ratio kept (the token grid follows) · squash: exactly "
+        "the input size",
+        "keep：短边缩放到模型的输入尺寸，保持宽高比（词元网格随之变化）· squash：精确缩放到输入尺寸"),
+    "resize.keep": ("Keep the aspect", "保持宽高比"),
+    "resize.squash": ("Squash to a square", "压缩成正方形"),
+    "image.photo": ("{name} (photo: not a shape)", "{name}（照片：不是形状）"),
     "image.capture": ("Capture", "拍摄"),
     "image.preview": ("Preview", "预览"),
     "image.examples": ("Examples (click one)", "示例（点击选择）"),
@@ -210,6 +218,20 @@ TEXT: dict[str, tuple[str, str]] = {
     "cam.target": ("Explain class", "解释的类别"),
     "cam.predicted": ("predicted class", "预测的类别"),
     "cam.image": ("Grad-CAM", "类激活图 (Grad-CAM)"),
+    "cam.layer": ("Conv layer to explain", "要解释的卷积层"),
+    "tab.code": ("Code", "代码"),
+    "code.explain": (
+        "The model set above as **one PyTorch file**: only `torch` and the standard library, the configuration as "
+        "constants, every step with its shapes for this configuration. Its `state_dict` is the library model's, so "
+        "the weights load strictly and give the same logits. Run it (`python convformer_mid.py [H W]`) to print "
+        "the shape after every step.",
+        "上面设置的模型，写成**一个 PyTorch 文件**：只用 `torch` 和标准库，配置写成常量，每一步都标注了此配置下的"
+        "张量形状。它的 `state_dict` 与库中的模型相同，因此权重可以严格加载并给出相同的 logits。运行它"
+        "（`python convformer_mid.py [H W]`）即可打印每一步之后的张量形状。"),
+    "code.write": ("Write the code for this configuration", "为此配置生成代码"),
+    "code.file": ("The file, to download", "下载该文件"),
+    "code.imagenet": ("The ImageNet references are timm models, not ConvFormers: choose other weights to see the "
+                      "code.", "ImageNet 参考模型是 timm 模型，不是 ConvFormer：请选择其他权重来查看代码。"),
     "tab.shapes": ("Shapes", "张量形状"),
     "shapes.explain": (
         "The pipeline of the chosen fusion stage with the real tensor shapes, then every step from the input "
@@ -222,6 +244,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "table.flops": ("FLOPs", "浮点运算量 (FLOPs)"),
     "table.what": ("what", "说明"),
     "table.total": ("total", "合计"),
+    "table.repeat": ("{n} x {note}", "{n} 个{note}"),
     "class.n": ("class {i}", "类别 {i}"),
     "run.first": ("Run the model first.", "请先运行模型。"),
     "run.oom": ("The model ran out of memory on this device: choose a smaller configuration.",
@@ -378,6 +401,26 @@ TEXT: dict[str, tuple[str, str]] = {
     "compare.col_flops": ("MFLOPs", "MFLOPs"),
     "compare.col_latency": ("latency (ms)", "延迟（毫秒）"),
     "compare.axis_from": ("accuracy (%), axis from {low}", "准确率（%），坐标轴从 {low} 开始"),
+    # how the image was fitted to the model's input (convformer.data: Fitted.message)
+    "stats.input": (" · input: {detail}", " · 输入：{detail}"),
+    "fit.resized": ("{size} -> {input} px, {how}; {grid}", "{size} -> {input} 像素，{how}；{grid}"),
+    "fit.as_is": ("{size} px, used as it is; {grid}", "{size} 像素，按原样使用；{grid}"),
+    "fit.kept": ("aspect kept", "保持宽高比"),
+    "fit.squashed": ("squashed to the model's input size", "压缩到模型的输入尺寸"),
+    "fit.resize": ("resized", "已缩放"),
+    "fit.capped": ("aspect {ratio}:1 cut to the limit, {limit}:1", "宽高比 {ratio}:1 截到上限 {limit}:1"),
+    "fit.token_grid": ("token grid {size}", "词元网格 {size}"),
+    "fit.conv_grid": ("conv grid {size}", "卷积网格 {size}"),
+    # ---- the ImageNet references (convformer_app/imagenet.py) ----
+    "refs.explain": (
+        "### The ImageNet references\nFor photos: each fusion stage's published ImageNet-trained timm model on this "
+        "image (downloaded once into the Hugging Face cache): top-3 ImageNet classes, where it looks (Grad-CAM "
+        "where it has conv layers, else attention rollout), parameters, FLOPs and latency here.",
+        "### ImageNet 参考模型\n用于照片：每个融合阶段已发布的、在 ImageNet 上训练的 timm 模型处理这张图像（首次使用时"
+        "下载到 Hugging Face 缓存）：前 3 个 ImageNet 类别、它看向哪里（有卷积层时用类激活图 (Grad-CAM)，否则用"
+        "注意力展开）、参数量、浮点运算量 (FLOPs) 以及在这里的延迟。"),
+    "refs.run": ("Compare the ImageNet references on this image", "在这张图像上对比 ImageNet 参考模型"),
+    "refs.gallery": ("Where each one looks", "每个模型看向哪里"),
     # ---- messages built around the library's errors (the values stay as they are) ----
     "err.not_allowed": ("{name}={value} is not allowed: {reason}", "{name}={value} 不允许：{reason}"),
     "err.not_allowed_here": ("{name}={value} is not allowed here: {reason}", "{name}={value} 在这里不允许：{reason}"),
@@ -509,9 +552,10 @@ def _pattern(template: str) -> tuple[re.Pattern, int]:
     return re.compile("".join(parts) + r"\Z", re.S), literal
 
 
-# what `translate` recognises: texts with values, sentences, and the library's shape-table notes
+# what `translate` recognises: texts with values, sentences, the library's shape-table notes and fit phrases
 _PATTERNS = sorted(((key, *_pattern(en)) for key, (en, _) in TEXT.items()
-                    if "{" in en or len(en) >= 20 or key.startswith("note.")), key=lambda k: -k[2])
+                    if ("{" in en or len(en) >= 20 or key.startswith(("note.", "fit.")))
+                    and len(re.findall(r"[A-Za-z]", re.sub(r"\{\w+\}", "", en))) >= 2), key=lambda k: -k[2])
 
 
 def match(message: str) -> tuple[str, dict[str, str]] | None:

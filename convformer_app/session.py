@@ -32,7 +32,7 @@ from convformer.data import RESIZES, ImageError, fit, load_image, pick_device, p
 from convformer.inspection import ShapeRow, inspect
 from convformer.model import ConvFormer
 
-from . import views
+from . import i18n, views
 from .controls import Controls, hparams
 from .views import clean
 from .weights import Weights
@@ -320,4 +320,4 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
                cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()}, cam_class=cam_class,
                shapes=result.shapes,
                stats=views.stats_markdown(result.params, result.flops, latency, device_name(), size)
-               + f" · input: {fitted.message()}")
+               + i18n.text("stats.input", detail=i18n.translate(fitted.message())))

@@ -76,9 +76,8 @@ def limits() -> Limits:
 
 def limits_text() -> str:
     lim = limits()
-    return (f"Limits on this server: up to **{lim.max_epochs}** epochs, **{lim.max_images}** training images, "
-            f"**{lim.max_img_size}** px, **{lim.time_limit / 60:.0f}** min per run, **{lim.max_jobs}** runs at "
-            "once for everyone.")
+    return text("train.limits", epochs=lim.max_epochs, images=lim.max_images, px=lim.max_img_size,
+                minutes=f"{lim.time_limit / 60:.0f}", jobs=lim.max_jobs)
 
 
 @dataclass

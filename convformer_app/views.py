@@ -74,9 +74,8 @@ def shape_table(rows: Sequence[ShapeRow]) -> list[list[str]]:
             j += 1
         r, group = rows[i], rows[i:j + 1]
         name = r.name if j == i else f"{r.name}-{rows[j].name.rsplit('.', 1)[1]}"
-        note = r.note if j == i else f"{j - i + 1} x {r.note}"
-        out.append([name, *named[i], human(sum(g.params for g in group)), human(sum(g.flops for g in group)),
-                    i18n.translate(note)])
+        note = i18n.translate(r.note) if j == i else text("table.repeat", n=j - i + 1, note=i18n.translate(r.note))
+        out.append([name, *named[i], human(sum(g.params for g in group)), human(sum(g.flops for g in group)), note])
         i = j + 1
     out.append([text("table.total"), "", "", human(sum(r.params for r in rows)), human(sum(r.flops for r in rows)),
                 ""])

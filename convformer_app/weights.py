@@ -16,7 +16,7 @@ from convformer.checkpoint import CheckpointError, bundled_checkpoint, read_info
 from convformer.config import FUSIONS, ConvFormerConfig
 from convformer.presets import PRESETS
 
-from . import views
+from . import i18n, views
 from .controls import Controls, hparams
 from .views import clean
 
@@ -86,10 +86,12 @@ def defaults(fusion: str, preset: str | None = None, weights: str = "bundled") -
 
 
 def _random(reason: str) -> Weights:
-    return Weights("random", views.weights_notice("random", {}, "", reason))
+    """Random weights; `reason` is said in English here and in the page's language on the page."""
+    return Weights("random", views.weights_notice("random", {}, "", i18n.translate(reason)))
 
 
 def _problem(kind: str, message: str) -> Weights:
+    message = i18n.translate(message)  # the page's language (English for the API)
     return Weights(kind, f"⚠ **{message}**", problem=message)
 
 

@@ -157,3 +157,103 @@ def test_localized_generators_keep_the_language_on_every_step():
     assert next(items) == "第 0 个头"
     assert i18n.LANG.get() == "en"  # not leaked between steps
     assert list(items) == ["第 1 个头"]
+
+
+# ---- no text the page shows bypasses the catalogue -----------------------------------------------------
+MARKER = re.compile(r'^__i18n__\{"__type__": "translation_metadata", "key": "([^"]+)"\}$')
+NEUTRAL = re.compile(r"^(### )?[a-z0-9_.\-]+$")  # fusion names, presets, merge modes: the same in every language
+
+
+def page_texts() -> list[tuple[str, str, str]]:
+    """(component, prop, text) for every text prop of the page as Gradio sends it to the browser."""
+    import app
+    out = []
+    for c in app.demo.get_config_file()["components"]:
+        props, name = c.get("props", {}), f"{c['type']}#{c['id']}"
+        for prop in ("label", "info", "placeholder", "title"):
+            if props.get(prop) is not None:
+                out.append((name, prop, str(props[prop])))
+        if c["type"] in ("markdown", "button", "html") and props.get("value") is not None:
+            out.append((name, "value", str(props["value"])))
+        for label, value in props.get("choices") or []:
+            if label != value:
+                out.append((name, "choice", str(label)))
+    return out
+
+
+def test_every_text_of_the_page_is_a_catalogue_key():
+    texts = page_texts()
+    assert len(texts) > 60
+    bypass = [(c, p, t) for c, p, t in texts if t.strip() and not NEUTRAL.match(t) and not (
+        MARKER.match(t) and MARKER.match(t)[1] in i18n.I18N.translations_dict["en"])]
+    assert not bypass, "page text not in the catalogue:\n" + "\n".join(map(str, bypass))
+    keys = {MARKER.match(t)[1] for _, _, t in texts if MARKER.match(t)}
+    for must in ("tab.explore", "tab.train", "tab.compare", "ctl.fusion", "ctl.run", "rollout.explain"):
+        assert must in keys
+
+
+ENGLISH = re.compile(r"[A-Za-z]{3,}(?:[ ,;:'()-]+[A-Za-z]{3,})+")  # two English words in a row
+NAMES = re.compile(r"`[^`]*`|<[^>]+>|ConvFormer|Grad-CAM|ImageNet|LayerNorm|Transformer|float32|[A-Za-z]+FLOPs|"
+                   r"\b(?:early|mid|late|cnn|vit|cpu|cuda|mps|shapes)\b|\bconvformer_\w+|[a-z_]+=\S+|\([^()]*\d[^()]*\)")
+
+
+def english_left(text: str) -> list[str]:
+    from convformer.shapes import CLASSES
+    for name in CLASSES:
+        text = re.sub(rf"\b{name}\b", "", text)
+    return ENGLISH.findall(NAMES.sub(" ", re.sub(r"<style>.*?</style>", "", text, flags=re.S)))
+
+
+@pytest.fixture(scope="module")
+def zh():
+    token = i18n.LANG.set("zh-CN")
+    yield
+    i18n.LANG.reset(token)
+
+
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory, zh):
+    from convformer.shapes import render
+    from convformer_app import explore
+    path = tmp_path_factory.mktemp("i18n") / "shape.png"
+    render(0, "test", 80)[0].save(path)
+    from convformer_app.explore import PREDICT_OUTPUTS
+    return dict(zip(PREDICT_OUTPUTS, explore.predict(str(path), "late", img_size=64, weights="random", top_k=3)))
+
+
+def test_python_built_texts_come_from_the_catalogue(predicted, zh):
+    """A run's texts in zh-CN: no English sentence left (values, names and code excepted)."""
+    from convformer_app import compare, explore, train_tab, views
+    texts = {name: predicted[name] for name in ("notice", "stats", "maps_note", "diagram")}
+    table = predicted["table"]
+    texts["table"] = " | ".join([*table["headers"], *(str(cell) for row in table["data"] for cell in row)])
+    texts["choices"] = " | ".join(str(label) for label, _ in predicted["head"]["choices"][:2])
+    texts["cam"] = str(predicted["cam_target"]["choices"][0][0])
+    texts["bundled"] = views.weights_notice("bundled", {"classes": ["a", "b"], "dataset": "shapes",
+                                                         "metrics": {"test_acc": 0.9, "val_acc": 0.8}}, "x.safetensors")
+    texts["upload"] = views.weights_notice("upload", {"dataset": "my data"}, "mine.safetensors")
+    texts["status_ok"] = explore.check_config("mid", img_size=64, weights="random")
+    texts["status_bad"] = explore.check_config("mid", img_size=64, embed_dim=100, num_heads=3, weights="random")
+    texts["train_model"] = train_tab.describe("mid", weights="random")
+    texts["limits"] = train_tab.limits_text()
+    texts["cancel"] = train_tab.cancel(FakeRequest())
+    texts["compare"] = " | ".join(compare.headers()[0]["headers"])
+    for name, value in texts.items():
+        assert CJK.search(value), (name, value)
+        assert not english_left(value), (name, english_left(value), value)
+    photos = [caption for path, caption in explore.gallery() if "photo" in path]  # captions, set on load
+    assert photos and all("照片" in caption and "photo" not in caption for caption in photos)
+    assert "不允许" in texts["status_bad"] and "embed_dim=100" in texts["status_bad"]
+    assert [v for _, v in predicted["head"]["choices"][:2]] == ["mean of heads", "head 0"]  # values stay
+
+
+def test_errors_reach_the_page_in_its_language():
+    from convformer_app import compare, explore
+    for handler, args in ((explore.predict, (None, "mid")), (compare.compare_split, (5,)),
+                          (explore.redraw_channels, (None, None))):
+        with pytest.raises(gr.Error) as caught:
+            i18n.localized(handler)(*args, FakeRequest("zh-CN"))
+        assert CJK.search(caught.value.message) and not english_left(caught.value.message), caught.value.message
+        with pytest.raises(gr.Error) as caught:
+            i18n.localized(handler)(*args)  # the API: English
+        assert not CJK.search(caught.value.message)
