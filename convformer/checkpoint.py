@@ -75,7 +75,7 @@ def read_info(path: str | Path) -> dict[str, Any]:
     _check_meta(meta, config)
     problems = _tensor_problems(path, config)
     if problems:
-        raise CheckpointError(f"the checkpoint's weights do not fit the config in its own header: {problems}")
+        raise CheckpointError(f"the checkpoint does not fit the config in its own header: {problems}")
     return info
 
 

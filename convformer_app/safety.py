@@ -228,12 +228,15 @@ _COMPONENT = re.compile(r"input component at index (?P<i>\d+) \(a `(?P<kind>\w+)
 _HANDLER = re.compile(r"event handler \(named \"?(?P<name>[\w ]+)\"?\)")
 
 
-_QUOTED = re.compile(r"""'[^']{%d,}'|"[^"]{%d,}"|\S{%d,}""" % (ECHO, ECHO, ECHO))
+_LONG = [re.compile(p % ECHO) for p in (r"'[^']{%d,}'", r'"[^"]{%d,}"', r"\S{%d,}")]  # inner quotes first
 
 
 def _cut(text: str) -> str:
     """`text` on one line, with every quoted value or unbroken run of ECHO characters or more cut short."""
-    return _QUOTED.sub(lambda m: m.group(0)[:ECHO // 2] + f"… ({len(m.group(0))} characters)", one_line(text, 10**9))
+    text = one_line(text, 10**9)
+    for pattern in _LONG:
+        text = pattern.sub(lambda m: m.group(0)[:ECHO // 2] + f"… ({len(m.group(0))} characters)", text)
+    return text
 
 
 def message(error: BaseException | None) -> str:

@@ -212,7 +212,7 @@ def soak(url: str, pid: int, temp_dir: Path | None, clients: int, requests: int,
             return False, f"transport {type(e).__name__}: {e}", sent
 
     def worker(cid: int) -> None:
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
         if cid == 0 and train:
             start = time.monotonic()
             answered, error, _ = _send(lambda: client.predict(*TRAIN.values(), *_controls(config("mid", 32)),
@@ -299,7 +299,7 @@ def _sessions(url: str, memory: Memory, n: int, image: Path, deadline: float) ->
             break
         start = time.monotonic()
         try:
-            Client(url, verbose=False).predict(handle_file(str(image)), *args.values(), api_name="/predict")
+            Client(url, verbose=False, httpx_kwargs={"timeout": 120}).predict(handle_file(str(image)), *args.values(), api_name="/predict")
         except Exception:  # noqa: BLE001 - counted
             failed += 1
         times.append(time.monotonic() - start)
@@ -309,7 +309,8 @@ def _sessions(url: str, memory: Memory, n: int, image: Path, deadline: float) ->
             "session_rss_end_mb": round(rss[-1] / 2**20) if rss else None,
             "session_rss_peak_mb": round(max(rss) / 2**20) if rss else None,
             "session_growth_mb": round((max(rss) - warm) / 2**20) if rss else None,
-            "session_p50_s": round(statistics.median(times), 2) if times else None}
+            "session_p50_s": round(statistics.median(times), 2) if times else None,
+            "session_rss_mb": " ".join(str(round(r / 2**20)) for r in rss)}
 
 
 def _settle(memory: Memory, temp_dir: Path | None, deadline: float) -> tuple[int, int]:

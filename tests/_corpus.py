@@ -37,6 +37,16 @@ def png_declaring(width: int, height: int, rows: int = 0) -> bytes:
             + _png_chunk(b"IDAT", b"".join(chunks)) + _png_chunk(b"IEND", b""))
 
 
+def tiff_declaring(width: int, height: int, bits: int = 32, sample_format: int = 3) -> bytes:
+    """A little-endian TIFF header declaring one greyscale strip of width x height 32-bit floats; no data."""
+    tags = [(256, 4, width), (257, 4, height), (258, 3, bits), (259, 3, 1), (262, 3, 1), (273, 4, 8),
+            (277, 3, 1), (278, 4, height), (279, 4, width * height * bits // 8), (339, 3, sample_format)]
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHII", t, kind, 1, v) if kind == 4 else struct.pack("<HHIHH", t, kind, 1, v, 0)
+        for t, kind, v in tags)
+    return b"II*\0" + struct.pack("<I", 8) + ifd + b"\0\0\0\0"
+
+
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kw)
@@ -72,6 +82,7 @@ def images(folder: Path) -> dict[str, tuple[Path, bool]]:
     corrupt = bytearray(png)
     idat = corrupt.find(b"IDAT") + 4
     corrupt[idat:idat + 64] = bytes(range(64))            # garbage in the compressed data
+    short_ihdr = png[:8] + struct.pack(">I", 5) + b"IHDR" + png[16:21] + png[33:]  # IHDR of 5 bytes, not 13
     cases: dict[str, tuple[str, bytes, bool]] = {
         # valid but unusual: must work
         "rgb.png": ("rgb.png", png, True),
@@ -103,6 +114,9 @@ def images(folder: Path) -> dict[str, tuple[Path, bool]]:
         "20000x20000.png": ("huge.png", png_declaring(20000, 20000, rows=20000), False),
         "declares_100000x100000.png": ("lies.png", png_declaring(100_000, 100_000), False),
         "declares_7000x7000.png": ("big.png", png_declaring(7000, 7000), False),
+        "short_ihdr.png": ("short_ihdr.png", short_ihdr, False),
+        "declares_40mp_float.tiff": ("float40.tiff", tiff_declaring(6300, 6300), False),
+        "long_name.png": ("n" * 200 + ".png", b"not an image, and a long name\n", False),
     }
     out = {}
     for key, (name, data, ok) in cases.items():
@@ -156,6 +170,11 @@ def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str
         "classes_mismatch.safetensors": None,
         "meta_not_a_mapping.safetensors": None,
         "header_is_a_list.safetensors": None,
+        "huge_classifier.safetensors": None,   # 100,000 classes declared, no tensors: nothing may be built
+        "nested_header.safetensors": None,
+        "other_fusion.safetensors": None,
+        "in_chans_4.safetensors": None,
+        "degenerate_std.safetensors": None,
     }
     out = {}
     for name, data in cases.items():
@@ -182,6 +201,22 @@ def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str
             save_file(state, str(path), metadata={"convformer": json.dumps(info), "format": "pt"})
         elif name == "header_is_a_list.safetensors":
             save_file(state, str(path), metadata={"convformer": "[1, 2, 3]", "format": "pt"})
+        elif name == "huge_classifier.safetensors":
+            info = json.loads(meta["convformer"])
+            info["config"].update(num_classes=100_000)
+            info["meta"] = {}
+            save_file({}, str(path), metadata={"convformer": json.dumps(info), "format": "pt"})
+        elif name == "nested_header.safetensors":
+            save_file(state, str(path), metadata={"convformer": "[" * 100_000 + "]" * 100_000, "format": "pt"})
+        else:  # a real model of another fusion stage, of 4 input channels, or with a degenerate std
+            from convformer.checkpoint import save_checkpoint
+            from convformer.config import ConvFormerConfig
+            from convformer.model import ConvFormer
+            cfg = ConvFormerConfig.from_dict(json.loads(meta["convformer"])["config"])
+            change = {"other_fusion.safetensors": dict(fusion="cnn", pool="avg"),
+                      "in_chans_4.safetensors": dict(in_chans=4),
+                      "degenerate_std.safetensors": dict(std=(1e-9, 1e-9, 1e-9))}[name]
+            save_checkpoint(ConvFormer(cfg.replace(**change)), path)
         out[name] = path
     path = folder / "pickle.pt"                # the extension a real pickle has: refused by name too
     path.write_bytes(pickled)

@@ -91,7 +91,9 @@ VALID = ["rgb.png", "progressive.jpg", "exif_rotated.jpg", "16bit.png", "cmyk.jp
 INVALID = {"empty.png": "not an image", "text_renamed.png": "not an image", "svg.svg": "",
            "html_renamed.png": "not an image", "truncated.png": "truncated", "truncated.jpg": "",
            "corrupt.png": "corrupt", "1x1.png": "1 x 1", "20000x20000.png": "too large",
-           "declares_100000x100000.png": "too large", "declares_7000x7000.png": "7000 x 7000"}
+           "declares_100000x100000.png": "too large", "declares_7000x7000.png": "7000 x 7000",
+           "short_ihdr.png": "not an image", "declares_40mp_float.tiff": "decoding it would need",
+           "long_name.png": "not an image"}
 
 
 def test_corpus_is_complete(corpus) -> None:
@@ -129,6 +131,11 @@ def test_bad_images_are_refused(client: Client, corpus, name: str) -> None:
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------------
+SAVED_WITH = {"huge_classifier.safetensors": "holds no tensors", "nested_header.safetensors": "nested too deeply",
+              "other_fusion.safetensors": "saved with fusion='cnn' (here 'mid')",
+              "in_chans_4.safetensors": "saved with in_chans=4", "degenerate_std.safetensors": "saved with std=(1e-09"}
+
+
 def test_good_checkpoint_works(client: Client, corpus, checkpoints) -> None:
     out = predict(client, corpus["rgb.png"][0], weights="upload", checkpoint=checkpoints["good"])
     assert out[0]["label"].startswith("c")
@@ -141,13 +148,14 @@ def test_good_checkpoint_works(client: Client, corpus, checkpoints) -> None:
                                   "bad_json_config.safetensors", "absurd_config.safetensors",
                                   "wrong_dtype.safetensors", "wrong_shapes.safetensors",
                                   "classes_mismatch.safetensors", "meta_not_a_mapping.safetensors",
-                                  "header_is_a_list.safetensors"])
+                                  "header_is_a_list.safetensors", *SAVED_WITH])
 def test_bad_checkpoints_are_refused(client: Client, corpus, checkpoints, name: str) -> None:
     marker = checkpoints["good"].parent / "PAYLOAD_RAN"
     message = refused(client, corpus["rgb.png"][0], weights="upload", checkpoint=checkpoints[name])
     assert not marker.exists(), "a pickle inside an uploaded checkpoint was executed"
     if name in ("other_config.safetensors", "wrong_dtype.safetensors", "wrong_shapes.safetensors"):
         assert "does not fit" in message, message
+    assert SAVED_WITH.get(name, "") in message, message
     try:  # the weights notice reads the header as soon as a file is chosen
         notice = client.predict("mid", "upload", handle_file(str(checkpoints[name])), api_name="/checkpoint_notice")
     except AppError as e:  # refused by its type before any handler runs (.pt)
@@ -213,3 +221,113 @@ def test_hostile_zips_are_refused(tmp_path: Path, name: str) -> None:
     assert str(info.value)
     assert not (tmp_path / "escaped.png").exists() and not (tmp_path / "out" / "escaped.png").exists()
     assert not dest.exists() or not any(p.is_file() for p in dest.rglob("*")), "partial extraction left behind"
+
+
+# ---- issue 14: every input path within its limit, every refusal one line ----------------------------------
+def one_line_refusal(fn, sent: str = "") -> str:
+    with pytest.raises(AppError) as info:
+        fn()
+    message = str(info.value)
+    assert len(message) > 20 and "\n" not in message and "upstream Gradio app" not in message, message
+    assert not LEAKS.search(message), message
+    assert len(message) < 600 and (len(sent) <= 200 or sent[:201] not in message), message[:300]
+    return message
+
+
+@pytest.mark.parametrize("case", ["image is a number", "image is a path string", "depth is a word",
+                                  "1 MB fusion", "1 MB weights", "1 MB conv widths", "example index",
+                                  "test images is a word"])
+def test_wrong_arguments_get_the_apps_one_line_message(client: Client, corpus, case: str) -> None:
+    args, image, sent = dict(SMALL), handle_file(str(corpus["rgb.png"][0])), ""
+    if case == "image is a number":
+        image = 123
+    elif case == "image is a path string":
+        image = "/etc/passwd"
+    elif case == "depth is a word":
+        args["depth"] = "deep"
+    elif case.startswith("1 MB"):
+        sent = "x" * 1_000_000
+        args[{"1 MB fusion": "fusion", "1 MB weights": "weights", "1 MB conv widths": "conv_widths"}[case]] = sent
+    if case == "example index":
+        message = one_line_refusal(lambda: client.predict(api_name="/example"))
+        assert "example" in message and "does not exist" in message
+    elif case == "test images is a word":
+        one_line_refusal(lambda: client.predict("many", api_name="/compare_split"))
+    else:
+        message = one_line_refusal(lambda: client.predict(image, *args.values(), api_name="/predict"), sent)
+        assert "cannot be used" in message or "not" in message, message
+    normal(client, corpus["rgb.png"][0])
+
+
+@pytest.mark.parametrize("name, words", [("declares_7000x7000.png", "7000 x 7000"),
+                                         ("declares_100000x100000.png", "too large"),
+                                         ("declares_40mp_float.tiff", "decoding it would need")])
+def test_the_compare_image_goes_through_the_same_limits(client: Client, corpus, name: str, words: str) -> None:
+    """gr.Image decoded uploads itself (past the 40 MP check); now it passes the file on and load_image decides."""
+    message = one_line_refusal(lambda: client.predict(handle_file(str(corpus[name][0])), api_name="/compare_image"))
+    assert words in message and "cannot be used" in message, message
+
+
+def test_kept_results_share_one_byte_budget(server, corpus, monkeypatch) -> None:
+    """Sessions that never end keep their last result only within one budget for the whole process: the
+    least recently used goes first, and its page is told to run again."""
+    from convformer_app import safety
+    first = Client(server.url, verbose=False)
+    predict(first, corpus["rgb.png"][0])
+    one = safety.RESULTS.size_of(safety.RESULTS.get(next(reversed(safety.RESULTS._items))))
+    monkeypatch.setattr(safety.RESULTS, "budget", int(2.5 * one))
+    for _ in range(3):
+        predict(Client(server.url, verbose=False), corpus["rgb.png"][0])
+    assert safety.RESULTS.nbytes <= 2.5 * one and len(safety.RESULTS) == 2
+    message = one_line_refusal(lambda: first.predict("mean", 0.0, None, None, None, api_name="/attention"))
+    assert "no longer kept" in message and "Run again" in message.replace("run again", "Run again"), message
+
+
+def test_a_training_run_releases_its_model_and_its_folder_is_pruned(server, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from convformer_app import train_tab
+    owner = SimpleNamespace(session_hash="robustness-train")
+    controls = {k: SMALL[k] for k in (*CONFIG_KEYS, "weights", "checkpoint")}
+    for _ in train_tab.train("shapes", None, 1, 2e-3, 32, 100, 32, **controls, request=owner,
+                             progress=lambda *a, **k: None):
+        pass
+    job = train_tab.JOBS[owner.session_hash]
+    assert not job.running and job.result.model is None  # the model is released when the run ends
+    assert job.checkpoint.is_file() and len(list(job.out_dir.glob("*.safetensors"))) == 1
+    monkeypatch.setenv("CONVFORMER_TRAIN_DISK_MB", "0")
+    train_tab.prune()
+    assert not job.out_dir.exists() and owner.session_hash not in train_tab.JOBS
+
+
+def test_uploads_cut_off_leave_no_partial_files(server) -> None:
+    import http.client
+    from urllib.parse import urlparse
+
+    from convformer_app import safety
+    before = {p.name for p in server.temp_dir.iterdir() if p.is_file() and p.name.startswith("tmp")}
+    u = urlparse(server.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    head = (b'--b\r\nContent-Disposition: form-data; name="files"; filename="cut.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n")
+    conn.putrequest("POST", "/gradio_api/upload")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=b")
+    conn.putheader("Content-Length", str(len(head) + 5_000_000))
+    conn.endheaders()
+    conn.send(head + b"\0" * 100_000)
+    deadline = time.monotonic() + 20
+    partial: set[str] = set()
+    while not partial and time.monotonic() < deadline:  # polled: the server writes what it got
+        partial = {p.name for p in server.temp_dir.iterdir() if p.is_file() and p.name.startswith("tmp")} - before
+    conn.sock.close()
+    assert partial, "the cut-off upload left no temp file to test with"
+    finished = next(p for p in server.temp_dir.rglob("*") if p.is_file() and p.parent != server.temp_dir)
+    assert safety.remove_partial_uploads(server.temp_dir, older_than=0) >= 1
+    assert not any((server.temp_dir / n).exists() for n in partial) and finished.exists()
+
+
+def test_compare_caches_keyed_by_a_request_value_are_bounded() -> None:
+    from convformer_app import compare
+    for n in (10, 20, 30, 40):
+        assert len(compare._test_split((32, 32), n)) == n
+    assert len(compare._DATA) <= compare.MAX_SPLITS
