@@ -1,4 +1,4 @@
-"""Training: a seeded AdamW loop with warm-up + cosine, and the `python -m convformer train` command.
+"""Training: a seeded AdamW loop with warm-up + cosine (the command line is in `train_cli.py`).
 
 Data comes from `datasets.make_datasets`, held in memory as uint8 tensors; augmentation (a mild random
 resized crop and a horizontal flip, one `affine_grid` / `grid_sample` call per batch) runs on batched
@@ -12,11 +12,9 @@ and, with `out_dir`, written as a checkpoint with its metrics and training curve
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +29,6 @@ from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
 from .checkpoint import save_checkpoint
-from .config import FUSIONS, MERGES, POOLS
 from .datasets import Datasets, ImageTensors, make_datasets, materialize
 from .model import ConvFormer
 
@@ -57,6 +54,7 @@ class TrainConfig:
     hflip: bool = True                 # random horizontal flip; turn off when mirroring changes the class
     num_workers: int = 0               # decode workers when loading folders; training reads memory
     amp: bool = True                   # mixed precision (bfloat16 autocast), used only on CUDA
+    channels_last: bool = False        # NHWC model and batches (oneDNN / cuDNN convolutions prefer it)
     device: str | None = None          # default: $CONVFORMER_DEVICE, CUDA, MPS, then CPU
     distributed: bool = False          # DDP; also on when the environment has WORLD_SIZE > 1 (torchrun)
     eval_batch_size: int = 512
@@ -248,6 +246,8 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + rank)  # augmentation randomness, per process
     model.to(device).train()
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if on_dist else model
     sampler = DistributedSampler(range(len(train_set)), num_replicas=world, rank=rank, shuffle=True,
@@ -312,6 +312,7 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
             y = train_set.labels[batch].to(device, non_blocking=True)
             if cfg.augment:
                 x = augment(x, gen, cfg.crop_scale, cfg.hflip)
+            x = x.contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = F.cross_entropy(net(norm(x)), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -402,109 +403,8 @@ def plot_curves(history: list[dict[str, float]], step_losses: list[float], path:
     return Path(path)
 
 
-# ---- command line ----------------------------------------------------------------------------------------
-
-_OVERRIDES = {"embed_dim": int, "depth": int, "num_heads": int, "patch_size": int, "mlp_ratio": float,
-              "drop_rate": float, "drop_path_rate": float}
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `train` on the `python -m convformer` sub-command parser."""
-    p = subparsers.add_parser("train", help="train a model; writes best.safetensors, metrics.json, curves.png",
-                              description="Train on the built-in shapes data or an image folder / zip.")
-    p.add_argument("--fusion", choices=FUSIONS, help="default: mid, or the preset's")
-    p.add_argument("--preset", help="start from this preset's config (default: convformer_<fusion>_tiny)")
-    p.add_argument("--dataset", default="shapes", help="'shapes', or a folder root/<class>/*.png, or a .zip")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--init", metavar="CHECKPOINT", help="start from these weights and their config (fine-tune); "
-                   "config flags are then not allowed")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--img-size", type=int, nargs="+", metavar="PX", default=[64], help="one side, or H W")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--min-lr", type=float, default=1e-5)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--no-hflip", dest="hflip", action="store_false")
-    p.add_argument("--train-size", type=int, default=10000, help="shapes: training images")
-    p.add_argument("--val-size", type=int, default=1000, help="shapes: validation images")
-    p.add_argument("--test-size", type=int, default=2000, help="shapes: images of a fresh test split (0: none)")
-    p.add_argument("--test-seed", type=int, help="shapes: seed of the test split (default: seed + 1000)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="folders: share of each class for val")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    p.add_argument("--no-amp", dest="amp", action="store_false")
-    p.add_argument("--distributed", action="store_true", help="DDP (implied under torchrun with >1 process)")
-    p.add_argument("--time-limit", type=float, help="seconds")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    for name, kind in _OVERRIDES.items():
-        p.add_argument("--" + name.replace("_", "-"), type=kind)
-    p.add_argument("--conv-widths", type=int, nargs="+")
-    p.add_argument("--conv-depths", type=int, nargs="+")
-    p.add_argument("--pool", choices=POOLS)
-    p.add_argument("--merge", choices=MERGES)
-    p.set_defaults(func=train_command)
-    return p
-
-
-def train_command(args: argparse.Namespace) -> None:
-    from .presets import create
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    size = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in (*_OVERRIDES, "pool", "merge")}
-    overrides.update(conv_widths=tuple(args.conv_widths) if args.conv_widths else None,
-                     conv_depths=tuple(args.conv_depths) if args.conv_depths else None,
-                     fusion=args.fusion, img_size=size)
-    if args.conv_widths and not args.conv_depths:
-        overrides["conv_depths"] = (1,) * len(args.conv_widths)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay,
-                      batch_size=args.batch_size, warmup_epochs=args.warmup_epochs,
-                      label_smoothing=args.label_smoothing, seed=args.seed, augment=args.augment,
-                      hflip=args.hflip, num_workers=args.num_workers, amp=args.amp, device=args.device,
-                      distributed=args.distributed, time_limit=args.time_limit, progress_bar=not args.quiet)
-    name = args.preset or f"convformer_{args.fusion or 'mid'}_tiny"
-    if args.init:
-        from .checkpoint import load_checkpoint
-        given = sorted(k for k, v in overrides.items() if v is not None and k != "img_size")
-        if given or args.preset:
-            raise ValueError(f"--init takes the checkpoint's config; drop {given or ['preset']}")
-        init = load_checkpoint(args.init).train()
-        size, name = init.config.img_size, f"init:{Path(args.init).name}"
-    in_chans = (init.config if args.init else create(name, img_size=size, **{
-        k: v for k, v in overrides.items() if k != "img_size"}).config).in_chans  # validated before data loads
-    data = make_datasets(args.dataset, size, in_chans=in_chans, train_size=args.train_size,
-                         val_size=args.val_size, test_size=args.test_size, seed=args.seed,
-                         test_seed=args.test_seed, val_fraction=args.val_fraction, num_workers=args.num_workers)
-    torch.manual_seed(args.seed)  # the same initial weights for the same seed
-    if args.init:
-        model = init
-        if model.config.num_classes != len(data.classes):
-            model.reset_classifier(len(data.classes))
-    else:
-        model = create(name, num_classes=len(data.classes), **overrides)
-    command = "python -m convformer " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
-    meta = {"dataset": data.name, "data": data.info, "preset": name,
-            "params": sum(p.numel() for p in model.parameters())}
-    if command:
-        meta["command"] = command
-    if args.init:  # what this run started from, so the total training is on record
-        meta["init"] = {"checkpoint": str(args.init), **{k: init.meta.get(k) for k in (
-            "command", "metrics", "epochs", "train_time", "init")}}
-
-    def report(info: dict[str, Any]) -> None:  # with --quiet, one line per epoch instead of the bar
-        if info["event"] == "epoch":
-            h = info["history"][-1]
-            print(f"epoch {h['epoch']:g}/{info['epochs']}: train_loss {h['train_loss']:.4f}  val_loss "
-                  f"{h['val_loss']:.4f}  val_acc {h['val_acc']:.2%}  {info['elapsed']:.0f} s", flush=True)
-    result = fit(model, data.train, data.val, cfg, out_dir=args.out, test_set=data.test, metadata=meta,
-                 progress=report if args.quiet else None)
-    if int(os.environ.get("RANK", "0")) == 0:
-        line = f"best val_acc {result.best['val_acc']:.2%} (epoch {result.best['epoch']:g})"
-        if result.test is not None:
-            line += f", test_acc {result.test['acc']:.2%} on {result.test['n']} images"
-        print(f"{line}; {result.train_time:.0f} s; wrote {Path(args.out) / 'best.safetensors'}")
+def __getattr__(name: str) -> Any:  # the command line moved to train_cli.py; old imports keep working
+    if name in ("add_parser", "train_command"):
+        from . import train_cli
+        return getattr(train_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,7 @@ import socket
 import threading
 import zipfile
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -14,6 +15,8 @@ import torch.distributed as dist
 
 from convformer import ConvFormerConfig, build_model, load_checkpoint, shapes
 from convformer.__main__ import main
+from convformer.datasets import SHAPES_CACHE, ShapesCache
+from convformer.recipe import RECIPES, estimate_seconds, verdict
 from convformer.train import (ImageTensors, TrainConfig, evaluate, fit, lr_factor, make_datasets,
                               param_groups)
 
@@ -185,6 +188,85 @@ def test_folder_and_zip_datasets(tmp_path):
     assert len(result.history) == 1
     with pytest.raises(ValueError):
         make_datasets(str(tmp_path / "missing"), 32)
+
+
+
+def test_shapes_cache_renders_once_and_shares():
+    cache = ShapesCache(budget_bytes=10 * 2 ** 20)
+    a = cache.get("train", 20, (32, 32))
+    b = cache.get("train", 30, (32, 32))  # renders only the 10 missing images
+    c = cache.get("train", 25, (32, 32))  # a prefix of what is there: no rendering
+    assert cache.rendered == 30 and cache.cached("train", 0, (32, 32)) == 30
+    assert torch.equal(a.images, b.images[:20]) and c.images.data_ptr() == b.images.data_ptr()
+    img, label = shapes.render(27, "train", 32)  # image i does not depend on how many were rendered
+    assert torch.equal(b.images[27], torch.from_numpy(np.array(img)).permute(2, 0, 1)) and b.labels[27] == label
+    assert cache.get("train", 5, (32, 32), seed=1).images.shape == (5, 3, 32, 32) and cache.rendered == 35
+    assert not torch.equal(cache.get("train", 5, (32, 32), seed=1).images, a.images[:5])
+
+
+def test_shapes_cache_stays_within_its_budget():
+    per_image = 3 * 32 * 32 + 8  # uint8 pixels + an int64 label
+    cache = ShapesCache(budget_bytes=50 * per_image)
+    cache.get("train", 30, (32, 32))
+    cache.get("val", 10, (32, 32))
+    assert cache.nbytes == 40 * per_image
+    cache.get("val", 10, (32, 32))  # val is now the most recently used
+    cache.get("test", 20, (32, 32))  # over budget: the least recently used entry (train) goes
+    assert cache.cached("train", 0, (32, 32)) == 0 and cache.cached("val", 0, (32, 32)) == 10
+    assert cache.nbytes <= 50 * per_image
+    big = cache.get("train", 60, (32, 32))  # one split larger than the whole budget: returned, not kept
+    assert len(big) == 60 and cache.nbytes <= 50 * per_image
+
+
+def test_shapes_cache_two_threads_render_once():
+    cache = ShapesCache(budget_bytes=10 * 2 ** 20)
+    barrier, out = threading.Barrier(2), []
+
+    def ask():
+        barrier.wait()
+        out.append(cache.get("val", 40, (32, 32)))
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.rendered == 40 and torch.equal(out[0].images, out[1].images)
+
+
+def test_make_datasets_reads_the_shared_cache():
+    before = SHAPES_CACHE.rendered
+    a = make_datasets("shapes", 40, train_size=24, val_size=12, test_size=0, seed=11)
+    b = make_datasets("shapes", 40, train_size=24, val_size=12, test_size=0, seed=11)
+    assert SHAPES_CACHE.rendered - before == 36 and torch.equal(a.train.images, b.train.images)
+
+
+@pytest.mark.parametrize("fusion", sorted(RECIPES))
+def test_recipes_build_and_describe_themselves(fusion):
+    r = RECIPES[fusion]
+    cfg = r.model_config()
+    assert cfg.fusion == fusion and cfg.img_size == (r.img_size, r.img_size) and cfg.num_classes == 10
+    tcfg = r.train_config(device="cpu")
+    assert (tcfg.epochs, tcfg.lr, tcfg.batch_size, tcfg.augment) == (r.epochs, r.lr, r.batch_size, r.augment)
+    assert r.curve and r.time_to(0.0) == r.curve[0][0] and r.best == max(a for _, a in r.curve)
+    # the estimate of the recipe's own run is its measured time plus rendering, and grows with the work
+    est = estimate_seconds(cfg, r.epochs, r.train_size, r.val_size, rendered=r.train_size + r.val_size)
+    assert est == pytest.approx(r.seconds, rel=1e-6)
+    assert estimate_seconds(cfg, 2 * r.epochs, r.train_size, r.val_size, rendered=10 ** 9) > 1.9 * r.seconds
+    assert estimate_seconds(cfg, r.epochs, r.train_size, r.val_size) > est  # nothing rendered yet
+    line = verdict(fusion, 0.5, 12.0)
+    assert "50.0%" in line and "12 s" in line and all(f in line for f in RECIPES)
+
+
+def test_cli_recipe_uses_the_recipe(tmp_path):
+    r = RECIPES["cnn"]
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", "cnn", "--epochs", "1", "--train-size", "40", "--val-size", "20",
+                 "--test-size", "0", "--out", str(out), "--quiet"]) == 0
+    model = load_checkpoint(out / "best.safetensors")
+    assert model.config == r.model_config()
+    assert model.meta["recipe"] == "cnn" and model.meta["train_config"]["lr"] == r.lr
+    assert model.meta["train_config"]["batch_size"] == r.batch_size and model.meta["data"]["train_size"] == 40
+    assert main(["train", "--recipe", "cnn", "--fusion", "mid", "--out", str(out)]) == 2
 
 
 

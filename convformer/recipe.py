@@ -1,0 +1,134 @@
+"""Training recipes: what a one-minute run on the built-in shapes trains by default, per fusion stage.
+
+Each recipe was found by measurement (benchmarks/NOTES.md section 9, `python -m benchmarks.train_recipes`):
+the shapes preset of the stage (`presets.SHAPES_PRESETS`) at a small image size, a data size and a number of
+epochs that fit about a minute of wall time on 2 CPU cores, and the DeiT-style loop of `train.fit`.
+The Train tab's defaults and the `python -m convformer train --recipe FUSION` command read them from here;
+`Recipe.measured` holds the validation-accuracy curve of that run, which the tab draws as the stage's typical
+curve and which `verdict` compares a finished run against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import FUSIONS, ConvFormerConfig
+from .presets import SHAPES_PRESETS
+from .train import TrainConfig
+
+__all__ = ["RECIPES", "Recipe", "estimate_seconds", "verdict"]
+
+# seconds to render one shapes image of H x W px on one core: 0.52 / 0.58 / 0.65 / 0.83 ms at 32 / 40 / 48 / 64 px
+RENDER_S, RENDER_S_PER_PX = 0.42e-3, 0.1e-3 / 32 ** 2
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One fusion stage's default run: model, data size, training settings and the measured result."""
+
+    fusion: str
+    img_size: int                      # pixels (square)
+    train_size: int                    # rendered training images (cached, shared between runs)
+    epochs: int
+    lr: float
+    val_size: int = 1000
+    batch_size: int = 128
+    warmup_epochs: float = 0.5
+    label_smoothing: float = 0.1
+    augment: bool = True
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of convformer_<fusion>_shapes
+    # measured on 2 CPU cores (reference machine, see NOTES section 9): (seconds, val_acc) after each epoch
+    curve: tuple[tuple[float, float], ...] = ()
+    images_per_s: float = 0.0          # training images per second over the whole run (evaluation included)
+
+    def model_config(self, num_classes: int = 10) -> ConvFormerConfig:
+        base = SHAPES_PRESETS[f"convformer_{self.fusion}_shapes"]
+        return base.replace(img_size=self.img_size, num_classes=num_classes, **self.model)
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        return TrainConfig(**{"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size,
+                              "warmup_epochs": self.warmup_epochs, "label_smoothing": self.label_smoothing,
+                              "augment": self.augment, **overrides})
+
+    @property
+    def seconds(self) -> float:
+        """Measured wall time of the whole run (data already rendered)."""
+        return self.curve[-1][0] if self.curve else 0.0
+
+    @property
+    def best(self) -> float:
+        return max((a for _, a in self.curve), default=0.0)
+
+    def time_to(self, acc: float) -> float | None:
+        """Seconds until the measured curve first reached `acc`, None if it never did."""
+        return next((t for t, a in self.curve if a >= acc), None)
+
+    def command(self) -> str:
+        return f"python -m convformer train --recipe {self.fusion} --threads 2 --out runs/{self.fusion}"
+
+
+# Measured with `python -m benchmarks.train_recipes last` (benchmarks/train_runs/4-cpu-last.jsonl): one process
+# per run pinned to 2 cores of an Intel Xeon (8 runs side by side), torch.set_num_threads(2), data cached.
+RECIPES: dict[str, Recipe] = {
+    "late": Recipe("late", 40, 10000, 7, 5e-3, augment=False, images_per_s=1340, curve=(
+        (8.2, .143), (15.4, .179), (22.9, .309), (30.7, .745), (37.9, .854), (45.0, .941), (52.2, .953))),
+    "cnn": Recipe("cnn", 40, 10000, 6, 3e-3, augment=False, images_per_s=1324, curve=(
+        (8.8, .270), (15.8, .497), (23.2, .609), (30.8, .537), (38.2, .912), (45.3, .932))),
+    "mid": Recipe("mid", 40, 10000, 6, 5e-3, augment=False, images_per_s=1188, curve=(
+        (9.8, .370), (17.5, .323), (25.6, .166), (34.4, .519), (42.3, .746), (50.5, .889))),
+    "early": Recipe("early", 40, 10000, 7, 5e-3, augment=False, model={"pool": "avg", "depth": 2},
+                    images_per_s=1359, curve=(
+        (6.0, .214), (12.3, .359), (20.2, .481), (28.5, .317), (36.5, .601), (44.1, .785), (51.5, .822))),
+    "vit": Recipe("vit", 40, 10000, 7, 2e-3, augment=False, warmup_epochs=1.0,
+                  model={"depth": 2, "embed_dim": 96, "num_heads": 3}, images_per_s=1779, curve=(
+        (4.8, .094), (10.6, .132), (16.1, .241), (21.4, .291), (27.6, .325), (33.8, .363), (39.4, .365))),
+}
+DEFAULT = "late"  # the hybrid that passes 90 % within the minute (mid: 88.9 % at 50 s)
+assert set(RECIPES) == set(FUSIONS)
+
+
+def _flops(cfg: ConvFormerConfig) -> float:
+    """Forward FLOPs of one image (torch.utils.flop_counter on the meta device: no memory, no compute)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .model import ConvFormer
+    with torch.device("meta"):
+        model = ConvFormer(cfg)
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, cfg.in_chans, *cfg.img_size))
+    return float(counter.get_total_flops())
+
+
+def estimate_seconds(cfg: ConvFormerConfig, epochs: int, train_size: int, val_size: int = 1000,
+                     rendered: int | None = None) -> float:
+    """Wall time a run should take on 2 CPU cores like the reference machine: the recipe of the same fusion
+    stage scaled by forward FLOPs per image and by images seen, plus rendering what is not cached yet
+    (`rendered`: images already cached; default none)."""
+    ref = RECIPES[cfg.fusion]
+    per_image = _flops(cfg) / _flops(ref.model_config())
+    work = (epochs * (train_size + val_size / 3)) / (ref.epochs * (ref.train_size + ref.val_size / 3))
+    todo = max(0, train_size + val_size - (rendered or 0))
+    return ref.seconds * per_image * work + todo * (RENDER_S + RENDER_S_PER_PX * cfg.img_size[0] * cfg.img_size[1])
+
+
+def verdict(fusion: str, best_acc: float, seconds: float, cancelled: bool = False) -> str:
+    """One line on a finished run: its accuracy and time, and where it stands against the measured curves."""
+    ref = RECIPES.get(fusion)
+    text = f"{fusion} fusion: best validation accuracy {best_acc:.1%} after {seconds:.0f} s"
+    if cancelled:
+        text += " (stopped early)"
+    if ref is not None and ref.curve:
+        typical = max((a for t, a in ref.curve if t <= seconds * 1.05), default=0.0)
+        if best_acc >= typical + 0.02:
+            text += f"; above this stage's typical {typical:.0%} at that time"
+        elif best_acc <= typical - 0.02:
+            text += f"; below this stage's typical {typical:.0%} at that time"
+        else:
+            text += "; typical for this stage"
+    ranking = sorted((r.time_to(0.9) or float("inf"), r.fusion) for r in RECIPES.values() if r.curve)
+    if ranking:
+        parts = [f"{f} {t:.0f} s" if t != float("inf") else f"{f} never ({RECIPES[f].best:.0%} best)"
+                 for t, f in ranking]
+        text += ". Time to 90% with the defaults: " + ", ".join(parts)
+    return text + "."
