@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from convformer.config import estimate
+from convformer.folders import LoadingStopped, Stop
 from convformer.model import ConvFormer
 from convformer.train import TrainConfig, TrainResult, fit, make_datasets
 
@@ -254,7 +255,9 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
             data = make_datasets("shapes", cfg.img_size, train_size=images, val_size=max(50, images // 5),
                                  test_size=TEST_IMAGES, seed=0)
         else:
-            data = make_datasets(str(upload), cfg.img_size, max_images=lim.max_images, seed=0)
+            stop = Stop.after(lim.time_limit, job.cancel)  # Cancel and the time limit cover loading too
+            data = make_datasets(str(upload), cfg.img_size, max_images=lim.max_images, seed=0, stop=stop)
+            tcfg = dataclasses.replace(tcfg, time_limit=max(1.0, stop.deadline - time.monotonic()))
         if job.cancel.is_set():
             raise InterruptedError
         with torch.random.fork_rng(devices=[]):
@@ -270,6 +273,8 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
         job.result = dataclasses.replace(job.result, model=None)  # the run has ended: release its model
     except InterruptedError:
         job.error = "Cancelled before training started."
+    except LoadingStopped as e:  # Cancel or the time limit, while the zip's images were loading
+        job.error = f"Stopped before training: {e}."
     except ValueError as e:  # DatasetError, a config or split the limits refuse
         job.error = f"This dataset cannot be used: {views.clean(e)}"
     except Exception as e:  # noqa: BLE001 - reported on the page, logged here
