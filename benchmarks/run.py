@@ -26,6 +26,7 @@ TARGETS = {  # name -> (what, limit, at most / at least)
     "predict_ratio": ("/predict p50 / bare inspection", 2.0, "max"),
     "cold_start_s": ("python app.py -> first /predict answer (s)", 6.0, "max"),
     "server_memory_gb": ("serving process peak RSS (GB)", 1.5, "max"),
+    "train_loop_ratio": ("fit() images/s / bare training loop (CPU, the Train tab's default)", 0.9, "min"),
 }
 
 
@@ -42,6 +43,8 @@ def targets(result: dict) -> list[dict]:
     values["predict_ratio"] = app.get("predict_ratio")
     values["cold_start_s"] = app.get("cold_start_s")
     values["server_memory_gb"] = app.get("server_peak_rss_gb")
+    cpu_train = [r for r in result.get("train", []) if r["device"] == "cpu"]
+    values["train_loop_ratio"] = cpu_train[0]["ratio"] if cpu_train else None
     out = []
     for key, (what, limit, kind) in TARGETS.items():
         v = values[key]
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-models", action="store_true", help="skip the model table")
     p.add_argument("--skip-inspection", action="store_true", help="skip the inspection overhead")
     p.add_argument("--skip-app", action="store_true", help="skip the app benchmark")
+    p.add_argument("--skip-train", action="store_true", help="skip the training loop benchmark (bench_train.py)")
     p.add_argument("--app-requests", type=int, default=None, help="sequential /predict requests (default 30)")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     p.add_argument("--accel", choices=("auto", "off", "cpu"), default="auto",
@@ -107,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         requests = args.app_requests or (5 if args.quick else 30)
         result["app"] = bench_app.run(requests=requests, clients_n=args.clients,
                                       per_client=2 if args.quick else 5, log=lambda s: print(s, flush=True))
+    if not args.skip_train:
+        from benchmarks import bench_train
+        print("training loop: fit() vs a bare loop", flush=True)
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and args.accel != "off" else [])
+        result["train"] = [bench_train.run(device=d, rounds=1 if args.quick else 3,
+                                           train_size=512 if args.quick else None, val_size=200 if args.quick else None,
+                                           log=lambda s: print(s, flush=True)) for d in devices]
+        result["train_table"] = bench_train.table(result["train"])
     if args.accel != "off" and (args.accel == "cpu" or torch.cuda.is_available()):
         result["accelerator"] = accelerator(names, args)
     result["targets"] = targets(result)
@@ -123,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     if "app" in result:
         print("## App end to end\n")
         print(result["app"]["table"], "\n")
+    if "train_table" in result:
+        print("## Training loop: fit() vs a bare forward + backward + AdamW loop\n")
+        print(result["train_table"], "\n")
     if "accelerator" in result:
         a = result["accelerator"]
         print(f"## Accelerator: {a['device']} ({a['amp']} autocast)\n")
