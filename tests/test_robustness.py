@@ -331,3 +331,24 @@ def test_compare_caches_keyed_by_a_request_value_are_bounded() -> None:
     for n in (10, 20, 30, 40):
         assert len(compare._test_split((32, 32), n)) == n
     assert len(compare._DATA) <= compare.MAX_SPLITS
+
+
+def test_the_time_limit_covers_loading_a_zip(server, tmp_path: Path, monkeypatch) -> None:
+    """Hundreds of large images compress to a few KB: loading them is bounded by the run's time limit too."""
+    import io
+    import zipfile
+    from types import SimpleNamespace
+
+    from convformer_app import train_tab
+    buf = io.BytesIO()
+    Image.new("L", (2000, 2000)).save(buf, "PNG")
+    with zipfile.ZipFile(tmp_path / "data.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(40):
+            zf.writestr(f"c{i % 2}/{i}.png", buf.getvalue())
+    monkeypatch.setenv("CONVFORMER_TRAIN_TIME_LIMIT", "0.000001")
+    owner = SimpleNamespace(session_hash="robustness-zip")
+    controls = {k: SMALL[k] for k in (*CONFIG_KEYS, "weights", "checkpoint")}
+    with pytest.raises(gr.Error, match=r"Stopped before training: the time limit was reached while extracting"):
+        for _ in train_tab.train("zip", str(tmp_path / "data.zip"), 1, 2e-3, 32, 100, 32, **controls,
+                                 request=owner, progress=lambda *a, **k: None):
+            pass
