@@ -18,9 +18,10 @@ setup() {  # $1: requirements file
 }
 
 chromium() {  # the browser tests drive Debian's Chromium through Playwright (never `playwright install`)
-  [[ -x /usr/bin/chromium ]] && return
+  # fonts-noto-cjk: the zh-CN page (tests and screenshots) in real Chinese glyphs, not boxes
+  [[ -x /usr/bin/chromium && -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]] && return
   local sudo=""; [[ $(id -u) == 0 ]] || sudo="sudo"
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
 }
 
 case "${1:-}" in

@@ -257,3 +257,69 @@ def test_errors_reach_the_page_in_its_language():
         with pytest.raises(gr.Error) as caught:
             i18n.localized(handler)(*args)  # the API: English
         assert not CJK.search(caught.value.message)
+
+
+# ---- the page in a browser, in both languages ----------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's Chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                          "--disable-component-update"])
+        yield browser
+        browser.close()
+
+
+def open_page(browser, server, locale: str):
+    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(server.url)
+    page.wait_for_selector("#run")
+    page.wait_for_function("document.querySelector('#config-status')?.innerText.trim().length > 3")
+    return context, page
+
+
+# (English, 中文) that the page shows before anything is run
+MAIN = [("Explore", "探索"), ("Train", "训练"), ("Compare", "对比"), ("Fusion stage", "融合阶段"), ("Weights", "权重"),
+        ("Hyperparameters", "超参数"), ("Attention rollout", "注意力展开"), ("Conv activations", "卷积激活"),
+        ("Settings", "设置")]
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+def test_the_page_speaks_the_browser_language(browser, server, locale):
+    context, page = open_page(browser, server, locale)
+    zh = locale == "zh-CN"
+    body = page.inner_text("body")
+    for en, cn in MAIN:
+        assert (cn if zh else en) in body, (locale, en)
+    assert page.get_by_role("button", name="运行" if zh else "Run", exact=True).is_visible()
+    assert page.get_by_role("tab", name="探索" if zh else "Explore").count() >= 1
+    notice, status = page.inner_text("#weights-notice"), page.inner_text("#config-status")
+    assert ("权重" in notice) == zh and ("Weights" in notice) != zh
+    assert bool(CJK.search(status)) == zh, status
+    page.locator("#run").click()
+    page.wait_for_function("document.querySelector('#stats')?.innerText.includes('float32')")
+    stats = page.inner_text("#stats")
+    assert ("个参数" in stats) == zh and ("parameters" in stats) != zh, stats
+    context.close()
+
+
+def test_the_language_switch_in_settings_changes_the_whole_page(browser, server):
+    context, page = open_page(browser, server, "zh-CN")
+    assert "权重" in page.inner_text("#weights-notice")
+    page.get_by_text("设置", exact=True).last.click()
+    page.get_by_role("combobox", name="Language").click()  # Gradio's language dropdown
+    page.get_by_role("option", name="English").click()
+    page.wait_for_function("document.documentElement.lang === 'en'")
+    # labels switch in the browser; the notice and the config status are told again by the server
+    page.wait_for_function("document.querySelector('#weights-notice')?.innerText.includes('Weights')")
+    page.wait_for_function("!/[\\u4e00-\\u9fff]/.test(document.querySelector('#config-status')?.innerText)")
+    assert page.get_by_role("tab", name="Explore").count() >= 1
+    context.close()
