@@ -60,10 +60,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                            image_mode=None)  # Gradio passes the file on undecoded: load_image decodes
                     preview = gr.Image(label=tr("image.preview"), interactive=False, format="jpeg", height=220, elem_id="preview")
                     image_status = gr.Markdown()
-                    resize = gr.Radio([("Keep the aspect", "keep"), ("Squash to a square", "squash")], value="keep",
-                                      label="Resize the image", elem_id="resize",
-                                      info="keep: the short side to the model's input size, the ratio kept (the "
-                                           "token grid follows) · squash: exactly the input size")
+                    resize = gr.Radio(i18n.choices({"keep": "resize.keep", "squash": "resize.squash"}), value="keep",
+                                      label=tr("image.resize"), elem_id="resize", info=tr("image.resize_info"))
                 with gr.Column(scale=1, min_width=260):
                     gallery = gr.Gallery([str(p) for p in explore.examples()], label=tr("image.examples"), columns=3,
                                          height=330,
@@ -145,16 +143,12 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                     diagram = gr.HTML(elem_id="diagram")
                     table = gr.Dataframe(headers=["step", "input", "output", "params", "FLOPs", "what"],
                                          interactive=False, wrap=True, elem_id="shape-table", max_height=2000)
-                with gr.Tab("Code") as code_tab:
-                    gr.Markdown("The model set above as **one PyTorch file**: only `torch` and the standard library, "
-                                "the configuration as constants, every step with its shapes for this configuration. "
-                                "Its `state_dict` is the library model's, so the weights load strictly and give the "
-                                "same logits. Run it (`python convformer_mid.py [H W]`) to print the shape after "
-                                "every step.")
-                    code_btn = gr.Button("Write the code for this configuration", size="sm", elem_id="code-run")
+                with gr.Tab(tr("tab.code")) as code_tab:
+                    gr.Markdown(tr("code.explain"))
+                    code_btn = gr.Button(tr("code.write"), size="sm", elem_id="code-run")
                     code_view = gr.Code(language="python", interactive=False, lines=20, max_lines=40,
                                         buttons=["copy", "download"], elem_id="code")
-                    code_file = gr.File(label="The file, to download", interactive=False, elem_id="code-file",
+                    code_file = gr.File(label=tr("code.file"), interactive=False, elem_id="code-file",
                                         height=80)
         with gr.Tab(tr("tab.train"), id="train"):
             gr.Markdown(tr("train.explain"))
@@ -223,7 +217,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                 ref_gallery = gr.Gallery(label=imagenet.COMPARE_GALLERY, columns=5, height=220, allow_preview=True,
                                          interactive=False, scale=4, elem_id="imagenet-gallery")
 
-    relang = gr.Button(elem_id="cf-relang")  # hidden; i18n.HEAD clicks it when the page's language changes
+    relang = gr.Button("", elem_id="cf-relang")  # hidden; i18n.HEAD clicks it when the page's language changes
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
 
     # the Explore controls, one component per field of Controls: handlers take them as `*controls` (spread)

@@ -68,7 +68,8 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
             safety.keep(r), None,
             gr.update(choices=blocks, value=block), gr.update(choices=head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
-            gr.update(choices=[PREDICTED, *r.classes], value=cam_target if cam_target in r.classes else PREDICTED),
+            gr.update(choices=[(text("cam.predicted"), PREDICTED), *r.classes],
+                      value=cam_target if cam_target in r.classes else PREDICTED),
             caution(image, weights))
 
 
@@ -269,8 +270,7 @@ def code(controls: Controls, trained: str | None = None) -> tuple[str, str]:
     state_dict as the library's model): (the source, the path of a file to download)."""
     weights = resolve(controls, trained)
     if weights.kind == "imagenet":
-        raise gr.Error("The ImageNet references are timm models, not ConvFormers: choose other weights to see "
-                       "the code.")
+        raise gr.Error(text("code.imagenet"))
     cfg = session.model_config(controls, weights)
     loaded = session.load(weights, cfg)
     if weights.kind == "random":
