@@ -55,14 +55,14 @@ def test_a_wide_image_keeps_its_aspect(wide):
     r = out["run"]
     h, w, _ = r.grid
     assert w == 3 * h  # the token grid follows the 3:1 image
-    assert out["table"][0][2] == f"(B=1, C=3, H=64, W={3 * 64})"
+    assert out["table"]["data"][0][2] == f"(B=1, C=3, H=64, W={3 * 64})"
     assert abs(r.display.width / r.display.height - 3) < 0.05
     assert f"288 x 96 -> {3 * 64} x 64 px, aspect kept; token grid {w} x {h}" in out["stats"]
 
 
 def test_squash_is_still_there(wide):
     out = dict(zip(explore.PREDICT_OUTPUTS, explore.predict(wide, "mid", resize="squash", **SMALL)))
-    assert out["table"][0][2] == "(B=1, C=3, H=64, W=64)" and "squashed" in out["stats"]
+    assert out["table"]["data"][0][2] == "(B=1, C=3, H=64, W=64)" and "squashed" in out["stats"]
     with pytest.raises(gr.Error, match="resize='stretch'"):
         explore.predict(wide, "mid", resize="stretch", **SMALL)
 

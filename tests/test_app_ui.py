@@ -41,7 +41,7 @@ def test_predict_outputs_in_declared_order(image: str) -> None:
     out = dict(zip(explore.PREDICT_OUTPUTS, explore.predict(image, "mid", top_k=3, **SMALL)))
     assert len(out["label"]) == 3 and all(0 <= p <= 1 for p in out["label"].values())
     assert isinstance(out["run"], Run) and out["point"] is None
-    assert out["table"][0][2] == "(B=1, C=3, H=64, W=64)" and out["table"][-1][0] == "total"
+    assert out["table"]["data"][0][2] == "(B=1, C=3, H=64, W=64)" and out["table"]["data"][-1][0] == "total"
     assert all(isinstance(out[k], Image.Image) for k in ("rollout", "patch", "query", "blocks", "heads", "channels",
                                                           "cam"))
 
@@ -203,7 +203,7 @@ def test_bundled_checkpoint_is_used_and_described(image: str, tmp_path: Path, mo
     assert "bundled" in explore.check_config(**bad)
     out = dict(zip(explore.PREDICT_OUTPUTS, explore.predict(image, "mid", embed_dim=100)))  # the checkpoint fixes it
     assert "bundled checkpoint" in out["notice"] and "Shapes" in out["notice"] and "87.5%" in out["notice"]
-    assert set(out["label"]) <= set(CLASSES) and out["table"][0][2] == "(B=1, C=3, H=64, W=64)"
+    assert set(out["label"]) <= set(CLASSES) and out["table"]["data"][0][2] == "(B=1, C=3, H=64, W=64)"
     assert "meaningless" in resolve(Controls(weights="random")).notice
     shown = dict(zip(explore.CONTROL_OUTPUTS, explore.on_weights("mid", weights="bundled")))
     assert shown["depth"] == 1 and "Shapes" in shown["notice"]
