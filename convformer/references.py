@@ -57,9 +57,7 @@ REFERENCES: dict[str, Reference] = {r.fusion: r for r in (
               "Every block attends over one 7 x 7 patch grid plus the class token."),
     Reference("mid", ("coatnet_nano_rw_224.sw_in1k",),
               "CoAtNet-nano: two MBConv stages, then two transformer stages", 81.70,
-              "The transformer stages attend over their own grid (14 x 14, then 7 x 7; no class token) with a "
-              "learned relative-position bias; tokens do not carry over between the two grids, so rollout "
-              "runs over the last stage's blocks only."),
+              "CoAtNet's attention has no class token and adds a learned relative-position bias."),
     Reference("late", ("resnet18.a1_in1k", "deit_tiny_patch16_224.fb_in1k"),
               "ResNet-18 and DeiT-Ti over the same image; class probabilities averaged", None,
               "Attention comes from the DeiT branch (one 14 x 14 grid plus the class token); conv activations "
