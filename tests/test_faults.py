@@ -223,9 +223,10 @@ def test_soak_small(server) -> None:
     spec = importlib.util.spec_from_file_location("soak", ROOT / "scripts" / "soak.py")
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
-    report = soak.main(["--clients", "3", "--requests", "4", "--img-size", "64", "--max-seconds", "240",
-                        "--max-growth", "0.5", "--url", server.url, "--pid", str(server.pid)])
-    assert report["requests_sent"] == 12 and report["valid"] > 0 and report["bad"] > 0
+    report = soak.main(["--clients", "3", "--requests", "4", "--sessions", "2", "--img-size", "64",
+                        "--max-seconds", "400", "--max-growth", "0.5", "--url", server.url, "--pid", str(server.pid)])
+    assert report["requests_sent"] == 13 and report["valid"] > 0 and report["bad"] > 0  # 12 + a training run
+    assert report["sessions"] == 2 and report["sessions_failed"] == 0
     assert report["problems"] == [], report
 
 
