@@ -35,7 +35,12 @@ def _model(args: argparse.Namespace, bundled: bool = False):
 def info(args: argparse.Namespace) -> None:
     model = _model(args)
     _, h, w = model.pretrained_cfg["input_size"]
-    result = inspect(model, torch.zeros(args.batch, model.config.in_chans, h, w))
+    x = torch.zeros(args.batch, model.config.in_chans, h, w)
+    if args.image:  # the table for this image's real grid (its aspect kept unless --resize squash)
+        image = load_image(args.image)
+        print(f"input: {fit(image.size, model, args.resize).message()}")
+        x = preprocess(image, model, args.resize).cpu().expand(args.batch, -1, -1, -1)
+    result = inspect(model, x)
     print(f"{model.pretrained_cfg.get('architecture', model.config.fusion)}: fusion={model.config.fusion}")
     print(format_table(result.shapes, human))
     print(token_note(result.shapes))
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--img-size", type=int, nargs="+", metavar="PX", help="one side, or H W")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--image", help="the table for this image, resized as predict does (its aspect kept)")
+    p.add_argument("--resize", choices=RESIZES, default="keep", help="with --image: keep (default) or squash")
     p.set_defaults(func=info)
     p = sub.add_parser("predict", help="print the top-k classes for an image")
     p.add_argument("image")

@@ -89,3 +89,15 @@ def test_predict_says_how_it_resized(tmp_path, capsys):
     assert "288 x 96 -> " in err and "aspect kept" in err
     assert main(["predict", str(path), "--fusion", "mid", "--resize", "squash"]) == 0
     assert "squashed" in capsys.readouterr().err
+
+
+def test_info_follows_the_images_grid(tmp_path, capsys):
+    from convformer.__main__ import main
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (288, 96)).save(path)
+    side = 64
+    assert main(["info", "--preset", "convformer_vit_tiny", "--img-size", str(side), "--image", str(path)]) == 0
+    out = capsys.readouterr().out
+    gh, gw = side // 16, 3 * side // 16  # convformer_vit_tiny: 16 px patches
+    assert f"288 x 96 -> {3 * side} x {side} px, aspect kept" in out
+    assert f"(B=1, C=3, H={side}, W={3 * side})" in out and f"N=1+{gh}x{gw}={1 + gh * gw}" in out
