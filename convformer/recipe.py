@@ -16,7 +16,7 @@ from .config import FUSIONS, ConvFormerConfig
 from .presets import SHAPES_PRESETS
 from .train import TrainConfig
 
-__all__ = ["RECIPES", "Recipe", "estimate_seconds", "verdict"]
+__all__ = ["DEFAULT", "RECIPES", "Recipe", "Standing", "estimate_seconds", "standing", "verdict"]
 
 # seconds to render one shapes image of H x W px on one core: 0.52 / 0.58 / 0.65 / 0.83 ms at 32 / 40 / 48 / 64 px
 RENDER_S, RENDER_S_PER_PX = 0.42e-3, 0.1e-3 / 32 ** 2
@@ -112,23 +112,34 @@ def estimate_seconds(cfg: ConvFormerConfig, epochs: int, train_size: int, val_si
     return ref.seconds * per_image * work + todo * (RENDER_S + RENDER_S_PER_PX * cfg.img_size[0] * cfg.img_size[1])
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where a finished run stands: the stage's typical accuracy at the same time, and every stage's
+    measured time to 90 % (None: not within its run) with its best accuracy."""
+
+    typical: float | None
+    relation: str                      # "above" | "below" | "typical" (within 2 points) | "unknown"
+    ranking: tuple[tuple[str, float | None, float], ...]
+
+
+def standing(fusion: str, best_acc: float, seconds: float) -> Standing:
+    ref = RECIPES.get(fusion)
+    typical = max((a for t, a in ref.curve if t <= seconds * 1.05), default=0.0) if ref and ref.curve else None
+    relation = ("unknown" if typical is None else "above" if best_acc >= typical + 0.02 else
+                "below" if best_acc <= typical - 0.02 else "typical")
+    ranking = sorted(((r.fusion, r.time_to(0.9), r.best) for r in RECIPES.values() if r.curve),
+                     key=lambda x: (x[1] is None, x[1] or 0.0, -x[2]))
+    return Standing(typical, relation, tuple(ranking))
+
+
 def verdict(fusion: str, best_acc: float, seconds: float, cancelled: bool = False) -> str:
     """One line on a finished run: its accuracy and time, and where it stands against the measured curves."""
-    ref = RECIPES.get(fusion)
+    s = standing(fusion, best_acc, seconds)
     text = f"{fusion} fusion: best validation accuracy {best_acc:.1%} after {seconds:.0f} s"
     if cancelled:
         text += " (stopped early)"
-    if ref is not None and ref.curve:
-        typical = max((a for t, a in ref.curve if t <= seconds * 1.05), default=0.0)
-        if best_acc >= typical + 0.02:
-            text += f"; above this stage's typical {typical:.0%} at that time"
-        elif best_acc <= typical - 0.02:
-            text += f"; below this stage's typical {typical:.0%} at that time"
-        else:
-            text += "; typical for this stage"
-    ranking = sorted((r.time_to(0.9) or float("inf"), r.fusion) for r in RECIPES.values() if r.curve)
-    if ranking:
-        parts = [f"{f} {t:.0f} s" if t != float("inf") else f"{f} never ({RECIPES[f].best:.0%} best)"
-                 for t, f in ranking]
-        text += ". Time to 90% with the defaults: " + ", ".join(parts)
-    return text + "."
+    if s.relation != "unknown":
+        text += {"above": "; above", "below": "; below", "typical": "; about"}[s.relation]
+        text += f" this stage's typical {s.typical:.0%} at that time"
+    parts = [f"{f} {t:.0f} s" if t is not None else f"{f} not within its run ({b:.0%} best)" for f, t, b in s.ranking]
+    return text + ". Time to 90% with the recipes: " + ", ".join(parts) + "."

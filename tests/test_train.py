@@ -290,3 +290,27 @@ def test_bundled_checkpoint_reaches_its_recorded_accuracy(fusion):
     assert evaluate(model, fresh)["acc"] >= recorded - tolerance
     timm_model = timm.create_model(f"convformer_{fusion}_shapes", pretrained=True)
     assert all(torch.equal(a, b) for a, b in zip(timm_model.state_dict().values(), model.state_dict().values()))
+
+
+@pytest.mark.app
+def test_the_train_tab_defaults_are_the_recipes(monkeypatch):
+    import inspect
+    train_tab = pytest.importorskip("convformer_app.train_tab")
+    from convformer.recipe import DEFAULT
+    from convformer_app.controls import Controls
+    r = RECIPES[DEFAULT]
+    assert r.time_to(0.9) is not None and r.time_to(0.9) <= 60  # the default passes 90 % within its minute
+    defaults = {k: p.default for k, p in inspect.signature(train_tab.train).parameters.items()}
+    assert (defaults["epochs"], defaults["lr"], defaults["batch_size"], defaults["train_images"],
+            defaults["train_img"]) == (r.epochs, r.lr, r.batch_size, r.train_size, r.img_size)
+    for fusion, rec in RECIPES.items():
+        assert train_tab.on_model(fusion) == (rec.epochs, rec.lr, rec.batch_size, rec.train_size, rec.img_size)
+        assert train_tab._model_config(fusion, Controls(), rec.img_size) == rec.model_config()
+    assert train_tab._val_size(r.train_size) == r.val_size
+    warmed = []
+    monkeypatch.setattr(train_tab, "warm", lambda cfg, images: warmed.append((cfg.img_size, images)))
+    cold = SHAPES_CACHE.cached("train", 0, (r.img_size, r.img_size)) < r.train_size
+    text = train_tab.describe("mid", weights="random", model=DEFAULT)
+    assert f"{DEFAULT} fusion with its one-minute recipe" in text and "Estimate" in text
+    if cold:  # rendering starts when the page describes the run, before Train is pressed
+        assert warmed == [((r.img_size, r.img_size), r.train_size)] and "rendering" in text
