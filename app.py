@@ -154,19 +154,24 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
             gr.Markdown(tr("train.explain"))
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=300):
+                    train_arch = gr.Radio(i18n.choices({**{f: f"fusion.{f}" for f in train_tab.TYPICAL},
+                                                        "explore": "train.arch_explore"}),
+                                          value=train_tab.recipes.DEFAULT, label=tr("train.arch"),
+                                          info=tr("train.arch_info"), elem_id="train-arch")
                     train_model = gr.Markdown(elem_id="train-model")
                     dataset = gr.Radio(i18n.choices({k: f"dataset.{k}" for k in train_tab.DATASETS}), value="shapes",
                                        label=tr("train.dataset"))
                     data_zip = gr.File(label=tr("train.zip"),
                                        file_types=[".zip"], type="filepath", visible=False, height=100)
-                    train_images = gr.Slider(100, LIM.max_images, min(2000, LIM.max_images), step=100,
+                    train_images = gr.Slider(100, LIM.max_images, min(train_tab.R.train_size, LIM.max_images), step=100,
                                              label=tr("train.images"), info=tr("train.images_info"))
-                    train_img = gr.Slider(32, LIM.max_img_size, min(48, LIM.max_img_size), step=8,
+                    train_img = gr.Slider(32, LIM.max_img_size, min(train_tab.R.img_size, LIM.max_img_size), step=8,
                                           label=tr("train.img_size"), info=tr("train.img_size_info"))
                     with gr.Row():
-                        epochs = gr.Slider(1, LIM.max_epochs, min(3, LIM.max_epochs), step=1, label=tr("train.epochs"))
-                        batch_size = gr.Slider(8, 256, 64, step=8, label=tr("train.batch_size"))
-                    lr = gr.Number(2e-3, label=tr("train.lr"), minimum=1e-6, maximum=1)
+                        epochs = gr.Slider(1, LIM.max_epochs, min(train_tab.R.epochs, LIM.max_epochs), step=1,
+                                           label=tr("train.epochs"))
+                        batch_size = gr.Slider(8, 256, train_tab.R.batch_size, step=8, label=tr("train.batch_size"))
+                    lr = gr.Number(train_tab.R.lr, label=tr("train.lr"), minimum=1e-6, maximum=1)
                     gr.Markdown(i18n.fixed(train_tab.limits_text))
                     with gr.Row():
                         train_btn = gr.Button(tr("train.train"), variant="primary", elem_id="train")
@@ -177,7 +182,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                         loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=train_tab.COLOURS,
                                                 label=tr("train.loss_plot"),
                                                 height=260, elem_id="loss-plot")
-                        acc_plot = gr.LinePlot(x="epoch", y="accuracy", color="series", color_map=train_tab.COLOURS,
+                        acc_plot = gr.LinePlot(x="seconds", y="accuracy", color="series", color_map=train_tab.COLOURS,
                                                y_lim=[0, 100], height=260, label=tr("train.acc_plot"),
                                                elem_id="acc-plot")
                     trained_file = gr.File(label=tr("train.file"), interactive=False,
@@ -262,14 +267,18 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     # Train: the generator streams progress; Cancel stops the event and the thread, then shows what was kept
     train_outputs = [train_status, loss_plot, acc_plot, trained_file, trained]
     train_event = train_btn.click(train_tab.train, [dataset, data_zip, epochs, lr, batch_size, train_images, train_img,
-                                                    *controls], train_outputs, api_name="train",
+                                                    *controls, train_arch], train_outputs, api_name="train",
                                   concurrency_limit=None, time_limit=LIM.time_limit + 60)  # jobs: train_tab's limits
     train_event.then(explore.on_trained, [*controls, trained], set_controls, api_name="use_trained")
     cancel_btn.click(train_tab.cancel, None, train_status, cancels=[train_event], api_name="cancel_training").then(
         train_tab.after_cancel, None, train_outputs, api_name="after_cancel").then(
         explore.on_trained, [*controls, trained], set_controls, api_name="use_cancelled")
     dataset.change(train_tab.dataset_controls, dataset, [data_zip, train_images], api_name="dataset_controls")
-    gr.on([c.change for c in (*controls, train_img)], train_tab.describe, [*controls, train_img], train_model,
+    train_arch.change(train_tab.on_model, train_arch, [epochs, lr, batch_size, train_images, train_img],
+                      api_name="train_recipe")
+    train_described = [*controls, train_img, epochs, train_images, train_arch]
+    gr.on([c.change for c in (*controls, train_img, epochs, train_images, train_arch)], train_tab.describe,
+          train_described, train_model,
           api_name="train_model")
     demo.unload(train_tab.leave)
     cmp_btn.click(session.guard(compare.compare_image), cmp_image, cmp_out, api_name="compare_image")
@@ -280,9 +289,10 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     demo.load(explore.on_load, None, set_controls, api_name="load_config").then(
         explore.retell, [*controls, trained, run_state], retold, api_name=False)
     relang.click(explore.retell, [*controls, trained, run_state], retold, api_name=False)
-    relang.click(train_tab.describe, [*controls, train_img], train_model, api_name=False)
+    relang.click(train_tab.describe, train_described, train_model, api_name=False)
     gr.on([demo.load, relang.click], train_tab.axes, None, [loss_plot, acc_plot], api_name=False)
     demo.load(compare.headers, None, [split_table, split_plot], api_name=False)
+    demo.load(explore.gallery, None, gallery, api_name=False)  # the captions in the page's language
     i18n.localize(demo)  # every handler answers in the language of the page that called it
 
 

@@ -315,7 +315,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.cancel": ("Cancel", "取消"),
     "train.press": ("Press **Train** to start.", "按**训练**开始。"),
     "train.loss_plot": ("Loss (blue: training, smoothed; orange: validation)", "损失（蓝色：训练，已平滑；橙色：验证）"),
-    "train.acc_plot": ("Validation accuracy (%)", "验证准确率（%）"),
+    "train.acc_plot": ("Validation accuracy (%) against time; pale lines: each stage's typical curve with its recipe",
+                       "验证准确率（%）随时间变化；浅色线：各阶段按其配方的典型曲线"),
     "train.file": ("Trained checkpoint (.safetensors): download", "训练得到的检查点（.safetensors）：下载"),
     "train.series_train": ("train (per step, smoothed)", "训练（逐步，已平滑）"),
     "train.series_val": ("validation", "验证"),
@@ -360,6 +361,32 @@ TEXT: dict[str, tuple[str, str]] = {
                     "在 {px} 像素下约 {params} 个参数{tokens}；随机初始权重。"),
     "train.tokens": (", {n} tokens", "，{n} 个词元"),
     "train.progress": ("training", "训练中"),
+    "train.arch": ("Model", "模型"),
+    "train.arch_info": ("a fusion stage with its measured one-minute recipe (sets the sliders below), or the "
+                        "architecture set in Explore", "某个融合阶段及其实测的一分钟配方（会设置下方滑块），或探索页中设置的架构"),
+    "train.arch_explore": ("Explore's architecture", "探索页中的架构"),
+    "train.recipe_model": ("**Model:** {fusion} fusion with its one-minute recipe (embed {embed}, depth {depth}, conv "
+                           "widths {widths}), {params} parameters at {px} px{tokens}; random initial weights.",
+                           "**模型：**{fusion} 融合及其一分钟配方（嵌入维度 {embed}，深度 {depth}，卷积通道数 {widths}），"
+                           "{px} 像素时 {params} 个参数{tokens}；随机初始权重。"),
+    "train.estimate": (" **Estimate:** about {seconds} s on 2 CPU cores", " **预计：**在 2 个 CPU 核心上约 {seconds} 秒"),
+    "train.estimate_render": (" ({seconds} s of it rendering images not cached yet)",
+                              "（其中 {seconds} 秒用于渲染尚未缓存的图像）"),
+    "train.estimate_typical": (". Measured with the {fusion} recipe: {acc} validation accuracy after {seconds} s.",
+                               "。{fusion} 配方的实测结果：{seconds} 秒后验证准确率 {acc}。"),
+    "train.estimate_gpu": (" This server trains on its GPU: expect much less.", " 本服务器在 GPU 上训练：用时会短得多。"),
+    "train.axis_seconds": ("seconds", "秒"),
+    "train.typical": ("typical: {fusion}", "典型：{fusion}"),
+    "train.verdict": ("**Verdict:** {fusion} fusion, {acc} in {seconds} s", "**结论：**{fusion} 融合，{seconds} 秒达到 {acc}"),
+    "train.verdict_above": (", above this stage's typical {typical} at that time",
+                            "，高于该阶段在同一时间的典型值 {typical}"),
+    "train.verdict_below": (", below this stage's typical {typical} at that time",
+                            "，低于该阶段在同一时间的典型值 {typical}"),
+    "train.verdict_typical": (", like this stage's typical {typical} at that time",
+                              "，与该阶段在同一时间的典型值 {typical} 相当"),
+    "train.verdict_ranking": (". With their recipes, 90% took: {ranking}.", "。按各自配方达到 90% 用时：{ranking}。"),
+    "train.verdict_rank": ("{fusion} {seconds} s", "{fusion} {seconds} 秒"),
+    "train.verdict_never": ("{fusion} not within its minute (best {best})", "{fusion} 一分钟内未达到（最高 {best}）"),
     # ---- Compare ----
     "compare.explain": (
         "Early, mid and late fusion and the two baselines **side by side**: the same image through each, then "

@@ -7,8 +7,13 @@ generator turns that into page updates. Every run writes into its own fresh fold
 folder (never a shared name), and the checkpoint path is kept per session in a gr.State. Jobs are bounded
 by environment variables, for shared deployments such as Spaces:
 
-    CONVFORMER_MAX_EPOCHS (10)          CONVFORMER_MAX_TRAIN_IMAGES (5000)  CONVFORMER_MAX_TRAIN_JOBS (2)
+    CONVFORMER_MAX_EPOCHS (10)          CONVFORMER_MAX_TRAIN_IMAGES (10000) CONVFORMER_MAX_TRAIN_JOBS (2)
     CONVFORMER_MAX_TRAIN_IMG_SIZE (96)  CONVFORMER_TRAIN_TIME_LIMIT (600 s per run)
+
+The page's defaults are a fusion stage's measured one-minute recipe (`convformer.recipe`, default: the
+stage that passes 90 % within the minute); the tab estimates a run's time before it starts, draws validation
+accuracy against time beside every stage's typical curve, and ends with a verdict. The training thread runs
+at a lower CPU priority (nice +10 on Linux) so that the server's other requests keep their latency.
 
 A run stops (and keeps its best checkpoint) when it is cancelled, when it reaches the time limit, and when
 nobody has read its progress for ORPHAN_S seconds (the browser went away).
@@ -20,6 +25,7 @@ import logging
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -32,7 +38,8 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from convformer.config import estimate
+from convformer import recipe as recipes
+from convformer.datasets import SHAPES_CACHE
 from convformer.folders import LoadingStopped, Stop
 from convformer.model import ConvFormer
 from convformer.train import TrainConfig, TrainResult, fit, make_datasets
@@ -49,12 +56,16 @@ ORPHAN_S = 60.0           # no page has read the progress for this long: the run
 UPDATE_S = 0.5            # at most two page updates a second
 TEST_IMAGES = 400         # shapes: a fresh test split, scored once at the end
 COLOURS = {"train (per step, smoothed)": "#3b82f6", "validation": "#f97316"}  # the series, as the API names them
+TYPICAL = {"late": "#86efac", "cnn": "#cbd5e1", "mid": "#d8b4fe", "early": "#fde68a", "vit": "#fca5a5"}  # faint
+NICE = 10                 # the training thread's CPU priority (Linux nice), below the serving threads'
+R = recipes.RECIPES[recipes.DEFAULT]  # the page's defaults
 
 
 def colours() -> dict[str, str]:
     """The curves' colours by series name, in the page's language (the names are the legend)."""
     return {text("train.series_train"): COLOURS["train (per step, smoothed)"],
-            text("train.series_val"): COLOURS["validation"]}
+            text("train.series_val"): COLOURS["validation"],
+            **{text("train.typical", fusion=f): c for f, c in TYPICAL.items()}}
 TRAIN_OUTPUTS = ("status", "loss_plot", "acc_plot", "download", "trained")
 
 
@@ -70,7 +81,7 @@ class Limits:
 def limits() -> Limits:
     """The limits of this server, read from the environment (defaults suit a 2-vCPU Space)."""
     env = os.environ.get
-    return Limits(int(env("CONVFORMER_MAX_EPOCHS", "10")), int(env("CONVFORMER_MAX_TRAIN_IMAGES", "5000")),
+    return Limits(int(env("CONVFORMER_MAX_EPOCHS", "10")), int(env("CONVFORMER_MAX_TRAIN_IMAGES", "10000")),
                   int(env("CONVFORMER_MAX_TRAIN_JOBS", "2")), int(env("CONVFORMER_MAX_TRAIN_IMG_SIZE", "96")),
                   float(env("CONVFORMER_TRAIN_TIME_LIMIT", "600")))
 
@@ -95,6 +106,7 @@ class Job:
     error: str | None = None
     checkpoint: Path | None = None
     dataset: str = "your data"
+    fusion: str = "mid"
     steps: list[float] = field(default_factory=list)
 
 
@@ -158,19 +170,29 @@ def curves(steps: list[float], history: list[dict[str, float]], steps_per_epoch:
             rows.append(((i + 1) / steps_per_epoch, smooth, text("train.series_train")))
     rows += [(float(h["epoch"]), h["val_loss"], text("train.series_val")) for h in history]
     loss = pd.DataFrame(rows, columns=["epoch", "loss", "series"])
-    acc = pd.DataFrame([(float(h["epoch"]), 100 * h["val_acc"], text("train.series_val")) for h in history],
-                       columns=["epoch", "accuracy", "series"])
     # Gradio 6.31's plot keeps the colour domain of its first data until a prop changes: an (invisible)
-    # change of the axis title per epoch makes the validation series appear; no points yet: leave the plot
+    # change of the axis title per epoch makes the validation series appear
     return (gr.update(value=loss, x_title=text("train.axis_epoch") + "\u200b" * len(history),
                       y_title=text("train.axis_loss"), color_map=colours()),
-            gr.update(value=acc, color_map=colours()) if len(acc) else gr.skip())
+            gr.update(value=accuracy(history), x_title=text("train.axis_seconds") + "\u200b" * len(history),
+                      color_map=colours()))
+
+
+def accuracy(history: list[dict[str, float]]) -> pd.DataFrame:
+    """Validation accuracy (%) against seconds: this run's epochs, then every stage's typical curve with its
+    recipe (measured on 2 CPU cores), so that a run is seen against what the stages usually do."""
+    rows = [(round(h["time"], 1), 100 * h["val_acc"], text("train.series_val")) for h in history]
+    for fusion in TYPICAL:
+        name = text("train.typical", fusion=fusion)
+        rows += [(0.0, 10.0, name), *((t, 100 * a, name) for t, a in recipes.RECIPES[fusion].curve)]
+    return pd.DataFrame(rows, columns=["seconds", "accuracy", "series"])
 
 
 def axes() -> tuple:
     """The two curves' axis titles and legend in the page's language, before any training."""
     return (gr.update(x_title=text("train.axis_epoch"), y_title=text("train.axis_loss"), color_map=colours()),
-            gr.update(x_title=text("train.axis_epoch"), y_title=text("train.axis_acc"), color_map=colours()))
+            gr.update(value=accuracy([]), x_title=text("train.axis_seconds"), y_title=text("train.axis_acc"),
+                      color_map=colours()))
 
 
 def _status(info: dict[str, Any], dataset: str) -> str:
@@ -193,17 +215,30 @@ def _final(job: Job, dataset: str) -> str:
                 acc=f"{best['val_acc']:.1%}", best=f"{best['epoch']:g}")
     if r.test is not None:
         out += text("train.test", n=r.test["n"], acc=f"{r.test['acc']:.1%}")
-    return out + text("train.now_yours")
+    return out + text("train.now_yours") + "\n\n" + verdict(job.fusion, best["val_acc"], r.train_time)
+
+
+def verdict(fusion: str, acc: float, seconds: float) -> str:
+    """One line: this run's accuracy and time against its stage's typical curve and the others' times to 90 %."""
+    s = recipes.standing(fusion, acc, seconds)
+    line = text("train.verdict", fusion=fusion, acc=f"{acc:.1%}", seconds=f"{seconds:.0f}")
+    if s.relation != "unknown":
+        line += text(f"train.verdict_{s.relation}", typical=f"{s.typical:.0%}")
+    ranks = [text("train.verdict_rank", fusion=f, seconds=f"{t:.0f}") if t is not None else
+             text("train.verdict_never", fusion=f, best=f"{b:.0%}") for f, t, b in s.ranking]
+    return line + text("train.verdict_ranking", ranking=", ".join(ranks))
 
 
 # ---- the handlers --------------------------------------------------------------------------------------
 @spread
-def train(dataset: str = "shapes", upload: str | None = None, epochs: float = 3, lr: float = 2e-3,
-          batch_size: float = 64, train_images: float = 2000, train_img: float = 48,
-          controls: Controls = Controls(), request: gr.Request = None,
+def train(dataset: str = "shapes", upload: str | None = None, epochs: float = R.epochs, lr: float = R.lr,
+          batch_size: float = R.batch_size, train_images: float = R.train_size, train_img: float = R.img_size,
+          controls: Controls = Controls(), model: str = "explore", request: gr.Request = None,
           progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
-    """Train the Explore architecture (`controls`, at the image size `train_img`) from random init; yield
-    (status, loss curve, accuracy curve, checkpoint file, checkpoint path for the session state) as it goes."""
+    """Train from random init, at the image size `train_img`: the Explore architecture (`controls`) with
+    model="explore", else the model of that fusion stage's recipe (the page's default); the stage's recipe
+    supplies what the page does not set (augmentation, warm-up, label smoothing). Yield (status, loss curve,
+    accuracy curve, checkpoint file, checkpoint path for the session state) as it goes."""
     lim = limits()
     if dataset not in DATASETS:
         raise gr.Error(f"dataset={dataset!r} is not allowed: expected one of {', '.join(DATASETS)}")
@@ -217,7 +252,7 @@ def train(dataset: str = "shapes", upload: str | None = None, epochs: float = 3,
     size = _number("image size", train_img, 32, lim.max_img_size)
     batch = _number("batch size", batch_size, 1, 512)
     lr = _number("learning rate", lr, 1e-6, 1.0, whole=False)
-    cfg = controls.replace(img_size=size).config()
+    cfg = _model_config(model, controls, size)
     owner = _session(request)
     with _LOCK:
         mine = JOBS.get(owner)
@@ -231,9 +266,12 @@ def train(dataset: str = "shapes", upload: str | None = None, epochs: float = 3,
     prune()  # older runs make room for this one within the disk budget
     name = text("train.builtin") if dataset == "shapes" else f"`{Path(upload).name}`"
     job.dataset = name
-    tcfg = TrainConfig(epochs=epochs, lr=lr, min_lr=min(1e-5, lr), batch_size=batch,
-                       warmup_epochs=min(1.0, epochs / 3), progress_bar=False, device=str(session.DEVICE),
-                       max_epochs=lim.max_epochs, max_images=lim.max_images, time_limit=lim.time_limit)
+    job.fusion = cfg.fusion
+    rec = recipes.RECIPES[cfg.fusion]
+    tcfg = rec.train_config(epochs=epochs, lr=lr, min_lr=min(1e-5, lr), batch_size=batch,
+                            warmup_epochs=min(rec.warmup_epochs, epochs), progress_bar=False,
+                            device=str(session.DEVICE), max_epochs=lim.max_epochs, max_images=lim.max_images,
+                            time_limit=lim.time_limit)
     job.thread = threading.Thread(target=_work, args=(job, cfg, tcfg, dataset, upload, images),
                                   name=f"train-{owner[:8]}", daemon=True)
     job.thread.start()
@@ -249,10 +287,11 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
         if time.monotonic() - job.last_seen > ORPHAN_S:
             job.cancel.set()
         job.events.put(info)
+    _lower_priority()
     try:
         lim = limits()
         if dataset == "shapes":
-            data = make_datasets("shapes", cfg.img_size, train_size=images, val_size=max(50, images // 5),
+            data = make_datasets("shapes", cfg.img_size, train_size=images, val_size=_val_size(images),
                                  test_size=TEST_IMAGES, seed=0)
         else:
             stop = Stop.after(lim.time_limit, job.cancel)  # Cancel and the time limit cover loading too
@@ -283,6 +322,90 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
     finally:
         job.running = False
         job.events.put(None)
+
+
+def _lower_priority() -> None:
+    """Run the calling thread (and the OpenMP workers it starts later, which inherit it) at nice NICE, so a
+    training run takes the CPU only when the server's requests leave it free (measured: NOTES section 9).
+    Linux only: there a thread is a task with its own nice value."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        except OSError:  # not allowed here: train at the normal priority
+            log.warning("could not lower the training thread's priority")
+
+
+def _val_size(images: int) -> int:
+    """Shapes validation images for a run of `images` training images (1,000 for the recipes' 10,000)."""
+    return min(1000, max(50, images // 5))
+
+
+def _model_config(model: str, controls: Controls, size: int):
+    """The config a run trains: the recipe's model of stage `model`, or Explore's (`model="explore"`)."""
+    if model == "explore":
+        return controls.replace(img_size=size).config()
+    if model not in recipes.RECIPES:
+        raise gr.Error(f"model={model!r} is not allowed: expected explore or one of {', '.join(recipes.RECIPES)}")
+    try:
+        return recipes.RECIPES[model].model_config().replace(img_size=int(float(size)))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise gr.Error(str(e)) from None
+
+
+def on_model(model: str) -> tuple:
+    """The Model choice: a recipe sets the page's epochs, learning rate, batch size, training images and image
+    size to its own; Explore's architecture leaves them as they are."""
+    r = recipes.RECIPES.get(model)
+    if r is None:
+        return (gr.skip(),) * 5
+    return r.epochs, r.lr, r.batch_size, r.train_size, r.img_size
+
+
+_WARMING: set[tuple] = set()
+
+
+def warm(cfg, images: int) -> None:
+    """Render a run's shapes splits into the shared cache in the background (at nice NICE), once, so that the
+    first Train press of a session does not wait for them; called when the page describes a run."""
+    key = (tuple(cfg.img_size), cfg.in_chans, images)
+    with _LOCK:
+        if key in _WARMING or images > limits().max_images:
+            return
+        _WARMING.add(key)
+
+    def render() -> None:
+        _lower_priority()
+        try:
+            make_datasets("shapes", cfg.img_size, in_chans=cfg.in_chans, train_size=images,
+                          val_size=_val_size(images), test_size=TEST_IMAGES, seed=0)
+        except Exception:  # noqa: BLE001 - a warm-up only; the run itself reports errors
+            log.exception("warming the shapes cache failed")
+    threading.Thread(target=render, name="warm-shapes", daemon=True).start()
+
+
+def estimate(cfg, epochs: Any, train_images: Any, prefetch: bool = False) -> str:
+    """The time a run should take, said before it starts (the stage's recipe scaled by FLOPs and images; the
+    images not cached yet are rendered first), and what the stage's recipe reached in its measured run.
+    With `prefetch`, the images start rendering in the background now."""
+    try:
+        epochs, images = int(float(epochs)), int(float(train_images))
+    except (TypeError, ValueError, OverflowError):
+        return ""
+    val = _val_size(images)
+    cached = (min(images, SHAPES_CACHE.cached("train", 0, cfg.img_size, cfg.in_chans)) +
+              min(val, SHAPES_CACHE.cached("val", 0, cfg.img_size, cfg.in_chans)))
+    seconds = recipes.estimate_seconds(cfg, epochs, images, val, rendered=cached)
+    render = seconds - recipes.estimate_seconds(cfg, epochs, images, val, rendered=images + val)
+    out = text("train.estimate", seconds=f"{seconds:.0f}")
+    if prefetch and render >= 1 and 0 < images <= limits().max_images:
+        warm(cfg, images)
+    if render >= 1:
+        out += text("train.estimate_render", seconds=f"{render:.0f}")
+    rec = recipes.RECIPES[cfg.fusion]
+    out += text("train.estimate_typical", fusion=cfg.fusion, acc=f"{rec.best:.0%}", seconds=f"{rec.seconds:.0f}")
+    if session.DEVICE is not None and session.DEVICE.type != "cpu":
+        out += text("train.estimate_gpu")
+    return out
 
 
 def _follow(job: Job, progress: gr.Progress) -> Iterator[tuple]:
@@ -354,13 +477,17 @@ def dataset_controls(dataset: str) -> tuple:
 
 
 @spread
-def describe(controls: Controls, train_img: Any = 48) -> str:
-    """What a run will train, from the Explore controls at the Train tab's image size."""
+def describe(controls: Controls, train_img: Any = R.img_size, epochs: Any = R.epochs,
+             train_images: Any = R.train_size, model: str = "explore") -> str:
+    """What a run will train (a recipe's model, or the Explore controls at the Train tab's image size), and
+    how long it should take."""
     try:
-        cfg = controls.replace(img_size=train_img).config()
+        cfg = _model_config(model, controls, train_img)
     except gr.Error as e:
         return text("train.cannot_train", px=train_img, detail=i18n.translate(e.message))
-    params, tokens, _ = estimate(cfg)
-    return text("train.model", fusion=cfg.fusion, embed=cfg.embed_dim, depth=cfg.depth,
+    params, tokens = session.param_count(cfg), cfg.grid_size()[0] * cfg.grid_size()[1]  # exact, from the meta device
+    key = "train.model" if model == "explore" else "train.recipe_model"
+    return text(key, fusion=cfg.fusion, embed=cfg.embed_dim, depth=cfg.depth,
                 widths=", ".join(map(str, cfg.conv_widths)), params=views.human(params), px=cfg.img_size[0],
-                tokens=text("train.tokens", n=tokens) if cfg.uses_transformer else "")
+                tokens=text("train.tokens", n=tokens) if cfg.uses_transformer else "") + estimate(
+        cfg, epochs, train_images, prefetch=model != "explore")

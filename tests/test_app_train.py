@@ -63,7 +63,11 @@ def test_train_from_the_page_then_predict_with_it(server, tmp_path: Path) -> Non
     loss = loss.get("value", loss)  # an update (its axis title changes per epoch) around the DataFrame
     assert loss["columns"] == ["epoch", "loss", "series"] and len(loss["data"]) >= 2
     assert {row[2] for row in loss["data"]} == set(train_tab.COLOURS)
-    assert acc["data"] and 0 <= acc["data"][-1][1] <= 100
+    acc = acc.get("value", acc)  # accuracy against seconds, with every stage's typical curve
+    assert acc["columns"] == ["seconds", "accuracy", "series"]
+    ours = [row for row in acc["data"] if row[2] == "validation"]
+    assert len(ours) == 1 and 0 <= ours[-1][1] <= 100  # one epoch
+    assert {row[2] for row in acc["data"]} == {"validation", *(f"typical: {f}" for f in train_tab.TYPICAL)}
     model = cf.load_checkpoint(file)
     assert Path(file).suffix == ".safetensors" and model.config.img_size == (32, 32)
     assert model.meta["classes"] == list(CLASSES) and "val_acc" in model.meta["metrics"]
