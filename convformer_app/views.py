@@ -51,7 +51,7 @@ def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> s
     who = text({"bundled": "notice.who_bundled", "trained": "notice.who_trained"}.get(kind, "notice.who_upload"))
     out = text("notice.weights", who=who, name=name, dataset=dataset)
     out += text("notice.classes", n=len(classes), names=classes_text(classes)) if classes else ""
-    out += text("notice.scores", scores=", ".join(scores)) if scores else text("notice.end")
+    out += text("notice.scores", scores=text("list.sep").join(scores)) if scores else text("notice.end")
     if classes:
         out += text("notice.only_these")
     return out + (f"{space}{reason}" if reason else "")
