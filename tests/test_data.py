@@ -144,7 +144,7 @@ def test_max_side_bounds_the_result(fmt):
 
 
 PEAK = """
-import io, resource, sys, types
+import io, sys, types
 import numpy as np
 from PIL import Image
 sys.modules["convformer"] = types.ModuleType("convformer")  # images.py alone: no torch in this process
@@ -157,22 +157,23 @@ img = {"F": Image.fromarray(a), "I;16": Image.fromarray((a * 65535).astype(np.ui
 buf = io.BytesIO(); img.save(buf, "TIFF" if mode == "F" else "PNG"); data = buf.getvalue()
 cost = decode_cost(Image.open(io.BytesIO(data)))
 del img, a
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-base = __import__("psutil").Process().memory_info().rss
+def hwm():  # peak resident bytes of this process (ru_maxrss would carry pytest's over exec)
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
+open("/proc/self/clear_refs", "w").write("5")  # the peak starts again from here
+before = hwm()
 rgb = load_image(data)
-peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - max(before, base))
-print(peak / (w * h), cost / (w * h))
+print((hwm() - before) / (w * h), cost / (w * h))
 """
 
 
 @pytest.mark.parametrize("mode", ["F", "I;16", "RGBA"])
 def test_decoding_memory_is_a_bounded_multiple_of_the_pixels(mode):
     """A 4 MP float TIFF took 32 bytes a pixel to decode (float64 copies of the whole image); now the peak
-    stays within decode_cost, at most 8 bytes a pixel plus a strip."""
+    stays within decode_cost, at most 8 bytes a pixel plus a strip's temporaries."""
     import subprocess
     import sys
     folder = str(Path(cf.__file__).parent)
     out = subprocess.run([sys.executable, "-c", PEAK, mode, folder], capture_output=True, text=True, check=True, timeout=120)
     per_pixel, cost = map(float, out.stdout.split())
     assert per_pixel <= cost * 1.1 + 1, (per_pixel, cost)
-    assert cost <= 8.001 + 16 * 2**20 / 4e6
+    assert cost <= 8.001 + 32 * 2**20 / 4e6
