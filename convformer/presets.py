@@ -74,21 +74,15 @@ _FIELDS = {f.name for f in fields(ConvFormerConfig)}
 
 def _pretrained_cfgs(name: str, cfg: ConvFormerConfig) -> dict[str, dict[str, Any]]:
     """The timm pretrained_cfg(s) of a preset: untagged (no weights), or for a shapes preset whose
-    checkpoint is bundled, the `bundled` tag with `file=` and the checkpoint's class names."""
+    checkpoint is bundled, the `bundled` tag with `file=` (its header is read only when it is loaded)."""
     base = timm_config(cfg)
     if cfg.fusion in PAPERS and name in PRESETS:
         base["paper_name"], base["paper_ids"] = PAPERS[cfg.fusion]
-    if name not in SHAPES_PRESETS:
+    from .checkpoint import bundled_checkpoint
+    path = bundled_checkpoint(cfg.fusion) if name in SHAPES_PRESETS else None
+    if path is None:
         return {name: base}
-    from .checkpoint import CheckpointError, bundled_checkpoint, read_info
-    path = bundled_checkpoint(cfg.fusion)
-    try:
-        meta = read_info(path)["meta"] if path is not None else None
-    except CheckpointError:
-        meta = None
-    if meta is None:
-        return {name: base}
-    return {f"{name}.{BUNDLED_TAG}": {**base, "file": str(path), "label_names": tuple(meta.get("classes") or ()),
+    return {f"{name}.{BUNDLED_TAG}": {**base, "file": str(path),
                                       "description": "trained on the built-in shapes data (assets/checkpoints)"}}
 
 
@@ -131,7 +125,9 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> ConvFormer:
             try:
                 net.meta = read_info(keep["file"])["meta"]  # class names, metrics, ... as load_checkpoint gives
             except CheckpointError:
-                pass  # plain safetensors weights without our header
+                net.meta = {}  # plain safetensors weights without our header
+            if net.meta.get("classes") and len(net.meta["classes"]) == net.num_classes:
+                net.pretrained_cfg["label_names"] = tuple(net.meta["classes"])
     return model
 
 
