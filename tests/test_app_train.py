@@ -163,7 +163,8 @@ def test_closing_the_page_stops_the_run() -> None:
     job = train_tab.JOBS["close-test"]
     job.thread.join(60)
     assert not job.thread.is_alive() and job.result.cancelled
-    cf.load_checkpoint(job.out_dir / "best.safetensors")
+    cf.load_checkpoint(job.checkpoint)  # the best model so far, its one copy on disk
+    assert job.result.model is None  # released when the run ended
     train_tab.leave(request)
     assert "close-test" not in train_tab.JOBS
     train_tab.forget(str(job.checkpoint))
