@@ -216,11 +216,10 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                         label=tr("compare.test_acc"), elem_id="compare-plot")
             gr.Markdown(imagenet.COMPARE_TEXT)
             ref_btn = gr.Button(imagenet.COMPARE_BUTTON, variant="primary", elem_id="compare-imagenet")
-            with gr.Row(equal_height=False):
-                ref_table = gr.Dataframe(headers=imagenet.COMPARE_HEADERS, interactive=False, wrap=True, scale=3,
-                                         elem_id="imagenet-table")
-                ref_gallery = gr.Gallery(label=imagenet.COMPARE_GALLERY, columns=5, height=220, allow_preview=True,
-                                         interactive=False, scale=4, elem_id="imagenet-gallery")
+            ref_gallery = gr.Gallery(label=imagenet.COMPARE_GALLERY, columns=5, height=260, allow_preview=True,
+                                     interactive=False, elem_id="imagenet-gallery")
+            ref_table = gr.Dataframe(headers=imagenet.COMPARE_HEADERS, interactive=False, wrap=True,
+                                     elem_id="imagenet-table")
 
     relang = gr.Button("", elem_id="cf-relang")  # hidden; i18n.HEAD clicks it when the page's language changes
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
