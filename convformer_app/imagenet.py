@@ -126,8 +126,14 @@ def compare(image: str | None, progress: gr.Progress = gr.Progress(track_tqdm=Tr
         top = np.argsort(-r.probs, kind="stable")[:TOP]
         picture, what = overlay(r)
         shapes = r.shapes
-        rows.append([fusion, REFERENCES[fusion].label, "; ".join(f"{r.classes[j]} {r.probs[j]:.0%}" for j in top),
+        best = "; ".join(f"{short(r.classes[j])} {r.probs[j]:.1%}" for j in top)
+        rows.append([fusion, REFERENCES[fusion].label, best,
                      round(sum(s.params for s in shapes) / 1e6, 2), round(sum(s.flops for s in shapes) / 1e9, 2),
                      round(latency, 1)])
-        gallery.append((picture, f"{fusion}: {r.classes[top[0]]} ({what})"))
+        gallery.append((picture, f"{fusion}: {short(r.classes[top[0]])} ({what})"))
     return pd.DataFrame(rows, columns=COMPARE_HEADERS), gallery
+
+
+def short(label: str) -> str:
+    """An ImageNet description's first name: 'tabby, tabby cat' -> 'tabby'."""
+    return label.split(",", 1)[0]
