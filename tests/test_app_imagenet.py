@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from convformer.references import REFERENCES, imagenet_labels, params
+from convformer_app.explore import PREDICT_OUTPUTS
 
 from . import _fake_hub
 
@@ -27,8 +28,7 @@ pytestmark = pytest.mark.app
 ROOT = Path(__file__).resolve().parents[1]
 CAT = ROOT / "assets" / "examples" / "photo_chelsea_cat.jpg"
 STAR = ROOT / "assets" / "examples" / "shapes_star.png"
-OUT = ("label", "notice", "stats", "maps_note", "rollout", "patch", "query", "blocks", "heads", "channels", "cam",
-       "table", "diagram", "block", "head", "stage", "cam_target", "caution")  # without the gr.State outputs
+OUT = tuple(k for k in PREDICT_OUTPUTS if k not in ("run", "point"))  # what the API returns (no gr.State)
 
 
 @pytest.fixture(scope="module")
