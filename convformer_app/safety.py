@@ -9,7 +9,7 @@ uploads and training runs, and the words of every refusal.
   an upload cut off mid-way) and expired or over-budget training runs are removed.
 * `install_messages`: every failure a client can cause gets the app's own one-line message (Gradio's
   validation and preprocessing errors included): never empty, no traceback, no server path, and at most
-  ECHO characters of what the client sent.
+  ECHO characters of what the client sent; the server's log gets one line per refusal, lines cut short.
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -274,9 +276,35 @@ def _payload(error: BaseException | None, show_error: bool) -> dict[str, Any]:
 _ORIGINAL = gr.utils.error_payload
 
 
+LOG_LINE = 500  # characters of one line of a logged error
+
+
+class _ShortTracebacks:
+    """What Gradio's queue and routes call `traceback.print_exc()` on: a refusal (gr.Error) is logged as one
+    line and any other error as its traceback, every line cut to LOG_LINE characters, so a client's 1 MB value
+    does not go into the server's log once per request."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(traceback, name)
+
+    @staticmethod
+    def print_exc(*args: Any, **kwargs: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, gr.Error):
+            text = f"refused: {message(error)}"
+        else:
+            text = traceback.format_exc()
+        print("\n".join(line if len(line) <= LOG_LINE else f"{line[:LOG_LINE]}… ({len(line)} characters)"
+                        for line in text.splitlines()), file=sys.stderr)
+
+
 def install_messages() -> None:
-    """Route every error payload Gradio sends (queue and HTTP routes) through `message`."""
+    """Route every error payload Gradio sends (queue and HTTP routes) through `message`, and what it logs
+    through `_ShortTracebacks`."""
     import gradio.queueing
+    import gradio.routes
     import gradio.utils
     gradio.utils.error_payload = _payload
     gradio.queueing.error_payload = _payload
+    for module in (gradio.queueing, gradio.routes, gradio.utils):
+        module.traceback = _ShortTracebacks()

@@ -352,3 +352,14 @@ def test_the_time_limit_covers_loading_a_zip(server, tmp_path: Path, monkeypatch
         for _ in train_tab.train("zip", str(tmp_path / "data.zip"), 1, 2e-3, 32, 100, 32, **controls,
                                  request=owner, progress=lambda *a, **k: None):
             pass
+
+
+def test_a_refusal_is_one_short_line_in_the_server_log(client: Client, corpus, capfd) -> None:
+    """Gradio printed every refusal's traceback with the client's whole value: 1 MB of log per request."""
+    capfd.readouterr()
+    sent = "z" * 1_000_000
+    one_line_refusal(lambda: client.predict(handle_file(str(corpus["rgb.png"][0])), *dict(SMALL, fusion=sent).values(),
+                                            api_name="/predict"), sent)
+    logged = capfd.readouterr().err
+    assert "refused: " in logged and max(map(len, logged.splitlines())) < 700, logged[:300]
+    assert len(logged) < 5000
