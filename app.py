@@ -214,9 +214,9 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                            scale=3)
                 split_plot = gr.BarPlot(x="model", y="accuracy (%)", y_lim=[0, 100], sort=None, height=300, scale=2,
                                         label=tr("compare.test_acc"), elem_id="compare-plot")
-            gr.Markdown(imagenet.COMPARE_TEXT)
-            ref_btn = gr.Button(imagenet.COMPARE_BUTTON, variant="primary", elem_id="compare-imagenet")
-            ref_gallery = gr.Gallery(label=imagenet.COMPARE_GALLERY, columns=5, height=260, allow_preview=True,
+            gr.Markdown(tr("refs.explain"))
+            ref_btn = gr.Button(tr("refs.run"), variant="primary", elem_id="compare-imagenet")
+            ref_gallery = gr.Gallery(label=tr("refs.gallery"), columns=5, height=260, allow_preview=True,
                                      interactive=False, elem_id="imagenet-gallery")
             ref_table = gr.Dataframe(headers=imagenet.COMPARE_HEADERS, interactive=False, wrap=True,
                                      elem_id="imagenet-table")
