@@ -291,7 +291,6 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     relang.click(train_tab.describe, train_described, train_model, api_name=False)
     gr.on([demo.load, relang.click], train_tab.axes, None, [loss_plot, acc_plot], api_name=False)
     demo.load(compare.headers, None, [split_table, split_plot], api_name=False)
-    demo.load(explore.gallery, None, gallery, api_name=False)  # the captions in the page's language
     i18n.localize(demo)  # every handler answers in the language of the page that called it
 
 
