@@ -25,19 +25,16 @@ except ImportError:
     pass
 
 from convformer.config import FUSIONS, MERGES  # noqa: E402
-from convformer.presets import PRESETS  # noqa: E402
 from convformer_app import compare, explore, imagenet, i18n, session, train_tab  # noqa: E402
 from convformer_app import safety  # noqa: E402
-from convformer_app.controls import RANGES, Controls  # noqa: E402
+from convformer_app.controls import ALL_PRESETS, RANGES, Controls  # noqa: E402
 from convformer_app.i18n import tr  # noqa: E402
 from convformer_app.weights import WEIGHTS, defaults, resolve  # noqa: E402
 
 D = defaults("mid")
 D_NOTICE = i18n.fixed(lambda: resolve(D).notice)  # the start page's notice, in each language
 LIM = train_tab.limits()
-CSS = ("#weights-notice{background:#fef9c3;border:1px solid #facc15;border-radius:8px;padding:6px 12px}"
-       ".cf-small textarea{font-family:monospace}#cf-relang{display:none}"
-       "#examples .grid-container{grid-template-columns:repeat(3,minmax(0,1fr)) !important}")
+CSS = (Path(__file__).parent / "convformer_app" / "page.css").read_text()
 
 
 def slider(name: str) -> gr.Slider:
@@ -53,24 +50,24 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
             notice = gr.Markdown(D_NOTICE, elem_id="weights-notice")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=260):
-                    image = gr.File(label=tr("image.file"), file_types=["image"],
+                    image = gr.File(explore.first_example(), label=tr("image.file"), file_types=["image"],
                                     type="filepath", elem_id="image-file", height=100)
                     with gr.Accordion(tr("image.capture_box"), open=False):
                         capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label=tr("image.capture"),
                                            image_mode=None)  # Gradio passes the file on undecoded: load_image decodes
-                    preview = gr.Image(label=tr("image.preview"), interactive=False, format="jpeg", height=220, elem_id="preview")
+                    preview = gr.Image(explore.preview(explore.first_example())[0], label=tr("image.preview"), interactive=False, format="jpeg", height=220, elem_id="preview")
                     image_status = gr.Markdown()
                     resize = gr.Radio(i18n.choices({"keep": "resize.keep", "squash": "resize.squash"}), value="keep",
                                       label=tr("image.resize"), elem_id="resize", info=tr("image.resize_info"))
                 with gr.Column(scale=1, min_width=260):
-                    gallery = gr.Gallery([str(p) for p in explore.examples()], label=tr("image.examples"), columns=3,
+                    gallery = gr.Gallery(explore.gallery(), label=tr("image.examples"), columns=3,
                                          height=330,
                                          allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
                 with gr.Column(scale=2, min_width=380):
                     fusion = gr.Radio(i18n.choices({f: f"fusion.{f}" for f in FUSIONS}), value=D.fusion,
                                       label=tr("ctl.fusion"), elem_id="fusion", info=tr("ctl.fusion_info"))
                     with gr.Row():
-                        preset = gr.Dropdown(list(PRESETS), value=D.preset, label=tr("ctl.preset"),
+                        preset = gr.Dropdown(list(ALL_PRESETS), value=D.preset, allow_custom_value=True, label=tr("ctl.preset"),
                                              info=tr("ctl.preset_info"))
                         weights = gr.Dropdown(i18n.choices({k: f"weights.{k}" for k in WEIGHTS}), value=D.weights,
                                               label=tr("ctl.weights"))
@@ -105,7 +102,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                     caution = gr.Markdown(elem_id="caution")  # Shapes weights on an image unlike Shapes
                     stats = gr.Markdown(elem_id="stats")
                     maps_note = gr.Markdown()
-            with gr.Tabs():
+            with gr.Tabs(overflow_behavior="wrap"):  # on a phone every picture stays one tap away
                 with gr.Tab(tr("tab.rollout")):
                     gr.Markdown(tr("rollout.explain"))
                     with gr.Row():
@@ -114,7 +111,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                         with gr.Column():
                             head_fusion = gr.Radio(i18n.choices({h: f"head_fusion.{h}" for h in explore.HEAD_FUSIONS}), value="mean",
                                                    label=tr("rollout.head_fusion"))
-                            discard = gr.Slider(0, 0.95, 0.0, step=0.05, label=tr("rollout.discard"))
+                            discard = gr.Slider(0, 0.95, 0.0, step=0.05, elem_id="discard", label=tr("rollout.discard"))
                 with gr.Tab(tr("tab.per_block")):
                     gr.Markdown(tr("per_block.explain"))
                     with gr.Row():
@@ -137,6 +134,9 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                     cam_target = gr.Dropdown([(tr("cam.predicted"), session.PREDICTED)], value=session.PREDICTED,
                                              label=tr("cam.target"),
                                              allow_custom_value=True)
+                    cam_layer = gr.Dropdown([], value="", label="Conv layer to explain", allow_custom_value=True,
+                                            elem_id="cam-layer")
+                    cam_note = gr.Markdown(elem_id="cam-note")
                     cam = gr.Image(label=tr("cam.image"), interactive=False, format="jpeg", elem_id="cam")
                 with gr.Tab(tr("tab.shapes")):
                     gr.Markdown(tr("shapes.explain"))
@@ -223,6 +223,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
 
     relang = gr.Button("", elem_id="cf-relang")  # hidden; i18n.HEAD clicks it when the page's language changes
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
+    address = gr.Textbox(visible=False)  # the query string of the controls, for the address bar
 
     # the Explore controls, one component per field of Controls: handlers take them as `*controls` (spread)
     parts = dict(fusion=fusion, preset=preset, img_size=img_size, embed_dim=embed_dim, depth=depth,
@@ -230,17 +231,20 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                  conv_depths=conv_depths, merge=merge, weights=weights, checkpoint=checkpoint)
     controls = [parts[k] for k in Controls.names()]
     trained = gr.State(None, delete_callback=train_tab.forget)  # this session's Train-tab checkpoint path
-    predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, trained, resize]
+    predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, cam_layer, trained, resize]
     named = dict(parts, label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout, patch=patch,
                  query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table, diagram=diagram,
-                 run=run_state, point=point, block=block, head=head, stage=stage, cam_target=cam_target,
+                 run=run_state, point=point, block=block, head=head, stage=stage, cam_target=cam_target, cam_layer=cam_layer,
+                 cam_note=cam_note,
                  caution=caution)
     predict_outputs = [named[k] for k in explore.PREDICT_OUTPUTS]
     set_controls = [named[k] for k in explore.CONTROL_OUTPUTS]
     attention_outputs = [rollout, patch, query, blocks, heads]
 
-    run_btn.click(session.guard(explore.predict), predict_inputs, predict_outputs, api_name="predict")
-    cam_target.input(session.guard(explore.predict), predict_inputs, predict_outputs, api_name="explain")
+    run_btn.click(session.guard(explore.predict), predict_inputs, predict_outputs, api_name="predict").failure(
+        explore.cleared, None, predict_outputs, api_visibility="private")  # no old results under the error
+    gr.on([cam_target.input, cam_layer.input], session.guard(explore.predict), predict_inputs, predict_outputs,
+          api_name="explain")
     image.change(explore.preview, image, [preview, image_status], api_name="preview")
     gr.on([code_tab.select, code_btn.click], session.guard(explore.code), [*controls, trained], [code_view, code_file],
           api_name="code")
@@ -249,13 +253,18 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     fusion.input(explore.on_fusion, [*controls, trained], set_controls, api_name="fusion_defaults")
     preset.input(explore.on_preset, [*controls, trained], set_controls, api_name="preset_defaults")
     weights.input(explore.on_weights, [*controls, trained], set_controls, api_name="weights_defaults")
-    weights.change(lambda w: gr.update(visible=w == "upload"), weights, checkpoint, api_name=False)
+    weights.change(lambda w: gr.update(visible=w == "upload"), weights, checkpoint, api_visibility="private")
     checkpoint.change(explore.on_weights, [*controls, trained], set_controls, api_name="checkpoint_notice")
     gr.on([c.change for c in controls], explore.check_config, [*controls, trained], config_status,
           api_name="check_config")
+    gr.on([c.change for c in controls], explore.link, controls, address, api_name="address",
+          api_visibility="private", queue=False,
+          show_progress="hidden").then(None, address, None, api_visibility="private",  # the address bar follows
+                                       js="(q) => { if (q) history.replaceState(null, '', location.pathname + q); }")
     redraw = [run_state, head_fusion, discard, block, head, point]
-    gr.on([head_fusion.input, discard.release, block.input, head.input],
-          session.handled(explore.redraw_attention), redraw, attention_outputs, api_name="attention")
+    gr.on([head_fusion.input, discard.change, block.input, head.input],  # change: dragged, or typed + Enter
+          session.handled(explore.redraw_attention), redraw, attention_outputs, api_name="attention",
+          trigger_mode="always_last")
     patch.select(session.handled(explore.click), [run_state, block, head], [point, patch, query], api_name="click")
     stage.input(session.handled(explore.redraw_channels), [run_state, stage], channels, api_name="channels")
     link_btn.click(explore.link, controls, link_box, api_name="link").then(

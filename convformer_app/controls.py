@@ -24,9 +24,10 @@ from urllib.parse import urlencode
 import gradio as gr
 
 from convformer.config import FUSIONS, MERGES, ConvFormerConfig
-from convformer.presets import PRESETS
+from convformer.presets import PRESETS, SHAPES_PRESETS
 
 RANDOM_CLASSES = 10
+ALL_PRESETS = {**PRESETS, **SHAPES_PRESETS}  # the Preset control's choices: architectures, then the bundled ones
 # (min, max, step) of each numeric control: app.py builds its sliders from these, and a URL is clamped to them
 RANGES: dict[str, tuple[float, float, float]] = {
     "img_size": (32, 512, 8), "patch_size": (2, 64, 1), "embed_dim": (16, 768, 8), "depth": (0, 24, 1),
@@ -81,8 +82,8 @@ class Controls:
         stage's tiny one."""
         if self.fusion not in FUSIONS:
             raise gr.Error(f"fusion={self.fusion!r} is not allowed: expected one of {', '.join(FUSIONS)}")
-        base = PRESETS[self.preset] if str(self.preset) in PRESETS and PRESETS[self.preset].fusion == self.fusion \
-            else PRESETS[f"convformer_{self.fusion}_tiny"]
+        base = ALL_PRESETS[self.preset] if str(self.preset) in ALL_PRESETS and \
+            ALL_PRESETS[self.preset].fusion == self.fusion else PRESETS[f"convformer_{self.fusion}_tiny"]
         try:
             ratio = float(self.mlp_ratio)
         except (TypeError, ValueError, OverflowError):

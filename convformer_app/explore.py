@@ -18,14 +18,12 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from convformer.config import estimate
 from convformer.familiarity import unlike_shapes
 from convformer.export import command_for, export
-from convformer.presets import PRESETS
 
 from . import imagenet, session, views
 from . import safety
-from .controls import Controls, spread
+from .controls import ALL_PRESETS, Controls, spread
 from .i18n import text
 from .session import EXAMPLES, PREDICTED, Run
 from .weights import Weights, defaults, resolve
@@ -35,6 +33,7 @@ HEAD_FUSIONS = ("mean", "max", "min")
 # what predict returns, in order (app.py maps these names to its components)
 PREDICT_OUTPUTS = ("label", "notice", "stats", "maps_note", "rollout", "patch", "query", "blocks", "heads",
                    "channels", "cam", "table", "diagram", "run", "point", "block", "head", "stage", "cam_target",
+                   "cam_layer", "cam_note",
                    "caution")
 # what a change of fusion stage, preset, weights or checkpoint sets: every control but the uploaded file, and
 # the notice (app.py maps these names to its components)
@@ -45,14 +44,15 @@ CONTROL_OUTPUTS = (*SETTABLE, "notice")
 # ---- running the model ---------------------------------------------------------------------------------
 @spread
 def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, top_k: float = 5,
-            head_fusion: str = "mean", discard_ratio: float = 0.0, trained: str | None = None, resize: str = "keep",
+            head_fusion: str = "mean", discard_ratio: float = 0.0, cam_layer: str = "",
+            trained: str | None = None, resize: str = "keep",
             progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """Run the model once on the image; return every output, in the order of PREDICT_OUTPUTS. `trained` is
     the session's Train-tab checkpoint (a gr.State), used when weights == "trained"."""
     weights = resolve(controls, trained)
     if weights.kind == "imagenet" and not weights.problem:  # download first, the progress bar follows it
         imagenet.download(controls.fusion, progress)
-    r = session.run(image, controls, weights, cam_target, resize=resize)
+    r = session.run(image, controls, weights, cam_target, cam_layer or None, resize=resize)
     k = max(1, min(int(top_k), len(r.classes)))
     top = np.argsort(-r.probs, kind="stable")[:k]
     label = {r.classes[i]: float(r.probs[i]) for i in top}
@@ -70,6 +70,7 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
             gr.update(choices=stages, value=stages[-1] if stages else None),
             gr.update(choices=[(text("cam.predicted"), PREDICTED), *r.classes],
                       value=cam_target if cam_target in r.classes else PREDICTED),
+            gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r),
             caution(image, weights))
 
 
@@ -80,6 +81,13 @@ def caution(image: str | None, weights: Weights) -> str:
         return ""
     text = unlike_shapes(session.picture(image))
     return f"⚠ {text}" if text else ""
+
+
+def cleared() -> tuple:
+    """After a failed run: no results of an earlier run stay on the page under the error (PREDICT_OUTPUTS;
+    the weights notice and the choosers stay)."""
+    keep = ("notice", "block", "head", "stage", "cam_target", "cam_layer")
+    return tuple(gr.skip() if name in keep else None for name in PREDICT_OUTPUTS)
 
 
 def warm_up() -> threading.Thread:
@@ -168,6 +176,20 @@ def examples() -> list[Path]:
     return sorted(p for p in EXAMPLES.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
 
 
+def gallery() -> list[tuple[str, str]]:
+    """The examples with captions: a shape's name; a photo's subject, and that it is none of the shapes."""
+    def caption(path: Path) -> str:
+        kind, _, name = path.stem.partition("_")
+        return f"{name.replace('_', ' ')} (photo: not a shape)" if kind == "photo" else name.replace("_", " ")
+    return [(str(p), caption(p)) for p in examples()]
+
+
+def first_example() -> str | None:
+    """The image Explore starts with, so that Run works at once: a shape (what the bundled models know)."""
+    found = sorted(examples(), key=lambda p: not p.name.startswith("shapes_"))
+    return str(found[0]) if found else None
+
+
 def pick_example(evt: gr.SelectData | None = None) -> str:
     """A click on the examples gallery: that example becomes the image."""
     found, index = examples(), getattr(evt, "index", None)
@@ -189,9 +211,9 @@ def check_config(controls: Controls, trained: str | None = None) -> str:
             session.model_config(controls, weights)
     except gr.Error as e:
         return text("config.impossible", detail=i18n.translate(e.message))
-    params, tokens, _ = estimate(cfg)
-    grid = f", {cfg.grid_size()[0]} x {cfg.grid_size()[1]} = {tokens} tokens" if cfg.uses_transformer else ""
-    return f"✓ {cfg.fusion} fusion, about {views.human(params)} parameters{grid}."
+    (h, w), cls = cfg.grid_size(), " + a class token" if cfg.pool == "cls" else ""
+    grid = f", {h} x {w} = {h * w} tokens{cls}" if cfg.uses_transformer else ""
+    return f"✓ {cfg.fusion} fusion, {views.human(session.param_count(cfg))} parameters{grid}."
 
 
 def _set(controls: Controls, weights: Weights, upload: bool = False) -> tuple:
@@ -205,17 +227,29 @@ def _set(controls: Controls, weights: Weights, upload: bool = False) -> tuple:
 def on_fusion(controls: Controls, trained: str | None = None) -> tuple:
     """A new fusion stage: its tiny preset, and the architecture that will run (CONTROL_OUTPUTS)."""
     start = defaults(controls.fusion, None, controls.weights).replace(checkpoint=controls.checkpoint)
-    return _set(start, resolve(start, trained))
+    return _set(*_not_fixed(start, trained, controls.fusion, "fusion stage"))
 
 
 @spread
 def on_preset(controls: Controls, trained: str | None = None) -> tuple:
     """A new preset: its fusion stage and hyperparameters (CONTROL_OUTPUTS)."""
-    if controls.preset not in PRESETS:
-        raise gr.Error(f"preset={controls.preset!r} is not allowed: expected one of {', '.join(PRESETS)}")
-    start = defaults(PRESETS[controls.preset].fusion, controls.preset, controls.weights)
+    if controls.preset not in ALL_PRESETS:
+        raise gr.Error(f"preset={controls.preset!r} is not allowed: expected one of {', '.join(ALL_PRESETS)}")
+    start = defaults(ALL_PRESETS[controls.preset].fusion, controls.preset, controls.weights)
     start = start.replace(checkpoint=controls.checkpoint)
-    return _set(start, resolve(start, trained))
+    return _set(*_not_fixed(start, trained, controls.preset, "preset"))
+
+
+def _not_fixed(start: Controls, trained: str | None, chosen: str, what: str) -> tuple[Controls, Weights]:
+    """`start` and its weights; but where a checkpoint that fixes the architecture (bundled, trained) is not
+    what was chosen, random weights, and a message that says so (rather than ignoring the choice)."""
+    weights = resolve(start, trained)
+    if not weights.fixes_architecture or chosen in (weights.preset, weights.config.fusion):
+        return start, weights
+    gr.Info(f"The {weights.kind} checkpoint is {weights.preset}, which fixes the architecture: the {what} "
+            f"{chosen} runs with random initialisation. Choose the weights again to go back to the checkpoint.")
+    start = defaults(start.fusion, chosen if chosen in ALL_PRESETS else None, "random")
+    return start, resolve(start, trained)
 
 
 @spread

@@ -29,7 +29,7 @@ from convformer import viz
 from convformer.checkpoint import CheckpointError, load_checkpoint
 from convformer.config import ConvFormerConfig
 from convformer.data import RESIZES, ImageError, fit, load_image, pick_device, preprocess
-from convformer.inspection import ShapeRow, inspect
+from convformer.inspection import ShapeRow, conv_layers, inspect
 from convformer.model import ConvFormer
 
 from . import i18n, views
@@ -194,6 +194,22 @@ def model_config(controls: Controls, weights: Weights) -> ConvFormerConfig:
     return cfg
 
 
+def param_count(cfg: ConvFormerConfig) -> int:
+    """The exact parameter count of `cfg`, from a model built on the meta device (no memory, no init);
+    remembered per config, since every control change asks again."""
+    key = repr(cfg)
+    if key not in _COUNTS:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in ConvFormer(cfg).parameters())
+        if len(_COUNTS) > 256:
+            _COUNTS.clear()
+        _COUNTS[key] = count
+    return _COUNTS[key]
+
+
+_COUNTS: dict[str, int] = {}
+
+
 def load(weights: Weights, cfg: ConvFormerConfig) -> Loaded:
     """The model for resolved weights and a config (see model_config), from the cache when built before."""
     if weights.kind == "random":
@@ -255,6 +271,7 @@ class Run:
     cam_class: str | None
     shapes: list[ShapeRow]
     stats: str
+    conv_layers: list[str] = field(default_factory=list)  # every conv activation Grad-CAM can explain
     # models whose blocks attend over different grids (the ImageNet references, convformer_app/imagenet.py):
     grids: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # block -> (h, w, prefix)
     rollout: list[str] = field(default_factory=list)  # the blocks rollout multiplies (one grid); empty: all
@@ -266,11 +283,11 @@ LATENCY_BUDGET_S = 0.25   # ... they take longer than this together
 
 
 @gpu
-def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None):
+def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None, layers: list[str] | None = None):
     """Inspect (one forward, plus the backward Grad-CAM needs), then time the plain forward pass of this
     request: one untimed warm-up, then the median of up to LATENCY_RUNS timed runs. Only the model and
     tensors go in, so ZeroGPU can run this in its worker."""
-    result = inspect(model, x, cam_class=cam)
+    result = inspect(model, x, cam_class=cam, cam_layers=layers)
     times: list[float] = []
     with torch.inference_mode():
         model(x)  # warm-up: the inspection ran another path (hooks, manual attention)
@@ -284,8 +301,10 @@ def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None):
 
 
 def run(image: str | None, controls: Controls, weights: Weights, cam_target: str = PREDICTED,
+        cam_layer: str | None = None,
         resize: str = "keep") -> Run:
-    """Decode the image, get the model, inspect once, keep what the pictures need. resize: "keep" the image's
+    """Decode the image, get the model, inspect once, keep what the pictures need. Grad-CAM explains
+    `cam_layer` (one of the model's conv_layers; else the last conv layer of each branch). resize: "keep" the image's
     aspect (the short side to the model's input size) or "squash" it to the input size (data.fit)."""
     if resize not in RESIZES:
         raise gr.Error(f"resize={resize!r} is not allowed: expected one of {', '.join(RESIZES)}")
@@ -298,11 +317,12 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
     cam: int | str | None = "pred" if model.config.uses_conv else None
     if cam is not None and cam_target in loaded.classes:
         cam = loaded.classes.index(cam_target)
+    layers = conv_layers(model)
     try:
         fitted = fit(shown.size, model, resize)
         x = preprocess(shown, model, resize)
         with loaded.lock:  # inspect() hooks the model: one request at a time per model
-            result, latency = _compute(model, x, cam)
+            result, latency = _compute(model, x, cam, [cam_layer] if cam_layer in layers else None)
     except torch.OutOfMemoryError:
         raise gr.Error("The model ran out of memory on this device: choose a smaller configuration.") from None
     branch, tg = next(iter(result.token_grid.items()), (None, None))
@@ -317,7 +337,7 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
                probs=result.probs[0].float().cpu().numpy(),
                attentions={k: viz.to_numpy(v[0]).astype(np.float16) for k, v in result.attentions.items()},
                grid=(tg.h, tg.w, tg.prefix) if tg else None, channels=acts,
-               cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()}, cam_class=cam_class,
+               cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()}, cam_class=cam_class, conv_layers=layers,
                shapes=result.shapes,
                stats=views.stats_markdown(result.params, result.flops, latency, device_name(), size)
                + i18n.text("stats.input", detail=i18n.translate(fitted.message())))

@@ -95,9 +95,10 @@ def _same_block(first: ShapeRow, other: ShapeRow | None) -> bool:
 
 
 # ---- pipeline diagram ----------------------------------------------------------------------------------
-COLOURS = {"conv": "#dbeafe", "proj": "#e0e7ff", "patch": "#e0e7ff", "tokens": "#fef3c7", "blocks": "#fed7aa",
-           "norm": "#fef3c7", "grid": "#fef3c7", "refine": "#dbeafe", "pool": "#e5e7eb", "merge": "#dcfce7",
-           "head": "#dcfce7", "input": "#f3f4f6"}
+# the stripe on each box by kind (readable on light and dark pages; text and fill follow the Gradio theme)
+COLOURS = {"conv": "#3b82f6", "proj": "#6366f1", "patch": "#6366f1", "tokens": "#f59e0b", "blocks": "#f97316",
+           "norm": "#f59e0b", "grid": "#f59e0b", "refine": "#3b82f6", "pool": "#9ca3af", "merge": "#22c55e",
+           "head": "#22c55e", "input": "#9ca3af"}
 KINDS = ("conv", "proj", "patch", "tokens", "blocks", "norm", "grid", "refine", "pool", "merge", "head", "input")
 # a box's title is the catalogue's "diagram.<kind>"
 
@@ -122,7 +123,7 @@ def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
 
 
 def _box(title: str, shape: str, kind: str) -> str:
-    return (f'<div class="cf-box" style="background:{COLOURS.get(kind, "#f3f4f6")}">'
+    return (f'<div class="cf-box" style="border-left-color:{COLOURS.get(kind, "#9ca3af")}">'
             f"<b>{html.escape(title)}</b><br><code>{html.escape(shape)}</code></div>")
 
 
@@ -140,10 +141,13 @@ def diagram_html(rows: Sequence[ShapeRow], fusion: str) -> str:
     end = arrow.join(_box(*b) for b in lanes.get("out", []))
     style = ("<style>.cf-flow{display:flex;align-items:center;gap:6px;flex-wrap:wrap;font-size:12px}"
              ".cf-lanes{display:flex;flex-direction:column;gap:6px}.cf-lane{display:flex;align-items:center;"
-             "flex-wrap:wrap;gap:4px;border:1px dashed #9ca3af;border-radius:8px;padding:4px}"
-             ".cf-box{border:1px solid #6b7280;border-radius:6px;padding:3px 6px;color:#111;text-align:center}"
-             ".cf-box code{font-size:11px;background:none;color:#111}.cf-arrow{font-size:16px;color:#6b7280}"
-             ".cf-tag{font-weight:bold;font-size:11px;color:#6b7280;margin-right:4px}</style>")
+             "flex-wrap:wrap;gap:4px;border:1px dashed var(--border-color-primary);border-radius:8px;padding:4px}"
+             ".cf-box{border:1px solid var(--border-color-primary);border-left:5px solid;border-radius:6px;"
+             "padding:3px 6px;text-align:center;background:var(--background-fill-secondary);"
+             "color:var(--body-text-color)}.cf-box b{color:var(--body-text-color)}"
+             ".cf-box code{font-size:11px;background:none;color:var(--body-text-color)}"
+             ".cf-arrow{font-size:16px;color:var(--body-text-color-subdued)}"
+             ".cf-tag{font-weight:bold;font-size:11px;color:var(--body-text-color-subdued);margin-right:4px}</style>")
     return (f'{style}<div class="cf-flow" title="{html.escape(text("diagram.title", fusion=fusion))}">{start}{arrow}'
             f'<div class="cf-lanes">{"".join(lane_html)}</div>{arrow}{end}</div>')
 
@@ -256,3 +260,31 @@ def cam_picture(run) -> Image.Image | None:
     if not run.cam:
         return None
     return viz.overlay(run.display, next(iter(run.cam.values())))
+
+
+def cam_note(run) -> str:
+    """One line under Grad-CAM: where the explained layer sits (before or after global attention, which is
+    why maps of different layers differ), and why a map is blank when it is."""
+    if not run.cam:
+        return ""
+    layer, values = next(iter(run.cam.items()))
+    branch = layer.split(".", 1)[0]
+    if layer.endswith(".refine"):
+        where = ("**after** the transformer: every position has already mixed in the whole image through global "
+                 "attention, so evidence can sit on the background around the object")
+    elif run.fusion in ("early", "mid"):
+        where = ("**before** the transformer: each position has seen only its own neighbourhood, so the map shows "
+                 "which local patterns count as evidence")
+    elif run.fusion == "late":
+        where = "in the **CNN branch**: the ViT branch's evidence (merged after both) is not part of this map"
+    else:
+        where = "in a network without attention: each position has seen only its receptive field"
+    others = [name for name in run.conv_layers if name != layer and name.startswith(branch)]
+    text = f"Grad-CAM at `{layer}`, {where}."
+    if others:
+        text += f" Other layers: {', '.join(f'`{n}`' for n in others[-2:])}."
+    if not np.any(values > 0):
+        text += (f" **The map is blank:** no position of `{layer}` raises the score of **{run.cam_class}** (its "
+                 "channels' evidence for that class is negative everywhere, which Grad-CAM's ReLU removes): the "
+                 "model finds nothing *for* it here.")
+    return text

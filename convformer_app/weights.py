@@ -14,10 +14,9 @@ from typing import Any
 
 from convformer.checkpoint import CheckpointError, bundled_checkpoint, read_info
 from convformer.config import FUSIONS, ConvFormerConfig
-from convformer.presets import PRESETS
 
 from . import i18n, views
-from .controls import Controls, hparams
+from .controls import ALL_PRESETS, Controls, hparams
 from .views import clean
 
 WEIGHTS = {"bundled": "Bundled checkpoint (trained)", "random": "Random initialisation",
@@ -36,6 +35,7 @@ class Weights:
     config: ConvFormerConfig | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
+    preset: str | None = None                   # what the checkpoint is: a preset's name, else its file name
 
     @property
     def fixes_architecture(self) -> bool:
@@ -44,7 +44,9 @@ class Weights:
 
     def controls(self, controls: Controls) -> Controls:
         """`controls` with the hyperparameters this checkpoint fixes (unchanged for random weights)."""
-        return controls.replace(fusion=self.config.fusion, **hparams(self.config)) if self.config else controls
+        if self.config is None:
+            return controls
+        return controls.replace(fusion=self.config.fusion, preset=self.preset or controls.preset, **hparams(self.config))
 
 
 def resolve(controls: Controls, trained: str | None = None) -> Weights:
@@ -80,8 +82,8 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
 def defaults(fusion: str, preset: str | None = None, weights: str = "bundled") -> Controls:
     """The controls for a fusion stage: the bundled checkpoint's architecture when that is what will run,
     else the preset's (the stage's tiny one unless `preset` is one of its own)."""
-    preset = preset if preset in PRESETS and PRESETS[preset].fusion == fusion else f"convformer_{fusion}_tiny"
-    start = Controls(fusion=fusion, preset=preset, weights=weights, **hparams(PRESETS[preset]))
+    preset = preset if preset in ALL_PRESETS and ALL_PRESETS[preset].fusion == fusion else f"convformer_{fusion}_tiny"
+    start = Controls(fusion=fusion, preset=preset, weights=weights, **hparams(ALL_PRESETS[preset]))
     return resolve(start).controls(start) if weights == "bundled" else start
 
 
@@ -104,7 +106,16 @@ def _checkpoint(kind: str, path: Path, cannot: str) -> Weights:
     except (OSError, CheckpointError, ValueError, TypeError, KeyError) as e:
         return _problem(kind, f"{cannot}: {clean(e)}")
     meta = dict(info.get("meta") or {})
-    return Weights(kind, views.weights_notice(kind, meta, path.name), path, stamp, config, meta)
+    return Weights(kind, views.weights_notice(kind, meta, path.name), path, stamp, config, meta,
+                   preset=preset_of(config) or f"{path.name} (checkpoint)")
+
+
+def preset_of(config: ConvFormerConfig) -> str | None:
+    """The preset (architecture or shapes) whose architecture `config` is, if any."""
+    for name, preset in ALL_PRESETS.items():
+        if preset.replace(num_classes=config.num_classes, img_size=config.img_size) == config:
+            return name
+    return None
 
 
 @functools.lru_cache(maxsize=32)

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(fusion="mid", preset="convformer_mid_tiny", img_size=64, embed_dim=32, depth=2, num_heads=2,
              mlp_ratio=2.0, patch_size=8, conv_widths="16, 32", conv_depths="1, 1", merge="concat",
              weights="random", checkpoint=None, cam_target="predicted class", top_k=3, head_fusion="mean",
-             discard_ratio=0.0)
+             discard_ratio=0.0, cam_layer="", resize="keep")  # every input but the gr.State: raw calls need them all
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import convformer as cf
@@ -40,7 +41,7 @@ def late_run(image: str) -> Run:
 def test_predict_outputs_in_declared_order(image: str) -> None:
     out = dict(zip(explore.PREDICT_OUTPUTS, explore.predict(image, "mid", top_k=3, **SMALL)))
     assert len(out["label"]) == 3 and all(0 <= p <= 1 for p in out["label"].values())
-    assert isinstance(out["run"], Run) and out["point"] is None
+    assert out["run"].classes == [f"class {i}" for i in range(10)] and out["point"] is None  # a kept Run
     assert out["table"]["data"][0][2] == "(B=1, C=3, H=64, W=64)" and out["table"]["data"][-1][0] == "total"
     assert all(isinstance(out[k], Image.Image) for k in ("rollout", "patch", "query", "blocks", "heads", "channels",
                                                           "cam"))
@@ -121,7 +122,7 @@ def test_bad_images_raise_clear_errors(tmp_path: Path) -> None:
 
 def test_an_image_is_decoded_once(image: str, monkeypatch) -> None:
     decoded = []
-    monkeypatch.setattr(session, "load_image", lambda path: decoded.append(path) or Image.open(path).convert("RGB"))
+    monkeypatch.setattr(session, "load_image", lambda path, **kw: decoded.append(path) or Image.open(path).convert("RGB"))
     session._decoded.cache_clear()
     explore.preview(image)
     run(image, "cnn", **SMALL)
@@ -241,13 +242,14 @@ def test_attention_maps_beyond_the_budget_are_refused_before_building() -> None:
     assert session.model_config(fine, resolve(fine)).depth == 12
 
 
-def test_changing_fusion_keeps_the_trained_notice(tmp_path):
+def test_changing_fusion_with_trained_weights(tmp_path):
     model = cf.build_model(fusion="mid", img_size=32, conv_widths=(8, 8), conv_depths=(0, 0), embed_dim=16,
                            depth=1, num_heads=2, num_classes=3)
     path = str(cf.save_checkpoint(model, tmp_path / "best.safetensors", classes=["a", "b", "c"], dataset="unit"))
-    for outputs in (explore.on_fusion("late", weights="trained", trained=path),
-                    explore.on_preset("cnn", "convformer_cnn_tiny", weights="trained", trained=path)):
-        assert "trained in this session" in outputs[-1]
+    kept = dict(zip(explore.CONTROL_OUTPUTS, explore.on_fusion("mid", weights="trained", trained=path)))
+    assert kept["weights"] == "trained" and "trained in this session" in kept["notice"]
+    other = dict(zip(explore.CONTROL_OUTPUTS, explore.on_fusion("late", weights="trained", trained=path)))
+    assert other["weights"] == "random" and other["fusion"] == "late"  # the trained model is mid: said, not ignored
     assert "Nothing has been trained" in explore.on_fusion("late", weights="trained")[-1]
 
 
@@ -288,3 +290,69 @@ def test_start_picks_the_device_and_makes_the_picture_cache_atomic() -> None:
     assert pu.save_pil_to_cache is session.save_pil_to_cache
     with pytest.raises(ValueError, match="not a device name"):
         session.start("warp-drive")
+
+
+def test_a_failed_run_clears_the_previous_results() -> None:
+    cleared = dict(zip(explore.PREDICT_OUTPUTS, explore.cleared()))
+    for name in ("label", "stats", "rollout", "cam", "table", "diagram", "run", "cam_note"):
+        assert cleared[name] is None, name
+    assert cleared["notice"] == gr.skip()  # what the weights are stays said
+
+
+def test_latency_is_timed_per_request_after_a_warm_up() -> None:
+    model = cf.create("convformer_mid_tiny", num_classes=3, img_size=32, embed_dim=16, depth=1, num_heads=2,
+                      conv_widths=(8, 8), conv_depths=(0, 0)).eval()
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.rand(1, 3, 32, 32)
+    for request in range(2):  # nothing is remembered between requests
+        calls.clear()
+        _, ms = session._compute(model, x, None)
+        assert ms > 0 and len(calls) == 1 + 1 + session.LATENCY_RUNS  # inspection, warm-up, timed runs
+
+
+def test_parameters_are_counted_exactly_before_building() -> None:
+    controls = Controls(fusion="late", weights="random", img_size=64)
+    real = sum(p.numel() for p in cf.ConvFormer(controls.config()).parameters())
+    assert session.param_count(controls.config()) == real
+    assert f"{views.human(real)} parameters" in explore.check_config(*controls.inputs())
+
+
+def test_grad_cam_at_the_chosen_layer_says_why_maps_differ(image: str) -> None:
+    out = dict(zip(explore.PREDICT_OUTPUTS, explore.predict(image, "mid", **SMALL)))
+    assert out["cam_layer"]["choices"][-2:] == ["mid.conv.stage3", "mid.refine"]
+    assert out["cam_layer"]["value"] == "mid.refine" and "**after** the transformer" in out["cam_note"]
+    before = dict(zip(explore.PREDICT_OUTPUTS, explore.predict(image, "mid", cam_layer="mid.conv.stage3", **SMALL)))
+    assert before["cam_layer"]["value"] == "mid.conv.stage3" and "**before** the transformer" in before["cam_note"]
+    assert not np.array_equal(np.asarray(out["cam"]), np.asarray(before["cam"]))
+
+
+def test_a_blank_grad_cam_map_says_why(late_run: Run) -> None:
+    blank = SimpleNamespace(**{**vars(late_run), "cam": {k: np.zeros_like(v) for k, v in late_run.cam.items()}})
+    assert "The map is blank" in views.cam_note(blank) and "The map is blank" not in views.cam_note(late_run)
+
+
+def test_bundled_weights_show_their_preset_and_another_preset_says_what_happens() -> None:
+    assert defaults("mid").preset == "convformer_mid_shapes"  # what the bundled checkpoint is
+    start = defaults("mid")
+    shown = dict(zip(explore.CONTROL_OUTPUTS, explore.on_preset(*start.replace(preset="convformer_mid_small").inputs())))
+    assert (shown["weights"], shown["preset"], shown["depth"]) == ("random", "convformer_mid_small", 6)
+    same = dict(zip(explore.CONTROL_OUTPUTS, explore.on_preset(*start.inputs())))
+    assert same["weights"] == "bundled" and same["preset"] == "convformer_mid_shapes"
+
+
+def test_explore_starts_with_a_captioned_shape() -> None:
+    assert Path(explore.first_example()).name.startswith("shapes_")
+    captions = dict(explore.gallery())
+    assert all(c.endswith("(photo: not a shape)") for p, c in captions.items() if Path(p).name.startswith("photo_"))
+    assert captions[str(session.EXAMPLES / "shapes_star.png")] == "star"
+
+
+def test_compare_chart_is_ranked_on_an_axis_that_shows_small_differences() -> None:
+    import pandas as pd
+
+    from convformer_app import compare
+    table = pd.DataFrame([["early", "b", 95.1, 1, 1, 1], ["mid", "b", 98.0, 1, 1, 1], ["vit", "b", 93.4, 1, 1, 1]],
+                         columns=compare.HEADERS)
+    chart = compare.chart(table)
+    assert chart["sort"] == ["mid", "early", "vit"] and chart["y_lim"] == [91, 100]
