@@ -7,8 +7,8 @@ comments carrying this configuration's numbers, grid -> tokens and tokens -> gri
 every step. Only the parts this configuration uses are written.
 
 The file is generated from what the library builds from: branches and parts from
-`model.LAYOUTS[config.fusion]`, every number in a comment from a dry run of the library's own model on the
-meta device. Module names and parameter shapes are the library's, so
+`model.LAYOUTS[config.fusion]`, every number in a comment from a dry run of the library's own model built
+on the meta device (no weights, no compute). Module names and parameter shapes are the library's, so
 `ConvFormer().load_state_dict(library_model.state_dict())` is strict and gives the same logits. The timm
 pieces the library uses (ConvNormAct, Mlp, PatchEmbed, DropPath, resample_abs_pos_embed) are written out in
 plain torch; the facts they depend on (norm epsilons, activations, padding, interpolation) are read from
@@ -39,9 +39,12 @@ def export(model_or_config: ConvFormer | ConvFormerConfig, name: str = "", comma
 
     name: what the file is (a preset or checkpoint name) for its docstring; command: how it was made;
     classes: class names (a checkpoint's) written as CLASSES."""
-    model = model_or_config if isinstance(model_or_config, ConvFormer) else ConvFormer(model_or_config)
-    outs, ins = _dry_run(model)
-    return Writer(model.config, outs, ins, _facts(model), name, command, list(classes) if classes else None).source()
+    model = model_or_config if isinstance(model_or_config, ConvFormer) else None
+    cfg = model.config if model is not None else model_or_config
+    skeleton = _skeleton(cfg, model)
+    outs, ins = _dry_run(skeleton)
+    facts = _facts(model if model is not None else skeleton)
+    return Writer(cfg, outs, ins, facts, name, command, list(classes) if classes else None).source()
 
 
 def load(source: str, name: str = "convformer_export") -> types.ModuleType:
@@ -71,11 +74,21 @@ def check(source: str, model: ConvFormer, size: tuple[int, int] | None = None) -
 
 
 # ---- reading the library model ---------------------------------------------------------------------------
-def _dry_run(model: ConvFormer) -> tuple[dict[str, tuple], dict[str, Any]]:
-    """(output shape, input shape) of every named module for one image at the config's size, on meta."""
+def _skeleton(cfg: ConvFormerConfig, model: ConvFormer | None = None) -> ConvFormer:
+    """The library's model for `cfg` on the meta device: its modules and shapes without memory or compute
+    (built there directly; if a part cannot be built on meta, a copy of `model` moved there)."""
+    try:
+        with torch.device("meta"):
+            return ConvFormer(cfg).eval()
+    except (NotImplementedError, RuntimeError):
+        return (copy.deepcopy(model) if model is not None else ConvFormer(cfg)).to("meta").eval()
+
+
+def _dry_run(meta: ConvFormer) -> tuple[dict[str, tuple], dict[str, Any]]:
+    """(output shape, input shape) of every named module of a meta-device model (hooked here: it is ours)
+    for one image at the config's size."""
     outs: dict[str, tuple] = {}
     ins: dict[str, Any] = {}
-    meta = copy.deepcopy(model).to("meta").eval()
 
     def hook(name: str):
         def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
@@ -88,7 +101,7 @@ def _dry_run(model: ConvFormer) -> tuple[dict[str, tuple], dict[str, Any]]:
     for n, m in meta.named_modules():
         if n:
             m.register_forward_hook(hook(n))
-    cfg = model.config
+    cfg = meta.config
     with torch.no_grad():
         meta(torch.zeros(1, cfg.in_chans, *cfg.img_size, device="meta"))
     outs["input"] = ins["input"] = (1, cfg.in_chans, *cfg.img_size)
