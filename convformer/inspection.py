@@ -104,7 +104,7 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
     """
     if not isinstance(model, ConvFormer):
         from .inspect_timm import inspect_timm
-        return inspect_timm(model, images, cam_class, flops)
+        return inspect_timm(model, images, cam_class, flops, cam_layers)
     images = images.to(next(model.parameters()).device)
     rows = steps(model)
     key = (tuple(images.shape), images.dtype)
@@ -207,6 +207,9 @@ def _shape(x: torch.Tensor | list[torch.Tensor]) -> tuple:
 
 def conv_layers(model: ConvFormer) -> list[str]:
     """Every conv activation inspection records (conv stages, mid's refinement conv), input first."""
+    if not isinstance(model, ConvFormer):  # a timm model (the ImageNet references)
+        from .inspect_timm import conv_layers as timm_conv_layers
+        return timm_conv_layers(model)
     return [name for name, module, _ in steps(model) if isinstance(module, (ConvStage, ResidualBlock))]
 
 
