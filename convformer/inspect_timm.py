@@ -92,8 +92,8 @@ def _plan(model: nn.Module) -> _Plan:
         kinds[name], params[name] = kind, sum(p.numel() for p in module.parameters())
         if any(is_attention(m) for m in module.modules()):
             transformer.add(name)
-        elif _has(module, nn.Conv2d):
-            conv.add(name)
+        elif _has(module, nn.Conv2d) and getattr(module, "flatten", False) is not True:
+            conv.add(name)  # not timm's PatchEmbed, which flattens its conv's map into tokens
     attention = [(name.rsplit(".", 1)[0], m) for name, m in named.items() if is_attention(m)]
     vits = [(f"{name}." if name else "", m) for name, m in named.items()
             if hasattr(m, "num_prefix_tokens") and hasattr(getattr(m, "patch_embed", None), "proj")]
@@ -116,7 +116,7 @@ def _note(name: str, plan: _Plan, inp: tuple, out: tuple, grids: dict[str, Token
     if len(out) == 4 and name in plan.conv:
         stride = inp[-1] // out[-1] if len(inp) == 4 and out[-1] else 0
         return f"conv ({kind})" + (f", stride {stride}" if stride > 1 else "")
-    if len(out) == 3 and len(inp) == 4 and name in plan.conv:
+    if len(out) == 3 and len(inp) == 4 and _has(module, nn.Conv2d):
         return f"patchify (conv), flattened to tokens ({kind})"
     if len(out) == 2 and len(inp) in (3, 4) or kind == "ClassifierHead":
         return f"pool to a vector ({kind})" if len(out) == 2 and out[-1] < 1000 else f"pool + classifier ({kind})"
@@ -125,12 +125,21 @@ def _note(name: str, plan: _Plan, inp: tuple, out: tuple, grids: dict[str, Token
     return kind
 
 
+def conv_layers(model: nn.Module) -> list[str]:
+    """Every conv activation inspection records (rows with convolutions and no attention), input first."""
+    plan = _plan(model)
+    return [name for name, _ in plan.rows if name in plan.conv]
+
+
 def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
-                 flops: bool = True) -> Inspection:
+                 flops: bool = True, cam_layers: list[str] | None = None) -> Inspection:
     """`convformer.inspect` for a timm model (or the late-fusion pair of two): one forward pass of
     `images` (B, C, H, W); see `convformer.inspection.inspect` for the arguments."""
     images = images.to(next(model.parameters()).device)
     plan = _plan(model)
+    if cam_layers is not None and (unknown := set(cam_layers) - plan.conv):
+        raise ValueError(f"cam_layers={sorted(unknown)} are not conv layers of this model: expected some of "
+                         f"{', '.join(conv_layers(model)) or 'none (it has no convolutions)'}")
     key = (tuple(images.shape), images.dtype)
     cached = _FLOPS.setdefault(model, {}).get(key) if flops else None
     count = flops and cached is None
@@ -192,7 +201,10 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
                                   _note(name, plan, *shapes[name], grids)))
     result = Inspection(logits.detach(), logits.detach().softmax(-1), attentions, activations, grids, table,
                         notes=notes)
-    cam_layers = _cam_layers(list(activations)) if want_cam else []
+    if not want_cam:
+        cam_layers = []
+    elif cam_layers is None:
+        cam_layers = _cam_layers(list(activations))
     if cam_layers:
         target = logits.argmax(-1) if isinstance(cam_class, str) else torch.as_tensor(cam_class).expand(len(logits))
         score = logits.gather(1, target.to(logits.device)[:, None]).sum()
@@ -266,4 +278,4 @@ def _restore(model: nn.Module, plan: _Plan):
     return restore
 
 
-__all__ = ["inspect_timm", "is_attention", "steps"]
+__all__ = ["conv_layers", "inspect_timm", "is_attention", "steps"]

@@ -232,3 +232,15 @@ def test_benchmark_rows_for_the_references():
     assert [r["model"] for r in rows] == ["imagenet_vit"]
     assert all(r["plain_ms"] > 0 and r["ratio"] > 0 for r in rows)
     assert bench.family("imagenet_late") == "late" and set(bench.IMAGENET_NAMES) <= set(bench.default_names())
+
+
+def test_grad_cam_at_a_chosen_conv_layer(models, photo):
+    from convformer.inspection import conv_layers
+    model = models["mid"]
+    assert conv_layers(model) == ["stem", "stages.0", "stages.1"]  # CoAtNet's conv part, before attention
+    assert conv_layers(models["vit"]) == []  # DeiT's patchify flattens to tokens: no conv activation
+    x = preprocess(photo, model)
+    r = inspect(model, x, cam_class="pred", cam_layers=["stem", "stages.0"])
+    assert list(r.cam) == ["stem", "stages.0"] and r.cam["stem"].shape[-1] == 112
+    with pytest.raises(ValueError, match="not conv layers of this model"):
+        inspect(model, x, cam_class="pred", cam_layers=["stages.3"])
