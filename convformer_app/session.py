@@ -310,7 +310,7 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
         raise gr.Error(f"resize={resize!r} is not allowed: expected one of {', '.join(RESIZES)}")
     if weights.kind == "imagenet":  # a published timm model, not a ConvFormer: its own preprocessing and grids
         from .imagenet import run as run_reference
-        return run_reference(image, controls.fusion, cam_target)
+        return run_reference(image, controls.fusion, cam_target, cam_layer)
     shown = picture(image)
     loaded = load(weights, model_config(controls, weights))
     model = loaded.model
