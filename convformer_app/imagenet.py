@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from convformer import viz
+from convformer.inspection import conv_layers
 from convformer.references import (REFERENCES, WeightsUnavailable, fetch, imagenet_labels, is_cached, load_reference,
                                    params, preprocess, view)
 
@@ -72,12 +73,14 @@ def load(fusion: str) -> Loaded:
     return session.CACHE.get((KIND, fusion, str(session.DEVICE)), build)
 
 
-def run(image: str | None, fusion: str, cam_target: str = PREDICTED) -> Run:
-    """One inspection of the stage's reference on the image, kept as a `Run` (as session.run does)."""
-    return measured(image, fusion, cam_target)[0]
+def run(image: str | None, fusion: str, cam_target: str = PREDICTED, cam_layer: str | None = None) -> Run:
+    """One inspection of the stage's reference on the image, kept as a `Run` (as session.run does); Grad-CAM
+    explains `cam_layer` when it is one of the model's conv layers, else the last one."""
+    return measured(image, fusion, cam_target, cam_layer)[0]
 
 
-def measured(image: str | None, fusion: str, cam_target: str = PREDICTED) -> tuple[Run, float]:
+def measured(image: str | None, fusion: str, cam_target: str = PREDICTED,
+             cam_layer: str | None = None) -> tuple[Run, float]:
     """`run`, and the latency of a plain forward pass on this device (ms)."""
     shown = session.picture(image)
     loaded = load(fusion)
@@ -87,7 +90,8 @@ def measured(image: str | None, fusion: str, cam_target: str = PREDICTED) -> tup
         cam = loaded.classes.index(cam_target)
     x = preprocess(shown, model).to(session.DEVICE)
     with loaded.lock:
-        result, latency = session._compute(model, x, cam)
+        layers = conv_layers(model)
+        result, latency = session._compute(model, x, cam, [cam_layer] if cam_layer in layers else None)
     grids = {b: (g.h, g.w, g.prefix) for b in result.attentions if (g := result.grid_of(b)) is not None}
     rollout = result.rollout_blocks()
     acts = {}
@@ -104,6 +108,7 @@ def measured(image: str | None, fusion: str, cam_target: str = PREDICTED) -> tup
                cam_class=loaded.classes[int(result.cam_class[0])] if result.cam_class is not None else None,
                shapes=result.shapes,
                stats=views.stats_markdown(result.params, result.flops, latency, session.device_name(), size),
+               conv_layers=list(result.activations) if cam is not None else [],
                grids=grids, rollout=rollout, notes=[REFERENCES[fusion].attention, *result.notes]), latency
 
 

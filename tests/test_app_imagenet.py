@@ -130,3 +130,9 @@ def test_download_progress_is_said_on_the_page(monkeypatch, tmp_path, hub):
     imagenet.download("vit", progress=lambda *a, **k: said.append(k.get("desc")))
     assert said == ["Downloading deit_tiny_patch16_224.fb_in1k (23 MB) into the Hugging Face cache, once"]
     assert references.is_cached("vit")
+
+
+def test_grad_cam_layer_choice_on_a_reference(client):
+    out = _predict(client, CAT, "mid", cam_layer="stem")
+    assert "`stem`" in out["maps_note"] and out["cam"] is not None
+    assert out["cam_layer"]["choices"] == [["stem", "stem"], ["stages.0", "stages.0"], ["stages.1", "stages.1"]]
