@@ -59,6 +59,14 @@ class Recipe:
     def best(self) -> float:
         return max((a for _, a in self.curve), default=0.0)
 
+    def accuracy_at(self, seconds: float) -> float:
+        """The measured curve at `seconds`, linear between epochs, from chance (0.1) at 0 s; flat after the end."""
+        points = ((0.0, 0.1), *self.curve)
+        for (t0, a0), (t1, a1) in zip(points, points[1:]):
+            if seconds <= t1:
+                return a0 + (a1 - a0) * max(0.0, seconds - t0) / (t1 - t0)
+        return points[-1][1]
+
     def time_to(self, acc: float) -> float | None:
         """Seconds until the measured curve first reached `acc`, None if it never did."""
         return next((t for t, a in self.curve if a >= acc), None)
@@ -124,7 +132,7 @@ class Standing:
 
 def standing(fusion: str, best_acc: float, seconds: float) -> Standing:
     ref = RECIPES.get(fusion)
-    typical = max((a for t, a in ref.curve if t <= seconds * 1.05), default=0.0) if ref and ref.curve else None
+    typical = ref.accuracy_at(seconds) if ref and ref.curve else None
     relation = ("unknown" if typical is None else "above" if best_acc >= typical + 0.02 else
                 "below" if best_acc <= typical - 0.02 else "typical")
     ranking = sorted(((r.fusion, r.time_to(0.9), r.best) for r in RECIPES.values() if r.curve),

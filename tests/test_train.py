@@ -248,6 +248,10 @@ def test_recipes_build_and_describe_themselves(fusion):
     tcfg = r.train_config(device="cpu")
     assert (tcfg.epochs, tcfg.lr, tcfg.batch_size, tcfg.augment) == (r.epochs, r.lr, r.batch_size, r.augment)
     assert r.curve and r.time_to(0.0) == r.curve[0][0] and r.best == max(a for _, a in r.curve)
+    assert r.accuracy_at(0) == pytest.approx(0.1) and r.accuracy_at(10 ** 6) == r.curve[-1][1]
+    assert all(r.accuracy_at(t) == pytest.approx(a) for t, a in r.curve)
+    (t0, a0), (t1, a1) = r.curve[:2]
+    assert r.accuracy_at((t0 + t1) / 2) == pytest.approx((a0 + a1) / 2)  # linear between epochs
     # the estimate of the recipe's own run is its measured time plus rendering, and grows with the work
     est = estimate_seconds(cfg, r.epochs, r.train_size, r.val_size, rendered=r.train_size + r.val_size)
     assert est == pytest.approx(r.seconds, rel=1e-6)
