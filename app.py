@@ -285,7 +285,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     train_arch.change(train_tab.on_model, train_arch, [epochs, lr, batch_size, train_images, train_img],
                       api_name="train_recipe")
     train_described = [*controls, train_img, epochs, train_images, train_arch]
-    gr.on([c.change for c in (*controls, train_img, epochs, train_images, train_arch)], train_tab.describe,
+    gr.on([demo.load, *(c.change for c in (*controls, train_img, epochs, train_images, train_arch))], train_tab.describe,
           train_described, train_model,
           api_name="train_model")
     demo.unload(train_tab.leave)

@@ -289,12 +289,15 @@ TEXT: dict[str, tuple[str, str]] = {
     "note.input": ("image batch", "图像批次"),
     # ---- Train ----
     "train.explain": (
-        "Train the model set in **Explore** (fusion stage, preset, hyperparameters) from random weights, on the "
-        "built-in shapes or your own images. When it is done it becomes this page's model in Explore (weights: "
-        "*Trained in this session*), and you can download its checkpoint. Nobody else sees it.",
-        "从随机权重开始，训练在**探索**中设置的模型（融合阶段、预设、超参数），数据可以是内置的形状数据集，也可以是你"
-        "自己的图像。训练完成后，它会成为本页面在探索中的模型（权重：*本次会话训练的模型*），你还可以下载它的检查点。"
-        "其他人看不到它。"),
+        "Train a model from random weights, on the built-in shapes or your own images: a fusion stage with its "
+        "measured one-minute recipe (late passes 90% within a minute on 2 CPU cores), or the model set in "
+        "**Explore**. Watch its validation accuracy against time beside every stage's typical curve. When it is "
+        "done it becomes this page's model in Explore (weights: *Trained in this session*), and you can download "
+        "its checkpoint. Nobody else sees it.",
+        "从随机权重开始训练一个模型，数据可以是内置的形状数据集，也可以是你自己的图像：某个融合阶段及其实测的一分钟配方"
+        "（在 2 个 CPU 核心上，late 在一分钟内超过 90%），或在**探索**中设置的模型。训练时可以看到验证准确率随时间的变化，"
+        "以及各阶段的典型曲线。训练完成后，它会成为本页面在探索中的模型（权重：*本次会话训练的模型*），你还可以下载它的"
+        "检查点。其他人看不到它。"),
     "train.dataset": ("Dataset", "数据集"),
     "dataset.shapes": ("Built-in shapes (10 classes, generated)", "内置形状数据集（10 个类别，程序生成）"),
     "dataset.zip": ("My zip of an image folder", "我的图像文件夹 zip"),
@@ -316,8 +319,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.cancel": ("Cancel", "取消"),
     "train.press": ("Press **Train** to start.", "按**训练**开始。"),
     "train.loss_plot": ("Loss (blue: training, smoothed; orange: validation)", "损失（蓝色：训练，已平滑；橙色：验证）"),
-    "train.acc_plot": ("Validation accuracy (%) against time; pale lines: each stage's typical curve with its recipe",
-                       "验证准确率（%）随时间变化；浅色线：各阶段按其配方的典型曲线"),
+    "train.acc_plot": ("Validation accuracy (%) against seconds (orange: this run); pale: each stage's typical curve "
+                       "with its recipe (late green, cnn grey, mid purple, early yellow, vit red)",
+                       "验证准确率（%）随时间（秒）变化（橙色：本次训练）；浅色：各阶段按其配方的典型曲线（late 绿色、cnn 灰色、"
+                       "mid 紫色、early 黄色、vit 红色）"),
     "train.file": ("Trained checkpoint (.safetensors): download", "训练得到的检查点（.safetensors）：下载"),
     "train.series_train": ("train (per step, smoothed)", "训练（逐步，已平滑）"),
     "train.series_val": ("validation", "验证"),
