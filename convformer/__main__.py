@@ -13,7 +13,7 @@ from .axes import format_table, token_note
 from .inspection import human
 from .references_cli import add_parser as add_references_parser, predict_imagenet
 from .export import add_parser as add_code_parser
-from .train import add_parser as add_train_parser
+from .train_cli import add_parser as add_train_parser
 
 
 def _model(args: argparse.Namespace, bundled: bool = False):
