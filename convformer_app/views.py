@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from convformer import axes, viz
 from convformer.inspection import ShapeRow, human
+from convformer.model import LAYOUTS
 
 from . import i18n
 from .i18n import text
@@ -99,6 +100,10 @@ def _same_block(first: ShapeRow, other: ShapeRow | None) -> bool:
 COLOURS = {"conv": "#3b82f6", "proj": "#6366f1", "patch": "#6366f1", "tokens": "#f59e0b", "blocks": "#f97316",
            "norm": "#f59e0b", "grid": "#f59e0b", "refine": "#3b82f6", "pool": "#9ca3af", "merge": "#22c55e",
            "head": "#22c55e", "input": "#9ca3af"}
+LANES = {branch for branches in LAYOUTS.values() for branch in branches}  # our models' branches
+# a timm model's row (the notes of convformer.inspect_timm) -> the kind of box it is
+OWN_KINDS = (("conv", "conv"), ("patchify", "patch"), ("grid -> tokens", "tokens"), ("transformer block", "blocks"),
+             ("transformer stage", "stage"), ("pool", "pool"), ("classifier", "head"), ("mean of", "merge"))
 KINDS = ("conv", "proj", "patch", "tokens", "blocks", "norm", "grid", "refine", "pool", "merge", "head", "input")
 # a box's title is the catalogue's "diagram.<kind>"
 
@@ -109,17 +114,25 @@ def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
     lanes: dict[str, list[tuple[str, str, str]]] = {}
     for r, (named_in, named_out) in zip(rows, axes.rows(rows)):
         parts = r.name.split(".")
-        lane, kind = (parts[0], parts[1]) if len(parts) > 1 else ("out" if r.name != "input" else "in", parts[0])
+        own = r.name not in ("input", "merge", "head") and parts[0] not in LANES  # a timm model's own steps
+        lane, kind = ("model", _kind(r.note)) if own else (parts[0], parts[1]) if len(parts) > 1 else (
+            "out" if r.name != "input" else "in", parts[0])
         boxes = lanes.setdefault(lane, [])
         title = text(f"diagram.{kind}") if kind in KINDS else kind
         if kind == "conv":
-            title = text("diagram.conv_n", n=parts[2][5:]) if len(parts) > 2 else title
+            title = r.name if own else text("diagram.conv_n", n=parts[2][5:]) if len(parts) > 2 else title
+        elif own and kind not in ("blocks", "tokens"):
+            title = r.name  # e.g. CoAtNet's stages.2, a transformer stage on its own grid
         if boxes and kind == "blocks" and boxes[-1][2] == "blocks":
             count = int(boxes[-1][0].split("×")[-1]) + 1 if "×" in boxes[-1][0] else 2
             boxes[-1] = (text("diagram.blocks_n", n=count), named_out, kind)
             continue
         boxes.append((title, named_out if kind != "merge" else f"{named_in} → {named_out}", kind))
     return lanes
+
+
+def _kind(note: str) -> str:
+    return next((kind for start, kind in OWN_KINDS if note.startswith(start)), "norm" if "Norm" in note else note)
 
 
 def _box(title: str, shape: str, kind: str) -> str:
