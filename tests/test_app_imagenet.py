@@ -136,3 +136,10 @@ def test_grad_cam_layer_choice_on_a_reference(client):
     out = _predict(client, CAT, "mid", cam_layer="stem")
     assert "`stem`" in out["maps_note"] and out["cam"] is not None
     assert out["cam_layer"]["choices"] == [["stem", "stem"], ["stages.0", "stages.0"], ["stages.1", "stages.1"]]
+
+
+def test_diagram_follows_a_reference_in_order(client):
+    html = _predict(client, CAT, "mid")["diagram"]
+    steps = ["stem", "stages.0", "stages.1", "stages.2", "stages.3"]
+    at = [html.index(f"<b>{s}</b>") for s in steps]
+    assert at == sorted(at) and "(B=1, C=512, H=7, W=7)" in html
