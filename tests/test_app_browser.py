@@ -20,16 +20,27 @@ TIMEOUT = 120_000  # ms; a CPU shared with other work can be slow
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser(server):
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                                           "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT)
-        yield page
+        yield browser
         browser.close()
+
+
+def _open(browser, width: int = 1400, scheme: str = "light"):
+    page = browser.new_page(viewport={"width": width, "height": 1000}, color_scheme=scheme)
+    page.set_default_timeout(TIMEOUT)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    page = _open(browser)
+    yield page
+    page.close()
 
 
 def _screenshot(page, path: Path) -> None:
@@ -43,6 +54,7 @@ def test_upload_run_click(page, server, tmp_path: Path) -> None:
     page.wait_for_selector("#run")
     fusion = page.locator("#fusion")
     page.wait_for_function("document.querySelector('#fusion input[value=vit]')?.checked")  # URL applied
+    page.locator("#image-file button[aria-label=Clear]").click()  # the page starts with an example chosen
     page.locator("#image-file input[type=file]").set_input_files(str(ROOT / "assets/examples/shapes_star.png"))
     page.wait_for_selector("#preview img")
     fusion.get_by_label("mid").check()  # the bundled mid checkpoint where there is one, else the preset
@@ -76,3 +88,63 @@ def test_copy_link_shows_the_configuration(page) -> None:
     page.wait_for_function("[...document.querySelectorAll('#link-box textarea, #link-box input')]"
                            ".some(t => t.value.includes('fusion=mid'))")
     assert field.input_value().startswith("http://127.0.0.1")
+
+
+def _luminance(rgb: tuple[float, ...]) -> float:
+    c = [(v / 255) / 12.92 if v / 255 <= 0.03928 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in rgb[:3]]
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+
+def _contrast(page, selector: str) -> float:
+    """WCAG contrast between an element's text colour and the first opaque background behind it."""
+    colours = page.evaluate("""(sel) => {
+        const el = document.querySelector(sel); const rgb = s => s.match(/[\\d.]+/g).map(Number);
+        let bg = el; while (bg && (getComputedStyle(bg).backgroundColor === 'rgba(0, 0, 0, 0)' ||
+                                   rgb(getComputedStyle(bg).backgroundColor)[3] === 0)) bg = bg.parentElement;
+        return [rgb(getComputedStyle(el).color), rgb(getComputedStyle(bg || document.body).backgroundColor)];
+    }""", selector)
+    lighter, darker = sorted((_luminance(c) for c in colours), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_notice_and_diagram_are_readable(browser, server, scheme: str) -> None:
+    """Explore starts with an example image, so Run works at once; the weights notice and the pipeline
+    diagram keep their text readable (WCAG contrast >= 4.5) in light and dark mode."""
+    page = _open(browser, 1280, scheme)
+    try:
+        page.goto(server.url)
+        page.locator("#run").click()
+        page.wait_for_selector("#rollout img")
+        assert _contrast(page, "#weights-notice p") >= 4.5
+        page.get_by_role("tab", name="Shapes").click()
+        page.wait_for_selector("#diagram .cf-box")
+        assert _contrast(page, "#diagram .cf-box b") >= 4.5 and _contrast(page, "#diagram .cf-box code") >= 4.5
+    finally:
+        page.close()
+
+
+def test_phone_reaches_every_picture_and_the_address_follows(browser, server) -> None:
+    """At 390 px every visualisation tab is a visible button (none behind "More tabs"); a link's numbers are
+    clamped to the controls' ranges and the address bar then shows what the controls hold."""
+    page = _open(browser, 390)
+    try:
+        page.goto(f"{server.url}/?img_size=99999&depth=3&weights=random")
+        page.wait_for_function("location.search.includes('img_size=512')")  # clamped, and the address follows
+        for name in ("Attention rollout", "Attention per block and head", "Conv activations", "Grad-CAM", "Shapes"):
+            assert page.get_by_role("tab", name=name, exact=True).is_visible(), name
+        page.locator("#fusion").get_by_label("late").check()
+        page.wait_for_function("location.search.includes('fusion=late')")
+    finally:
+        page.close()
+
+
+def test_discard_ratio_typed_then_enter_redraws(page, server) -> None:
+    page.goto(server.url)
+    page.locator("#run").click()
+    page.wait_for_selector("#rollout img")
+    before = page.locator("#rollout img").get_attribute("src")
+    box = page.locator("#discard input[type=number]")
+    box.fill("0.6")
+    box.press("Enter")
+    page.wait_for_function("(src) => document.querySelector('#rollout img')?.src !== src", arg=before)
