@@ -98,15 +98,21 @@ def test_shapes_weights_say_a_photo_is_unlike_their_data(client):
     assert _predict(client, CAT, "mid", weights="random")["caution"] == ""  # random weights know nothing anyway
 
 
-def test_weights_that_cannot_be_had_are_one_line_and_the_rest_works(client, monkeypatch, tmp_path):
+@pytest.mark.parametrize("way", ["offline", "unreachable"])
+def test_weights_that_cannot_be_had_are_one_line_and_the_rest_works(client, monkeypatch, tmp_path, way):
     from huggingface_hub import constants
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached, Hub unavailable (offline)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
+    if way == "unreachable":  # online, but the Hub refuses the connection
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
     start = time.perf_counter()
     with pytest.raises(AppError) as info:
         _predict(client, CAT, "vit")
     assert time.perf_counter() - start < 20  # the server answers at once; most of this is the client
     message = str(info.value)
-    assert "not in the Hugging Face cache" in message and "\n" not in message.strip()
+    assert ("not in the Hugging Face cache" if way == "offline" else "is unreachable") in message
+    assert "\n" not in message.strip()
     assert "Traceback" not in message and str(tmp_path) not in message
     assert _predict(client, STAR, "mid", weights="bundled")["label"]["label"]  # everything else keeps working
 
