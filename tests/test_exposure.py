@@ -127,10 +127,21 @@ SOURCES = [ROOT / "app.py", *sorted((ROOT / "convformer").glob("*.py")), *sorted
                                      r"(?<![.\w])eval\(", r"(?<![.\w])exec\(", r"\bshell\s*=\s*True", r"\bos\.system\(",
                                      r"\bjoblib\.", r"\bdill\.", r"trust_remote_code"])
 def test_nothing_user_supplied_is_unpickled_or_executed(pattern: str) -> None:
-    """A static check over the app and the library: no unpickling or code execution anywhere."""
+    """A static check over the app and the library: no unpickling or code execution, but for the one reviewed
+    exception below."""
     hits = [f"{p.name}:{i}" for p in SOURCES for i, line in enumerate(p.read_text().splitlines(), 1)
             if re.search(pattern, line) and not line.lstrip().startswith("#")]
-    assert not hits, hits
+    assert [h for h in hits if h.split(":")[0] not in REVIEWED.get(pattern, ())] == [], hits
+
+
+# export.load runs the source that convformer.export generated from a config (never a user's text), for the
+# library's own check that the file builds the same model; the app never calls it (test below)
+REVIEWED = {r"(?<![.\w])exec\(": ("export.py",)}
+
+
+def test_the_app_never_executes_exported_source() -> None:
+    app_sources = [ROOT / "app.py", *(ROOT / "convformer_app").glob("*.py")]
+    assert not [p.name for p in app_sources if re.search(r"export\.load\b|\bimport load\b|check\(", p.read_text())]
 
 
 def test_launch_settings_in_app_py() -> None:
