@@ -70,6 +70,7 @@ class _Plan:
     vits: list[tuple[str, nn.Module]]       # ("vit." or "", a ViT with a patch embedding)
     modules: list[nn.Module]                # all of them, for the training flags
     module: dict[str, nn.Module | None]     # row -> module
+    unreadable: list[str]                   # attention modules whose probabilities cannot be read
 
 
 _PLANS: "weakref.WeakKeyDictionary[nn.Module, _Plan]" = weakref.WeakKeyDictionary()
@@ -98,8 +99,15 @@ def _plan(model: nn.Module) -> _Plan:
     vits = [(f"{name}." if name else "", m) for name, m in named.items()
             if hasattr(m, "num_prefix_tokens") and hasattr(getattr(m, "patch_embed", None), "proj")]
     plan = _PLANS[model] = _Plan(rows, kinds, params, conv, transformer, attention, vits, list(named.values()),
-                                 dict(rows))
+                                 dict(rows), _unreadable(named))
     return plan
+
+
+def _unreadable(named: dict[str, nn.Module]) -> list[str]:
+    """Attention modules whose probabilities cannot be read (no explicit path with `attn_drop`, e.g. LeViT's)."""
+    found = [name for name, m in named.items() if "Attention" in type(m).__name__ and not is_attention(m)
+             and not any(is_attention(sub) for sub in m.modules())]
+    return [n for n in found if not any(n.startswith(f"{other}.") for other in found)]  # outermost only
 
 
 def _note(name: str, plan: _Plan, inp: tuple, out: tuple, grids: dict[str, TokenGrid]) -> str:
@@ -188,6 +196,9 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
     flop_rows = flop_rows if count else (cached or {})
 
     grids, notes = _grids(model, dict(plan.vits), attentions, attn_inputs, patch_grids)
+    if plan.unreadable:
+        notes.append(f"{len(plan.unreadable)} attention module(s) ({plan.unreadable[0]}, ...) compute their "
+                     "probabilities without a readable step; their maps are not drawn.")
     table = [ShapeRow("input", (), tuple(images.shape), 0, 0, "image batch")]
     for name, module in plan.rows:
         if module is None:  # the ViT's tokens: from the patch embedding's output to the first block's input
@@ -223,6 +234,7 @@ def _grids(model, vits, attentions, attn_inputs, patch_grids) -> tuple[dict[str,
     is not self-attention over one grid is dropped from `attentions` with a sentence in the notes."""
     grids: dict[str, TokenGrid] = {}
     notes: list[str] = []
+    dropped: dict[tuple[int, int], list[str]] = {}
     for block in list(attentions):
         attn, shape = attentions[block], attn_inputs.get(block, ())
         owner = block.rsplit(".", 1)[0]        # blocks / vit.blocks / stages.2.blocks
@@ -238,10 +250,12 @@ def _grids(model, vits, attentions, attn_inputs, patch_grids) -> tuple[dict[str,
         n_q, n_k = attn.shape[-2:]
         if grid is None or n_q != n_k or n_k != grid.prefix + grid.h * grid.w:
             del attentions[block]
-            notes.append(f"{block}: attention over {n_q} queries and {n_k} keys that are not one image grid; "
-                         "its map is not drawn.")
+            dropped.setdefault((n_q, n_k), []).append(block)
             continue
         grids.setdefault(owner, grid)
+    for (n_q, n_k), blocks in dropped.items():
+        notes.append(f"{len(blocks)} block(s) ({blocks[0]}, ...) attend over {n_q} queries and {n_k} keys that "
+                     "are not one image grid (e.g. MobileViT's unfolded patches); their maps are not drawn.")
     if len(grids) > 1 and not hasattr(model, "merge"):
         sizes = ", ".join(f"{k}: {g.h} x {g.w}" for k, g in grids.items())
         notes.append(f"Each stage attends over its own grid ({sizes}); tokens do not carry over between grids, "

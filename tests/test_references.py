@@ -244,3 +244,15 @@ def test_grad_cam_at_a_chosen_conv_layer(models, photo):
     assert list(r.cam) == ["stem", "stages.0"] and r.cam["stem"].shape[-1] == 112
     with pytest.raises(ValueError, match="not conv layers of this model"):
         inspect(model, x, cam_class="pred", cam_layers=["stages.3"])
+
+
+@pytest.mark.parametrize("name", ["mobilevit_xxs", "levit_128s"])
+def test_attention_that_is_not_one_readable_grid_is_said_not_drawn(name):
+    """MobileViT attends over unfolded patches (pixel i of every 2 x 2 patch), LeViT computes its softmax with
+    no readable step: no map is drawn for them, and a sentence says why."""
+    torch.manual_seed(0)
+    model = timm.create_model(name).eval()
+    r = inspect(model, torch.randn(1, 3, 256 if name.startswith("mobilevit") else 224, 224), flops=False)
+    assert r.attentions == {} and r.token_grid == {} and r.rollout_blocks() == []
+    assert any("not drawn" in n for n in r.notes)
+    assert r.shapes[-1].output_shape == (1, 1000) and r.params == sum(p.numel() for p in model.parameters())
