@@ -18,7 +18,8 @@ message (or with more than 200 characters of the input echoed), p50/p95 latency,
     python scripts/soak.py --url http://127.0.0.1:7860 --pid 1234        # an app that is already running
 
 Exit status 1 when a target is missed: a failed valid request, an unrefused or badly refused attack, memory
-growth after warm-up over `--max-growth` (phase 1) or `--max-session-mb` (phase 2), a temp folder over
+growth after warm-up over `--max-growth-mb` (phase 1; the kept results fill their budget, 256 MB, there) or
+`--max-session-mb` (phase 2), a temp folder over
 `--max-temp-mb` or holding partial uploads at the end, or the time bound reached.
 """
 from __future__ import annotations
@@ -348,7 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--img-size", type=int, default=64)
     p.add_argument("--max-seconds", type=float, default=1800, help="stop sending after this long")
     p.add_argument("--warmup", type=float, default=0.2, help="fraction of requests before memory is measured")
-    p.add_argument("--max-growth", type=float, default=0.10, help="allowed memory growth after warm-up")
+    p.add_argument("--max-growth", type=float, help="allowed memory growth after warm-up, as a fraction")
+    p.add_argument("--max-growth-mb", type=float, default=500, help="allowed memory growth after warm-up")
     p.add_argument("--max-session-mb", type=float, default=500, help="allowed growth over the new sessions")
     p.add_argument("--max-temp-mb", type=float, default=500, help="allowed size of the temp folder at the end")
     p.add_argument("--no-train", action="store_true", help="skip the training run through the API")
@@ -371,7 +373,8 @@ def main(argv: list[str] | None = None) -> dict:
         ("valid requests failed", report["valid_failures"]),
         ("attacks not refused", report["bad_not_refused"]),
         ("attacks refused without a good message", report["bad_without_message"]),
-        ("memory grew too much", report["growth_after_warmup"] > args.max_growth),
+        ("memory grew too much", report["rss_end_mb"] - report["rss_warm_mb"] > args.max_growth_mb
+         or (args.max_growth is not None and report["growth_after_warmup"] > args.max_growth)),
         ("new sessions grew memory too much", (report.get("session_growth_mb") or 0) > args.max_session_mb),
         ("sessions failed", report.get("sessions_failed", 0)),
         ("temp folder too large", report["temp_mb_end"] > args.max_temp_mb),
