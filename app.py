@@ -180,10 +180,11 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                     train_status = gr.Markdown(tr("train.press"), elem_id="train-status")
                     with gr.Row():
                         loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=train_tab.COLOURS,
-                                                label=tr("train.loss_plot"),
+                                                label=tr("train.loss_plot"), color_title="",  # the label names the
+                                                # colours; a legend's title row pushed the x axis title out
                                                 height=260, elem_id="loss-plot")
                         acc_plot = gr.LinePlot(x="seconds", y="accuracy", color="series", color_map=train_tab.COLOURS,
-                                               y_lim=[0, 100], height=260, label=tr("train.acc_plot"),
+                                               y_lim=[0, 100], height=260, label=tr("train.acc_plot"), color_title="",
                                                elem_id="acc-plot")
                     trained_file = gr.File(label=tr("train.file"), interactive=False,
                                            elem_id="trained-file", height=80)
