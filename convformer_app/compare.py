@@ -132,10 +132,10 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
             rows.append(session.on_model_thread(_row, fusion, n))  # progress stays in this handler's thread
     table = pd.DataFrame(rows, columns=HEADERS)
     device = session.device_name()
-    text = (f"{n} fresh test images of the built-in shapes (seed {TEST_SEED}, {SIZE} px, never seen in training); "
+    note = (f"{n} fresh test images of the built-in shapes (seed {TEST_SEED}, {SIZE} px, never seen in training); "
             f"latency: batch 1, median of timed runs on **{device}**. Rows marked RANDOM have no bundled "
             "checkpoint: their accuracy is chance (about 10%), shown only for the cost columns.")
-    return table, chart(table), text
+    return table, chart(table), note  # not `text`: that name is the catalogue's lookup, used above
 
 
 def chart(table: pd.DataFrame) -> dict:
