@@ -363,3 +363,19 @@ def test_a_refusal_is_one_short_line_in_the_server_log(client: Client, corpus, c
     logged = capfd.readouterr().err
     assert "refused: " in logged and max(map(len, logged.splitlines())) < 700, logged[:300]
     assert len(logged) < 5000
+
+
+def test_a_missing_argument_gets_the_apps_one_line_message(server) -> None:
+    """A raw API call with too few values (gradio_client fills in defaults; curl does not)."""
+    import json
+    import urllib.request
+    body = json.dumps({"data": [None, "mid"]}).encode()
+    call = urllib.request.Request(server.url + "/gradio_api/call/predict", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(call, timeout=30) as r:
+        event = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{server.url}/gradio_api/call/predict/{event}", timeout=60) as r:
+        stream = r.read().decode()
+    error = next(line for line in stream.splitlines() if line.startswith("data:") and "null" not in line[:9])
+    message = json.loads(error[5:])
+    message = message if isinstance(message, str) else json.dumps(message)
+    assert "cannot be used" in message and "input values" in message and not LEAKS.search(message), stream[:300]
