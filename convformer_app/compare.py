@@ -131,21 +131,11 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
             progress((i, len(FUSIONS)), desc=text("compare.scoring", fusion=fusion, n=n), unit="models")
             rows.append(session.on_model_thread(_row, fusion, n))  # progress stays in this handler's thread
     table = pd.DataFrame(rows, columns=HEADERS)
-    device = session.device_name()
-    note = (f"{n} fresh test images of the built-in shapes (seed {TEST_SEED}, {SIZE} px, never seen in training); "
-            f"latency: batch 1, median of timed runs on **{device}**. Rows marked RANDOM have no bundled "
-            "checkpoint: their accuracy is chance (about 10%), shown only for the cost columns.")
-    return table, chart(table), note  # not `text`: that name is the catalogue's lookup, used above
-
-
-def chart(table: pd.DataFrame) -> dict:
-    """The accuracy bars, best first, on an axis that starts just below the worst score, so that differences
-    of a few points (93% vs 98%) can be seen; the axis' start is in its title."""
-    ranked = table.sort_values("accuracy (%)", ascending=False, na_position="last")
-    scores = ranked["accuracy (%)"].dropna()
-    low = max(0, int(scores.min()) - 2) if len(scores) else 0
-    return gr.update(value=ranked, sort=list(ranked["model"]), y_lim=[low, 100],
-                     y_title=f"accuracy (%), axis from {low}" if low else "accuracy (%)")
+    shown = pd.DataFrame([[row[0], text("compare.bundled" if row[1] == weights_label_of("bundled") else
+                                        "compare.random_row"), *row[2:]] for row in rows],
+                         columns=[text(k) for k in HEADER_KEYS])  # the page's language; the chart reads HEADERS
+    note = text("compare.note", n=n, seed=TEST_SEED, px=SIZE, device=session.device_name())
+    return shown, chart(table), note
 
 
 def weights_label_of(kind: str) -> str:
@@ -156,6 +146,16 @@ def headers() -> tuple:
     """Before anything is scored: (the empty table, the chart's axis titles), in the page's language."""
     return ({"headers": [text(k) for k in HEADER_KEYS], "data": []},
             gr.update(x_title=text("compare.col_model"), y_title=text("compare.col_acc")))
+
+
+def chart(table: pd.DataFrame) -> dict:
+    """The accuracy bars, best first, on an axis that starts just below the worst score, so that differences
+    of a few points (93% vs 98%) can be seen; the axis' start is in its title."""
+    ranked = table.sort_values("accuracy (%)", ascending=False, na_position="last")
+    scores = ranked["accuracy (%)"].dropna()
+    low = max(0, int(scores.min()) - 2) if len(scores) else 0
+    return gr.update(value=ranked, sort=list(ranked["model"]), y_lim=[low, 100], x_title=text("compare.col_model"),
+                     y_title=text("compare.axis_from", low=low) if low else text("compare.col_acc"))
 
 
 def example_image() -> str:

@@ -38,7 +38,12 @@ def test_compare_split_has_a_sane_row_per_stage(client: Client) -> None:
         assert row["weights"] == ("bundled checkpoint" if bundled else "RANDOM (nothing bundled)")
         if bundled:  # the bundled checkpoints score > 90% on their own test split
             assert row["accuracy (%)"] > 60, row
-    assert f"{N} fresh test images" in note and chart["data"]
+    assert f"{N} fresh test images" in note
+    bars = [dict(zip(chart["value"]["columns"], r)) for r in chart["value"]["data"]]
+    scores = [b["accuracy (%)"] for b in bars]
+    assert scores == sorted(scores, reverse=True) and chart["sort"] == [b["model"] for b in bars]  # ranked
+    assert chart["y_lim"][0] <= min(scores) and chart["y_lim"][1] == 100  # the axis shows every bar
+    assert chart["y_lim"][0] == max(0, int(min(scores)) - 2)  # zoomed: a few points apart can be seen
 
 
 def test_compare_image_shows_every_stage(client: Client, tmp_path: Path) -> None:
