@@ -134,7 +134,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                     cam_target = gr.Dropdown([(tr("cam.predicted"), session.PREDICTED)], value=session.PREDICTED,
                                              label=tr("cam.target"),
                                              allow_custom_value=True)
-                    cam_layer = gr.Dropdown([], value="", label="Conv layer to explain", allow_custom_value=True,
+                    cam_layer = gr.Dropdown([], value="", label=tr("cam.layer"), allow_custom_value=True,
                                             elem_id="cam-layer")
                     cam_note = gr.Markdown(elem_id="cam-note")
                     cam = gr.Image(label=tr("cam.image"), interactive=False, format="jpeg", elem_id="cam")
@@ -219,7 +219,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
             ref_btn = gr.Button(tr("refs.run"), variant="primary", elem_id="compare-imagenet")
             ref_gallery = gr.Gallery(label=tr("refs.gallery"), columns=5, height=260, allow_preview=True,
                                      interactive=False, elem_id="imagenet-gallery")
-            ref_table = gr.Dataframe(headers=imagenet.COMPARE_HEADERS, interactive=False, wrap=True,
+            ref_table = gr.Dataframe(headers=imagenet.headers(), interactive=False, wrap=True,
                                      elem_id="imagenet-table")
 
     relang = gr.Button("", elem_id="cf-relang")  # hidden; i18n.HEAD clicks it when the page's language changes
@@ -301,6 +301,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     relang.click(train_tab.describe, train_described, train_model, api_name=False)
     gr.on([demo.load, relang.click], train_tab.axes, None, [loss_plot, acc_plot], api_name=False)
     demo.load(compare.headers, None, [split_table, split_plot], api_name=False)
+    demo.load(imagenet.empty_table, None, ref_table, api_name=False)
+    demo.load(explore.gallery, None, gallery, api_name=False)  # the captions in the page's language
     i18n.localize(demo)  # every handler answers in the language of the page that called it
 
 

@@ -8,7 +8,7 @@ almost everywhere. `texture(image)` is the share of pixels, on the image box-res
 brightness (the mean of R, G, B) steps by more than 10% of the range to the right and down together.
 Measured: 2,400 Shapes renders (train and test splits, 32 to 224 px, square and not) stay at or under 0.15;
 the photos at hand score 0.25 to 0.61 (the example cat 0.32, astronaut 0.47, matplotlib's Grace Hopper 0.34).
-`unlike_shapes` flags above 0.20. It can miss a photo that is mostly smooth (a blurred background, a flat
+`unlike_shapes` flags above 0.20 (it returns the texture; the app words it). It can miss a photo that is mostly smooth (a blurred background, a flat
 drawing): then it says nothing rather than something wrong.
 """
 from __future__ import annotations
@@ -29,14 +29,11 @@ def texture(image: Image.Image) -> float:
     return float(((down + right) > STEP).mean())
 
 
-def unlike_shapes(image: Image.Image) -> str | None:
-    """A sentence when the image is unlike the Shapes data (see the module docstring), else None."""
+def unlike_shapes(image: Image.Image) -> float | None:
+    """The image's texture when it is unlike the Shapes data (above TEXTURE_LIMIT, see the module docstring),
+    else None. The words are the caller's (the app says them in the page's language)."""
     t = texture(image)
-    if t <= TEXTURE_LIMIT:
-        return None
-    return (f"This image is unlike the Shapes data these weights were trained on (texture {t:.2f}; Shapes "
-            f"images stay under {TEXTURE_LIMIT}): the prediction can only be one of the ten shapes, whatever "
-            "the picture shows.")
+    return t if t > TEXTURE_LIMIT else None
 
 
 __all__ = ["TEXTURE_LIMIT", "texture", "unlike_shapes"]

@@ -18,8 +18,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from convformer.familiarity import unlike_shapes
 from convformer.export import command_for, export
+from convformer.familiarity import TEXTURE_LIMIT, unlike_shapes
 
 from . import imagenet, session, views
 from . import safety
@@ -48,9 +48,10 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
             trained: str | None = None, resize: str = "keep",
             progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """Run the model once on the image; return every output, in the order of PREDICT_OUTPUTS. `trained` is
-    the session's Train-tab checkpoint (a gr.State), used when weights == "trained"."""
+    the session's Train-tab checkpoint (a gr.State), used when weights == "trained". ImageNet weights are
+    downloaded first if they are not cached (the progress bar follows the download)."""
     weights = resolve(controls, trained)
-    if weights.kind == "imagenet" and not weights.problem:  # download first, the progress bar follows it
+    if weights.kind == "imagenet" and not weights.problem:
         imagenet.download(controls.fusion, progress)
     r = session.run(image, controls, weights, cam_target, cam_layer or None, resize=resize)
     k = max(1, min(int(top_k), len(r.classes)))
@@ -79,8 +80,8 @@ def caution(image: str | None, weights: Weights) -> str:
     (convformer.familiarity: a pixel-texture test, since the model's own confidence cannot tell)."""
     if weights.meta.get("dataset") != "shapes":
         return ""
-    text = unlike_shapes(session.picture(image))
-    return f"⚠ {text}" if text else ""
+    t = unlike_shapes(session.picture(image))
+    return "" if t is None else i18n.text("caution.unlike_shapes", texture=f"{t:.2f}", limit=TEXTURE_LIMIT)
 
 
 def cleared() -> tuple:
@@ -180,7 +181,7 @@ def gallery() -> list[tuple[str, str]]:
     """The examples with captions: a shape's name; a photo's subject, and that it is none of the shapes."""
     def caption(path: Path) -> str:
         kind, _, name = path.stem.partition("_")
-        return f"{name.replace('_', ' ')} (photo: not a shape)" if kind == "photo" else name.replace("_", " ")
+        return text("image.photo", name=name.replace("_", " ")) if kind == "photo" else name.replace("_", " ")
     return [(str(p), caption(p)) for p in examples()]
 
 
@@ -203,6 +204,8 @@ def pick_example(evt: gr.SelectData | None = None) -> str:
 def check_config(controls: Controls, trained: str | None = None) -> str:
     """A one-line verdict on the controls, shown next to them: what the model will be, or what is wrong."""
     weights = resolve(controls, trained)
+    if weights.kind == "imagenet":
+        return i18n.translate(weights.problem) if weights.problem else text("config.imagenet", fusion=controls.fusion)
     if weights.fixes_architecture:
         return text("config.fixed_trained") if weights.kind == "trained" else \
             text("config.fixed_bundled", fusion=controls.fusion)
@@ -211,9 +214,9 @@ def check_config(controls: Controls, trained: str | None = None) -> str:
             session.model_config(controls, weights)
     except gr.Error as e:
         return text("config.impossible", detail=i18n.translate(e.message))
-    (h, w), cls = cfg.grid_size(), " + a class token" if cfg.pool == "cls" else ""
-    grid = f", {h} x {w} = {h * w} tokens{cls}" if cfg.uses_transformer else ""
-    return f"✓ {cfg.fusion} fusion, {views.human(session.param_count(cfg))} parameters{grid}."
+    (h, w), cls = cfg.grid_size(), text("config.cls") if cfg.pool == "cls" else ""
+    grid = text("config.grid", h=h, w=w, tokens=h * w, cls=cls) if cfg.uses_transformer else ""
+    return text("config.ok", fusion=cfg.fusion, params=views.human(session.param_count(cfg)), grid=grid)
 
 
 def _set(controls: Controls, weights: Weights, upload: bool = False) -> tuple:

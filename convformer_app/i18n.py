@@ -212,10 +212,31 @@ TEXT: dict[str, tuple[str, str]] = {
     "channels.image": ("Most active channels", "最活跃的通道"),
     "tab.cam": ("Grad-CAM", "类激活图 (Grad-CAM)"),
     "cam.explain": (
-        "**Grad-CAM** (Selvaraju et al. 2017) weights the last conv layer's channels by how much they raise a "
-        "class's score: bright regions are evidence *for* that class.",
-        "**类激活图 (Grad-CAM)**（Selvaraju 等，2017）按最后一个卷积层的各通道对某个类别得分的提升程度加权："
-        "亮的区域是支持该类别的证据。"),
+        "**Grad-CAM** (Selvaraju et al. 2017) weights the channels of a conv layer (chosen below; the last one at "
+        "first) by how much they raise a class's score: bright regions are evidence *for* that class. The line "
+        "under the choice says where that layer sits, which is why the maps of different layers differ.",
+        "**类激活图 (Grad-CAM)**（Selvaraju 等，2017）按一个卷积层（在下方选择；起初是最后一个）的各通道对某个类别"
+        "得分的提升程度加权：亮的区域是支持该类别的证据。选择框下的一行说明该层所在的位置，这正是不同层的图各不相同的原因。"),
+    "cam.note": ("Grad-CAM at `{layer}`, {where}.", "类激活图 (Grad-CAM) 解释的是 `{layer}`，{where}。"),
+    "cam.after": (
+        "**after** the transformer: every position has already mixed in the whole image through global attention, "
+        "so evidence can sit on the background around the object",
+        "它在 Transformer **之后**：每个位置都已通过全局注意力混入了整张图像的信息，因此证据可能落在物体周围的背景上"),
+    "cam.before": (
+        "**before** the transformer: each position has seen only its own neighbourhood, so the map shows which "
+        "local patterns count as evidence",
+        "它在 Transformer **之前**：每个位置只看到了自己的邻域，因此这张图显示哪些局部图案算作证据"),
+    "cam.cnn_branch": (
+        "in the **CNN branch**: the ViT branch's evidence (merged after both) is not part of this map",
+        "它在 **CNN 分支**中：ViT 分支的证据（在两个分支之后才合并）不在这张图里"),
+    "cam.no_attention": ("in a network without attention: each position has seen only its receptive field",
+                         "它在没有注意力的网络中：每个位置只看到了自己的感受野"),
+    "cam.others": (" Other layers: {layers}.", " 其他层：{layers}。"),
+    "cam.blank": (
+        " **The map is blank:** no position of `{layer}` raises the score of **{cls}** (its channels' evidence for "
+        "that class is negative everywhere, which Grad-CAM's ReLU removes): the model finds nothing *for* it here.",
+        " **这张图是空白的：**`{layer}` 的任何位置都没有提高 **{cls}** 的得分（其各通道对该类别的证据处处为负，"
+        "被类激活图 (Grad-CAM) 的 ReLU 去掉了）：模型在这里找不到支持它的证据。"),
     "cam.target": ("Explain class", "解释的类别"),
     "cam.predicted": ("predicted class", "预测的类别"),
     "cam.image": ("Grad-CAM", "类激活图 (Grad-CAM)"),
@@ -454,6 +475,40 @@ TEXT: dict[str, tuple[str, str]] = {
         "注意力展开）、参数量、浮点运算量 (FLOPs) 以及在这里的延迟。"),
     "refs.run": ("Compare the ImageNet references on this image", "在这张图像上对比 ImageNet 参考模型"),
     "refs.gallery": ("Where each one looks", "每个模型看向哪里"),
+    "refs.notice": (
+        "**Weights: pretrained on ImageNet**: timm's `{model}`, {title} ({score}), {where}. It knows the 1000 "
+        "ImageNet classes (timm's class names); its preprocessing is its own (resize, centre crop, ImageNet "
+        "normalisation), so the maps cover the centre crop.",
+        "**权重：ImageNet 预训练**：timm 的 `{model}`，{title}（{score}），{where}。它认识 1000 个 ImageNet 类别"
+        "（timm 的类别名称）；它使用自己的预处理（缩放、中心裁剪、ImageNet 归一化），因此各图覆盖的是中心裁剪区域。"),
+    "refs.title.early": ("R+ViT-Ti: a 7 x 7 conv stem (stride 4), then an 8 x 8 patchify and 12 ViT-Ti blocks",
+                         "R+ViT-Ti：7 x 7 卷积主干（步幅 4），然后是 8 x 8 的图像块切分和 12 个 ViT-Ti 块"),
+    "refs.title.mid": ("CoAtNet-nano: two MBConv stages, then two transformer stages",
+                       "CoAtNet-nano：两个 MBConv 阶段，然后是两个 Transformer 阶段"),
+    "refs.title.late": ("ResNet-18 and DeiT-Ti over the same image; class probabilities averaged",
+                        "ResNet-18 与 DeiT-Ti 处理同一张图像；类别概率取平均"),
+    "refs.title.cnn": ("ResNet-18 (A1 recipe)", "ResNet-18（A1 训练方案）"),
+    "refs.title.vit": ("DeiT-Ti/16", "DeiT-Ti/16 模型"),
+    "refs.top1": ("ImageNet-1k top-1 {top1}%", "ImageNet-1k top-1 准确率 {top1}%"),
+    "refs.averaged": ("its members' scores averaged", "其成员模型得分的平均"),
+    "refs.cached": ("in this machine's Hugging Face cache", "已在本机的 Hugging Face 缓存中"),
+    "refs.download_once": ("downloaded once into the Hugging Face cache on the first run (about {mb} MB)",
+                           "首次运行时下载一次到 Hugging Face 缓存（约 {mb} MB）"),
+    "refs.downloading": ("Downloading {name}{size} into the Hugging Face cache, once",
+                         "正在下载 {name}{size} 到 Hugging Face 缓存（仅此一次）"),
+    "refs.size": (" ({mb} MB)", "（{mb} MB）"),
+    "refs.col_stage": ("fusion stage", "融合阶段"),
+    "refs.col_model": ("timm model", "timm 模型"),
+    "refs.col_top": ("top-{k}", "前 {k} 个类别"),
+    "refs.col_gflops": ("GFLOPs", "浮点运算量 (GFLOPs)"),
+    "refs.cam_at": ("Grad-CAM at {layer}", "类激活图 (Grad-CAM)：{layer}"),
+    "refs.rollout": ("attention rollout", "注意力展开"),
+    # ---- the Shapes weights on an image unlike their data (convformer.familiarity) ----
+    "caution.unlike_shapes": (
+        "⚠ This image is unlike the Shapes data these weights were trained on (texture {texture}; Shapes images "
+        "stay under {limit}): the prediction can only be one of the ten shapes, whatever the picture shows.",
+        "⚠ 这张图像与这些权重训练所用的 Shapes 数据不同（纹理 {texture}；Shapes 图像都低于 {limit}）："
+        "无论图中是什么，预测都只能是十种形状之一。"),
     # ---- messages built around the library's errors (the values stay as they are) ----
     "err.not_allowed": ("{name}={value} is not allowed: {reason}", "{name}={value} 不允许：{reason}"),
     "err.not_allowed_here": ("{name}={value} is not allowed here: {reason}", "{name}={value} 在这里不允许：{reason}"),

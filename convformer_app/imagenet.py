@@ -20,32 +20,35 @@ from convformer.references import (REFERENCES, WeightsUnavailable, fetch, imagen
                                    params, preprocess, view)
 
 from . import session, views
+from .i18n import text, translate
 from .session import PREDICTED, Loaded, Run
 from .weights import Weights
 
 KIND = "imagenet"
-LABEL = "Pretrained on ImageNet"
 TOP = 3
-COMPARE_HEADERS = ["stage", "timm model", f"top-{TOP}", "params (M)", "GFLOPs", "latency (ms)"]
-COMPARE_TEXT = ("### The ImageNet references\nFor photos: each fusion stage's published ImageNet-trained timm model on "
-                "this image (downloaded once into the Hugging Face cache): top-3 ImageNet classes, where it looks "
-                "(Grad-CAM where it has conv layers, else attention rollout), parameters, FLOPs and latency here.")
-COMPARE_BUTTON = "Compare the ImageNet references on this image"
-COMPARE_GALLERY = "Where each one looks"
+HEADER_KEYS = ("refs.col_stage", "refs.col_model", "refs.col_top", "compare.col_params", "refs.col_gflops",
+               "compare.col_latency")  # the comparison table's columns (the catalogue's keys)
+
+
+def headers() -> list[str]:
+    """The comparison table's column names in the page's language."""
+    return [text(k, k=TOP) for k in HEADER_KEYS]
+
+
+def empty_table() -> dict:
+    """The comparison table before a run, its headers in the page's language (set on page load)."""
+    return {"headers": headers(), "data": []}
 
 
 def weights(fusion: str) -> Weights:
     """The resolved `imagenet` weights of a stage: what the notice says before anything runs."""
     ref = REFERENCES.get(fusion)
     if ref is None:
-        return Weights(KIND, f"No ImageNet reference for {fusion!r}.", problem=f"fusion={fusion!r} has no "
-                       f"ImageNet reference: expected one of {', '.join(REFERENCES)}")
-    score = f"ImageNet-1k top-1 {ref.top1:.1f}%" if ref.top1 else "its members' scores averaged"
-    where = ("in this machine's Hugging Face cache" if is_cached(fusion) else
-             f"downloaded once into the Hugging Face cache on the first run (about {params(fusion) * 4 / 1e6:.0f} MB)")
-    notice = (f"**Weights: pretrained on ImageNet**: timm's `{ref.label}`, {ref.title} ({score}), "
-              f"{where}. It knows the 1000 ImageNet classes (timm's class names); its preprocessing is its own "
-              "(resize, centre crop, ImageNet normalisation), so the maps cover the centre crop.")
+        problem = f"fusion={fusion!r} is not allowed here: expected one of {tuple(REFERENCES)}"
+        return Weights(KIND, translate(problem), problem=problem)
+    score = text("refs.top1", top1=f"{ref.top1:.1f}") if ref.top1 else text("refs.averaged")
+    where = text("refs.cached") if is_cached(fusion) else text("refs.download_once", mb=f"{params(fusion) * 4 / 1e6:.0f}")
+    notice = text("refs.notice", model=ref.label, title=text(f"refs.title.{fusion}"), score=score, where=where)
     return Weights(KIND, notice, meta={"fusion": fusion, "dataset": "imagenet", "reference": ref.label})
 
 
@@ -54,8 +57,8 @@ def download(fusion: str, progress: Callable | None = None) -> None:
     they cannot be had."""
     def said(name: str, size: int | None) -> None:
         if progress is not None:
-            mb = f" ({size / 1e6:.0f} MB)" if size else ""
-            progress(0, desc=f"Downloading {name}{mb} into the Hugging Face cache, once")
+            mb = text("refs.size", mb=f"{size / 1e6:.0f}") if size else ""
+            progress(0, desc=text("refs.downloading", name=name, size=mb))
     try:
         fetch(fusion, on_download=said)
     except WeightsUnavailable as e:
@@ -115,14 +118,14 @@ def measured(image: str | None, fusion: str, cam_target: str = PREDICTED,
 def overlay(r: Run) -> tuple:
     """The picture that says most about a reference: Grad-CAM where it has conv layers, else rollout."""
     if r.cam:
-        return views.cam_picture(r), f"Grad-CAM at {next(iter(r.cam))}"
-    return views.rollout_picture(r), "attention rollout"
+        return views.cam_picture(r), text("refs.cam_at", layer=next(iter(r.cam)))
+    return views.rollout_picture(r), text("refs.rollout")
 
 
 def compare(image: str | None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """Every stage's ImageNet reference on one photo: (table, gallery of overlays with captions)."""
     if not image:
-        raise gr.Error("Upload an image first (or pick an example in Explore and come back).")
+        raise gr.Error(text("compare.first"))
     rows, gallery = [], []
     for i, fusion in enumerate(REFERENCES):
         progress((i, len(REFERENCES)), desc=f"{fusion}: {REFERENCES[fusion].label}", unit="models")
@@ -136,7 +139,7 @@ def compare(image: str | None, progress: gr.Progress = gr.Progress(track_tqdm=Tr
                      round(sum(s.params for s in shapes) / 1e6, 2), round(sum(s.flops for s in shapes) / 1e9, 2),
                      round(latency, 1)])
         gallery.append((picture, f"{fusion}: {short(r.classes[top[0]])} ({what})"))
-    return pd.DataFrame(rows, columns=COMPARE_HEADERS), gallery
+    return pd.DataFrame(rows, columns=headers()), gallery
 
 
 def short(label: str) -> str:

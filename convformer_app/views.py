@@ -283,21 +283,17 @@ def cam_note(run) -> str:
     layer, values = next(iter(run.cam.items()))
     branch = layer.split(".", 1)[0]
     if layer.endswith(".refine"):
-        where = ("**after** the transformer: every position has already mixed in the whole image through global "
-                 "attention, so evidence can sit on the background around the object")
+        where = text("cam.after")
     elif run.fusion in ("early", "mid"):
-        where = ("**before** the transformer: each position has seen only its own neighbourhood, so the map shows "
-                 "which local patterns count as evidence")
+        where = text("cam.before")
     elif run.fusion == "late":
-        where = "in the **CNN branch**: the ViT branch's evidence (merged after both) is not part of this map"
+        where = text("cam.cnn_branch")
     else:
-        where = "in a network without attention: each position has seen only its receptive field"
+        where = text("cam.no_attention")
     others = [name for name in run.conv_layers if name != layer and name.startswith(branch)]
-    text = f"Grad-CAM at `{layer}`, {where}."
+    line = text("cam.note", layer=layer, where=where)
     if others:
-        text += f" Other layers: {', '.join(f'`{n}`' for n in others[-2:])}."
+        line += text("cam.others", layers=", ".join(f"`{n}`" for n in others[-2:]))
     if not np.any(values > 0):
-        text += (f" **The map is blank:** no position of `{layer}` raises the score of **{run.cam_class}** (its "
-                 "channels' evidence for that class is negative everywhere, which Grad-CAM's ReLU removes): the "
-                 "model finds nothing *for* it here.")
-    return text
+        line += text("cam.blank", layer=layer, cls=run.cam_class)
+    return line
