@@ -9,6 +9,10 @@ and embeddings, linear warm-up then a cosine schedule per step, label smoothing.
 `fit` is what the app's Train tab calls: `progress` gets a dict after every step and epoch, `cancel`
 (a threading.Event) is checked every step, and the best model by validation accuracy is kept in memory
 and, with `out_dir`, written as a checkpoint with its metrics and training curves.
+
+On a GPU nothing in a step waits for the device: the training split is copied there once, the step losses
+stay there and are read back together every `read_loss_every` steps (16 by default; the CPU reads every
+step, where reading costs nothing), and the progress reports of those steps follow in one go.
 """
 from __future__ import annotations
 
@@ -62,6 +66,7 @@ class TrainConfig:
     max_epochs: int = 300              # refuse longer runs
     max_images: int = 200_000          # refuse larger training splits
     time_limit: float | None = None    # seconds; stop (like cancel) when reached
+    read_loss_every: int | None = None  # steps between loss read-backs (and progress); None: 1 on CPU, 16 on GPU
 
     def __post_init__(self) -> None:
         self.crop_scale = tuple(self.crop_scale)
@@ -80,6 +85,8 @@ class TrainConfig:
             "num_workers": (0 <= self.num_workers <= 64, "an integer in [0, 64]"),
             "eval_batch_size": (self.eval_batch_size >= 1, "a positive integer"),
             "time_limit": (self.time_limit is None or self.time_limit > 0, "None or a positive number of seconds"),
+            "read_loss_every": (self.read_loss_every is None or 1 <= self.read_loss_every <= 10_000,
+                                "None or an integer in [1, 10000]"),
         }
         for name, (ok, allowed) in checks.items():
             if not ok:
@@ -128,7 +135,9 @@ def augment(x: torch.Tensor, gen: torch.Generator, scale: tuple[float, float], h
     flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0) if hflip else torch.ones(b)
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = side * flip, side, shift
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    if x.device.type == "cuda":  # a blocking copy from pageable memory would wait for the whole stream
+        theta = theta.pin_memory()
+    grid = F.affine_grid(theta.to(x.device, x.dtype, non_blocking=True), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -139,6 +148,22 @@ def _normalizer(model: ConvFormer, device: torch.device) -> Callable[[torch.Tens
         mean, std = mean.mean().repeat(c), std.mean().repeat(c)
     mean, std = mean.view(1, c, 1, 1).to(device), std.view(1, c, 1, 1).to(device)
     return lambda x: (x - mean) / std
+
+
+RESIDENT_MAX_BYTES = 2 << 30  # a training split up to this size lives on the GPU for the whole run
+
+
+def _batch_source(data: ImageTensors, device: torch.device) -> tuple[Callable[[torch.Tensor], tuple], bool]:
+    """(indices -> (uint8 images, labels) on `device`, resident). On CUDA the split is copied there once
+    (resident, up to RESIDENT_MAX_BYTES: then the indices may be on the device too; larger splits go batch by
+    batch through pinned memory, without waiting), so a step never waits for a host-to-device copy."""
+    if device.type != "cuda":
+        return (lambda idx: (data.images[idx].to(device), data.labels[idx].to(device))), False
+    if data.images.nbytes + data.labels.nbytes <= RESIDENT_MAX_BYTES:
+        images, labels = data.images.to(device), data.labels.to(device)
+        return (lambda idx: (images[idx.to(device)], labels[idx.to(device)])), True
+    return (lambda idx: (data.images[idx].pin_memory().to(device, non_blocking=True),
+                         data.labels[idx].pin_memory().to(device, non_blocking=True))), False
 
 
 def _check_data(model: ConvFormer, data: ImageTensors, name: str) -> None:
@@ -263,11 +288,14 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     norm = _normalizer(model, device)
     val_shard = list(range(rank, len(val_set), world))
+    fetch, resident = _batch_source(train_set, device)
+    read_every = cfg.read_loss_every or (1 if device.type == "cpu" else 16)
     writer = rank == 0 and out_dir is not None
     classes = list(train_set.classes) or [str(i) for i in range(model.config.num_classes)]
 
     history: list[dict[str, float]] = []
     step_losses: list[float] = []
+    pending: list[tuple[torch.Tensor, float]] = []  # (loss on the device, lr) of the steps not read back yet
     best: dict[str, float] = {}
     best_state: dict[str, torch.Tensor] | None = None
     step, stopped, start, cpu_start = 0, False, time.perf_counter(), time.process_time()
@@ -276,15 +304,34 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
         from tqdm.auto import tqdm
         bar = tqdm(total=total, desc="train", unit="step", dynamic_ncols=True)
 
-    def info(event: str, epoch: int, **extra: Any) -> dict[str, Any]:
-        elapsed = time.perf_counter() - start
-        return {"event": event, "epoch": epoch, "epochs": cfg.epochs, "step": step, "total_steps": total,
-                "loss": step_losses[-1] if step_losses else None, "lr": opt.param_groups[0]["lr"],
+    def info(event: str, epoch: int, at: int | None = None, lr: float | None = None,
+             **extra: Any) -> dict[str, Any]:
+        elapsed, at = time.perf_counter() - start, step if at is None else at
+        return {"event": event, "epoch": epoch, "epochs": cfg.epochs, "step": at, "total_steps": total,
+                "loss": step_losses[-1] if step_losses else None,
+                "lr": opt.param_groups[0]["lr"] if lr is None else lr,
                 "val_loss": history[-1]["val_loss"] if history else None,
                 "val_acc": history[-1]["val_acc"] if history else None,
                 "best_val_acc": best.get("val_acc"), "elapsed": elapsed,
-                "images_per_s": step * cfg.batch_size * world / max(elapsed, 1e-9),
+                "images_per_s": at * cfg.batch_size * world / max(elapsed, 1e-9),
                 "history": history, **extra}
+
+    def read_back(epoch: int, losses: list[float]) -> None:
+        """The pending steps' losses in one device-to-host copy (the one wait for the GPU), then their
+        progress reports, step by step."""
+        if not pending:
+            return
+        values = torch.stack([loss for loss, _ in pending]).tolist()
+        first = step - len(values) + 1
+        for i, (value, (_, lr)) in enumerate(zip(values, pending)):
+            losses.append(value)
+            step_losses.append(value)
+            if progress is not None and rank == 0:
+                progress(info("step", epoch, at=first + i, lr=lr))
+        pending.clear()
+        if bar is not None:
+            bar.update(len(values))
+            bar.set_postfix(epoch=epoch, loss=f"{values[-1]:.3f}", refresh=False)
 
     def end_epoch(epoch: float, losses: list[float]) -> None:
         nonlocal best, best_state
@@ -306,10 +353,13 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.long)
+        if resident:
+            order = order.to(device)  # one copy per epoch; the batches are then cut on the device
         losses: list[float] = []
-        for batch in order.split(cfg.batch_size):
-            x = train_set.images[batch].to(device, non_blocking=True).float().div_(255)
-            y = train_set.labels[batch].to(device, non_blocking=True)
+        batches = order.split(cfg.batch_size)
+        for i, batch in enumerate(batches):
+            x, y = fetch(batch)
+            x = x.float().div_(255)
             if cfg.augment:
                 x = augment(x, gen, cfg.crop_scale, cfg.hflip)
             x = x.contiguous(memory_format=layout)
@@ -324,16 +374,16 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
             scaler.update()
             sched.step()
             step += 1
-            losses.append(loss.item())
-            step_losses.append(losses[-1])
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", refresh=False)
-            if progress is not None and rank == 0:
-                progress(info("step", epoch + 1))
+            pending.append((loss.detach(), opt.param_groups[0]["lr"]))
+            read = len(pending) >= read_every or i == len(batches) - 1
+            if read:
+                read_back(epoch + 1, losses)
             over_time = cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit
-            stop = [float(bool(cancel is not None and cancel.is_set()) or over_time)]
-            if _reduce(stop, device, on_dist)[0] > 0:  # every rank stops at the same step
+            stop = bool(cancel is not None and cancel.is_set()) or over_time
+            if on_dist:  # every rank stops at the same step: agreed (one wait) where the losses are read
+                stop = read and _reduce([float(stop)], device, on_dist)[0] > 0
+            if stop:
+                read_back(epoch + 1, losses)
                 stopped = True
                 break
         if not stopped or not history:

@@ -99,6 +99,35 @@ def test_cancel_keeps_a_loadable_best_checkpoint(data, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["cancelled"] is True
 
 
+def test_losses_read_back_in_batches(data):
+    """read_loss_every > 1 (a GPU's default: no step waits for the device) is the same run with the same
+    reports for every step, in order, only delivered in groups; a cancel set by a report acts when the group
+    it came in has been reported (the GPU default's group is 16 steps, ~0.2 s there)."""
+    small = ImageTensors(data.train.images[:224], data.train.labels[:224], data.classes)  # 7 steps an epoch
+    each, grouped = [], []
+    a = fit(tiny(), small, data.val, TrainConfig(epochs=2, **FAST), progress=each.append)
+    b = fit(tiny(), small, data.val, TrainConfig(epochs=2, read_loss_every=4, **FAST), progress=grouped.append)
+    assert b.step_losses == a.step_losses
+    assert [h["val_loss"] for h in b.history] == [h["val_loss"] for h in a.history]
+
+    def reports(events):
+        return [(i["event"], i["step"], i["epoch"], i["loss"], i["lr"]) for i in events]
+    assert reports(grouped) == reports(each)
+    assert [i[1] for i in reports(each) if i[0] == "step"] == list(range(1, 15))
+    assert [i[3] for i in reports(each) if i[0] == "step"] == a.step_losses
+
+    cancel = threading.Event()
+
+    def progress(info):
+        if info["event"] == "step" and info["step"] == 2:
+            cancel.set()
+    c = fit(tiny(), small, data.val, TrainConfig(epochs=2, read_loss_every=4, **FAST), progress=progress,
+            cancel=cancel)
+    assert c.cancelled and c.step_losses == a.step_losses[:4]
+    with pytest.raises(ValueError, match="read_loss_every"):
+        TrainConfig(read_loss_every=0)
+
+
 def test_config_and_data_errors(data):
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
