@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import axes
 from .layers import Attention, ConvStage, ConvStages, ResidualBlock, ToTokens
 from .model import ConvFormer
 
@@ -184,14 +185,8 @@ def human(n: float, unit: str = "") -> str:
 
 
 def format_table(rows: list[ShapeRow]) -> str:
-    """The shape table as aligned text, with a total line."""
-    lines = [("step", "input", "output", "params", "FLOPs", "what")]
-    for r in rows:
-        lines.append((r.name, str(r.input_shape) if r.input_shape else "", str(r.output_shape),
-                      human(r.params), human(r.flops), r.note))
-    lines.append(("total", "", "", human(sum(r.params for r in rows)), human(sum(r.flops for r in rows)), ""))
-    widths = [max(len(line[i]) for line in lines) for i in range(6)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    """The shape table as aligned text with named axes ((B, C, H, W), (B, N, D) with N spelled out), and a total."""
+    return axes.format_table(rows, human)
 
 
 def grad_cam(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

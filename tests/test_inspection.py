@@ -100,8 +100,8 @@ def test_hooks_released_when_forward_raises():
 def test_table_text_starts_at_input_and_totals():
     text = format_table(cf.inspect(tiny("cnn").eval(), torch.randn(1, 3, 48, 48)).shapes)
     lines = text.splitlines()
-    assert lines[1].startswith("input") and "(1, 3, 48, 48)" in lines[1]
-    assert lines[-2].startswith("head") and "(1, 5)" in lines[-2]
+    assert lines[1].startswith("input") and "(B=1, C=3, H=48, W=48)" in lines[1]  # named axes
+    assert lines[-2].startswith("head") and "(B=1, classes=5)" in lines[-2]
     assert lines[-1].startswith("total")
 
 
