@@ -25,7 +25,7 @@ except ImportError:
     pass
 
 from convformer.config import FUSIONS, MERGES  # noqa: E402
-from convformer_app import compare, explore, imagenet, i18n, session, train_tab  # noqa: E402
+from convformer_app import compare, compare_page, explore, imagenet, i18n, session, train_page, train_tab  # noqa: E402
 from convformer_app import safety  # noqa: E402
 from convformer_app.controls import ALL_PRESETS, RANGES, Controls  # noqa: E402
 from convformer_app.i18n import tr  # noqa: E402
@@ -33,7 +33,6 @@ from convformer_app.weights import WEIGHTS, defaults, resolve  # noqa: E402
 
 D = defaults("mid")
 D_NOTICE = i18n.fixed(lambda: resolve(D).notice)  # the start page's notice, in each language
-LIM = train_tab.limits()
 CSS = (Path(__file__).parent / "convformer_app" / "page.css").read_text()
 
 
@@ -45,6 +44,8 @@ def slider(name: str) -> gr.Slider:
 
 with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     gr.Markdown(tr("app.intro"))
+    run_state, point = gr.State(None, time_to_live=3600), gr.State(None)  # the last run; a clicked patch
+    trained = gr.State(None, delete_callback=train_tab.forget)  # this session's Train-tab checkpoint path
     with gr.Tabs(elem_id="pages"):
         with gr.Tab(tr("tab.explore"), id="explore"):
             notice = gr.Markdown(D_NOTICE, elem_id="weights-notice")
@@ -150,96 +151,27 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
                                         buttons=["copy", "download"], elem_id="code")
                     code_file = gr.File(label=tr("code.file"), interactive=False, elem_id="code-file",
                                         height=80)
+        # the Explore controls, one component per field of Controls: handlers take them as `*controls` (spread)
+        parts = dict(fusion=fusion, preset=preset, img_size=img_size, embed_dim=embed_dim, depth=depth,
+                     num_heads=num_heads, mlp_ratio=mlp_ratio, patch_size=patch_size, conv_widths=conv_widths,
+                     conv_depths=conv_depths, merge=merge, weights=weights, checkpoint=checkpoint)
+        controls = [parts[k] for k in Controls.names()]
+        named = dict(parts, label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout,
+                     patch=patch, query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table,
+                     diagram=diagram, run=run_state, point=point, block=block, head=head, stage=stage,
+                     cam_target=cam_target, cam_layer=cam_layer, cam_note=cam_note, caution=caution)
+        set_controls = [named[k] for k in explore.CONTROL_OUTPUTS]
         with gr.Tab(tr("tab.train"), id="train"):
-            gr.Markdown(tr("train.explain"))
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=300):
-                    train_arch = gr.Radio(i18n.choices({**{f: f"fusion.{f}" for f in train_tab.TYPICAL},
-                                                        "explore": "train.arch_explore"}),
-                                          value=train_tab.recipes.DEFAULT, label=tr("train.arch"),
-                                          info=tr("train.arch_info"), elem_id="train-arch")
-                    train_model = gr.Markdown(elem_id="train-model")
-                    dataset = gr.Radio(i18n.choices({k: f"dataset.{k}" for k in train_tab.DATASETS}), value="shapes",
-                                       label=tr("train.dataset"))
-                    data_zip = gr.File(label=tr("train.zip"),
-                                       file_types=[".zip"], type="filepath", visible=False, height=100)
-                    train_images = gr.Slider(100, LIM.max_images, min(train_tab.R.train_size, LIM.max_images), step=100,
-                                             label=tr("train.images"), info=tr("train.images_info"))
-                    train_img = gr.Slider(32, LIM.max_img_size, min(train_tab.R.img_size, LIM.max_img_size), step=8,
-                                          label=tr("train.img_size"), info=tr("train.img_size_info"))
-                    with gr.Row():
-                        epochs = gr.Slider(1, LIM.max_epochs, min(train_tab.R.epochs, LIM.max_epochs), step=1,
-                                           label=tr("train.epochs"))
-                        batch_size = gr.Slider(8, 256, train_tab.R.batch_size, step=8, label=tr("train.batch_size"))
-                    lr = gr.Number(train_tab.R.lr, label=tr("train.lr"), minimum=1e-6, maximum=1)
-                    gr.Markdown(i18n.fixed(train_tab.limits_text))
-                    with gr.Row():
-                        train_btn = gr.Button(tr("train.train"), variant="primary", elem_id="train")
-                        cancel_btn = gr.Button(tr("train.cancel"), variant="stop", elem_id="cancel")
-                with gr.Column(scale=2, min_width=400):
-                    train_status = gr.Markdown(tr("train.press"), elem_id="train-status")
-                    with gr.Row():
-                        loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=train_tab.COLOURS,
-                                                label=tr("train.loss_plot"), color_title="",  # the label names the
-                                                # colours; a legend's title row pushed the x axis title out
-                                                height=260, elem_id="loss-plot")
-                        acc_plot = gr.LinePlot(x="seconds", y="accuracy", color="series", color_map=train_tab.COLOURS,
-                                               y_lim=[0, 100], height=260, label=tr("train.acc_plot"), color_title="",
-                                               elem_id="acc-plot")
-                    trained_file = gr.File(label=tr("train.file"), interactive=False,
-                                           elem_id="trained-file", height=80)
+            train = train_page.build(controls, trained, set_controls)
         with gr.Tab(tr("tab.compare"), id="compare"):
-            gr.Markdown(tr("compare.explain"))
-            with gr.Row(equal_height=False):
-                cmp_image = gr.Image(compare.example_image() or None, type="filepath", label=tr("compare.image"), height=200,
-                                     sources=["upload", "clipboard"], elem_id="compare-image", scale=1,
-                                     image_mode=None)  # the file undecoded: only convformer.images decodes it
-                with gr.Column(scale=3):
-                    cmp_btn = gr.Button(tr("compare.run"), variant="primary",
-                                        elem_id="compare-run")
-            cmp_out = []
-            with gr.Row(equal_height=False):
-                for f in FUSIONS:
-                    with gr.Column(min_width=180):
-                        cmp_out += [gr.Markdown(f"### {f}"), gr.Label(num_top_classes=3, label=tr("compare.top")),
-                                    gr.Image(label=tr(compare.OVERLAY[f]), interactive=False, format="jpeg", height=180),
-                                    gr.Image(label=tr(compare.CHANNELS[f]), interactive=False, format="jpeg",
-                                             height=180)]
-            gr.Markdown(tr("compare.split"))
-            with gr.Row(equal_height=False):
-                split_n = gr.Slider(10, 2000, 500, step=10, label=tr("compare.test_images"), scale=3)
-                split_btn = gr.Button(tr("compare.score"), variant="primary", scale=1, elem_id="compare-split")
-            split_note = gr.Markdown()
-            with gr.Row(equal_height=False):
-                split_table = gr.Dataframe(headers=compare.HEADERS, interactive=False, elem_id="compare-table",
-                                           scale=3)
-                split_plot = gr.BarPlot(x="model", y="accuracy (%)", y_lim=[0, 100], sort=None, height=300, scale=2,
-                                        label=tr("compare.test_acc"), elem_id="compare-plot")
-            gr.Markdown(tr("refs.explain"))
-            ref_btn = gr.Button(tr("refs.run"), variant="primary", elem_id="compare-imagenet")
-            ref_gallery = gr.Gallery(label=tr("refs.gallery"), columns=5, height=260, allow_preview=True,
-                                     interactive=False, elem_id="imagenet-gallery")
-            ref_table = gr.Dataframe(headers=imagenet.headers(), interactive=False, wrap=True,
-                                     elem_id="imagenet-table")
+            comparison = compare_page.build()
 
     relang = gr.Button("", elem_id="cf-relang")  # hidden; i18n.HEAD clicks it when the page's language changes
-    run_state, point = gr.State(None, time_to_live=3600), gr.State(None)
     address = gr.Textbox(visible=False)  # the query string of the controls, for the address bar
 
-    # the Explore controls, one component per field of Controls: handlers take them as `*controls` (spread)
-    parts = dict(fusion=fusion, preset=preset, img_size=img_size, embed_dim=embed_dim, depth=depth,
-                 num_heads=num_heads, mlp_ratio=mlp_ratio, patch_size=patch_size, conv_widths=conv_widths,
-                 conv_depths=conv_depths, merge=merge, weights=weights, checkpoint=checkpoint)
-    controls = [parts[k] for k in Controls.names()]
-    trained = gr.State(None, delete_callback=train_tab.forget)  # this session's Train-tab checkpoint path
+    # Explore's events (the Train and Compare tabs wired theirs in their build())
     predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, cam_layer, trained, resize]
-    named = dict(parts, label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout, patch=patch,
-                 query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table, diagram=diagram,
-                 run=run_state, point=point, block=block, head=head, stage=stage, cam_target=cam_target, cam_layer=cam_layer,
-                 cam_note=cam_note,
-                 caution=caution)
     predict_outputs = [named[k] for k in explore.PREDICT_OUTPUTS]
-    set_controls = [named[k] for k in explore.CONTROL_OUTPUTS]
     attention_outputs = [rollout, patch, query, blocks, heads]
 
     run_btn.click(session.guard(explore.predict), predict_inputs, predict_outputs, api_name="predict").failure(
@@ -273,36 +205,17 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
         " navigator.clipboard?.writeText(url).catch(() => {}); return url; }", api_name="copy_link").then(
         lambda: gr.update(visible=True), None, link_box, api_name="show_link")
 
-    # Train: the generator streams progress; Cancel stops the event and the thread, then shows what was kept
-    train_outputs = [train_status, loss_plot, acc_plot, trained_file, trained]
-    train_event = train_btn.click(train_tab.train, [dataset, data_zip, epochs, lr, batch_size, train_images, train_img,
-                                                    *controls, train_arch], train_outputs, api_name="train",
-                                  concurrency_limit=None, time_limit=LIM.time_limit + 60)  # jobs: train_tab's limits
-    train_event.then(explore.on_trained, [*controls, trained], set_controls, api_name="use_trained")
-    cancel_btn.click(train_tab.cancel, None, train_status, cancels=[train_event], api_name="cancel_training").then(
-        train_tab.after_cancel, None, train_outputs, api_name="after_cancel").then(
-        explore.on_trained, [*controls, trained], set_controls, api_name="use_cancelled")
-    dataset.change(train_tab.dataset_controls, dataset, [data_zip, train_images], api_name="dataset_controls")
-    train_arch.change(train_tab.on_model, train_arch, [epochs, lr, batch_size, train_images, train_img],
-                      api_name="train_recipe")
-    train_described = [*controls, train_img, epochs, train_images, train_arch]
-    gr.on([demo.load, *(c.change for c in (*controls, train_img, epochs, train_images, train_arch))], train_tab.describe,
-          train_described, train_model,
-          api_name="train_model")
-    demo.unload(train_tab.leave)
-    cmp_btn.click(session.guard(compare.compare_image), cmp_image, cmp_out, api_name="compare_image")
-    split_btn.click(compare.compare_split, split_n, [split_table, split_plot, split_note], api_name="compare_split")
-    ref_btn.click(session.handled(imagenet.compare), cmp_image, [ref_table, ref_gallery], api_name="compare_imagenet")
     # texts built in Python follow the page's language: on load, and again when it is changed in Settings
     retold = [notice, config_status, maps_note, table, diagram]
     demo.load(explore.on_load, None, set_controls, api_name="load_config").then(
         explore.retell, [*controls, trained, run_state], retold, api_name=False)
     relang.click(explore.retell, [*controls, trained, run_state], retold, api_name=False)
-    relang.click(train_tab.describe, train_described, train_model, api_name=False)
-    gr.on([demo.load, relang.click], train_tab.axes, None, [loss_plot, acc_plot], api_name=False)
-    demo.load(compare.headers, None, [split_table, split_plot], api_name=False)
-    demo.load(imagenet.empty_table, None, ref_table, api_name=False)
+    gr.on([demo.load, relang.click], train_tab.describe, train.described, train.model, api_name=False)
+    gr.on([demo.load, relang.click], train_tab.axes, None, train.plots, api_name=False)
+    demo.load(compare.headers, None, [comparison.split_table, comparison.split_plot], api_name=False)
+    demo.load(imagenet.empty_table, None, comparison.ref_table, api_name=False)
     demo.load(explore.gallery, None, gallery, api_name=False)  # the captions in the page's language
+    demo.unload(train_tab.leave)  # a closed page stops its training run
     i18n.localize(demo)  # every handler answers in the language of the page that called it
 
 
