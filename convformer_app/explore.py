@@ -122,7 +122,7 @@ def maps_note(r: Run) -> str:
     else:
         where = text("maps.hybrid", fusion=r.fusion)
     if r.notes:  # a published model: what its attention is, said by the model's own entry
-        where = " ".join(r.notes)
+        where = " ".join(i18n.translate(note) for note in r.notes)
     elif r.grid:
         where += text("maps.grid_cls" if r.grid[2] else "maps.grid", h=r.grid[0], w=r.grid[1])
     if r.cam_class:

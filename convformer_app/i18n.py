@@ -503,6 +503,24 @@ TEXT: dict[str, tuple[str, str]] = {
     "refs.col_gflops": ("GFLOPs", "浮点运算量 (GFLOPs)"),
     "refs.cam_at": ("Grad-CAM at {layer}", "类激活图 (Grad-CAM)：{layer}"),
     "refs.rollout": ("attention rollout", "注意力展开"),
+    # what a reference's attention maps are (convformer.references / inspect_timm notes; recognised by translate)
+    "refs.attention.early": ("Every block attends over one 7 x 7 patch grid plus the class token.",
+                             "每个块都在一个 7 x 7 的图像块网格加上类别词元之上计算注意力。"),
+    "refs.attention.mid": ("CoAtNet's attention has no class token and adds a learned relative-position bias.",
+                           "CoAtNet 的注意力没有类别词元，并加入了可学习的相对位置偏置。"),
+    "refs.attention.late": (
+        "Attention comes from the DeiT branch (one 14 x 14 grid plus the class token); conv activations and "
+        "Grad-CAM from the ResNet branch.",
+        "注意力来自 DeiT 分支（一个 14 x 14 网格加上类别词元）；卷积激活和类激活图 (Grad-CAM) 来自 ResNet 分支。"),
+    "refs.attention.cnn": ("A CNN has no attention: conv activations and Grad-CAM only.",
+                           "CNN 没有注意力：只有卷积激活和类激活图 (Grad-CAM)。"),
+    "refs.attention.vit": ("Every block attends over one 14 x 14 patch grid plus the class token.",
+                           "每个块都在一个 14 x 14 的图像块网格加上类别词元之上计算注意力。"),
+    "refs.own_grid": (
+        "Each stage attends over its own grid ({sizes}); tokens do not carry over between grids, so rollout "
+        "multiplies the blocks of the last grid ({last}) only.",
+        "每个阶段在自己的网格上计算注意力（{sizes}）；词元不会在网格之间传递，因此注意力展开只把最后一个网格"
+        "（{last}）的各块相乘。"),
     # ---- the Shapes weights on an image unlike their data (convformer.familiarity) ----
     "caution.unlike_shapes": (
         "⚠ This image is unlike the Shapes data these weights were trained on (texture {texture}; Shapes images "
