@@ -1,4 +1,4 @@
-"""The Explore tab's handlers, as plain typed functions (app.py holds only layout and wiring).
+"""The Explore tab's handlers, as plain typed functions (explore_page.py holds the layout and wiring).
 
 A request resolves the weights once (`weights.resolve`), runs ONE inspection pass (`session.run`) and keeps
 what the pictures need in a `Run`, which the app stores in gr.State: controls that only change a picture
@@ -30,13 +30,13 @@ from .weights import Weights, defaults, resolve
 from . import i18n
 
 HEAD_FUSIONS = ("mean", "max", "min")
-# what predict returns, in order (app.py maps these names to its components)
+# what predict returns, in order (explore_page.py maps these names to its components)
 PREDICT_OUTPUTS = ("label", "notice", "stats", "maps_note", "rollout", "patch", "query", "blocks", "heads",
                    "channels", "cam", "table", "diagram", "run", "point", "block", "head", "stage", "cam_target",
                    "cam_layer", "cam_note",
                    "caution")
 # what a change of fusion stage, preset, weights or checkpoint sets: every control but the uploaded file, and
-# the notice (app.py maps these names to its components)
+# the notice (explore_page.py maps these names to its components)
 SETTABLE = tuple(n for n in Controls.names() if n != "checkpoint")
 CONTROL_OUTPUTS = (*SETTABLE, "notice")
 

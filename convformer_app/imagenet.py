@@ -47,7 +47,8 @@ def weights(fusion: str) -> Weights:
         problem = f"fusion={fusion!r} is not allowed here: expected one of {tuple(REFERENCES)}"
         return Weights(KIND, translate(problem), problem=problem)
     score = text("refs.top1", top1=f"{ref.top1:.1f}") if ref.top1 else text("refs.averaged")
-    where = text("refs.cached") if is_cached(fusion) else text("refs.download_once", mb=f"{params(fusion) * 4 / 1e6:.0f}")
+    size = f"{params(fusion) * 4 / 1e6:.0f}"  # float32 weights, MB
+    where = text("refs.cached") if is_cached(fusion) else text("refs.download_once", mb=size)
     notice = text("refs.notice", model=ref.label, title=text(f"refs.title.{fusion}"), score=score, where=where)
     return Weights(KIND, notice, meta={"fusion": fusion, "dataset": "imagenet", "reference": ref.label})
 
