@@ -50,8 +50,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     # texts built in Python follow the page's language: on load, and again when it is changed in Settings
     told = [*page.controls, trained, run_state]
     demo.load(explore.on_load, None, page.set_controls, api_name="load_config").then(
-        explore.retell, told, page.retold, api_name=False)
-    relang.click(explore.retell, told, page.retold, api_name=False)
+        explore.retell, told, page.retold, api_name=False, show_progress="hidden")  # the same texts, re-told
+    relang.click(explore.retell, told, page.retold, api_name=False, show_progress="hidden")
     gr.on([demo.load, relang.click], train_tab.describe, train.described, train.model, api_name=False)
     gr.on([demo.load, relang.click], train_tab.axes, None, train.plots, api_name=False)
     demo.load(compare.headers, None, [comparison.split_table, comparison.split_plot], api_name=False)

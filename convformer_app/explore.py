@@ -230,7 +230,7 @@ def _set(controls: Controls, weights: Weights, upload: bool = False) -> tuple:
 def on_fusion(controls: Controls, trained: str | None = None) -> tuple:
     """A new fusion stage: its tiny preset, and the architecture that will run (CONTROL_OUTPUTS)."""
     start = defaults(controls.fusion, None, controls.weights).replace(checkpoint=controls.checkpoint)
-    return _set(*_not_fixed(start, trained, controls.fusion, "fusion stage"))
+    return _set(*_not_fixed(start, trained, controls.fusion, "fusion"))
 
 
 @spread
@@ -249,8 +249,7 @@ def _not_fixed(start: Controls, trained: str | None, chosen: str, what: str) -> 
     weights = resolve(start, trained)
     if not weights.fixes_architecture or chosen in (weights.preset, weights.config.fusion):
         return start, weights
-    gr.Info(f"The {weights.kind} checkpoint is {weights.preset}, which fixes the architecture: the {what} "
-            f"{chosen} runs with random initialisation. Choose the weights again to go back to the checkpoint.")
+    gr.Info(text(f"fixed.{weights.kind}", preset=weights.preset, what=text(f"fixed.{what}"), chosen=chosen))
     start = defaults(start.fusion, chosen if chosen in ALL_PRESETS else None, "random")
     return start, resolve(start, trained)
 

@@ -104,6 +104,17 @@ TEXT: dict[str, tuple[str, str]] = {
         "✓ The bundled **{fusion}** checkpoint fixes the architecture (its hyperparameters are shown above). "
         "Choose *Random initialisation* to try your own.",
         "✓ 内置的 **{fusion}** 检查点决定了架构（上方显示其超参数）。选择*随机初始化*即可尝试你自己的超参数。"),
+    "fixed.bundled": (
+        "The bundled checkpoint is {preset}, which fixes the architecture: the {what} {chosen} runs with random "
+        "initialisation. Choose the weights again to go back to the checkpoint.",
+        "内置检查点是 {preset}，它决定了架构：{what} {chosen} 将以随机初始化运行。重新选择权重即可回到该检查点。"),
+    "fixed.trained": (
+        "The trained checkpoint is {preset}, which fixes the architecture: the {what} {chosen} runs with random "
+        "initialisation. Choose the weights again to go back to the checkpoint.",
+        "本次会话训练的检查点是 {preset}，它决定了架构：{what} {chosen} 将以随机初始化运行。"
+        "重新选择权重即可回到该检查点。"),
+    "fixed.fusion": ("fusion stage", "融合阶段"),
+    "fixed.preset": ("preset", "预设"),
     "config.impossible": ("⚠ **This combination is impossible:** {detail}", "⚠ **这个组合不可行：**{detail}"),
     "config.ok": ("✓ {fusion} fusion, {params} parameters{grid}.", "✓ {fusion} 融合，{params} 个参数{grid}。"),
     "config.grid": (", {h} x {w} = {tokens} tokens{cls}", "，{h} x {w} = {tokens} 个词元{cls}"),
@@ -376,6 +387,7 @@ TEXT: dict[str, tuple[str, str]] = {
                         "shapes.", "请先上传图像文件夹的 .zip（每个类别一个子文件夹），或选择内置形状数据集。"),
     "train.zip_only": ("The dataset must be a .zip file: one sub-folder per class, images inside.",
                        "数据集必须是 .zip 文件：每个类别一个子文件夹，图像放在里面。"),
+    "train.stopped_before": ("Stopped before training: {detail}.", "训练开始前已停止：{detail}。"),
     "train.busy_page": ("A training run is already going in this page: wait for it or cancel it.",
                         "本页面已有一个训练在运行：请等待它结束或取消它。"),
     "train.busy_server": ("{busy} training run(s) are going on this server already (the limit is {limit}); try "
@@ -660,7 +672,7 @@ def _pattern(template: str) -> tuple[re.Pattern, int]:
 
 # what `translate` recognises: texts with values, sentences, the library's shape-table notes and fit phrases
 _PATTERNS = sorted(((key, *_pattern(en)) for key, (en, _) in TEXT.items()
-                    if ("{" in en or len(en) >= 20 or key.startswith(("note.", "fit.")))
+                    if ("{" in en or len(en) >= 20 or key.startswith(("note.", "fit.", "reason.")))
                     and len(re.findall(r"[A-Za-z]", re.sub(r"\{\w+\}", "", en))) >= 2), key=lambda k: -k[2])
 
 

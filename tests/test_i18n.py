@@ -194,6 +194,7 @@ def test_every_text_of_the_page_is_a_catalogue_key():
 
 ENGLISH = re.compile(r"[A-Za-z]{3,}(?:[ ,;:'()-]+[A-Za-z]{3,})+")  # two English words in a row
 NAMES = re.compile(r"`[^`]*`|<[^>]+>|ConvFormer|Grad-CAM|ImageNet|LayerNorm|Transformer|float32|[A-Za-z]+FLOPs|"
+                   r"CoAtNet-nano|Hugging Face|"
                    r"\b(?:early|mid|late|cnn|vit|cpu|cuda|mps|shapes)\b|\bconvformer_\w+|[a-z_]+=\S+|\([^()]*\d[^()]*\)")
 
 
@@ -224,7 +225,7 @@ def predicted(tmp_path_factory, zh):
 def test_python_built_texts_come_from_the_catalogue(predicted, zh):
     """A run's texts in zh-CN: no English sentence left (values, names and code excepted)."""
     from convformer_app import compare, explore, train_tab, views
-    texts = {name: predicted[name] for name in ("notice", "stats", "maps_note", "diagram")}
+    texts = {name: predicted[name] for name in ("notice", "stats", "maps_note", "diagram", "cam_note")}
     table = predicted["table"]
     texts["table"] = " | ".join([*table["headers"], *(str(cell) for row in table["data"] for cell in row)])
     texts["choices"] = " | ".join(str(label) for label, _ in predicted["head"]["choices"][:2])
@@ -245,6 +246,22 @@ def test_python_built_texts_come_from_the_catalogue(predicted, zh):
     assert photos and all("照片" in caption and "photo" not in caption for caption in photos)
     assert "不允许" in texts["status_bad"] and "embed_dim=100" in texts["status_bad"]
     assert [v for _, v in predicted["head"]["choices"][:2]] == ["mean of heads", "head 0"]  # values stay
+
+
+def test_cautions_and_messages_come_from_the_catalogue(monkeypatch, zh):
+    """The 'unlike the Shapes data' caution (the library gives a number), the message when a checkpoint fixes
+    the architecture, and the ImageNet reference's notice and table headers, in zh-CN."""
+    from convformer_app import explore, imagenet
+    from convformer_app.weights import defaults, resolve
+    said = []
+    monkeypatch.setattr(gr, "Info", said.append)
+    explore.on_preset(*defaults("mid").replace(preset="convformer_mid_small").inputs())
+    cat = ROOT / "assets" / "examples" / "photo_chelsea_cat.jpg"
+    texts = {"caution": explore.caution(str(cat), resolve(defaults("mid"))), "fixed": said[0] if said else "",
+             "imagenet": imagenet.weights("mid").notice, "imagenet_headers": " | ".join(imagenet.headers())}
+    for name, value in texts.items():
+        assert CJK.search(value) and not english_left(value), (name, value)
+    assert "0." in texts["caution"] and "convformer_mid_small" in texts["fixed"]
 
 
 def test_errors_reach_the_page_in_its_language():
@@ -282,7 +299,8 @@ def open_page(browser, server, locale: str):
     page.set_default_timeout(120_000)
     page.goto(server.url)
     page.wait_for_selector("#run")
-    page.wait_for_function("document.querySelector('#config-status')?.innerText.trim().length > 3")
+    # the status's verdict (a timer or "processing" can show there while it is being checked)
+    page.wait_for_function("/[✓⚠]/.test(document.querySelector('#config-status')?.innerText || '')")
     return context, page
 
 
