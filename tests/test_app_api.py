@@ -16,7 +16,7 @@ from PIL import Image
 import convformer as cf
 from convformer.shapes import render
 
-gradio_client = pytest.importorskip("gradio_client")
+import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 

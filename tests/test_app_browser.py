@@ -12,22 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
-pytest.importorskip("playwright")
-pytestmark = [pytest.mark.app, pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed")]
+pytestmark = pytest.mark.app
 TIMEOUT = 120_000  # ms; a CPU shared with other work can be slow
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update"])
-        yield browser
-        browser.close()
 
 
 def _open(browser, width: int = 1400, scheme: str = "light"):

@@ -13,7 +13,7 @@ from convformer.checkpoint import bundled_checkpoint
 from convformer.shapes import CLASSES, render
 from convformer_app import compare
 
-gradio_client = pytest.importorskip("gradio_client")
+import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
 pytestmark = pytest.mark.app

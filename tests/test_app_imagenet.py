@@ -19,7 +19,7 @@ from convformer_app.explore import PREDICT_OUTPUTS
 
 from . import _fake_hub
 
-gradio_client = pytest.importorskip("gradio_client")
+import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 

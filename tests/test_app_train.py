@@ -20,7 +20,7 @@ import convformer as cf
 from convformer.shapes import CLASSES, render
 from convformer_app import train_tab
 
-gradio_client = pytest.importorskip("gradio_client")
+import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 

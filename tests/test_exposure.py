@@ -15,7 +15,7 @@ import pytest
 
 from ._appserver import ROOT, SMALL
 
-gradio_client = pytest.importorskip("gradio_client")
+import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
 pytestmark = pytest.mark.app

@@ -26,7 +26,7 @@ from convformer_app.controls import Controls
 
 from ._appserver import ROOT, SMALL
 
-gradio_client = pytest.importorskip("gradio_client")
+import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 

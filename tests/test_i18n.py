@@ -6,12 +6,11 @@ import re
 import string
 from pathlib import Path
 
+import gradio as gr
 import pytest
 
 from convformer.config import ConvFormerConfig
-
-gr = pytest.importorskip("gradio")
-i18n = pytest.importorskip("convformer_app.i18n")
+from convformer_app import i18n
 
 pytestmark = pytest.mark.app
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,20 +276,6 @@ def test_errors_reach_the_page_in_its_language():
 
 
 # ---- the page in a browser, in both languages ----------------------------------------------------------
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update"])
-        yield browser
-        browser.close()
 
 
 def open_page(browser, server, locale: str):

@@ -30,7 +30,7 @@ from convformer_app.controls import Controls
 from . import _corpus
 from ._appserver import SMALL
 
-gradio_client = pytest.importorskip("gradio_client")
+import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 

@@ -328,7 +328,7 @@ def test_bundled_checkpoint_reaches_its_recorded_accuracy(fusion):
 @pytest.mark.app
 def test_the_train_tab_defaults_are_the_recipes(monkeypatch):
     import inspect
-    train_tab = pytest.importorskip("convformer_app.train_tab")
+    from convformer_app import train_tab
     from convformer.recipe import DEFAULT
     from convformer_app.controls import Controls
     r = RECIPES[DEFAULT]
