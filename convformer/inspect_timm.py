@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .inspection import Inspection, ShapeRow, TokenGrid, grad_cam
+from .inspection import Inspection, ShapeRow, TokenGrid, grad_cam, record_steps
 
 _SKIP = (nn.Identity, nn.Dropout)
 _FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -153,31 +153,16 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
     count = flops and cached is None
     counter = FlopCounterMode(display=False) if count else None
     want_cam = cam_class is not None
-    attn_inputs, attentions, activations, shapes, inputs, flop_rows, start = {}, {}, {}, {}, {}, {}, {}
+    attn_inputs, attentions, activations, shapes, flop_rows = {}, {}, {}, {}, {}
     patch_grids: dict[str, tuple[int, int]] = {}
 
-    def pre(name):
-        def hook(module, args):
-            inputs[name] = _shape(args[0])
-            if counter is not None:
-                start[name] = counter.get_total_flops()
-        return hook
-
-    def post(name):
-        def hook(module, args, out):
-            shapes[name] = (_shape(args[0]), _shape(out))
-            if counter is not None:
-                flop_rows[name] = counter.get_total_flops() - start[name]
-            if name in plan.conv and out.ndim == 4:  # kept in the graph only while Grad-CAM needs it
-                activations[name] = out if want_cam else out.detach()
-        return hook
+    def keep(name, module, args, out):
+        if name in plan.conv and out.ndim == 4:  # kept in the graph only while Grad-CAM needs it
+            activations[name] = out if want_cam else out.detach()
 
     with ExitStack() as stack:
         stack.callback(_restore(model, plan))
-        for name, module in plan.rows:
-            if module is not None:
-                stack.callback(module.register_forward_pre_hook(pre(name)).remove)
-                stack.callback(module.register_forward_hook(post(name)).remove)
+        record_steps(stack, [(n, m) for n, m in plan.rows if m is not None], counter, shapes, flop_rows, keep)
         for block, module in plan.attention:
             module.fused_attn = False
             stack.callback(module.register_forward_pre_hook(
@@ -203,9 +188,9 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
     for name, module in plan.rows:
         if module is None:  # the ViT's tokens: from the patch embedding's output to the first block's input
             vit = name[:-len("tokens")]
-            if f"{vit}blocks.0" in inputs:
+            if f"{vit}blocks.0" in shapes:
                 before = shapes[f"{vit}patch_embed"][1] if f"{vit}patch_embed" in shapes else table[-1].output_shape
-                table.append(ShapeRow(name, before, inputs[f"{vit}blocks.0"], plan.params[name], 0,
+                table.append(ShapeRow(name, before, shapes[f"{vit}blocks.0"][0], plan.params[name], 0,
                                       _note(name, plan, (), (), grids)))
         elif name in shapes:
             table.append(ShapeRow(name, *shapes[name], plan.params[name], flop_rows.get(name, 0),
@@ -269,11 +254,6 @@ def _cam_layers(conv_rows: list[str]) -> list[str]:
     for name in conv_rows:
         last[name.split(".", 1)[0] if name.startswith(("cnn.", "vit.")) else ""] = name
     return list(last.values())
-
-
-def _shape(x) -> tuple:
-    """A tensor's shape, or for a list of tensors (the late merge) a tuple of their shapes."""
-    return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
 
 
 def _restore(model: nn.Module, plan: _Plan):

@@ -120,31 +120,17 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
     elif unknown := set(cam_layers) - set(conv_layers(model)):
         raise ValueError(f"cam_layers={sorted(unknown)} are not conv layers of this model: expected some of "
                          f"{', '.join(conv_layers(model)) or 'none (it has no convolutions)'}")
-    start: dict[str, int] = {}
 
-    def pre(name):
-        def hook(module, args):
-            if counter is not None:
-                start[name] = counter.get_total_flops()
-        return hook
-
-    def post(name):
-        def hook(module, args, out):
-            shapes[name] = (_shape(args[0]), _shape(out))
-            if counter is not None:
-                flop_rows[name] = counter.get_total_flops() - start[name]
-            if isinstance(module, ToTokens):
-                grids[name.rsplit(".", 1)[0]] = TokenGrid(*args[0].shape[-2:], module.prefix)
-            if isinstance(module, (ConvStage, ResidualBlock)):
-                activations[name] = out if name in cam_layers else out.detach()
-        return hook
+    def keep(name, module, args, out):
+        if isinstance(module, ToTokens):
+            grids[name.rsplit(".", 1)[0]] = TokenGrid(*args[0].shape[-2:], module.prefix)
+        if isinstance(module, (ConvStage, ResidualBlock)):
+            activations[name] = out if name in cam_layers else out.detach()
 
     with ExitStack() as stack:
         stack.callback(_restore(model))
         model.eval()
-        for name, module, _ in rows:
-            stack.callback(module.register_forward_pre_hook(pre(name)).remove)
-            stack.callback(module.register_forward_hook(post(name)).remove)
+        record_steps(stack, [(name, module) for name, module, _ in rows], counter, shapes, flop_rows, keep)
         for name, module, _ in rows:
             for sub in module.modules():
                 if isinstance(sub, Attention):
@@ -174,6 +160,32 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
             result.cam[name] = grad_cam(act, grad)
         result.cam_class = target.cpu()
     return result
+
+
+def record_steps(stack: ExitStack, rows: list[tuple[str, nn.Module]], counter: FlopCounterMode | None,
+                 shapes: dict, flop_rows: dict, keep=None) -> None:
+    """Hook each (name, module) of `rows`: its (input, output) shape into `shapes`, its FLOPs into `flop_rows`
+    when `counter` counts, then `keep(name, module, args, out)`. `stack` releases every hook."""
+    start: dict[str, int] = {}
+
+    def pre(name):
+        def hook(module, args):
+            if counter is not None:
+                start[name] = counter.get_total_flops()
+        return hook
+
+    def post(name):
+        def hook(module, args, out):
+            shapes[name] = (_shape(args[0]), _shape(out))
+            if counter is not None:
+                flop_rows[name] = counter.get_total_flops() - start[name]
+            if keep is not None:
+                keep(name, module, args, out)
+        return hook
+
+    for name, module in rows:
+        stack.callback(module.register_forward_pre_hook(pre(name)).remove)
+        stack.callback(module.register_forward_hook(post(name)).remove)
 
 
 def human(n: float, unit: str = "") -> str:
