@@ -4,7 +4,10 @@ Data comes from `datasets.make_datasets`, held in memory as uint8 tensors; augme
 resized crop and a horizontal flip, one `affine_grid` / `grid_sample` call per batch) runs on batched
 tensors, on the training device.
 The recipe follows DeiT (Touvron et al. 2021) in miniature: AdamW without weight decay on norms, biases
-and embeddings, linear warm-up then a cosine schedule per step, label smoothing.
+and embeddings, linear warm-up then a cosine schedule per step, label smoothing. With `optimizer="muon"` the
+hidden weight matrices (the transformer blocks' linear layers) are trained by Muon instead (Jordan et al. 2024,
+`torch.optim.Muon`, its step scaled to AdamW's update size as in Liu et al. 2025, "Muon is Scalable for LLM
+Training", so that one learning rate serves both); everything else stays with AdamW.
 
 `fit` is what the app's Train tab calls: `progress` gets a dict after every step and epoch, `cancel`
 (a threading.Event) is checked every step, and the best model by validation accuracy is kept in memory
@@ -40,14 +43,18 @@ __all__ = ["Datasets", "ImageTensors", "TrainConfig", "TrainResult", "add_parser
            "make_datasets", "materialize", "plot_curves"]
 
 
+OPTIMIZERS = ("adamw", "muon")
+
+
 @dataclass
 class TrainConfig:
     """How to train. Limits (`max_epochs`, `max_images`, `time_limit`) keep a web session bounded."""
 
     epochs: int = 10                   # passes over the training split
-    lr: float = 2e-3                   # peak learning rate (AdamW), reached after warm-up
+    lr: float = 2e-3                   # peak learning rate (AdamW, and Muon), reached after warm-up
     min_lr: float = 1e-5               # end of the cosine schedule
     weight_decay: float = 0.05         # not applied to norms, biases, pos_embed, cls_token
+    optimizer: str = "adamw"           # adamw | muon: Muon on the hidden weight matrices, AdamW on the rest
     batch_size: int = 128              # per process
     warmup_epochs: float = 1.0         # linear warm-up, then cosine, stepped every batch
     label_smoothing: float = 0.1
@@ -75,6 +82,7 @@ class TrainConfig:
             "lr": (0 < self.lr < 10, "a number in (0, 10)"),
             "min_lr": (0 <= self.min_lr <= self.lr, "a number in [0, lr]"),
             "weight_decay": (0 <= self.weight_decay < 10, "a number in [0, 10)"),
+            "optimizer": (self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
             "batch_size": (1 <= self.batch_size <= 65536, "an integer in [1, 65536]"),
             "warmup_epochs": (0 <= self.warmup_epochs <= self.epochs, "a number in [0, epochs]"),
             "label_smoothing": (0 <= self.label_smoothing < 1, "a number in [0, 1)"),
@@ -116,6 +124,20 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token"))
         (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def optimizers(model: nn.Module, cfg: "TrainConfig") -> list[torch.optim.Optimizer]:
+    """[AdamW over `param_groups`], or with cfg.optimizer == "muon" [Muon, AdamW]: Muon takes the 2-D weight
+    matrices of the hidden layers (not the classifier, whose rows are per class; conv kernels are 4-D and stay
+    with AdamW, as do norms, biases and embeddings)."""
+    groups = param_groups(model, cfg.weight_decay)
+    head = {id(p) for p in model.get_classifier().parameters()}
+    hidden = [p for p in groups[0]["params"] if p.ndim == 2 and id(p) not in head]
+    if cfg.optimizer == "adamw" or not hidden:  # a pure CNN has no hidden matrices: AdamW alone
+        return [torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))]
+    groups[0]["params"] = [p for p in groups[0]["params"] if p.ndim != 2 or id(p) in head]
+    return [torch.optim.Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
+            torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))]
 
 
 def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
@@ -280,9 +302,10 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    opts = optimizers(model, cfg)
+    opt = opts[-1]  # AdamW: its learning rate is the one reported (every group follows the same schedule)
     floor = cfg.min_lr / cfg.lr
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, floor))
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, total, warmup, floor)) for o in opts]
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -365,14 +388,18 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
             x = x.contiguous(memory_format=layout)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = F.cross_entropy(net(norm(x)), y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
+            for o in opts:
+                o.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip:
-                scaler.unscale_(opt)
+                for o in opts:
+                    scaler.unscale_(o)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
+            for o in opts:
+                scaler.step(o)
             scaler.update()
-            sched.step()
+            for sched in scheds:
+                sched.step()
             step += 1
             pending.append((loss.detach(), opt.param_groups[0]["lr"]))
             read = len(pending) >= read_every or i == len(batches) - 1

@@ -15,7 +15,7 @@ import torch
 
 from .config import FUSIONS, MERGES, POOLS
 from .datasets import make_datasets
-from .train import TrainConfig, fit
+from .train import OPTIMIZERS, TrainConfig, fit
 
 __all__ = ["add_parser", "train_command"]
 
@@ -25,7 +25,8 @@ _OVERRIDES = {"embed_dim": int, "depth": int, "num_heads": int, "patch_size": in
 _FROM_RECIPE = {"epochs": ("epochs", 10), "img_size": ("img_size", [64]), "lr": ("lr", 2e-3),
                 "batch_size": ("batch_size", 128), "warmup_epochs": ("warmup_epochs", 1.0),
                 "label_smoothing": ("label_smoothing", 0.1), "augment": ("augment", True),
-                "train_size": ("train_size", 10000), "val_size": ("val_size", 1000)}
+                "train_size": ("train_size", 10000), "val_size": ("val_size", 1000),
+                "optimizer": ("optimizer", "adamw")}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,6 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--lr", type=float, help="default 2e-3")
     p.add_argument("--min-lr", type=float, default=1e-5)
     p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="adamw (default), or muon: Muon on the hidden weight "
+                   "matrices, AdamW on the rest")
     p.add_argument("--batch-size", type=int, help="default 128")
     p.add_argument("--warmup-epochs", type=float, help="default 1")
     p.add_argument("--label-smoothing", type=float, help="default 0.1")
@@ -102,7 +105,8 @@ def train_command(args: argparse.Namespace) -> None:
     if args.conv_widths and not args.conv_depths:
         overrides["conv_depths"] = (1,) * len(args.conv_widths)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, min_lr=min(args.min_lr, args.lr),
-                      weight_decay=args.weight_decay, batch_size=args.batch_size, warmup_epochs=args.warmup_epochs,
+                      weight_decay=args.weight_decay, optimizer=args.optimizer, batch_size=args.batch_size,
+                      warmup_epochs=args.warmup_epochs,
                       label_smoothing=args.label_smoothing, seed=args.seed, augment=args.augment,
                       hflip=args.hflip, num_workers=args.num_workers, amp=args.amp, device=args.device,
                       channels_last=args.channels_last, distributed=args.distributed, time_limit=args.time_limit,

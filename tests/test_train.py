@@ -18,7 +18,7 @@ from convformer.__main__ import main
 from convformer.datasets import SHAPES_CACHE, ShapesCache
 from convformer.recipe import RECIPES, estimate_seconds, verdict
 from convformer.train import (ImageTensors, TrainConfig, evaluate, fit, lr_factor, make_datasets,
-                              param_groups)
+                              optimizers, param_groups)
 
 TINY = ConvFormerConfig(fusion="mid", img_size=32, num_classes=10, conv_widths=(8, 16), conv_depths=(0, 1),
                         embed_dim=32, depth=1, num_heads=2)
@@ -149,6 +149,40 @@ def test_schedule_and_weight_decay_groups():
     skipped = {names[id(p)] for p in no_decay["params"]}
     assert any(n.endswith("pos_embed") for n in skipped) and any(n.endswith("cls_token") for n in skipped)
     assert all(p.ndim >= 2 for p in decay["params"]) and no_decay["weight_decay"] == 0
+
+
+@pytest.mark.parametrize("fusion", ["vit", "late"])
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(fusion):
+    model = build_model(TINY.replace(fusion=fusion, pool="cls", patch_size=8))
+    muon, adamw = optimizers(model, TrainConfig(optimizer="muon"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    to_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
+    to_adamw = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert to_muon | to_adamw == set(names.values()) and not to_muon & to_adamw  # every parameter, once
+    assert to_muon == {n for n, p in model.named_parameters() if p.ndim == 2 and not n.startswith("head.")}
+    assert {"blocks.0.attn.qkv.weight", "blocks.0.mlp.fc2.weight"} <= {n.split("vit.")[-1] for n in to_muon}
+    assert "head.weight" in to_adamw and any("pos_embed" in n for n in to_adamw)
+    (cnn,) = optimizers(build_model(TINY.replace(fusion="cnn")), TrainConfig(optimizer="muon"))
+    assert isinstance(cnn, torch.optim.AdamW)  # conv kernels and the classifier only: nothing for Muon
+    (only,) = optimizers(model, TrainConfig())
+    assert isinstance(only, torch.optim.AdamW) and sum(len(g["params"]) for g in only.param_groups) == len(names)
+    with pytest.raises(ValueError, match="optimizer='sgd' is not allowed"):
+        TrainConfig(optimizer="sgd")
+
+
+def test_fit_with_muon_learns_and_is_seeded():
+    data = make_datasets("shapes", 32, train_size=1500, val_size=300, test_size=0, seed=0)
+    train, val = two_classes(data.train), two_classes(data.val)
+    cfg = TrainConfig(epochs=5, optimizer="muon", **FAST)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        runs.append(fit(build_model(TINY, num_classes=2), train, val, cfg))
+    a, b = runs
+    assert a.step_losses == b.step_losses
+    assert sum(a.step_losses[-10:]) / 10 < sum(a.step_losses[:10]) / 10 - 0.05
+    assert a.best["val_acc"] > 0.7  # chance is 0.5
 
 
 def test_cli_train_writes_the_files(tmp_path, capsys):
