@@ -26,7 +26,7 @@ def _part(kind: str, cfg: ConvFormerConfig, dim: int, kinds: tuple[str, ...]) ->
         return PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, D, output_fmt="NCHW",
                           strict_img_size=False, dynamic_img_pad=True), D
     if kind == "tokens":
-        return ToTokens(D, cfg.grid_size(), cls_token=bool(prefix)), D
+        return ToTokens(D, cfg.grid_size(), cls_token=bool(prefix), sincos=cfg.pos_embed == "sincos"), D
     if kind == "blocks":
         rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist() if cfg.depth else []
         return nn.Sequential(*[Block(D, cfg.num_heads, cfg.mlp_ratio, cfg.drop_rate, cfg.attn_drop_rate, r)

@@ -10,6 +10,7 @@ from typing import Any
 FUSIONS = ("early", "mid", "late", "cnn", "vit")
 POOLS = ("cls", "avg")
 MERGES = ("concat", "gate", "add")
+POS_EMBEDS = ("learned", "sincos")
 
 # Upper bounds that keep one model within a few GB of memory and a forward pass within seconds on a CPU.
 # A config beyond them is refused up front instead of exhausting the machine.
@@ -39,6 +40,7 @@ class ConvFormerConfig:
     mlp_ratio: float = 4.0                         # MLP hidden width = mlp_ratio * embed_dim
     patch_size: int = 16                           # vit and the ViT branch of late: patch side in pixels
     pool: str = "avg"                              # cls: class token; avg: mean of tokens / grid
+    pos_embed: str = "learned"                     # learned | sincos: fixed 2-D sin-cos (Beyer et al. 2022)
     merge: str = "concat"                          # late: concat | gate | add
     drop_rate: float = 0.0                         # dropout before the classifier and in the MLP
     attn_drop_rate: float = 0.0                    # dropout on attention probabilities
@@ -137,6 +139,8 @@ def validate(cfg: ConvFormerConfig) -> None:
         _fail("pool", cfg.pool, f"expected one of {POOLS}")
     if cfg.merge not in MERGES:
         _fail("merge", cfg.merge, f"expected one of {MERGES}")
+    if cfg.pos_embed not in POS_EMBEDS:
+        _fail("pos_embed", cfg.pos_embed, f"expected one of {POS_EMBEDS}")
     size = cfg.img_size
     if not (isinstance(size, tuple) and len(size) == 2
             and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= LIMITS["img_size"] for s in size)):
@@ -169,6 +173,9 @@ def validate(cfg: ConvFormerConfig) -> None:
         if cfg.embed_dim % cfg.num_heads:
             _fail("embed_dim", cfg.embed_dim,
                   f"must be divisible by num_heads={cfg.num_heads} (try {cfg.embed_dim // cfg.num_heads * cfg.num_heads or cfg.num_heads})")
+        if cfg.pos_embed == "sincos" and cfg.embed_dim % 4:
+            _fail("embed_dim", cfg.embed_dim, "must be divisible by 4 for sin-cos positional embeddings "
+                  f"(pos_embed='sincos'; try {cfg.embed_dim // 4 * 4 or 4})")
         if cfg.depth == 0 and cfg.fusion in ("early", "vit"):
             _fail("depth", cfg.depth, f"fusion {cfg.fusion!r} needs at least one transformer block")
     if cfg.fusion == "mid" and cfg.pool == "cls":

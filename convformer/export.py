@@ -151,7 +151,7 @@ def _facts(model: ConvFormer) -> dict[str, Any]:
 _FLAGS = {"img_size": (int, "+"), "in_chans": (int, None), "num_classes": (int, None),
           "conv_widths": (int, "+"), "conv_depths": (int, "+"), "embed_dim": (int, None), "depth": (int, None),
           "num_heads": (int, None), "mlp_ratio": (float, None), "patch_size": (int, None),
-          "pool": (str, None), "merge": (str, None), "drop_rate": (float, None),
+          "pool": (str, None), "pos_embed": (str, None), "merge": (str, None), "drop_rate": (float, None),
           "attn_drop_rate": (float, None), "drop_path_rate": (float, None)}
 
 

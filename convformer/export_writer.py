@@ -301,17 +301,32 @@ class Writer:
             lines.append(("x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)",
                           f"(B, {n + 1}, {c}): the class token first"))
         lines.append(("return x + resample_pos_embed(self.pos_embed, h, w)", f"{self.o(tokens)}: {self.n_spelled()}"))
+        sincos = self.cfg.pos_embed == "sincos"
         init = ["        self.cls_token = nn.Parameter(torch.zeros(1, 1, EMBED_DIM))"] if cls else []
-        init.append("        self.pos_embed = nn.Parameter(torch.zeros(1, PREFIX + GRID[0] * GRID[1], EMBED_DIM))")
-        init.append("        nn.init.trunc_normal_(self.pos_embed, std=0.02)")
+        if sincos:
+            init.append("        self.register_buffer(\"pos_embed\", sincos_table())  # fixed, not trained")
+        else:
+            init.append("        self.pos_embed = nn.Parameter(torch.zeros(1, PREFIX + GRID[0] * GRID[1], EMBED_DIM))")
+            init.append("        nn.init.trunc_normal_(self.pos_embed, std=0.02)")
         if cls:
             init.append("        nn.init.normal_(self.cls_token, std=1e-6)")
         what = "A learned class token, then one token per grid cell" if cls else "One token per grid cell"
-        return _fill('''
+        table = _fill('''
+            def sincos_table() -> torch.Tensor:
+                """Fixed 2-D sin-cos positional embeddings (1, PREFIX + h * w, D) for GRID, as timm's
+                build_sincos2d_pos_embed: a quarter of D each for sin(y f), sin(x f), cos(y f), cos(x f) at a
+                token's row y and column x, with frequencies f = 10000^(-i / (D / 4)); the class token's row is 0."""
+                f = 1.0 / 10000 ** (torch.arange(EMBED_DIM // 4) / (EMBED_DIM // 4))
+                y, x = torch.meshgrid(torch.arange(GRID[0]), torch.arange(GRID[1]), indexing="ij")
+                y, x = y.flatten()[:, None] * f, x.flatten()[:, None] * f               # (@HW@, D / 4) each
+                table = torch.cat([y.sin(), x.sin(), y.cos(), x.cos()], dim=1)          # (@HW@, @D@)
+                return F.pad(table, (0, 0, PREFIX, 0)).unsqueeze(0)                     # (1, @N@, @D@)''',
+                     HW=n, D=c, N=cls + n) + "\n\n\n" if sincos else ""
+        return table + _fill('''
             class ToTokens(nn.Module):
                 """Grid -> tokens: (B, D, h, w) -> (B, N, D) with N = PREFIX + h * w.
 
-                @WHAT@, row by row, plus learned positional
+                @WHAT@, row by row, plus @POS@ positional
                 embeddings (resampled when the grid is not GRID)."""
 
                 def __init__(self):
@@ -319,7 +334,8 @@ class Writer:
             @INIT@
 
                 def forward(self, x: torch.Tensor) -> torch.Tensor:
-            @LINES@''', WHAT=what, INIT="\n".join(init), LINES=_aligned(lines, 8))
+            @LINES@''', WHAT=what, POS="fixed sin-cos" if sincos else "learned", INIT="\n".join(init),
+                     LINES=_aligned(lines, 8))
 
     def transformer(self) -> str:
         cfg, f = self.cfg, self.facts

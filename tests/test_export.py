@@ -97,7 +97,8 @@ def configs(draw):
         conv_depths=tuple(draw(st.lists(st.integers(0, 2), min_size=stages, max_size=stages))),
         embed_dim=heads * draw(st.integers(1, 8)), num_heads=heads, depth=draw(st.integers(0, 2)),
         mlp_ratio=draw(st.sampled_from([0.5, 1.0, 2.0, 4.0])), patch_size=draw(st.integers(2, 8)),
-        pool=draw(st.sampled_from(["avg", "cls"])), merge=draw(st.sampled_from(["concat", "gate", "add"])))
+        pool=draw(st.sampled_from(["avg", "cls"])), merge=draw(st.sampled_from(["concat", "gate", "add"])),
+        pos_embed=draw(st.sampled_from(["learned", "sincos"])))
     try:
         return ConvFormerConfig(**cfg)
     except ValueError:

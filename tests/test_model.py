@@ -79,6 +79,28 @@ def test_positional_embedding_is_resampled_not_cropped():
     assert small.shape == big.shape == (1, 5)
 
 
+@pytest.mark.parametrize("fusion, pool", [("vit", "cls"), ("early", "avg"), ("late", "avg")])
+def test_sincos_positions_are_a_fixed_table(fusion, pool, tmp_path):
+    model = tiny(fusion, pool=pool, pos_embed="sincos")
+    tokens = model.branches[fusion if fusion != "late" else "vit"].tokens
+    table = tokens.pos_embed
+    assert "pos_embed" not in {n.split(".")[-1] for n, _ in model.named_parameters()}
+    prefix = int(pool == "cls")
+    assert table.shape == (1, prefix + 6 * 6, 24) and not table.requires_grad
+    assert torch.equal(table[0, :prefix], torch.zeros(prefix, 24))
+    grid = table[0, prefix:].reshape(6, 6, 24)  # sin(y f), sin(x f), cos(y f), cos(x f), six frequencies each
+    assert torch.equal(grid[:, 0, :6], grid[:, 5, :6]) and not torch.equal(grid[0, :, :6], grid[5, :, :6])
+    torch.testing.assert_close(grid[2, 3, [0, 6, 12, 18]], torch.tensor([2.0, 3.0, 2.0, 3.0]).sin().where(
+        torch.tensor([True, True, False, False]), torch.tensor([2.0, 3.0, 2.0, 3.0]).cos()))
+    model(torch.randn(2, 3, 48, 48)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert model(torch.randn(1, 3, 96, 80)).shape == (1, 5)  # resampled like a learned table
+    path = cf.save_checkpoint(model, tmp_path / "m.safetensors")
+    again = cf.load_checkpoint(path)
+    assert again.config.pos_embed == "sincos" and torch.equal(again.state_dict()[
+        next(k for k in again.state_dict() if k.endswith("pos_embed"))], table)
+
+
 def test_reset_classifier():
     model = tiny("mid")
     model.reset_classifier(7)
@@ -99,11 +121,17 @@ def test_reset_classifier():
     ("embed_dim", 10**7, "embed_dim=10000000"),
     ("img_size", 10**5, "img_size=(100000, 100000)"),
     ("mean", (0.5, 0.5), "mean=(0.5, 0.5)"),
+    ("pos_embed", "rope", "pos_embed='rope'"),
 ])
 def test_bad_config_names_the_field(field, value, words):
     overrides = {"fusion": "mid", **({"num_heads": 8} if value == 100 else {}), field: value}
     with pytest.raises(ValueError, match=re.escape(words)):
         cf.ConvFormerConfig(**overrides)
+
+
+def test_sincos_needs_a_width_divisible_by_four():
+    with pytest.raises(ValueError, match=re.escape("embed_dim=18 is not allowed: must be divisible by 4")):
+        cf.ConvFormerConfig(fusion="vit", embed_dim=18, num_heads=3, pos_embed="sincos")
 
 
 def test_memory_hungry_combination_refused_before_building():
