@@ -1,5 +1,5 @@
-"""The training loop's cost: `fit()` against a bare forward + backward + AdamW step loop, same model, same
-batches, same device, interleaved rounds.
+"""The training loop's cost: `fit()` against a bare forward + backward + optimizer step loop, same model,
+same optimizer, same batches, same device, interleaved rounds.
 
     python -m benchmarks.bench_train [--threads 2] [--device cpu|cuda] [--fusion mid] [--quick]
 
@@ -7,7 +7,8 @@ The model and batch are a recipe's (`convformer.recipe.RECIPES[fusion]`, default
 of the recipe's data with everything it does (shuffling, uint8 -> float, augmentation, label smoothing,
 gradient clipping, the schedule, progress reports, the evaluation after the epoch); its images/s counts the
 whole call. The bare loop runs the same number of steps over the same batches already as float tensors
-(forward, cross-entropy, backward, AdamW step; bf16 autocast on CUDA as `fit` does). Ratio = fit / bare
+(forward, cross-entropy, backward, the recipe's optimizer step: AdamW, or Muon + AdamW; bf16 autocast on CUDA as
+`fit` does). Ratio = fit / bare
 (target >= 0.9). Also on CUDA with the recipe's settings: the whole default run's time and accuracy.
 """
 from __future__ import annotations
@@ -32,10 +33,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bare_loop(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float,
+def bare_loop(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], cfg: Any,
               device: torch.device) -> float:
-    """Seconds for one pass of forward + backward + optimizer step over `batches` (already on `device`)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    """Seconds for one pass of forward + backward + optimizer step over `batches` (already on `device`), with
+    the optimizers `fit` builds for `cfg` (AdamW, or Muon + AdamW), at its peak lr and without a schedule."""
+    from convformer.train import optimizers
+    opts = optimizers(model, cfg)
     amp = device.type == "cuda"
     model.train()
     _sync(device)
@@ -43,9 +46,11 @@ def bare_loop(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Te
     for x, y in batches:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
     _sync(device)
     return time.perf_counter() - start
 
@@ -72,13 +77,13 @@ def run(fusion: str | None = None, device: str = "cpu", rounds: int = 3, train_s
                for i in range(0, n, b)]
     cfg = recipe.train_config(epochs=1, warmup_epochs=0.5, device=device, progress_bar=False)
     events = []
-    bare_loop(model, batches[:3], recipe.lr, dev)  # warm-up: kernels, allocator, oneDNN primitives
+    bare_loop(model, batches[:3], cfg, dev)  # warm-up: kernels, allocator, oneDNN primitives
     fit_s, bare_s = [], []
     for r in range(rounds):
         for which in (("fit", "bare") if r % 2 == 0 else ("bare", "fit")):
             model.load_state_dict(state)
             if which == "bare":
-                bare_s.append(bare_loop(model, batches, recipe.lr, dev))
+                bare_s.append(bare_loop(model, batches, cfg, dev))
             else:
                 _sync(dev)
                 t = time.perf_counter()
@@ -88,7 +93,7 @@ def run(fusion: str | None = None, device: str = "cpu", rounds: int = 3, train_s
                 train_s = result.history[-1]["time"]
         log(f"  round {r + 1}: fit {n / fit_s[-1]:.0f} images/s, bare {n / bare_s[-1]:.0f} images/s")
     fit_ips, bare_ips = n / statistics.median(fit_s), n / statistics.median(bare_s)
-    row = {"fusion": fusion, "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+    row = {"fusion": fusion, "optimizer": cfg.optimizer, "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
            "threads": torch.get_num_threads(), "img_size": recipe.img_size, "batch_size": b, "images": n,
            "fit_images_per_s": round(fit_ips, 1), "bare_images_per_s": round(bare_ips, 1),
            "ratio": round(fit_ips / bare_ips, 3), "fit_s": fit_s, "bare_s": bare_s,

@@ -2,6 +2,8 @@
 
     python -m benchmarks.train_recipes search --grid first --out runs.jsonl   # a grid of runs, JSON lines
     python -m benchmarks.train_recipes probe                                  # training images/s per model
+    python -m benchmarks.train_recipes recipes --out runs.jsonl               # the committed recipes, as they are
+    python -m benchmarks.train_recipes grid --grid vit3                       # a grid's runs as listed
 
 Every run renders (or reads from a .pt cache) the shapes splits, builds the model, then calls
 `convformer.train.fit` exactly as the Train tab does, with `torch.set_num_threads(2)` inside a process
@@ -234,6 +236,52 @@ def _grid_last() -> list[dict[str, Any]]:
 GRIDS["last"] = _grid_last()
 
 
+def _grid_vit3() -> list[dict[str, Any]]:
+    """The library runs of NOTES section 10 (L1-L10, M1-M3; raw: train_runs/6-cpu-vit-library.jsonl): the pure ViT
+    with Muon and fixed sin-cos positions at the minute, then Muon in the hybrids' recipes."""
+    runs = []
+
+    def add(tag, fusion, train, epochs, model, **change):
+        cfg = {"lr": 6e-3, "warmup_epochs": 1.0, "augment": False, "optimizer": "muon", "epochs": epochs, **change}
+        runs.append({"fusion": fusion, "img": 40, "train": train, "tag": tag, "model": model, "train_cfg": cfg})
+    vit = {"depth": 2, "embed_dim": 96, "num_heads": 3, "pos_embed": "sincos"}
+    add("L1 e96d2 16ep", "vit", 10000, 16, vit)
+    add("L2 e64d2 20ep", "vit", 10000, 20, {**vit, "embed_dim": 64, "num_heads": 2})
+    add("L3 e96d2 bs64 12ep", "vit", 10000, 12, vit, batch_size=64)
+    add("L4 e96d2 mlp2 18ep", "vit", 10000, 18, {**vit, "mlp_ratio": 2.0})
+    add("L5 e96d2 20k x 8ep", "vit", 20000, 8, vit)
+    add("L6 e96d2 16ep augment", "vit", 10000, 16, vit, augment=True)
+    add("L7 e96d2 20k x 7ep", "vit", 20000, 7, vit)
+    add("L8 e96d2 30k x 5ep", "vit", 30000, 5, vit)
+    add("L9 20k x 7ep lr8e-3", "vit", 20000, 7, vit, lr=8e-3)
+    add("L10 18k x 8ep lr6e-3", "vit", 18000, 8, vit)
+    hybrid = {"lr": 5e-3, "warmup_epochs": 0.5}
+    add("M1 mid muon", "mid", 10000, 6, {}, **hybrid)
+    add("M2 early muon", "early", 10000, 7, {"pool": "avg", "depth": 2}, **hybrid)
+    add("M3 late muon", "late", 10000, 7, {}, **hybrid)
+    return runs
+
+
+GRIDS["vit3"] = _grid_vit3()
+
+
+def recipe_specs(fusions: list[str] | None = None, optimizer: str | None = None) -> list[dict[str, Any]]:
+    """Worker specs that train exactly the committed recipes (`convformer.recipe.RECIPES`), or with another
+    optimizer (the side-by-side of NOTES section 10)."""
+    from convformer.recipe import RECIPES
+    specs = []
+    for fusion, r in RECIPES.items():
+        if fusions and fusion not in fusions:
+            continue
+        cfg = {k: getattr(r, k) for k in ("epochs", "lr", "batch_size", "warmup_epochs", "label_smoothing",
+                                           "augment", "optimizer")}
+        if optimizer:
+            cfg["optimizer"] = optimizer
+        specs.append({"fusion": fusion, "img": r.img_size, "train": r.train_size, "val": r.val_size,
+                      "tag": f"recipe ({cfg['optimizer']})", "model": dict(r.model), "train_cfg": cfg})
+    return specs
+
+
 def final(pairs: list[tuple[int, int]], out, budget: float = 52.0) -> None:
     """Curves on the GPU (CPU probes alongside), then each stage's best candidate that fits `budget` seconds
     of 2-core training, run for real on 2 pinned CPU cores (two candidates for mid)."""
@@ -327,15 +375,24 @@ def _line(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_recipes")
-    p.add_argument("command", choices=("search", "probe", "worker", "probe1", "final", "last"))
+    p.add_argument("command", choices=("search", "probe", "worker", "probe1", "final", "last", "grid", "recipes"))
     p.add_argument("spec", nargs="?", help="worker: a JSON spec")
     p.add_argument("--grid", default="first")
     p.add_argument("--out", help="JSON lines file")
     p.add_argument("--compile", action="store_true", help="also probe torch.compile (mid, 40 px)")
     p.add_argument("--slots", type=int, help="runs at once (default: one per free CPU pair)")
+    p.add_argument("--fusions", nargs="+", help="recipes: only these stages")
+    p.add_argument("--optimizer", help="recipes: train with this optimizer instead of the recipe's")
     a = p.parse_args(argv)
     if a.command == "worker":
         print(json.dumps(worker(json.loads(a.spec))))
+        return
+    if a.command in ("grid", "recipes"):  # as listed, each on its own CPU pair (one at a time on 2 cores)
+        specs = recipe_specs(a.fusions, a.optimizer) if a.command == "recipes" else GRIDS[a.grid]
+        for spec in specs:
+            _data(spec["img"], "train", spec["train"], 0)
+            _data(spec["img"], "val", spec.get("val", 1000), 0)
+        run_all("worker", specs, _cpu_pairs()[: a.slots or None], open(a.out, "a") if a.out else None)
         return
     if a.command == "last":
         pairs = _cpu_pairs()

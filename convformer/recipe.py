@@ -1,8 +1,9 @@
 """Training recipes: what a one-minute run on the built-in shapes trains by default, per fusion stage.
 
-Each recipe was found by measurement (benchmarks/NOTES.md section 9, `python -m benchmarks.train_recipes`):
-the shapes preset of the stage (`presets.SHAPES_PRESETS`) at a small image size, a data size and a number of
-epochs that fit about a minute of wall time on 2 CPU cores, and the DeiT-style loop of `train.fit`.
+Each recipe was found by measurement (benchmarks/NOTES.md sections 9 and 10, `python -m
+benchmarks.train_recipes`): the shapes preset of the stage (`presets.SHAPES_PRESETS`) at a small image size, a
+data size and a number of epochs that fit about a minute of wall time on 2 CPU cores, and the DeiT-style loop
+of `train.fit`, with Muon on the transformer blocks' matrices wherever a stage has them.
 The Train tab's defaults and the `python -m convformer train --recipe FUSION` command read them from here;
 `Recipe.measured` holds the validation-accuracy curve of that run, which the tab draws as the stage's typical
 curve and which `verdict` compares a finished run against.
@@ -36,6 +37,7 @@ class Recipe:
     warmup_epochs: float = 0.5
     label_smoothing: float = 0.1
     augment: bool = True
+    optimizer: str = "adamw"           # adamw | muon (TrainConfig.optimizer)
     model: dict[str, Any] = field(default_factory=dict)  # overrides of convformer_<fusion>_shapes
     # measured on 2 CPU cores (reference machine, see NOTES section 9): (seconds, val_acc) after each epoch
     curve: tuple[tuple[float, float], ...] = ()
@@ -48,7 +50,8 @@ class Recipe:
     def train_config(self, **overrides: Any) -> TrainConfig:
         return TrainConfig(**{"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size,
                               "warmup_epochs": self.warmup_epochs, "label_smoothing": self.label_smoothing,
-                              "augment": self.augment, **overrides})
+                              "augment": self.augment, "optimizer": self.optimizer,
+                              **overrides})
 
     @property
     def seconds(self) -> float:
@@ -75,23 +78,27 @@ class Recipe:
         return f"python -m convformer train --recipe {self.fusion} --threads 2 --out runs/{self.fusion}"
 
 
-# Measured with `python -m benchmarks.train_recipes last` (benchmarks/train_runs/4-cpu-last.jsonl): one process
-# per run pinned to 2 cores of an Intel Xeon (8 runs side by side), torch.set_num_threads(2), data cached.
+# Measured with `python -m benchmarks.train_recipes recipes` (benchmarks/train_runs/6-cpu-recipes.jsonl; vit:
+# run L9 of 6-cpu-vit-library.jsonl): one run at a time on the 2 cores of the development machine (2 vCPUs of an
+# Intel Xeon, nothing else running), torch.set_num_threads(2), data cached. NOTES sections 9 and 10.
 RECIPES: dict[str, Recipe] = {
-    "late": Recipe("late", 40, 10000, 7, 5e-3, augment=False, images_per_s=1340, curve=(
-        (8.2, .143), (15.4, .179), (22.9, .309), (30.7, .745), (37.9, .854), (45.0, .941), (52.2, .953))),
-    "cnn": Recipe("cnn", 40, 10000, 6, 3e-3, augment=False, images_per_s=1324, curve=(
-        (8.8, .270), (15.8, .497), (23.2, .609), (30.8, .537), (38.2, .912), (45.3, .932))),
-    "mid": Recipe("mid", 40, 10000, 6, 5e-3, augment=False, images_per_s=1188, curve=(
-        (9.8, .370), (17.5, .323), (25.6, .166), (34.4, .519), (42.3, .746), (50.5, .889))),
-    "early": Recipe("early", 40, 10000, 7, 5e-3, augment=False, model={"pool": "avg", "depth": 2},
-                    images_per_s=1359, curve=(
-        (6.0, .214), (12.3, .359), (20.2, .481), (28.5, .317), (36.5, .601), (44.1, .785), (51.5, .822))),
-    "vit": Recipe("vit", 40, 10000, 7, 2e-3, augment=False, warmup_epochs=1.0,
-                  model={"depth": 2, "embed_dim": 96, "num_heads": 3}, images_per_s=1779, curve=(
-        (4.8, .094), (10.6, .132), (16.1, .241), (21.4, .291), (27.6, .325), (33.8, .363), (39.4, .365))),
+    "late": Recipe("late", 40, 10000, 7, 5e-3, augment=False, images_per_s=2145, curve=(
+        (5.1, .240), (9.7, .417), (14.3, .619), (18.9, .737), (23.4, .894), (28.1, .928), (32.6, .956))),
+    "cnn": Recipe("cnn", 40, 10000, 6, 3e-3, augment=False, images_per_s=2122, curve=(
+        (5.2, .233), (9.8, .482), (14.4, .500), (19.1, .704), (23.6, .903), (28.3, .924))),
+    # early and mid: Muon on the blocks' matrices (with AdamW: 75.6 % and 86.5 % in the same time)
+    "mid": Recipe("mid", 40, 10000, 6, 5e-3, augment=False, optimizer="muon", images_per_s=1503, curve=(
+        (7.3, .135), (13.8, .532), (20.3, .687), (26.8, .823), (33.3, .846), (39.9, .924))),
+    "early": Recipe("early", 40, 10000, 7, 5e-3, augment=False, optimizer="muon", model={"pool": "avg", "depth": 2},
+                    images_per_s=2027, curve=(
+        (5.7, .324), (10.5, .502), (15.3, .297), (20.0, .737), (24.8, .733), (29.7, .897), (34.5, .914))),
+    # the pure ViT: Muon, fixed sin-cos positions, a higher peak lr, and 20,000 images (10,000 overfit)
+    "vit": Recipe("vit", 40, 20000, 7, 8e-3, augment=False, warmup_epochs=1.0, optimizer="muon",
+                  model={"depth": 2, "embed_dim": 96, "num_heads": 3, "pos_embed": "sincos"}, images_per_s=2666,
+                  curve=((7.9, .197), (15.5, .330), (23.0, .452), (30.6, .646), (38.2, .747), (45.5, .819),
+                         (52.5, .833))),
 }
-DEFAULT = "late"  # the hybrid that passes 90 % within the minute (mid: 88.9 % at 50 s)
+DEFAULT = "late"  # the hybrid that passes 90 % first
 assert set(RECIPES) == set(FUSIONS)
 
 

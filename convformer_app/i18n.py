@@ -408,6 +408,9 @@ TEXT: dict[str, tuple[str, str]] = {
                            "widths {widths}), {params} parameters at {px} px{tokens}; random initial weights.",
                            "**模型：**{fusion} 融合及其一分钟配方（嵌入维度 {embed}，深度 {depth}，卷积通道数 {widths}），"
                            "{px} 像素时 {params} 个参数{tokens}；随机初始权重。"),
+    "train.muon": (" The transformer's weight matrices train with Muon, the rest with AdamW.",
+                   " Transformer 的权重矩阵用 Muon 优化器训练，其余参数用 AdamW。"),
+    "train.sincos": (" Positional embeddings: a fixed 2-D sin-cos table.", " 位置编码：固定的二维正余弦表。"),
     "train.estimate": (" **Estimate:** about {seconds} s on 2 CPU cores", " **预计：**在 2 个 CPU 核心上约 {seconds} 秒"),
     "train.estimate_render": (" ({seconds} s of it rendering images not cached yet)",
                               "（其中 {seconds} 秒用于渲染尚未缓存的图像）"),

@@ -7,7 +7,7 @@ generator turns that into page updates. Every run writes into its own fresh fold
 folder (never a shared name), and the checkpoint path is kept per session in a gr.State. Jobs are bounded
 by environment variables, for shared deployments such as Spaces:
 
-    CONVFORMER_MAX_EPOCHS (10)          CONVFORMER_MAX_TRAIN_IMAGES (10000) CONVFORMER_MAX_TRAIN_JOBS (2)
+    CONVFORMER_MAX_EPOCHS (10)          CONVFORMER_MAX_TRAIN_IMAGES (20000) CONVFORMER_MAX_TRAIN_JOBS (2)
     CONVFORMER_MAX_TRAIN_IMG_SIZE (96)  CONVFORMER_TRAIN_TIME_LIMIT (600 s per run)
 
 The page's defaults are a fusion stage's measured one-minute recipe (`convformer.recipe`, default: the
@@ -81,7 +81,7 @@ class Limits:
 def limits() -> Limits:
     """The limits of this server, read from the environment (defaults suit a 2-vCPU Space)."""
     env = os.environ.get
-    return Limits(int(env("CONVFORMER_MAX_EPOCHS", "10")), int(env("CONVFORMER_MAX_TRAIN_IMAGES", "10000")),
+    return Limits(int(env("CONVFORMER_MAX_EPOCHS", "10")), int(env("CONVFORMER_MAX_TRAIN_IMAGES", "20000")),
                   int(env("CONVFORMER_MAX_TRAIN_JOBS", "2")), int(env("CONVFORMER_MAX_TRAIN_IMG_SIZE", "96")),
                   float(env("CONVFORMER_TRAIN_TIME_LIMIT", "600")))
 
@@ -487,7 +487,9 @@ def describe(controls: Controls, train_img: Any = R.img_size, epochs: Any = R.ep
         return text("train.cannot_train", px=train_img, detail=i18n.translate(e.message))
     params, tokens = session.param_count(cfg), cfg.grid_size()[0] * cfg.grid_size()[1]  # exact, from the meta device
     key = "train.model" if model == "explore" else "train.recipe_model"
+    how = text("train.muon") if cfg.uses_transformer and recipes.RECIPES[cfg.fusion].optimizer == "muon" else ""
+    how += text("train.sincos") if cfg.uses_transformer and cfg.pos_embed == "sincos" else ""
     return text(key, fusion=cfg.fusion, embed=cfg.embed_dim, depth=cfg.depth,
                 widths=", ".join(map(str, cfg.conv_widths)), params=views.human(params), px=cfg.img_size[0],
-                tokens=text("train.tokens", n=tokens) if cfg.uses_transformer else "") + estimate(
+                tokens=text("train.tokens", n=tokens) if cfg.uses_transformer else "") + how + estimate(
         cfg, epochs, train_images, prefetch=model != "explore")
