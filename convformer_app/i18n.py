@@ -115,7 +115,7 @@ TEXT: dict[str, tuple[str, str]] = {
         "重新选择权重即可回到该检查点。"),
     "fixed.fusion": ("fusion stage", "融合阶段"),
     "fixed.preset": ("preset", "预设"),
-    "config.impossible": ("⚠ **This combination is impossible:** {detail}", "⚠ **这个组合不可行：**{detail}"),
+    "config.impossible": ("⚠ **This combination is impossible:** {detail}", "⚠ **这个组合不可行**：{detail}"),
     "config.ok": ("✓ {fusion} fusion, {params} parameters{grid}.", "✓ {fusion} 融合，{params} 个参数{grid}。"),
     "config.grid": (", {h} x {w} = {tokens} tokens{cls}", "，{h} x {w} = {tokens} 个词元{cls}"),
     "config.cls": (" + a class token", " + 一个类别词元"),
@@ -132,7 +132,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "notice.random": (
         "**Random weights: predictions are meaningless.**{why} The maps still show how information flows "
         "through this architecture, but not what it has learned.",
-        "**随机权重：预测没有意义。**{why}这些图仍然显示信息如何流经这个架构，但不显示它学到了什么。"),
+        "**随机权重：预测没有意义**。{why}这些图仍然显示信息如何流经这个架构，但不显示它学到了什么。"),
     "notice.chose_random": ("You chose random initialisation.", "你选择了随机初始化。"),
     "notice.none_bundled": (
         "No trained checkpoint is bundled for **{fusion}** fusion yet, so it runs with random initialisation.",
@@ -246,7 +246,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "cam.blank": (
         " **The map is blank:** no position of `{layer}` raises the score of **{cls}** (its channels' evidence for "
         "that class is negative everywhere, which Grad-CAM's ReLU removes): the model finds nothing *for* it here.",
-        " **这张图是空白的：**`{layer}` 的任何位置都没有提高 **{cls}** 的得分（其各通道对该类别的证据处处为负，"
+        " **这张图是空白的**：`{layer}` 的任何位置都没有提高 **{cls}** 的得分（其各通道对该类别的证据处处为负，"
         "被类激活图 (Grad-CAM) 的 ReLU 去掉了）：模型在这里找不到支持它的证据。"),
     "cam.target": ("Explain class", "解释的类别"),
     "cam.predicted": ("predicted class", "预测的类别"),
@@ -393,25 +393,27 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.busy_server": ("{busy} training run(s) are going on this server already (the limit is {limit}); try "
                           "again in a minute.", "本服务器上已有 {busy} 个训练在运行（上限为 {limit}）；请一分钟后再试。"),
     "train.cannot_train": ("⚠ **The Explore configuration cannot be trained at {px} px:** {detail}",
-                           "⚠ **探索中的配置无法在 {px} 像素下训练：**{detail}"),
-    "train.model": ("**Model:** {fusion} fusion from the Explore tab (embed {embed}, depth {depth}, conv widths "
-                    "{widths}), about {params} parameters at {px} px{tokens}; random initial weights.",
-                    "**模型：**来自探索标签页的 {fusion} 融合（嵌入维度 {embed}，深度 {depth}，卷积通道数 {widths}），"
-                    "在 {px} 像素下约 {params} 个参数{tokens}；随机初始权重。"),
+                           "⚠ **探索中的配置无法在 {px} 像素下训练**：{detail}"),
+    "train.model": ("**Model:** {fusion} fusion from the Explore tab ({arch}), about {params} parameters at {px} "
+                    "px{tokens}; random initial weights.",
+                    "**模型**：来自探索标签页的 {fusion} 融合（{arch}），在 {px} 像素下约 {params} 个参数{tokens}；"
+                    "随机初始权重。"),
+    "train.arch_tokens": ("embed {embed}, depth {depth}", "嵌入维度 {embed}，深度 {depth}"),
+    "train.arch_conv": ("conv widths {widths}", "卷积通道数 {widths}"),
+    "train.arch_sep": (", ", "，"),
     "train.tokens": (", {n} tokens", "，{n} 个词元"),
     "train.progress": ("training", "训练中"),
     "train.arch": ("Model", "模型"),
     "train.arch_info": ("a fusion stage with its measured one-minute recipe (sets the sliders below), or the "
                         "architecture set in Explore", "某个融合阶段及其实测的一分钟配方（会设置下方滑块），或探索页中设置的架构"),
     "train.arch_explore": ("Explore's architecture", "探索页中的架构"),
-    "train.recipe_model": ("**Model:** {fusion} fusion with its one-minute recipe (embed {embed}, depth {depth}, conv "
-                           "widths {widths}), {params} parameters at {px} px{tokens}; random initial weights.",
-                           "**模型：**{fusion} 融合及其一分钟配方（嵌入维度 {embed}，深度 {depth}，卷积通道数 {widths}），"
-                           "{px} 像素时 {params} 个参数{tokens}；随机初始权重。"),
+    "train.recipe_model": ("**Model:** {fusion} fusion with its one-minute recipe ({arch}), {params} parameters at "
+                           "{px} px{tokens}; random initial weights.",
+                           "**模型**：{fusion} 融合及其一分钟配方（{arch}），{px} 像素时 {params} 个参数{tokens}；随机初始权重。"),
     "train.muon": (" The transformer's weight matrices train with Muon, the rest with AdamW.",
-                   " Transformer 的权重矩阵用 Muon 优化器训练，其余参数用 AdamW。"),
-    "train.sincos": (" Positional embeddings: a fixed 2-D sin-cos table.", " 位置编码：固定的二维正余弦表。"),
-    "train.estimate": (" **Estimate:** about {seconds} s on 2 CPU cores", " **预计：**在 2 个 CPU 核心上约 {seconds} 秒"),
+                   "Transformer 的权重矩阵用 Muon 优化器训练，其余参数用 AdamW。"),
+    "train.sincos": (" Positional embeddings: a fixed 2-D sin-cos table.", "位置编码：固定的二维正余弦表。"),
+    "train.estimate": (" **Estimate:** about {seconds} s on 2 CPU cores", "**预计**：在 2 个 CPU 核心上约 {seconds} 秒"),
     "train.estimate_render": (" ({seconds} s of it rendering images not cached yet)",
                               "（其中 {seconds} 秒用于渲染尚未缓存的图像）"),
     "train.estimate_typical": (". Measured with the {fusion} recipe: {acc} validation accuracy after {seconds} s.",
@@ -419,7 +421,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.estimate_gpu": (" This server trains on its GPU: expect much less.", " 本服务器在 GPU 上训练：用时会短得多。"),
     "train.axis_seconds": ("seconds", "秒"),
     "train.typical": ("typical: {fusion}", "典型：{fusion}"),
-    "train.verdict": ("**Verdict:** {fusion} fusion, {acc} in {seconds} s", "**结论：**{fusion} 融合，{seconds} 秒达到 {acc}"),
+    "train.verdict": ("**Verdict:** {fusion} fusion, {acc} in {seconds} s", "**结论**：{fusion} 融合，{seconds} 秒达到 {acc}"),
     "train.verdict_above": (", above this stage's typical {typical} at that time",
                             "，高于该阶段在同一时间的典型值 {typical}"),
     "train.verdict_below": (", below this stage's typical {typical} at that time",

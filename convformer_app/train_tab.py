@@ -489,7 +489,9 @@ def describe(controls: Controls, train_img: Any = R.img_size, epochs: Any = R.ep
     key = "train.model" if model == "explore" else "train.recipe_model"
     how = text("train.muon") if cfg.uses_transformer and recipes.RECIPES[cfg.fusion].optimizer == "muon" else ""
     how += text("train.sincos") if cfg.uses_transformer and cfg.pos_embed == "sincos" else ""
-    return text(key, fusion=cfg.fusion, embed=cfg.embed_dim, depth=cfg.depth,
-                widths=", ".join(map(str, cfg.conv_widths)), params=views.human(params), px=cfg.img_size[0],
+    arch = ([text("train.arch_tokens", embed=cfg.embed_dim, depth=cfg.depth)] if cfg.uses_transformer else []) + (
+        [text("train.arch_conv", widths=", ".join(map(str, cfg.conv_widths)))] if cfg.uses_conv else [])
+    return text(key, fusion=cfg.fusion, arch=text("train.arch_sep").join(arch), params=views.human(params),
+                px=cfg.img_size[0],
                 tokens=text("train.tokens", n=tokens) if cfg.uses_transformer else "") + how + estimate(
         cfg, epochs, train_images, prefetch=model != "explore")

@@ -22,6 +22,19 @@ def fields(template: str) -> list[str]:
     return sorted(name for _, name, _, _ in string.Formatter().parse(template) if name is not None)
 
 
+@pytest.mark.parametrize("lang", i18n.LANGS)
+def test_bold_ends_where_markdown_renders_it(lang):
+    """CommonMark closes ** only after a letter, or before a space or punctuation: '**模型：**vit' shows its
+    asterisks, '**模型**：vit' is bold."""
+    import unicodedata
+    punct = lambda c: unicodedata.category(c).startswith("P")  # noqa: E731
+    for key, (en, _) in i18n.TEXT.items():
+        parts = i18n.text(key, lang, **{name: "" for name in fields(en)}).split("**")  # e.g. no reason given
+        for inner, after in zip(parts[1::2], parts[2::2]):
+            assert not (inner and punct(inner[-1]) and after and not after[0].isspace() and not punct(after[0])), \
+                f"{key}: **{inner}**{after[:10]}"
+
+
 @pytest.mark.parametrize("key", sorted(i18n.TEXT))
 def test_every_key_has_both_languages_with_the_same_values(key):
     en, zh = i18n.TEXT[key]
@@ -102,7 +115,7 @@ def test_translate_keeps_what_it_does_not_know():
     assert i18n.translate("something new: 3 tokens", "zh-CN") == "something new: 3 tokens"
     wrapped = i18n.text("config.impossible", "en", detail="depth=0 is not allowed: fusion 'vit' needs at least "
                         "one transformer block")
-    assert i18n.translate(wrapped, "zh-CN") == "⚠ **这个组合不可行：**depth=0 不允许：fusion 'vit' 至少需要一个 Transformer 块"
+    assert i18n.translate(wrapped, "zh-CN") == "⚠ **这个组合不可行**：depth=0 不允许：fusion 'vit' 至少需要一个 Transformer 块"
 
 
 class FakeRequest(gr.Request):
