@@ -2,8 +2,9 @@
 uploaded zip of an image folder, with live progress and curves, a Cancel button, and a checkpoint that
 becomes this browser session's "trained in this session" weights.
 
-`train` is a generator handler: `fit` runs in a background thread and reports through a queue; the
-generator turns that into page updates. Every run writes into its own fresh folder under Gradio's temp
+`train` is a generator handler: a background thread loads the data and runs `fit` in a child process
+(`train_worker`, whose OpenMP and heap are its own: 1.3x faster than in the server's process), relaying its
+reports through a queue; the generator turns that into page updates. Every run writes into its own fresh folder under Gradio's temp
 folder (never a shared name), and the checkpoint path is kept per session in a gr.State. Jobs are bounded
 by environment variables, for shared deployments such as Spaces:
 
@@ -21,35 +22,36 @@ nobody has read its progress for ORPHAN_S seconds (the browser went away).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import queue
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
-import torch
 
 from convformer import recipe as recipes
 from convformer.datasets import SHAPES_CACHE
 from convformer.folders import LoadingStopped, Stop
-from convformer.model import ConvFormer
-from convformer.train import TrainConfig, TrainResult, fit, make_datasets
+from convformer.train import TrainConfig, TrainResult, make_datasets
 
-from . import safety, session, views
+from . import safety, session, train_worker, views
 from . import i18n
 from .controls import Controls, spread
 from .i18n import text
 
 log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent  # where the child process finds convformer_app and convformer
 
 DATASETS = {"shapes": "Built-in shapes (10 classes, generated)", "zip": "My zip of an image folder"}
 ORPHAN_S = 60.0           # no page has read the progress for this long: the run stops
@@ -299,17 +301,11 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
             tcfg = dataclasses.replace(tcfg, time_limit=max(1.0, stop.deadline - time.monotonic()))
         if job.cancel.is_set():
             raise InterruptedError
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = ConvFormer(cfg.replace(num_classes=len(data.classes)))
-        meta = {"dataset": data.name, "data": data.info, "params": sum(p.numel() for p in model.parameters()),
-                "trained_in": "ConvFormer Lab, Train tab"}
-        job.result = fit(model, data.train, data.val, tcfg, progress=report, cancel=job.cancel,
-                         out_dir=job.out_dir, test_set=data.test, metadata=meta)
+        meta = {"dataset": data.name, "data": data.info, "trained_in": "ConvFormer Lab, Train tab"}
+        job.result = _fit_in_child(job, cfg, tcfg, data, meta, report)
         nice = job.out_dir / f"convformer_{cfg.fusion}_{Path(data.name).stem or 'data'}.safetensors"
         os.replace(job.out_dir / "best.safetensors", nice)  # one copy on disk, not two
         job.checkpoint = nice
-        job.result = dataclasses.replace(job.result, model=None)  # the run has ended: release its model
     except InterruptedError:
         job.error = "Cancelled before training started."
     except LoadingStopped as e:  # Cancel or the time limit, while the zip's images were loading
@@ -318,10 +314,51 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
         job.error = f"This dataset cannot be used: {views.clean(e)}"
     except Exception as e:  # noqa: BLE001 - reported on the page, logged here
         log.exception("training failed")
-        job.error = f"Training failed ({type(e).__name__}): {views.clean(e)}"
+        job.error = f"Training failed ({getattr(e, 'kind', type(e).__name__)}): {views.clean(e)}"
     finally:
         job.running = False
         job.events.put(None)
+
+
+def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
+                  report: Callable[[dict[str, Any]], None]) -> TrainResult:
+    """`fit` in a child process (`train_worker`: its own OpenMP team and heap, nice NICE), its progress
+    reports passed on to `report`, Cancel passed on as SIGTERM; the result without a model (the checkpoint
+    is in job.out_dir). Raises ValueError for what `fit` refuses, TrainingFailed for any other failure."""
+    splits = {"train": data.train, "val": data.val, **({"test": data.test} if data.test is not None else {})}
+    train_worker.write_run(job.out_dir, splits, cfg, tcfg, meta)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    proc = subprocess.Popen([sys.executable, "-m", "convformer_app.train_worker", str(job.out_dir)],
+                            stdout=subprocess.PIPE, text=True, env=env)
+
+    def pass_cancel() -> None:  # until the child ends: Cancel (or the page gone) becomes SIGTERM, once
+        while proc.poll() is None:
+            if job.cancel.wait(0.5):
+                proc.terminate()
+                return
+    threading.Thread(target=pass_cancel, name="train-cancel", daemon=True).start()
+    last: dict[str, Any] = {}
+    for line in proc.stdout:
+        last = json.loads(line)
+        if last["event"] not in ("result", "error"):
+            report(last)
+    code = proc.wait()
+    if last.get("event") == "result":
+        return TrainResult(None, last["history"], last["best"], last["step_losses"], last["train_time"],
+                           last["cancelled"], job.out_dir / "best.safetensors", last["test"])
+    if last.get("event") == "error" and last["kind"] in ("ValueError", "DatasetError"):
+        raise ValueError(last["message"])
+    if last.get("event") == "error":
+        raise TrainingFailed(last["message"], kind=last["kind"])
+    raise TrainingFailed(f"the training process ended with exit code {code}")
+
+
+class TrainingFailed(RuntimeError):
+    """The child process failed: `kind` names its exception."""
+
+    def __init__(self, message: str, kind: str = "RuntimeError"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _lower_priority() -> None:

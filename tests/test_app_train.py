@@ -181,3 +181,33 @@ def test_every_run_has_its_own_folder() -> None:
         t.join(120)
     dirs = [train_tab.JOBS[r.session_hash].out_dir for r in requests]
     assert dirs[0] != dirs[1] and all(d.parent == train_tab.run_root() for d in dirs)
+
+
+def test_the_worker_process_speaks_json_lines_and_says_its_errors(tmp_path: Path, capsys) -> None:
+    """The child's protocol (convformer_app/train_worker.py), run in this process: the splits and settings in
+    the run folder, one JSON line per progress report, a last line with the result, the checkpoint written;
+    a run folder it cannot use is one error line and exit code 1, not a traceback."""
+    import json
+
+    from convformer.datasets import make_datasets
+    from convformer.train import TrainConfig
+    from convformer_app import train_worker
+    data = make_datasets("shapes", 32, train_size=64, val_size=32, test_size=16, seed=0)
+    cfg = cf.ConvFormerConfig(fusion="vit", img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2,
+                              pos_embed="sincos", num_classes=10)
+    train_worker.write_run(tmp_path, {"train": data.train, "val": data.val, "test": data.test}, cfg,
+                           TrainConfig(epochs=2, batch_size=32, optimizer="muon", progress_bar=False, device="cpu"),
+                           {"dataset": "shapes"})
+    assert train_worker.main(tmp_path, nice=0) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in lines] == ["step"] * 2 + ["epoch"] + ["step"] * 2 + ["epoch", "done", "result"]
+    result = lines[-1]
+    assert [h["epoch"] for h in result["history"]] == [1, 2] and len(result["step_losses"]) == 4
+    assert result["test"]["n"] == 16 and not result["cancelled"]
+    assert not (tmp_path / "data.safetensors").exists()  # read once, then removed
+    model = cf.load_checkpoint(tmp_path / "best.safetensors")
+    assert model.config.pos_embed == "sincos" and model.meta["train_config"]["optimizer"] == "muon"
+    (tmp_path / "run.json").write_text("{not json")
+    assert train_worker.main(tmp_path, nice=0) == 1
+    (error,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert error["event"] == "error" and error["kind"] == "JSONDecodeError"
