@@ -328,7 +328,7 @@ def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
     splits = {"train": data.train, "val": data.val, **({"test": data.test} if data.test is not None else {})}
     train_worker.write_run(job.out_dir, splits, cfg, tcfg, meta)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
-    proc = subprocess.Popen([sys.executable, "-m", "convformer_app.train_worker", str(job.out_dir)],
+    proc = subprocess.Popen([sys.executable, "-m", "convformer_app.train_worker", str(job.out_dir), str(NICE)],
                             stdout=subprocess.PIPE, text=True, env=env)
 
     def pass_cancel() -> None:  # until the child ends: Cancel (or the page gone) becomes SIGTERM, once
@@ -338,11 +338,16 @@ def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
                 return
     threading.Thread(target=pass_cancel, name="train-cancel", daemon=True).start()
     last: dict[str, Any] = {}
-    for line in proc.stdout:
-        last = json.loads(line)
-        if last["event"] not in ("result", "error"):
-            report(last)
-    code = proc.wait()
+    try:
+        for line in proc.stdout:
+            if line.startswith("{"):  # the worker's lines; anything else a library printed is not ours
+                last = json.loads(line)
+                if last["event"] not in ("result", "error"):
+                    report(last)
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:  # this thread failed: the child does not outlive it
+            proc.kill()
     if last.get("event") == "result":
         return TrainResult(None, last["history"], last["best"], last["step_losses"], last["train_time"],
                            last["cancelled"], job.out_dir / "best.safetensors", last["test"])
