@@ -284,7 +284,7 @@ def train(dataset: str = "shapes", upload: str | None = None, epochs: float = R.
 
 
 def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, images: int) -> None:
-    """The background thread: load the data, build the model, fit, save; report through job.events."""
+    """The background thread: load the data, train in a child process, save; report through job.events."""
     def report(info: dict[str, Any]) -> None:
         if time.monotonic() - job.last_seen > ORPHAN_S:
             job.cancel.set()
