@@ -4,8 +4,8 @@ becomes this browser session's "trained in this session" weights.
 
 `train` is a generator handler: a background thread loads the data and runs `fit` in a child process
 (`train_worker`, whose OpenMP and heap are its own: 1.3x faster than in the server's process), relaying its
-reports through a queue; the generator turns that into page updates. Every run writes into its own fresh folder under Gradio's temp
-folder (never a shared name), and the checkpoint path is kept per session in a gr.State. Jobs are bounded
+reports through a queue; the generator turns that into page updates. Every run writes into its own fresh
+folder under Gradio's temp folder (never a shared name), and the checkpoint path is kept per session in a gr.State. Jobs are bounded
 by environment variables, for shared deployments such as Spaces:
 
     CONVFORMER_MAX_EPOCHS (10)          CONVFORMER_MAX_TRAIN_IMAGES (20000) CONVFORMER_MAX_TRAIN_JOBS (2)
@@ -348,10 +348,11 @@ def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
     finally:
         if proc.poll() is None:  # this thread failed: the child does not outlive it
             proc.kill()
+        (job.out_dir / "data.safetensors").unlink(missing_ok=True)  # the child removes it once read; or it died
     if last.get("event") == "result":
         return TrainResult(None, last["history"], last["best"], last["step_losses"], last["train_time"],
                            last["cancelled"], job.out_dir / "best.safetensors", last["test"])
-    if last.get("event") == "error" and last["kind"] in ("ValueError", "DatasetError"):
+    if last.get("event") == "error" and last["refused"]:  # a ValueError in the child: what fit refuses
         raise ValueError(last["message"])
     if last.get("event") == "error":
         raise TrainingFailed(last["message"], kind=last["kind"])

@@ -66,7 +66,7 @@ def main(run_dir: Path, nice: int = 10) -> int:
                 progress=lambda info: _emit(info.pop("event"), **info), out_dir=run_dir,
                 test_set=splits.get("test"), metadata=meta)
     except Exception as e:  # noqa: BLE001 - said to the parent, which words it for the page
-        _emit("error", kind=type(e).__name__, message=str(e))
+        _emit("error", kind=type(e).__name__, message=str(e), refused=isinstance(e, ValueError))
         return 1
     finally:
         signal.signal(signal.SIGTERM, before)

@@ -210,4 +210,4 @@ def test_the_worker_process_speaks_json_lines_and_says_its_errors(tmp_path: Path
     (tmp_path / "run.json").write_text("{not json")
     assert train_worker.main(tmp_path, nice=0) == 1
     (error,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert error["event"] == "error" and error["kind"] == "JSONDecodeError"
+    assert error["event"] == "error" and error["kind"] == "JSONDecodeError" and error["refused"]
