@@ -87,6 +87,7 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     safety.start_janitor(Path(gr.utils.get_upload_folder()), [train_tab.prune])  # partial uploads, old runs
     explore.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
+    session.pace_queue(demo)  # Gradio polls its queue a thousand times a second: ten times less
     demo.launch(server_name=host, server_port=port, share=share, show_error=False,
                 allowed_paths=[str(session.EXAMPLES)], max_file_size="25mb", footer_links=["api", "settings"],
                 theme=gr.themes.Soft(), css=CSS, i18n=i18n.I18N, head=i18n.HEAD, **extra)  # Settings: the language

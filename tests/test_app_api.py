@@ -167,3 +167,13 @@ def test_benchmark_http_client_gets_what_gradio_client_gets(client: Client, serv
             http.predict(shape_png, **{**SMALL, "depth": 1.5})
     finally:
         http.close()
+
+
+def test_served_queue_is_paced(server) -> None:
+    """Gradio 6.31 polls its queue every millisecond and its progress every 10 ms, busy or not; the served app
+    keeps session.pace_queue's slower pace (the idle server's CPU and the training runs' slowdown it caused:
+    benchmarks/NOTES.md section 11). Every other test of this module is served at that pace."""
+    from convformer_app import session
+    queue = server.demo._queue
+    assert queue.sleep_when_free == session.QUEUE_POLL_S == 0.01
+    assert queue.progress_update_sleep_when_free == session.PROGRESS_POLL_S == 0.1

@@ -73,3 +73,20 @@ def test_app_benchmark_runs_end_to_end():
     assert a["concurrent_shared_ssl"]["requests"] == 2
     assert 0 < a["server_peak_rss_gb"] < 8
     assert "browser-like HTTP" in a["table"]
+
+
+@pytest.mark.app
+def test_train_in_app_benchmark_runs_end_to_end(tmp_path):
+    """The training-in-the-app benchmark in its smallest form (1 epoch of 500 images, one round): a real
+    `python app.py`, the command line stopped and resumed around it, the API client at nice 19; checks the
+    structure and that the ratio is app over command line, never timings."""
+    from benchmarks import train_in_app
+    out = tmp_path / "in_app.json"
+    assert train_in_app.main(["--quick", "--rounds", "1", "--requests", "2", "--fusion", "late",
+                              "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    (row,) = r["rounds"]
+    assert row["command_line_s"] > 0 and row["app_s"] > 0 and row["server_cpu_s"] >= 0
+    assert row["ratio"] == round(row["app_s"] / row["command_line_s"], 3)
+    assert r["predict"]["idle_ms"] > 0 and r["predict"]["training_ms"] > 0
+    assert 0 <= r["idle_server_cpu"] < 2
