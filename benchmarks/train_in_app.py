@@ -3,10 +3,11 @@ user while the app trains.
 
     python -m benchmarks.train_in_app [--fusion vit] [--rounds 2] [--requests 15] [--out FILE] [--quick]
 
-Starts the app as `bash dev.sh app` does (`python app.py`, its own process, a free port on 127.0.0.1). Then,
-round by round, so that a drift of the machine lands on both: the recipe from the command line (`python -m
-convformer train --recipe F --threads 2`, the server stopped by SIGSTOP meanwhile: it runs alone), and the same recipe pressed through the Train tab's API
-(`gradio_client` at nice 19, standing in for a browser on another machine). Both train with `fit` and report
+Starts the app as `bash dev.sh app` does (`python app.py` on a free port of 127.0.0.1: `bench_app.Server`).
+Then, round by round, so that a drift of the machine lands on both: the recipe from the command line (`python
+-m convformer train --recipe F --threads 2`, alone: the server is stopped by SIGSTOP meanwhile), and the same
+recipe pressed through the Train tab's API (`gradio_client` at nice 19, standing in for a browser on another
+machine). Both train with `fit` and report
 fit's own clock (metrics.json; the checkpoint's metadata), so the ratio is the app's cost alone. Last, /predict
 of the default Explore model is timed idle and while a run of the recipe trains in the app (that run is then
 cancelled). Results: benchmarks/NOTES.md section 11.
@@ -17,12 +18,10 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,12 +30,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
 STAR = ROOT / "assets" / "examples" / "shapes_star.png"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu_s(pid: int) -> float:
@@ -114,21 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.browser:
         print(json.dumps(browser(a.browser[1], a.fusion, a.browser[0], a.requests, a.quick)))
         return 0
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/"
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "0"})
-    try:
-        for line in server.stdout:  # up once it says where
-            if "Running on local URL" in line:
-                break
-        else:
-            raise RuntimeError(f"the app did not start (exit code {server.wait()})")
-
-        def drain() -> None:  # the server's later output is read and dropped: it never blocks on a full pipe
-            for _ in server.stdout:
-                pass
-        threading.Thread(target=drain, daemon=True).start()
+    from benchmarks.bench_app import Server, wait_first_predict
+    with Server() as running:
+        wait_first_predict(running, STAR)  # up, and the default Explore model loaded
+        server, url = running.proc, running.url
         _browser(url, a.fusion, "warm", a.requests, a.quick)
         rows = []
         for i in range(a.rounds):
@@ -157,9 +139,6 @@ def main(argv: list[str] | None = None) -> int:
             Path(a.out).write_text(json.dumps({"fusion": a.fusion, "rounds": rows, "ratio_median": ratio,
                                                "idle_server_cpu": round(idle_cpu, 4), "predict": p50,
                                                "load": os.getloadavg()}, indent=2) + "\n")
-    finally:
-        server.terminate()
-        server.wait(30)
     return 0
 
 
