@@ -59,7 +59,7 @@ UPDATE_S = 0.5            # at most two page updates a second
 TEST_IMAGES = 400         # shapes: a fresh test split, scored once at the end
 COLOURS = {"train (per step, smoothed)": "#3b82f6", "validation": "#f97316"}  # the series, as the API names them
 TYPICAL = {"late": "#86efac", "cnn": "#cbd5e1", "mid": "#d8b4fe", "early": "#fde68a", "vit": "#fca5a5"}  # faint
-NICE = 10                 # the training thread's CPU priority (Linux nice), below the serving threads'
+NICE = 10                 # the training child's CPU priority (Linux nice), below the serving threads'
 R = recipes.RECIPES[recipes.DEFAULT]  # the page's defaults
 
 
