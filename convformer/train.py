@@ -6,8 +6,9 @@ tensors, on the training device.
 The recipe follows DeiT (Touvron et al. 2021) in miniature: AdamW without weight decay on norms, biases
 and embeddings, linear warm-up then a cosine schedule per step, label smoothing. With `optimizer="muon"` the
 hidden weight matrices (the transformer blocks' linear layers) are trained by Muon instead (Jordan et al. 2024,
-`torch.optim.Muon`, its step scaled to AdamW's update size as in Liu et al. 2025, "Muon is Scalable for LLM
-Training", so that one learning rate serves both); everything else stays with AdamW.
+`torch.optim.Muon` batched over matrices of one shape in `muon.py`, its step scaled to AdamW's update size as
+in Liu et al. 2025, "Muon is Scalable for LLM Training", so that one learning rate serves both); everything
+else stays with AdamW (fused: one kernel for all parameters, on the CPU as on a GPU).
 
 `fit` is what the app's Train tab calls: `progress` gets a dict after every step and epoch, `cancel`
 (a threading.Event) is checked every step, and the best model by validation accuracy is kept in memory
@@ -38,6 +39,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from .checkpoint import save_checkpoint
 from .datasets import Datasets, ImageTensors, make_datasets, materialize
 from .model import ConvFormer
+from .muon import Muon
 
 __all__ = ["Datasets", "ImageTensors", "TrainConfig", "TrainResult", "add_parser", "evaluate", "fit",
            "make_datasets", "materialize", "plot_curves"]
@@ -134,10 +136,10 @@ def optimizers(model: nn.Module, cfg: "TrainConfig") -> list[torch.optim.Optimiz
     head = {id(p) for p in model.get_classifier().parameters()}
     hidden = [p for p in groups[0]["params"] if p.ndim == 2 and id(p) not in head]
     if cfg.optimizer == "adamw" or not hidden:  # a pure CNN has no hidden matrices: AdamW alone
-        return [torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))]
+        return [torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=True)]
     groups[0]["params"] = [p for p in groups[0]["params"] if p.ndim != 2 or id(p) in head]
-    return [torch.optim.Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
-            torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))]
+    return [Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
+            torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=True)]
 
 
 def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:

@@ -12,10 +12,12 @@ import pytest
 import timm
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from convformer import ConvFormerConfig, build_model, load_checkpoint, shapes
 from convformer.__main__ import main
 from convformer.datasets import SHAPES_CACHE, ShapesCache
+from convformer.muon import Muon, orthogonalize
 from convformer.recipe import RECIPES, estimate_seconds, verdict
 from convformer.train import (ImageTensors, TrainConfig, evaluate, fit, lr_factor, make_datasets,
                               optimizers, param_groups)
@@ -158,7 +160,7 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(fusion):
     names = {id(p): n for n, p in model.named_parameters()}
     to_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
     to_adamw = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
-    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert isinstance(muon, Muon) and isinstance(adamw, torch.optim.AdamW)
     assert to_muon | to_adamw == set(names.values()) and not to_muon & to_adamw  # every parameter, once
     assert to_muon == {n for n, p in model.named_parameters() if p.ndim == 2 and not n.startswith("head.")}
     assert {"blocks.0.attn.qkv.weight", "blocks.0.mlp.fc2.weight"} <= {n.split("vit.")[-1] for n in to_muon}
@@ -169,6 +171,34 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(fusion):
     assert isinstance(only, torch.optim.AdamW) and sum(len(g["params"]) for g in only.param_groups) == len(names)
     with pytest.raises(ValueError, match="optimizer='sgd' is not allowed"):
         TrainConfig(optimizer="sgd")
+
+
+@pytest.mark.parametrize("nesterov, adjust_lr_fn", [(True, "match_rms_adamw"), (False, None),
+                                                   (True, "spectral_unclamped")])
+def test_batched_muon_steps_as_torch_muon(nesterov, adjust_lr_fn):
+    """convformer.muon.Muon batches the matrices of one shape; its steps are torch.optim.Muon's up to rounding
+    (torch's iteration runs in bf16, ours in float32 on the CPU)."""
+    torch.manual_seed(0)
+    shapes = [(48, 16), (16, 48), (16, 16), (48, 16), (32, 16)]  # tall, wide, square, and two of one shape
+    start = [torch.randn(s) * 0.02 for s in shapes]
+    runs = []
+    for cls in (torch.optim.Muon, Muon):
+        params = [nn.Parameter(p.clone()) for p in start]
+        runs.append((params, cls(params, lr=8e-3, weight_decay=0.05, nesterov=nesterov,
+                                 adjust_lr_fn=adjust_lr_fn)))
+    for _ in range(5):
+        grads = [torch.randn(s) for s in shapes]
+        for params, opt in runs:
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+    (ref, ref_opt), (ours, our_opt) = runs
+    for r, o, s in zip(ref, ours, start):
+        assert (o - r).abs().max() < 0.02 * (r - s).abs().max()
+    assert all(torch.equal(ref_opt.state[r]["momentum_buffer"], our_opt.state[o]["momentum_buffer"])
+               for r, o in zip(ref, ours))  # the same state, so a checkpointed optimizer loads into either
+    sv = torch.linalg.svdvals(orthogonalize(torch.randn(3, 16, 48), (3.4445, -4.7750, 2.0315), 5, 1e-7))
+    assert sv.min() > 0.5 and sv.max() < 1.3  # U S' V^T with S' near 1, as torch's iteration gives
 
 
 def test_fit_with_muon_learns_and_is_seeded():
