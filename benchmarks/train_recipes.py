@@ -310,9 +310,10 @@ def _grid_vit5() -> list[dict[str, Any]]:
 GRIDS["vit5"] = _grid_vit5()
 
 
-def recipe_specs(fusions: list[str] | None = None, optimizer: str | None = None) -> list[dict[str, Any]]:
+def recipe_specs(fusions: list[str] | None = None, optimizer: str | None = None,
+                 seeds: list[int] | None = None) -> list[dict[str, Any]]:
     """Worker specs that train exactly the committed recipes (`convformer.recipe.RECIPES`), or with another
-    optimizer (the side-by-side of NOTES section 10)."""
+    optimizer (the side-by-side of NOTES section 10), once per seed (default: the recipe's seed 0)."""
     from convformer.recipe import RECIPES
     specs = []
     for fusion, r in RECIPES.items():
@@ -322,8 +323,10 @@ def recipe_specs(fusions: list[str] | None = None, optimizer: str | None = None)
                                            "augment", "optimizer")}
         if optimizer:
             cfg["optimizer"] = optimizer
-        specs.append({"fusion": fusion, "img": r.img_size, "train": r.train_size, "val": r.val_size,
-                      "tag": f"recipe ({cfg['optimizer']})", "model": dict(r.model), "train_cfg": cfg})
+        for seed in seeds or [0]:
+            specs.append({"fusion": fusion, "img": r.img_size, "train": r.train_size, "val": r.val_size,
+                          "tag": f"recipe ({cfg['optimizer']})" + (f" seed{seed}" if seed else ""),
+                          "model": dict(r.model), "train_cfg": {**cfg, "seed": seed}})
     return specs
 
 
@@ -428,12 +431,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--slots", type=int, help="runs at once (default: one per free CPU pair)")
     p.add_argument("--fusions", nargs="+", help="recipes: only these stages")
     p.add_argument("--optimizer", help="recipes: train with this optimizer instead of the recipe's")
+    p.add_argument("--seeds", nargs="+", type=int, help="recipes: one run per seed (default: 0, the recipe's)")
     a = p.parse_args(argv)
     if a.command == "worker":
         print(json.dumps(worker(json.loads(a.spec))))
         return
     if a.command in ("grid", "recipes"):  # as listed, each on its own CPU pair (one at a time on 2 cores)
-        specs = recipe_specs(a.fusions, a.optimizer) if a.command == "recipes" else GRIDS[a.grid]
+        specs = recipe_specs(a.fusions, a.optimizer, a.seeds) if a.command == "recipes" else GRIDS[a.grid]
         for spec in specs:
             _data(spec["img"], "train", spec["train"], 0)
             _data(spec["img"], "val", spec.get("val", 1000), 0)
