@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent  # where the child process finds c
 
 DATASETS = {"shapes": "Built-in shapes (10 classes, generated)", "zip": "My zip of an image folder"}
 ORPHAN_S = 60.0           # no page has read the progress for this long: the run stops
-UPDATE_S = 0.5            # at most two page updates a second
+UPDATE_S = 1.0            # at most one page update a second (each costs the browser a redraw: NOTES 12)
 TEST_IMAGES = 400         # shapes: a fresh test split, scored once at the end
 COLOURS = {"train (per step, smoothed)": "#3b82f6", "validation": "#f97316"}  # the series, as the API names them
 TYPICAL = {"late": "#86efac", "cnn": "#cbd5e1", "mid": "#d8b4fe", "early": "#fde68a", "vit": "#fca5a5"}  # faint
