@@ -26,10 +26,15 @@ def lr_scale(shape: torch.Size, adjust_lr_fn: str | None) -> float:
     return math.sqrt(max(1, rows / cols))  # None or "original"
 
 
+def ns_dtype(device: torch.device) -> torch.dtype:
+    """What the iteration computes in: float32 on the CPU (small bf16 matmuls are slower there), else bf16."""
+    return torch.float32 if device.type == "cpu" else torch.bfloat16
+
+
 def orthogonalize(g: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float) -> torch.Tensor:
     """Newton-Schulz iteration towards U V^T for a stack of matrices (n, rows, cols), as torch.optim.Muon's."""
     a, b, c = coefficients
-    x = g.to(torch.float32 if g.device.type == "cpu" else torch.bfloat16)
+    x = g.to(ns_dtype(g.device))
     tall = x.size(-2) > x.size(-1)
     if tall:
         x = x.mT
@@ -66,5 +71,6 @@ class Muon(torch.optim.Muon):
                 ortho = orthogonalize(torch.stack([updates[i] for i in index]), group["ns_coefficients"],
                                       group["ns_steps"], group["eps"])
                 lr = group["lr"] * lr_scale(shape, group["adjust_lr_fn"])
-                torch._foreach_add_([params[i] for i in index], list(ortho.unbind(0)), alpha=-lr)
+                torch._foreach_add_([params[i] for i in index], list(ortho.to(params[index[0]].dtype).unbind(0)),
+                                    alpha=-lr)
         return loss
