@@ -365,7 +365,7 @@ TEXT: dict[str, tuple[str, str]] = {
                      "**正在训练**，数据：{dataset}：第 {epoch}/{epochs} 轮 · 第 {step}/{total} 步（{pct}%）· 损失 {loss}"),
     "train.status_val": (" · last validation accuracy {acc}", " · 最近一次验证准确率 {acc}"),
     "train.status_end": (" · {speed} images/s · about {left} s left", " · 每秒 {speed} 张图像 · 约剩 {left} 秒"),
-    "train.stopped": ("⏹ **Stopped early; the best model so far is kept.**", "⏹ **已提前停止；保留目前最好的模型。**"),
+    "train.stopped": ("■ **Stopped early; the best model so far is kept.**", "■ **已提前停止；保留目前最好的模型。**"),
     "train.done": ("✓ **Done.**", "✓ **完成。**"),
     "train.summary": (" Trained for {epochs} epoch(s) in {seconds} s on {dataset}. Best validation accuracy "
                       "**{acc}** (epoch {best})",
@@ -379,7 +379,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.stopping": ("**Stopping** after the current step; the best model so far is kept…",
                        "当前这一步结束后**停止**；保留目前最好的模型……"),
     "train.nothing": ("Nothing is training in this page.", "本页面没有正在进行的训练。"),
-    "train.still_stopping": ("⏹ Still stopping; try again in a moment.", "⏹ 仍在停止中；请稍后再试。"),
+    "train.still_stopping": ("■ Still stopping; try again in a moment.", "■ 仍在停止中；请稍后再试。"),
     "train.cancelled_early": ("Cancelled before training started.", "在训练开始前已取消。"),
     "train.bad_dataset": ("This dataset cannot be used: {detail}", "无法使用这个数据集：{detail}"),
     "train.failed": ("Training failed ({kind}): {detail}", "训练失败（{kind}）：{detail}"),

@@ -501,7 +501,7 @@ def after_cancel(request: gr.Request = None) -> tuple:
         return (gr.skip(),) * len(TRAIN_OUTPUTS)
     job.thread.join(timeout=120)
     if job.error:
-        return (f"⏹ {i18n.translate(job.error)}", gr.skip(), gr.skip(), None, gr.skip())  # written in English by the training thread
+        return (f"■ {i18n.translate(job.error)}", gr.skip(), gr.skip(), None, gr.skip())  # written in English by the training thread
     if job.result is None:
         return (text("train.still_stopping"),) + (gr.skip(),) * 4
     return result(job)

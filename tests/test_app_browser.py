@@ -135,3 +135,27 @@ def test_discard_ratio_typed_then_enter_redraws(page, server) -> None:
     box.fill("0.6")
     box.press("Enter")
     page.wait_for_function("(src) => document.querySelector('#rollout img')?.src !== src", arg=before)
+
+
+def test_training_status_stays_readable_with_the_bar_under_it(browser, server) -> None:
+    """On a phone, while the default run streams, the status line is at full opacity and Gradio's progress bar
+    sits under its text, not over it (page.css; Gradio fades a pending Markdown to 0.2 and lays the bar on
+    top); Cancel then keeps the model and the bar leaves no gap."""
+    page = _open(browser, 390)
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#run")
+        page.get_by_role("tab", name="Train").click()
+        page.locator("#train").click()
+        page.wait_for_function("document.querySelector('#train-status .progress-bar')?.offsetWidth > 0"
+                               " && /epoch \\d+\\/\\d+/.test(document.querySelector('#train-status').innerText)")
+        text = page.locator("#train-status [data-testid=markdown]").bounding_box()
+        bar = page.locator("#train-status .progress-level").bounding_box()
+        faded = "getComputedStyle(document.querySelector('#train-status [data-testid=markdown]').parentElement).opacity"
+        assert page.evaluate(faded) == "1"
+        assert bar["y"] >= text["y"] + text["height"] - 1 and bar["width"] > 0
+        page.locator("#cancel").click()
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('Stopped early')")
+        assert not page.locator("#train-status .progress-level").is_visible()
+    finally:
+        page.close()
