@@ -15,6 +15,7 @@ which CPUs are hyper-thread siblings). The numbers in benchmarks/NOTES.md sectio
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -236,30 +237,32 @@ def _grid_last() -> list[dict[str, Any]]:
 GRIDS["last"] = _grid_last()
 
 
+VIT = {"depth": 2, "embed_dim": 96, "num_heads": 3, "pos_embed": "sincos"}  # the vit recipe's model (section 10)
+
+
+def _muon_run(tag: str, fusion: str, train: int, epochs: int, model: dict[str, Any], **change) -> dict[str, Any]:
+    """A worker spec at 40 px with Muon, no augmentation and a 1-epoch warm-up, unless `change` says otherwise."""
+    cfg = {"warmup_epochs": 1.0, "augment": False, "optimizer": "muon", "epochs": epochs, **change}
+    return {"fusion": fusion, "img": 40, "train": train, "tag": tag, "model": model, "train_cfg": cfg}
+
+
 def _grid_vit3() -> list[dict[str, Any]]:
     """The library runs of NOTES section 10 (L1-L10, M1-M3; raw: train_runs/6-cpu-vit-library.jsonl): the pure ViT
     with Muon and fixed sin-cos positions at the minute, then Muon in the hybrids' recipes."""
-    runs = []
-
-    def add(tag, fusion, train, epochs, model, **change):
-        cfg = {"lr": 6e-3, "warmup_epochs": 1.0, "augment": False, "optimizer": "muon", "epochs": epochs, **change}
-        runs.append({"fusion": fusion, "img": 40, "train": train, "tag": tag, "model": model, "train_cfg": cfg})
-    vit = {"depth": 2, "embed_dim": 96, "num_heads": 3, "pos_embed": "sincos"}
-    add("L1 e96d2 16ep", "vit", 10000, 16, vit)
-    add("L2 e64d2 20ep", "vit", 10000, 20, {**vit, "embed_dim": 64, "num_heads": 2})
-    add("L3 e96d2 bs64 12ep", "vit", 10000, 12, vit, batch_size=64)
-    add("L4 e96d2 mlp2 18ep", "vit", 10000, 18, {**vit, "mlp_ratio": 2.0})
-    add("L5 e96d2 20k x 8ep", "vit", 20000, 8, vit)
-    add("L6 e96d2 16ep augment", "vit", 10000, 16, vit, augment=True)
-    add("L7 e96d2 20k x 7ep", "vit", 20000, 7, vit)
-    add("L8 e96d2 30k x 5ep", "vit", 30000, 5, vit)
-    add("L9 20k x 7ep lr8e-3", "vit", 20000, 7, vit, lr=8e-3)
-    add("L10 18k x 8ep lr6e-3", "vit", 18000, 8, vit)
-    hybrid = {"lr": 5e-3, "warmup_epochs": 0.5}
-    add("M1 mid muon", "mid", 10000, 6, {}, **hybrid)
-    add("M2 early muon", "early", 10000, 7, {"pool": "avg", "depth": 2}, **hybrid)
-    add("M3 late muon", "late", 10000, 7, {}, **hybrid)
-    return runs
+    run, hybrid = functools.partial(_muon_run, lr=6e-3), {"lr": 5e-3, "warmup_epochs": 0.5}
+    return [run("L1 e96d2 16ep", "vit", 10000, 16, VIT),
+            run("L2 e64d2 20ep", "vit", 10000, 20, {**VIT, "embed_dim": 64, "num_heads": 2}),
+            run("L3 e96d2 bs64 12ep", "vit", 10000, 12, VIT, batch_size=64),
+            run("L4 e96d2 mlp2 18ep", "vit", 10000, 18, {**VIT, "mlp_ratio": 2.0}),
+            run("L5 e96d2 20k x 8ep", "vit", 20000, 8, VIT),
+            run("L6 e96d2 16ep augment", "vit", 10000, 16, VIT, augment=True),
+            run("L7 e96d2 20k x 7ep", "vit", 20000, 7, VIT),
+            run("L8 e96d2 30k x 5ep", "vit", 30000, 5, VIT),
+            run("L9 20k x 7ep lr8e-3", "vit", 20000, 7, VIT, lr=8e-3),
+            run("L10 18k x 8ep lr6e-3", "vit", 18000, 8, VIT),
+            run("M1 mid muon", "mid", 10000, 6, {}, **hybrid),
+            run("M2 early muon", "early", 10000, 7, {"pool": "avg", "depth": 2}, **hybrid),
+            run("M3 late muon", "late", 10000, 7, {}, **hybrid)]
 
 
 GRIDS["vit3"] = _grid_vit3()
@@ -268,20 +271,13 @@ GRIDS["vit3"] = _grid_vit3()
 def _grid_vit4() -> list[dict[str, Any]]:
     """NOTES section 11 (N1-N6): the vit recipe (L9) made about 15 % cheaper, so that its run fits the minute
     inside the app too, where it trains ~1.2x slower than from the command line."""
-    runs = []
-    vit = {"depth": 2, "embed_dim": 96, "num_heads": 3, "pos_embed": "sincos"}
-
-    def add(tag, train, epochs, model=None, **change):
-        cfg = {"lr": 8e-3, "warmup_epochs": 1.0, "augment": False, "optimizer": "muon", "epochs": epochs, **change}
-        runs.append({"fusion": "vit", "img": 40, "train": train, "tag": tag, "model": {**vit, **(model or {})},
-                     "train_cfg": cfg})
-    add("N1 20k x 6ep lr8e-3", 20000, 6)
-    add("N2 20k x 6ep lr1e-2", 20000, 6, lr=1e-2)
-    add("N3 20k x 7ep bs256 lr1.2e-2", 20000, 7, batch_size=256, lr=1.2e-2)
-    add("N4 20k x 7ep mlp3", 20000, 7, {"mlp_ratio": 3.0})
-    add("N5 16k x 7ep", 16000, 7)
-    add("N6 20k x 6ep wu0.5", 20000, 6, warmup_epochs=0.5)
-    return runs
+    run = functools.partial(_muon_run, lr=8e-3)
+    return [run("N1 20k x 6ep lr8e-3", "vit", 20000, 6, VIT),
+            run("N2 20k x 6ep lr1e-2", "vit", 20000, 6, VIT, lr=1e-2),
+            run("N3 20k x 7ep bs256 lr1.2e-2", "vit", 20000, 7, VIT, batch_size=256, lr=1.2e-2),
+            run("N4 20k x 7ep mlp3", "vit", 20000, 7, {**VIT, "mlp_ratio": 3.0}),
+            run("N5 16k x 7ep", "vit", 16000, 7, VIT),
+            run("N6 20k x 6ep wu0.5", "vit", 20000, 6, VIT, warmup_epochs=0.5)]
 
 
 GRIDS["vit4"] = _grid_vit4()
@@ -290,21 +286,14 @@ GRIDS["vit4"] = _grid_vit4()
 def _grid_vit5() -> list[dict[str, Any]]:
     """NOTES section 11 (P1-P7): a narrower MLP (N4's lead) and two more seeds of the candidates, since one
     seed moved the same settings by about 3 points (section 10, E1 / L1)."""
-    runs = []
-    vit = {"depth": 2, "embed_dim": 96, "num_heads": 3, "pos_embed": "sincos"}
-
-    def add(tag, model=None, **change):
-        cfg = {"lr": 8e-3, "warmup_epochs": 1.0, "augment": False, "optimizer": "muon", "epochs": 7, **change}
-        runs.append({"fusion": "vit", "img": 40, "train": 20000, "tag": tag, "model": {**vit, **(model or {})},
-                     "train_cfg": cfg})
-    add("P1 mlp2", {"mlp_ratio": 2.0})
-    add("P2 mlp3 lr1e-2", {"mlp_ratio": 3.0}, lr=1e-2)
-    add("P3 mlp3 seed1", {"mlp_ratio": 3.0}, seed=1)
-    add("P4 mlp3 seed2", {"mlp_ratio": 3.0}, seed=2)
-    add("P5 L9 seed1", seed=1)
-    add("P6 L9 seed2", seed=2)
-    add("P7 mlp2 seed1", {"mlp_ratio": 2.0}, seed=1)
-    return runs
+    run = functools.partial(_muon_run, fusion="vit", train=20000, epochs=7, lr=8e-3)
+    return [run("P1 mlp2", model={**VIT, "mlp_ratio": 2.0}),
+            run("P2 mlp3 lr1e-2", model={**VIT, "mlp_ratio": 3.0}, lr=1e-2),
+            run("P3 mlp3 seed1", model={**VIT, "mlp_ratio": 3.0}, seed=1),
+            run("P4 mlp3 seed2", model={**VIT, "mlp_ratio": 3.0}, seed=2),
+            run("P5 L9 seed1", model=VIT, seed=1),
+            run("P6 L9 seed2", model=VIT, seed=2),
+            run("P7 mlp2 seed1", model={**VIT, "mlp_ratio": 2.0}, seed=1)]
 
 
 GRIDS["vit5"] = _grid_vit5()

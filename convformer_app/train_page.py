@@ -59,8 +59,9 @@ def build(controls: list, trained: gr.State, set_controls: list) -> TrainPage:
 
     # the generator streams progress; Cancel stops the event and the thread, then shows what was kept
     outputs = [status, loss_plot, acc_plot, trained_file, trained]
-    # Gradio's progress (bar, timer) on the status line only: on every output, five timers redrawn each frame cost
-    # a browser on the same 2 cores a third of a core, the run 1.2x its time (benchmarks/NOTES.md section 12)
+    # Gradio's progress bar on the status line only (page.css puts it under the text): on every output, five
+    # timers redrawn each frame cost a browser on the same 2 cores a third of a core, the run 1.2x its time
+    # (benchmarks/NOTES.md section 12)
     run = train_btn.click(train_tab.train, [dataset, data_zip, epochs, lr, batch_size, images, img, *controls, arch],
                           outputs, api_name="train", concurrency_limit=None, show_progress_on=[status],
                           time_limit=lim.time_limit + 60)  # jobs: train_tab's limits

@@ -182,7 +182,7 @@ def test_served_queue_is_paced(server) -> None:
 def test_training_shows_gradio_progress_on_the_status_line_only(server) -> None:
     """Gradio's progress timer, on every output of /train, was redrawn every frame by five trackers at once: a
     browser on the same 2 cores took a third of a core and the run 1.2x its time (benchmarks/NOTES.md section
-    12). The bar and timer stay, on the status line."""
+    12). The bar stays, on the status line."""
     (train,) = [d for d in server.demo.config["dependencies"] if d.get("api_name") == "train"]
     assert len(train["outputs"]) == 5 and train["show_progress"] == "full"
     (shown,) = train["show_progress_on"]
