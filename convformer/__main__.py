@@ -1,4 +1,4 @@
-"""Command line: `python -m convformer info|predict|train|code ...` (see --help)."""
+"""Command line: `python -m convformer info|predict|train|code|study ...` (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,7 @@ from .inspection import human
 from .references_cli import add_parser as add_references_parser, predict_imagenet
 from .export import add_parser as add_code_parser
 from .train_cli import add_parser as add_train_parser
+from .study.cli import add_parser as add_study_parser
 
 
 def _model(args: argparse.Namespace, bundled: bool = False):
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     add_train_parser(sub)
     add_code_parser(sub)
     add_references_parser(sub)
+    add_study_parser(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)
