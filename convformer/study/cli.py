@@ -48,6 +48,9 @@ def study_command(args: argparse.Namespace) -> None:
         p = p.replace(steps=args.steps, eval_every=min(p.eval_every, args.steps))
     if args.threads:
         torch.set_num_threads(args.threads)
+    from .protocol import estimate_seconds, plan
+    print(f"study {p.name}: {len(plan(p))} runs of {p.steps} steps; about {estimate_seconds(p) / 60:.0f} min on 2 "
+          "quiet CPU cores (estimated from FLOPs against the late recipe's measured speed)", file=sys.stderr, flush=True)
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
 

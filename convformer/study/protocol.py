@@ -15,7 +15,7 @@ from typing import Any
 from ..config import FUSIONS, ConvFormerConfig
 
 __all__ = ["FULL", "MODELS", "PARAM_TARGET", "PARAM_TOLERANCE", "PLACEMENTS", "Protocol", "QUICK", "RunSpec",
-           "model_config", "model_table", "plan"]
+           "estimate_seconds", "model_config", "model_table", "plan"]
 
 PARAM_TARGET, PARAM_TOLERANCE = 235_000, 0.10
 _BASE = dict(img_size=32, num_classes=10, num_heads=2)
@@ -116,21 +116,43 @@ def plan(p: Protocol) -> list[RunSpec]:
     return runs
 
 
-def model_table(names: tuple[str, ...] = tuple(MODELS)) -> list[dict[str, Any]]:
-    """Parameters and forward FLOPs of one image (torch.utils.flop_counter on the meta device) per model."""
+def _flops(cfg: ConvFormerConfig) -> int:
+    """Forward FLOPs of one image (torch.utils.flop_counter on the meta device: no memory, no compute)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from ..model import ConvFormer
+    with torch.device("meta"):
+        model = ConvFormer(cfg)
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, cfg.in_chans, *cfg.img_size))
+    return counter.get_total_flops()
+
+
+def model_table(names: tuple[str, ...] = tuple(MODELS)) -> list[dict[str, Any]]:
+    """Parameters, forward FLOPs of one image and tokens per model."""
+    import torch
 
     from ..model import ConvFormer
     rows = []
     for name in names:
         cfg = MODELS[name]
         with torch.device("meta"):
-            model = ConvFormer(cfg)
-            with FlopCounterMode(display=False) as counter:
-                model(torch.zeros(1, cfg.in_chans, *cfg.img_size))
-        params = sum(p.numel() for p in model.parameters())
+            params = sum(p.numel() for p in ConvFormer(cfg).parameters())
         gh, gw = cfg.grid_size() if cfg.uses_transformer else (0, 0)
-        rows.append({"model": name, "params": params, "flops": counter.get_total_flops(), "tokens": gh * gw,
+        rows.append({"model": name, "params": params, "flops": _flops(cfg), "tokens": gh * gw,
                      "matched": name in MATCHED})
     return rows
+
+
+def estimate_seconds(p: Protocol) -> float:
+    """Wall time of protocol `p` on 2 quiet CPU cores like the reference machine (benchmarks/NOTES.md section 9):
+    the late recipe's measured images per second there, scaled by forward FLOPs per image for every run, plus
+    the curve's and the scores' evaluations (a forward is a third of a training step) and the rendering."""
+    from ..recipe import RENDER_S, RECIPES
+    ref = RECIPES["late"]
+    ref_flops = _flops(ref.model_config())
+    flops = {r["model"]: r["flops"] for r in model_table()}
+    per_run_eval = (p.steps // p.eval_every) * p.val_size + 2 * p.test_size + p.train_eval_size
+    work = sum(flops[s.model] * (p.steps * p.batch_size + per_run_eval / 3) for s in plan(p))
+    return work / (ref_flops * ref.images_per_s) + (max(p.sizes) + p.val_size + p.test_size) * RENDER_S

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .protocol import MODELS, Protocol, RunSpec, model_table, plan
+from .protocol import MODELS, Protocol, RunSpec, estimate_seconds, model_table, plan
 from .runs import load_splits, train_run
 from .stats import CLAIMS, metrics, verdicts
 
@@ -82,7 +82,7 @@ def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | 
                    where={"device": str(device), "threads": torch.get_num_threads(), "cpu": platform.processor()
                           or platform.machine(), "load_before": load_before, "load_after": _load(),
                           "wall_s": round(time.perf_counter() - start, 1), "render_s": round(render_s, 1),
-                          "torch": torch.__version__})
+                          "torch": torch.__version__, "estimate_s": round(estimate_seconds(p))})
     (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc
 
