@@ -131,7 +131,8 @@ def _against(a: dict, others: dict[str, dict], higher_is_better: bool = True) ->
         verdict = "not supported"
     else:
         verdict = "inconclusive"
-    lean = "supported" if all(v == "better" for v in leans.values()) else "not supported"
+    lean = None if None in leans.values() else "supported" if all(v == "better" for v in leans.values()) \
+        else "not supported"
     return verdict, lean, outcome
 
 

@@ -22,7 +22,7 @@ from .protocol import MODELS, Protocol, RunSpec, estimate_seconds, model_table, 
 from .runs import load_splits, train_run
 from .stats import CLAIMS, metrics, verdicts
 
-__all__ = ["document", "run_study"]
+__all__ = ["document", "finish", "report_only", "run_study"]
 
 
 def _load() -> list[float] | None:
@@ -78,13 +78,27 @@ def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | 
         with log.open("a") as f:
             f.write(json.dumps(record) + "\n")
     runs = [done[s.key] for s in todo if s.key in done]
-    doc = document(p, runs, complete=not stopped and len(runs) == len(todo), planned=len(todo),
-                   where={"device": str(device), "threads": torch.get_num_threads(), "cpu": platform.processor()
-                          or platform.machine(), "load_before": load_before, "load_after": _load(),
-                          "wall_s": round(time.perf_counter() - start, 1), "render_s": round(render_s, 1),
-                          "torch": torch.__version__, "estimate_s": round(estimate_seconds(p))})
-    (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return finish(p, out, runs, complete=not stopped and len(runs) == len(todo),
+                  where={"device": str(device), "load_before": load_before,
+                         "wall_s": round(time.perf_counter() - start, 1), "render_s": round(render_s, 1)})
+
+
+def finish(p: Protocol, out_dir: str | Path, runs: list[dict], *, complete: bool = False,
+           where: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write (and return) the results document of `runs` to out_dir/results.json."""
+    where = {"device": "cpu", "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+             "load_before": None, "load_after": _load(), "wall_s": 0.0, "torch": torch.__version__,
+             "estimate_s": round(estimate_seconds(p)), **(where or {})}
+    doc = document(p, runs, complete=complete, planned=len(plan(p)), where=where)
+    (Path(out_dir) / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc
+
+
+def report_only(p: Protocol, out_dir: str | Path) -> dict[str, Any]:
+    """The document of the runs already in out_dir/runs.jsonl (a study still running, or stopped)."""
+    done = _done(Path(out_dir) / "runs.jsonl")
+    runs = [done[s.key] for s in plan(p) if s.key in done]
+    return finish(p, out_dir, runs, complete=len(runs) == len(plan(p)))
 
 
 class _Stop:
