@@ -37,6 +37,7 @@ MODELS: dict[str, ConvFormerConfig] = {
     "mid@2": ConvFormerConfig(fusion="mid", conv_widths=(16, 48), conv_depths=(0, 1), embed_dim=64, depth=2, **_BASE),
 }
 PLACEMENTS = {1: "mid@1", 2: "mid@2", 3: "mid"}
+MAIN_ORDER = ("early", "late", "mid", "cnn", "vit")  # the first three decide two claims, cnn a third
 MATCHED = (*FUSIONS, "mid@1", "mid@2")  # the models held to PARAM_TARGET
 
 
@@ -105,7 +106,7 @@ def plan(p: Protocol) -> list[RunSpec]:
     main runs, late's branches, SGD, the data sizes, then the placement sweep (attention after stage 1 costs
     13x a main run's FLOPs)."""
     full = p.full_size
-    runs = [RunSpec(f, s, full) for s in p.seeds for f in FUSIONS]
+    runs = [RunSpec(f, s, full) for f in MAIN_ORDER for s in p.seeds]  # every seed of a stage: verdicts sooner
     if p.branches:
         runs += [RunSpec(b, s, full, role="branch") for s in p.seeds for b in ("late/cnn", "late/vit")]
     if p.sgd:
