@@ -13,6 +13,16 @@ from convformer.study.runs import high_frequency_noise, load_splits, train_run
 from convformer.study.stats import compare, metrics, summary, verdicts
 from convformer.study.study import document, run_study
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread, and far faster on a shared machine (a team of two waits at every
+    barrier for a descheduled partner: 5 vs 130 images/s measured at load average 20 on 2 cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY = Protocol("tiny", seeds=(0,), steps=3, batch_size=8, eval_every=2, full_size=60, sizes=(60,), val_size=20,
                 test_size=20, train_eval_size=20, sgd=False, branches=False, placements=False)
 

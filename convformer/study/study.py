@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +43,8 @@ def _done(path: Path) -> dict[str, dict]:
 def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | None = None, resume: bool = False,
               progress: Callable[[dict[str, Any]], None] | None = None, cancel: threading.Event | None = None,
               time_limit: float | None = None) -> dict[str, Any]:
-    """Run every run of `plan(p)` (skipping those in out_dir/runs.jsonl with `resume`), then write and return
+    """Run every run of `plan(p)` (skipping those in out_dir/runs.jsonl with `resume`; several processes started
+    with `resume` on one folder share the runs, each claiming the next free one), then write and return
     the results document. `progress(info)` gets {"event": "run" | "step", "run", "runs", "model", ...};
     `cancel` or `time_limit` (seconds) stop after the current step, and the document says `complete: false`."""
     from ..data import pick_device
@@ -51,6 +53,7 @@ def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | 
     log = out / "runs.jsonl"
     if not resume:
         log.unlink(missing_ok=True)
+        shutil.rmtree(out / "claims", ignore_errors=True)
     done = _done(log)
     device = pick_device(str(device) if device else None)
     start, load_before = time.perf_counter(), _load()
@@ -59,7 +62,8 @@ def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | 
     todo = plan(p)
     stopped = False
     for i, spec in enumerate(todo):
-        if spec.key in done:
+        done.update(_done(log))  # another process on the same folder (--resume) may have finished it
+        if spec.key in done or not _claim(out, spec):
             continue
         if (cancel is not None and cancel.is_set()) or (time_limit and time.perf_counter() - start > time_limit):
             stopped = True
@@ -75,7 +79,7 @@ def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | 
             stopped = True
             break
         done[spec.key] = record
-        with log.open("a") as f:
+        with log.open("a") as f:  # one write of one line (O_APPEND): processes sharing the folder do not mix
             f.write(json.dumps(record) + "\n")
     runs = [done[s.key] for s in todo if s.key in done]
     return finish(p, out, runs, complete=not stopped and len(runs) == len(todo),
@@ -99,6 +103,29 @@ def report_only(p: Protocol, out_dir: str | Path) -> dict[str, Any]:
     done = _done(Path(out_dir) / "runs.jsonl")
     runs = [done[s.key] for s in plan(p) if s.key in done]
     return finish(p, out_dir, runs, complete=len(runs) == len(plan(p)))
+
+
+def _claim(out: Path, spec: RunSpec) -> bool:
+    """Claim a run for this process (a file named by the run, holding the pid, created exclusively), so that
+    several processes started with --resume on one folder share the plan; a dead process's claim is taken over."""
+    folder = out / "claims"
+    folder.mkdir(exist_ok=True)
+    path = folder / spec.key.replace("|", "_").replace("/", "-")
+    for _ in range(2):
+        try:
+            with path.open("x") as f:
+                f.write(str(os.getpid()))
+            return True
+        except FileExistsError:
+            try:
+                owner = int(path.read_text() or 0)
+                os.kill(owner, 0)  # alive: its run
+                return owner == os.getpid()
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                path.unlink(missing_ok=True)  # its process is gone: take it over
+            except PermissionError:
+                return False
+    return False
 
 
 class _Stop:
