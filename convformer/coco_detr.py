@@ -148,7 +148,8 @@ def load(repo: str = REPO, on_download: Callable[[str, int | None], None] | None
 def preprocess(det: Detector, image: Image.Image) -> torch.Tensor:
     """A photo -> (1, 3, H, W) as the model was trained (short side 800, long side at most 1333, ImageNet
     mean / std): the processor's own settings, read from the repository."""
-    return det.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+    x = det.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+    return x.to(next(det.model.parameters()).device)
 
 
 def post_process(logits: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], labels: list[str],
@@ -245,12 +246,13 @@ def inspect(det: Detector, image: Image.Image, threshold: float = THRESHOLD) -> 
     model, x = det.model, preprocess(det, image)
     with _eager(model), _Recorder(model) as rec, torch.inference_mode():
         out = model(pixel_values=x, output_attentions=True)
-    logits, boxes = out.logits[0], out.pred_boxes[0]
+    logits, boxes = out.logits[0].float().cpu(), out.pred_boxes[0].float().cpu()
     found = post_process(logits, boxes, image.size, det.labels, threshold)
     grid = tuple(rec.shapes["input_projection"][1][-2:])
-    cross = torch.stack([a[0] for a in out.cross_attentions])                 # (L, heads, Q, N)
-    encoder = torch.stack([a[0].mean(0) for a in out.encoder_attentions])     # (L, N, N)
-    return DetrInspection(found, image.size, tuple(x.shape[-2:]), grid, cross, encoder, rec.maps,
+    cross = torch.stack([a[0] for a in out.cross_attentions]).float().cpu()              # (L, heads, Q, N)
+    encoder = torch.stack([a[0].mean(0) for a in out.encoder_attentions]).float().cpu()  # (L, N, N)
+    maps = {k: v.float().cpu() for k, v in rec.maps.items()}
+    return DetrInspection(found, image.size, tuple(x.shape[-2:]), grid, cross, encoder, maps,
                           shape_rows(det, rec.shapes, len(found)), logits, boxes)
 
 
@@ -264,6 +266,7 @@ def grad_cam(det: Detector, image: Image.Image, query: int, class_id: int) -> np
         grad, = torch.autograd.grad(out.logits[0, query, class_id], act)  # no parameter's .grad is touched
     weights = grad[0].mean(dim=(1, 2))                                     # (C,)
     cam = torch.relu((weights[:, None, None] * act[0].detach()).sum(0))   # (h, w)
+    cam = cam.float().cpu()
     return (cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy()
 
 
