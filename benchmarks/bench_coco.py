@@ -6,6 +6,13 @@ input size on CPU, in interleaved rounds (order reversed every other round; the 
 R50 measured in the same run. Predictions are in NOTES.md section 13.
 
     nice -n 5 python -m benchmarks.bench_coco --rounds 5 --out benchmarks/coco_candidates.json
+
+`--startup BASELINE_CHECKOUT`: the app's cold start and memory, each a fresh process (interleaved rounds,
+medians): `import app` in a checkout without the COCO views (e.g. main before issue 24) and in this one, and
+here again with the choice used: DETR R50 (the Hub's config, random weights, written once into a temporary
+Hugging Face cache) loaded offline and run on one 640 x 480 photo. RSS by psutil after each step.
+
+    nice -n 5 python -m benchmarks.bench_coco --startup /path/to/baseline --rounds 3 --out benchmarks/coco_startup.json
 """
 from __future__ import annotations
 
@@ -14,7 +21,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -54,12 +65,78 @@ def time_once(model: torch.nn.Module, x: torch.Tensor) -> float:
     return time.perf_counter() - t
 
 
+# run in a fresh process: prints one JSON line of timings (s) and RSS (MB) after each step
+PROBE = """
+import json, os, sys, time
+t0 = time.perf_counter()
+import psutil
+rss = lambda: psutil.Process().memory_info().rss / 2**20
+out = {}
+import app
+out["import_app_s"], out["import_app_mb"] = time.perf_counter() - t0, rss()
+out["transformers_imported"] = "transformers" in sys.modules
+if os.environ.get("COCO_USE") == "1":
+    from PIL import Image
+    from convformer import coco_detr
+    t = time.perf_counter()
+    det = coco_detr.load()
+    out["load_s"], out["load_mb"] = time.perf_counter() - t, rss()
+    t = time.perf_counter()
+    coco_detr.detect(det, Image.new("RGB", (640, 480), "grey"))
+    out["detect_s"], out["detect_mb"] = time.perf_counter() - t, rss()
+print(json.dumps(out))
+"""
+
+
+def write_full_cache(hub: Path) -> None:
+    """DETR R50 at full size (the Hub's config.json, random weights) in a Hugging Face cache at `hub`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests import _fake_detr
+    _fake_detr.write(hub, small=False)
+
+
+def probe(cwd: str, env: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=cwd, env=env, capture_output=True, text=True,
+                         timeout=900)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def startup(baseline: str, rounds: int) -> dict:
+    """Cold start and RSS: baseline checkout, this checkout, this checkout with the COCO choice used."""
+    hub = Path(tempfile.mkdtemp(prefix="bench-coco-hf-")) / "hub"
+    write_full_cache(hub)
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "OMP_NUM_THREADS": "2"}
+    here = str(Path(__file__).resolve().parents[1])
+    runs = {"baseline": (baseline, {}), "coco_unused": (here, {}), "coco_used": (here, {"COCO_USE": "1"})}
+    results: dict[str, list[dict]] = {k: [] for k in runs}
+    for r in range(rounds):
+        for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            cwd, extra = runs[name]
+            results[name].append(probe(cwd, {**env, **extra}))
+    summary = {name: {k: round(statistics.median(x[k] for x in rs), 3) for k in rs[0] if k != "transformers_imported"}
+               | {"transformers_imported": any(x["transformers_imported"] for x in rs)}
+               for name, rs in results.items()}
+    for name, s in summary.items():
+        print(name, s)
+    return {"summary": summary, "runs": results, "baseline": baseline}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--startup", metavar="BASELINE_CHECKOUT", help="measure the app's cold start and memory instead")
     p.add_argument("--out")
     args = p.parse_args(argv)
+    if args.startup:
+        load0 = os.getloadavg()
+        result = startup(args.startup, args.rounds) | {"load_start": load0, "load_end": os.getloadavg()}
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1))
+        return result
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     load0 = os.getloadavg()

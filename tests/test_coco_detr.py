@@ -203,3 +203,15 @@ def test_transformers_is_imported_only_when_the_detector_loads():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) is False
+
+
+def test_the_benchmarked_candidates_have_their_published_sizes():
+    """benchmarks/bench_coco.py's configs give the parameter counts the model cards / papers state (M)."""
+    from benchmarks import bench_coco
+
+    published = {"facebook/detr-resnet-50": 41, "microsoft/conditional-detr-resnet-50": 44,
+                 "PekingU/rtdetr_r18vd": 20}
+    for repo, millions in published.items():
+        with torch.device("meta"):
+            model, _ = bench_coco.build(repo)
+        assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - millions) < 1, repo
