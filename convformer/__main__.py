@@ -11,6 +11,7 @@ from .checkpoint import bundled_checkpoint
 from .data import RESIZES, fit
 from .axes import format_table, token_note
 from .inspection import human
+from .coco_cli import add_parser as add_coco_parser
 from .references_cli import add_parser as add_references_parser, predict_imagenet
 from .export import add_parser as add_code_parser
 from .train_cli import add_parser as add_train_parser
@@ -60,21 +61,6 @@ def predict(args: argparse.Namespace) -> None:
         print(f"{p:7.2%}  {classes[i]}")
 
 
-def detect(args: argparse.Namespace) -> None:
-    """One line per box: class, score, x1 y1 x2 y2 in the photo's pixels. `--weights coco`: DETR R50 (issue 24);
-    the task models' own weights (issue 23) route from here too."""
-    from .coco_detr import detect as detect_coco, load as load_coco
-    from .references import WeightsUnavailable
-
-    image = load_image(args.image)
-    try:
-        found = detect_coco(load_coco(), image, args.threshold)
-    except WeightsUnavailable as e:
-        raise ValueError(str(e)) from None
-    for d in found:
-        print(d.line())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convformer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,15 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", choices=("bundled", "imagenet"), default="bundled",
                    help="imagenet: the stage's ImageNet-trained timm reference (`references` lists them)")
     p.set_defaults(func=predict)
-    p = sub.add_parser("detect", help="print the boxes in a photo: class, score, x1 y1 x2 y2 in its pixels")
-    p.add_argument("image")
-    p.add_argument("--weights", choices=("coco",), default="coco",
-                   help="coco: DETR ResNet-50 pretrained on COCO (facebook/detr-resnet-50, via transformers)")
-    p.add_argument("--threshold", type=float, default=0.7, help="keep boxes whose class scores above this")
-    p.set_defaults(func=detect)
     add_train_parser(sub)
     add_code_parser(sub)
     add_references_parser(sub)
+    add_coco_parser(sub)  # after the tasks' `detect`, if any: it adds --weights coco to it
     args = parser.parse_args(argv)
     try:
         args.func(args)

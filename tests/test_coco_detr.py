@@ -215,3 +215,23 @@ def test_the_benchmarked_candidates_have_their_published_sizes():
         with torch.device("meta"):
             model, _ = bench_coco.build(repo)
         assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - millions) < 1, repo
+
+
+def test_cli_joins_the_tasks_detect_command_when_it_is_there():
+    """With issue 23's `detect` registered first, --weights coco comes here and the default goes to it."""
+    import argparse
+
+    from convformer import coco_cli
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("detect")
+    p.add_argument("image")
+    p.add_argument("--threshold", type=float, default=0.3)
+    called = []
+    p.set_defaults(func=lambda args: called.append(args.weights))
+    coco_cli.add_parser(sub)
+    args = parser.parse_args(["detect", "x.png"])
+    args.func(args)
+    assert called == ["bundled"]
+    assert parser.parse_args(["detect", "x.png", "--weights", "coco"]).weights == "coco"
