@@ -380,8 +380,25 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.status": ("**Training** on {dataset}: epoch {epoch}/{epochs} · step {step}/{total} ({pct}%) · loss {loss}",
                      "**正在训练**，数据：{dataset}：第 {epoch}/{epochs} 轮 · 第 {step}/{total} 步（{pct}%）· 损失 {loss}"),
     "train.status_val": (" · last validation accuracy {acc}", " · 最近一次验证准确率 {acc}"),
-    "train.status_end": (" · {speed} images/s · about {left} s left", " · 每秒 {speed} 张图像 · 约剩 {left} 秒"),
-    "train.stopped": ("■ **Stopped early; the best model so far is kept.**", "■ **已提前停止；保留目前最好的模型。**"),
+    "train.status_measuring": (" · {speed} images/s · measuring the speed…", " · 每秒 {speed} 张图像 · 正在测量速度……"),
+    "train.status_end": (" · {speed} images/s · about {left} s left (about {whole} s in all at this speed",
+                         " · 每秒 {speed} 张图像 · 约剩 {left} 秒（按当前速度全程约 {whole} 秒"),
+    "train.status_vs": ("; estimated {before} s before the start", "；开始前估计为 {before} 秒"),
+    "train.status_close": (")", "）"),
+    "train.status_limit": (
+        " · ⚠ **At this speed the run passes this server's {minutes}-minute limit**: it will stop there and keep the "
+        "best model so far",
+        " · ⚠ **按当前速度，本次训练会超过本服务器 {minutes} 分钟的时间上限**：到时会停止，并保留目前最好的模型"),
+    "train.stopped": ("■ **Cancelled; the best model so far is kept.**", "■ **已取消；保留目前最好的模型。**"),
+    "train.stopped_time": ("■ **Stopped at this server's time limit ({minutes} min); the best model so far is kept.**",
+                           "■ **已在本服务器的时间上限（{minutes} 分钟）处停止；保留目前最好的模型。**"),
+    "train.stopped_target": ("✓ **Stopped early: the target validation accuracy was reached.**",
+                             "✓ **已提前停止：验证准确率达到了目标。**"),
+    "train.phases": (
+        "From pressing Train to this line: {total} s (data {data} s · child process start {start} s · model "
+        "{build} s · training {train} s · final test {test} s · checkpoint {save} s · the rest {end} s).",
+        "从按下训练到这一行：{total} 秒（数据 {data} 秒 · 子进程启动 {start} 秒 · 构建模型 {build} 秒 · 训练 "
+        "{train} 秒 · 最终测试 {test} 秒 · 检查点 {save} 秒 · 其余 {end} 秒）。"),
     "train.done": ("✓ **Done.**", "✓ **完成。**"),
     "train.summary": (" Trained for {epochs} epoch(s) in {seconds} s on {dataset}. Best validation accuracy "
                       "**{acc}** (epoch {best})",
