@@ -3,7 +3,7 @@
 Builds each candidate from a config written like its Hub `config.json` (random weights: no Hub here), counts
 parameters (download size = params x 4 bytes, float32 safetensors) and times one photo at the model's default
 input size on CPU, in interleaved rounds (order reversed every other round; the median), as a ratio to DETR
-R50 measured in the same run. Predictions are in NOTES.md section 13.
+R50 measured in the same run. Predictions are in NOTES.md ("Which COCO detector for photos").
 
     nice -n 5 python -m benchmarks.bench_coco --rounds 5 --out benchmarks/coco_candidates.json
 
