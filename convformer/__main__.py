@@ -14,6 +14,7 @@ from .inspection import human
 from .coco_cli import add_parser as add_coco_parser
 from .references_cli import add_parser as add_references_parser, predict_imagenet
 from .export import add_parser as add_code_parser
+from .faithfulness_cli import add_parser as add_faithfulness_parser
 from .train_cli import add_parser as add_train_parser
 
 
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     add_train_parser(sub)
     add_code_parser(sub)
     add_references_parser(sub)
+    add_faithfulness_parser(sub)
     add_coco_parser(sub)  # after the tasks' `detect`, if any: it adds --weights coco to it
     args = parser.parse_args(argv)
     try:
