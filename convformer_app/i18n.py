@@ -686,6 +686,8 @@ TEXT: dict[str, tuple[str, str]] = {
     'study.stopping': ('Stopping after the current step…', '将在当前步之后停止……'),
     'study.busy_page': ('A training run or study is already going in this page: wait for it or cancel it.', '本页面已有训练或研究在运行：请等待它结束或取消它。'),
     'study.busy_server': ('{busy} run(s) are going on this server already (the limit is {limit}); try again in a minute.', '服务器上已有 {busy} 个运行（上限为 {limit}）；请一分钟后再试。'),
+    'study.too_big': ('The quick study trains on {images} images; this server allows {limit}.',
+                      '快速版研究需要 {images} 张训练图像；本服务器最多允许 {limit} 张。'),
     'study.failed': ('The study failed: {detail}', '研究失败：{detail}'),
 }
 

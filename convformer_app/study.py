@@ -21,7 +21,7 @@ from typing import Any
 
 import gradio as gr
 
-from convformer.study import RESULTS
+from convformer.study import QUICK, RESULTS
 from convformer.study.report import cells, columns, fmt, table
 
 from . import train_tab
@@ -144,6 +144,8 @@ def run_quick(request: gr.Request = None, progress: gr.Progress = gr.Progress())
 
 def _start(request: gr.Request | None) -> train_tab.Job:
     lim, owner = train_tab.limits(), train_tab._session(request)
+    if QUICK.full_size > lim.max_images:
+        raise gr.Error(text("study.too_big", images=QUICK.full_size, limit=lim.max_images))
     with train_tab._LOCK:
         mine = train_tab.JOBS.get(owner)
         if mine is not None and mine.running:
