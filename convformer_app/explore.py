@@ -166,8 +166,8 @@ def preview(image: str | None) -> tuple[Image.Image | None, str]:
     try:
         shown = session.picture(image)
     except gr.Error as e:
-        gr.Warning(i18n.translate(e.message))
-        return None, f"⚠ **{i18n.translate(e.message)}**"
+        gr.Warning(i18n.translate(e.message))  # a toast: escaped as every toast is (route_guards)
+        return None, f"⚠ **{views.plain(i18n.translate(e.message), 600)}**"
     scale = views.DISPLAY / max(shown.size)  # small images are enlarged so they can be seen
     return shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),
                         Image.Resampling.BICUBIC), ""
@@ -205,15 +205,16 @@ def check_config(controls: Controls, trained: str | None = None) -> str:
     """A one-line verdict on the controls, shown next to them: what the model will be, or what is wrong."""
     weights = resolve(controls, trained)
     if weights.kind == "imagenet":
-        return i18n.translate(weights.problem) if weights.problem else text("config.imagenet", fusion=controls.fusion)
+        return views.plain(i18n.translate(weights.problem), 600) if weights.problem else \
+            text("config.imagenet", fusion=views.plain(controls.fusion, 40))
     if weights.fixes_architecture:
         return text("config.fixed_trained") if weights.kind == "trained" else \
-            text("config.fixed_bundled", fusion=controls.fusion)
+            text("config.fixed_bundled", fusion=views.plain(controls.fusion, 40))
     try:
         cfg = session.model_config(controls, Weights("random", "")) if weights.kind != "upload" else \
             session.model_config(controls, weights)
     except gr.Error as e:
-        return text("config.impossible", detail=i18n.translate(e.message))
+        return text("config.impossible", detail=views.plain(i18n.translate(e.message), 600))
     (h, w), cls = cfg.grid_size(), text("config.cls") if cfg.pool == "cls" else ""
     grid = text("config.grid", h=h, w=w, tokens=h * w, cls=cls) if cfg.uses_transformer else ""
     return text("config.ok", fusion=cfg.fusion, params=views.human(session.param_count(cfg)), grid=grid)

@@ -13,6 +13,7 @@ uploads and training runs, and the words of every refusal.
 """
 from __future__ import annotations
 
+import html
 import logging
 import os
 import re
@@ -268,7 +269,7 @@ def message(error: BaseException | None) -> str:
 
 def _payload(error: BaseException | None, show_error: bool) -> dict[str, Any]:
     content = _ORIGINAL(error, show_error)
-    content["error"] = message(error)
+    content["error"] = html.escape(message(error), quote=False)  # the toast renders HTML: a value shows as text
     content.setdefault("visible", True)
     return content
 
@@ -304,6 +305,9 @@ def install_messages() -> None:
     import gradio.queueing
     import gradio.routes
     import gradio.utils
+
+    from . import route_guards
+    route_guards.install()  # Gradio's routes: bodies capped, malformed requests one line, toasts escaped
     gradio.utils.error_payload = _payload
     gradio.queueing.error_payload = _payload
     for module in (gradio.queueing, gradio.routes, gradio.utils):

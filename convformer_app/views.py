@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from convformer import axes, viz
 from convformer.inspection import ShapeRow, human
+from convformer.messages import one_line
 from convformer.model import LAYOUTS
 
 from . import i18n
@@ -30,8 +31,23 @@ def clean(error: BaseException | str) -> str:
     return re.sub(r"(/[\w.\-]+){2,}/?", lambda m: Path(m.group(0)).name or "<path>", str(error))
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$])")  # what Markdown reads as markup (and ':' of a link)
+
+
+def plain(value: object, limit: int = 200) -> str:
+    """Text from outside (a class name, a file name, a value from a URL, a refusal that repeats one) as it must
+    meet Markdown or HTML: on one line, cut to `limit` characters, Markdown's punctuation backslash-escaped and
+    HTML escaped, so a link, a form or `**` shows as the characters it is."""
+    return html.escape(_MARKDOWN.sub(r"\\\1", one_line(str(value), limit)), quote=False)
+
+
+def code_span(value: object, limit: int = 200) -> str:
+    """Text from outside inside a Markdown `code span` (which shows its content as text): no backtick."""
+    return one_line(str(value), limit).replace("`", "'")
+
+
 def classes_text(classes: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(classes[:limit])
+    shown = ", ".join(plain(c) for c in classes[:limit])
     return shown + (text("notice.more", n=len(classes)) if len(classes) > limit else "")
 
 
@@ -42,15 +58,15 @@ def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> s
     if kind == "random":
         return text("notice.random", why=f"{space}{reason}" if reason else "")
     classes = list(meta.get("classes") or [])
-    dataset = meta.get("dataset") or text("notice.unnamed")
-    if dataset == "shapes":
+    dataset = plain(meta.get("dataset")) if meta.get("dataset") else text("notice.unnamed")
+    if meta.get("dataset") == "shapes":
         dataset = text("notice.shapes")
     metrics = meta.get("metrics") or {}
     scores = [text(key, acc=f"{metrics[name]:.1%}") for name, key in (("test_acc", "notice.score_test"),
                                                                     ("val_acc", "notice.score_val"))
               if isinstance(metrics.get(name), (int, float))]
     who = text({"bundled": "notice.who_bundled", "trained": "notice.who_trained"}.get(kind, "notice.who_upload"))
-    out = text("notice.weights", who=who, name=name, dataset=dataset)
+    out = text("notice.weights", who=who, name=code_span(name), dataset=dataset)
     out += text("notice.classes", n=len(classes), names=classes_text(classes)) if classes else ""
     out += text("notice.scores", scores=text("list.sep").join(scores)) if scores else text("notice.end")
     if classes:

@@ -63,7 +63,7 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
     if kind == "bundled":
         path = bundled_checkpoint(fusion) if fusion in FUSIONS else None
         if path is None:
-            return _random(f"No trained checkpoint is bundled for **{fusion}** fusion yet, so it runs with "
+            return _random(f"No trained checkpoint is bundled for **{views.plain(fusion, 40)}** fusion yet, so it runs with "
                            "random initialisation.")
         return _checkpoint("bundled", path, "The bundled checkpoint cannot be used")
     if kind == "trained":
@@ -95,7 +95,7 @@ def _random(reason: str) -> Weights:
 
 def _problem(kind: str, message: str) -> Weights:
     message = i18n.translate(message)  # the page's language (English for the API)
-    return Weights(kind, f"⚠ **{message}**", problem=message)
+    return Weights(kind, f"⚠ **{views.plain(message, 600)}**", problem=message)
 
 
 def _checkpoint(kind: str, path: Path, cannot: str) -> Weights:
