@@ -95,6 +95,8 @@ class Controls:
                 depth=_int("depth", self.depth), num_heads=_int("num_heads", self.num_heads), mlp_ratio=ratio,
                 patch_size=_int("patch_size", self.patch_size), conv_widths=_ints("conv_widths", self.conv_widths),
                 conv_depths=_ints("conv_depths", self.conv_depths), merge=self.merge, num_classes=num_classes)
+        except gr.Error:  # _int / _ints: already the message (str() of a gr.Error is its repr)
+            raise
         except (ValueError, TypeError) as e:  # the library's own check names the field
             raise gr.Error(str(e)) from None
         return cfg

@@ -298,28 +298,39 @@ def link(controls: Controls) -> str:
 
 
 # ---- the code ------------------------------------------------------------------------------------------
-CODE_DIR = Path(tempfile.gettempdir()) / "convformer_code"  # one file per distinct source: bounded by configs
+CODE_DIR = Path(tempfile.gettempdir()) / "convformer_code"  # one folder per distinct source, pruned by prune_code
+CODE_BUDGET = 32 * 2**20   # bytes of written files kept at once; older ones are deleted first
+CODE_TTL_S = 3600.0        # a file is kept at most this long (Gradio has copied it to its cache by then)
 
 
 @spread
 def code(controls: Controls, trained: str | None = None) -> tuple[str, str]:
     """The model the controls describe as ONE PyTorch file (convformer.export: torch + stdlib, the same
-    state_dict as the library's model): (the source, the path of a file to download)."""
+    state_dict as the library's model): (the source, the path of a file to download). Written from the
+    configuration alone (convformer.export builds its skeleton on the meta device): no weights are loaded or
+    built, whatever the size; a checkpoint gives its configuration and class names from its header."""
     weights = resolve(controls, trained)
     if weights.kind == "imagenet":
         raise gr.Error(text("code.imagenet"))
     cfg = session.model_config(controls, weights)
-    loaded = session.load(weights, cfg)
     if weights.kind == "random":
-        name, command, classes = f"{controls.preset} (random weights)", command_for(cfg), None
+        preset = controls.preset if controls.preset in ALL_PRESETS else "custom configuration"
+        name, command, classes = f"{preset} (random weights)", command_for(cfg), None
     else:  # a checkpoint: its file name only (no server path), and its class names
         file = weights.path.name if weights.path else "checkpoint.safetensors"
         name, command = f"{file} ({weights.kind} weights)", f"python -m convformer code --checkpoint {file}"
-        classes = loaded.classes
-    source = export(loaded.model, name=name, command=command, classes=classes)
+        classes = weights.meta.get("classes") or None
+    source = export(cfg, name=name, command=command, classes=classes)
     folder = CODE_DIR / hashlib.sha256(source.encode()).hexdigest()[:16]
     path = folder / f"convformer_{cfg.fusion}.py"
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(source)
+        prune_code(keep=folder)
     return source, str(path)
+
+
+def prune_code(keep: Path | None = None) -> list[Path]:
+    """The janitor's task for /code's files (and run after each new one): folders older than CODE_TTL_S, then
+    the oldest while all hold more than CODE_BUDGET bytes; `keep` (the file just written) stays."""
+    return safety.prune_runs(CODE_DIR, CODE_BUDGET, CODE_TTL_S, active=[keep] if keep else ())
