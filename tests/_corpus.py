@@ -311,7 +311,7 @@ def dataset_zips(folder: Path) -> dict[str, Path]:
     truncated_jpeg: one JPEG cut short among good ones (skipped); deep: one file under 1,500 folders."""
     import unicodedata
     png = _save(_photo(16, 16), "PNG")
-    jpeg = _save(_photo(32, 32), "JPEG")
+    jpeg = _save(_photo(96, 64), "JPEG", quality=95)
     out = {}
 
     def write(name: str, entries: list[tuple[str, bytes]]) -> None:
@@ -325,7 +325,7 @@ def dataset_zips(folder: Path) -> dict[str, Path]:
     write("long_class.zip", [(f"{'c' * 255}/{i}.png", png) for i in range(3)] + good)
     nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
     write("nfc_nfd.zip", [(f"{nfc}/0.png", png), (f"{nfd}/1.png", png)] + good)
-    write("truncated_jpeg.zip", [(f"a/{i}.jpg", jpeg) for i in range(3)] + [("a/cut.jpg", jpeg[: len(jpeg) // 2])]
+    write("truncated_jpeg.zip", [(f"a/{i}.jpg", jpeg) for i in range(3)] + [("a/cut.jpg", jpeg[: len(jpeg) - 400])]
           + good)
     write("deep.zip", [("a/" + "d/" * 1500 + "0.png", png)] + good)
     return out
