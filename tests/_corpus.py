@@ -117,6 +117,7 @@ def images(folder: Path) -> dict[str, tuple[Path, bool]]:
         "short_ihdr.png": ("short_ihdr.png", short_ihdr, False),
         "declares_40mp_float.tiff": ("float40.tiff", tiff_declaring(6300, 6300), False),
         "long_name.png": ("n" * 200 + ".png", b"not an image, and a long name\n", False),
+        "many_scans.jpg": ("scans.jpg", many_scans_jpeg(), False),  # round three: refused before decoding
     }
     out = {}
     for key, (name, data, ok) in cases.items():
@@ -143,7 +144,8 @@ def _safetensors_raw(header: dict, data: bytes) -> bytes:
 
 
 def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str, Path]:
-    """Write bad checkpoints into `folder`, all refused: name -> path. `good` is a valid checkpoint of the
+    """Write bad checkpoints into `folder`, all refused but hostile_classes (valid, its names must show as
+    text): name -> path. `good` is a valid checkpoint of the
     configuration the test runs with; `other` one of a different configuration."""
     from safetensors import safe_open
     with safe_open(str(good), framework="pt") as f:
@@ -175,6 +177,8 @@ def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str
         "other_fusion.safetensors": None,
         "in_chans_4.safetensors": None,
         "degenerate_std.safetensors": None,
+        "empty_objects.safetensors": None,     # round three: 1.5 MB of {} in the metadata, refused before parsing
+        "hostile_classes.safetensors": None,   # round three: valid; its class names are links and forms
     }
     out = {}
     for name, data in cases.items():
@@ -206,6 +210,10 @@ def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str
             info["config"].update(num_classes=100_000)
             info["meta"] = {}
             save_file({}, str(path), metadata={"convformer": json.dumps(info), "format": "pt"})
+        elif name == "empty_objects.safetensors":
+            empty_objects_header(good, path, megabytes=1.5)
+        elif name == "hostile_classes.safetensors":
+            hostile_classes_checkpoint(good, path)
         elif name == "nested_header.safetensors":
             save_file(state, str(path), metadata={"convformer": "[" * 100_000 + "]" * 100_000, "format": "pt"})
         else:  # a real model of another fusion stage, of 4 input channels, or with a degenerate std
