@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import functools
-import html
 import json
 import logging
 from typing import Any
@@ -34,6 +33,12 @@ log = logging.getLogger(__name__)
 GRADIO_VERSION = "6.31.0"    # the version whose internals are patched here
 BODY_LIMIT = 2 * 2**20       # bytes of a request body (JSON: every value the API takes fits in far less)
 UPLOAD_PATHS = ("/gradio_api/upload",)  # multipart uploads: Gradio's max_file_size (app.py) bounds them
+
+
+def as_text(message: object) -> str:
+    """`message` as HTML that shows it as text: `&` and `<` escaped (no tag or entity can start; `>`, quotes
+    and the rest stay as they are, so an API client reads `x >= 8` as written)."""
+    return str(message).replace("&", "&amp;").replace("<", "&lt;")
 
 
 def _json(status: int, text: str) -> tuple[dict, list[tuple[bytes, bytes]], bytes]:
@@ -134,8 +139,7 @@ def _push(original):
 def _log_message(original):
     @functools.wraps(original)
     def log_message(self, event_id, log, title, level, duration=10, visible=True):
-        return original(self, event_id, html.escape(str(log), quote=False), html.escape(str(title), quote=False),
-                        level, duration, visible)
+        return original(self, event_id, as_text(log), as_text(title), level, duration, visible)
     log_message.__guarded__ = True
     return log_message
 

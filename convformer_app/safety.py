@@ -13,7 +13,6 @@ uploads and training runs, and the words of every refusal.
 """
 from __future__ import annotations
 
-import html
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ from PIL import Image
 
 from convformer.messages import one_line, shown
 
+from . import route_guards
 from .views import clean
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def message(error: BaseException | None) -> str:
 
 def _payload(error: BaseException | None, show_error: bool) -> dict[str, Any]:
     content = _ORIGINAL(error, show_error)
-    content["error"] = html.escape(message(error), quote=False)  # the toast renders HTML: a value shows as text
+    content["error"] = route_guards.as_text(message(error))  # the toast renders HTML: a value shows as text
     content.setdefault("visible", True)
     return content
 
@@ -306,7 +306,6 @@ def install_messages() -> None:
     import gradio.routes
     import gradio.utils
 
-    from . import route_guards
     route_guards.install()  # Gradio's routes: bodies capped, malformed requests one line, toasts escaped
     gradio.utils.error_payload = _payload
     gradio.queueing.error_payload = _payload
