@@ -31,14 +31,17 @@ def clean(error: BaseException | str) -> str:
     return re.sub(r"(/[\w.\-]+){2,}/?", lambda m: Path(m.group(0)).name or "<path>", str(error))
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$])")  # what Markdown reads as markup (and ':' of a link)
+_MARKDOWN = re.compile(r"([\\`\[\]!|$~])")  # what makes a link, an image, code, a table or a formula
+_BARE_LINK = re.compile(r"(?i)(?<=www)\.|(?<=:)//")  # what GitHub-flavoured Markdown turns into a link by itself
 
 
 def plain(value: object, limit: int = 200) -> str:
     """Text from outside (a class name, a file name, a value from a URL, a refusal that repeats one) as it must
-    meet Markdown or HTML: on one line, cut to `limit` characters, Markdown's punctuation backslash-escaped and
-    HTML escaped, so a link, a form or `**` shows as the characters it is."""
-    return html.escape(_MARKDOWN.sub(r"\\\1", one_line(str(value), limit)), quote=False)
+    meet Markdown or HTML: on one line, cut to `limit` characters, HTML escaped and what makes Markdown a link,
+    an image, code or a formula backslash-escaped (a bare `https://` or `www.` too), so a link or a password
+    form shows as the characters it is. Emphasis marks are left: at worst they change the text's weight."""
+    text = _MARKDOWN.sub(r"\\\1", one_line(str(value), limit))
+    return html.escape(_BARE_LINK.sub(lambda m: "\\" + "\\".join(m.group(0)), text), quote=False)
 
 
 def code_span(value: object, limit: int = 200) -> str:
