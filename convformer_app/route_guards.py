@@ -128,8 +128,8 @@ def _get_fn(original):
 def _push(original):
     @functools.wraps(original)
     async def push(self, body, request, username):
-        session = getattr(body, "session_hash", None)
-        if not isinstance(session, str) or not session.strip() or len(session) > 200:
+        session = getattr(body, "session_hash", None)  # None: /call/<name>, which makes its own
+        if session is not None and (not isinstance(session, str) or not session.strip() or len(session) > 200):
             return False, "This request cannot be used: session_hash must be a non-empty string.", "error"
         return await original(self, body, request, username)
     push.__guarded__ = True
