@@ -612,6 +612,25 @@ TEXT: dict[str, tuple[str, str]] = {
     "reason.activations": ("at img_size={size} the conv stages would hold ~{m} M activations per image (limit {limit} M)",
                            "在 img_size={size} 下，卷积阶段每张图像约有 {m} M 个激活值（上限 {limit} M）"),
     # ---- Explore: which map to trust (convformer_app/trust.py) ----
+    "tab.relevance": (
+        "Relevance (Chefer et al.)",
+        "相关性（Chefer 等）"),
+    "relevance.explain": (
+        "Class-specific relevance (Chefer et al. 2021): each block's attention weighted by the gradient of "
+        "the explained class, negative parts dropped, heads averaged, and accumulated over the blocks. Unlike"
+        " rollout it depends on the class (choose it under Grad-CAM); unlike Grad-CAM it reads the attention."
+        " Which map to trust? The accordion below scores them all on this image.",
+        "类别特定的相关性（Chefer 等，2021）：每个块的注意力按所解释类别的梯度加权，去掉负的部分，对各头取平均，再在各块之间累积。与 rollout 不同，它取决于类别（在 Grad-CAM "
+        "下选择）；与 Grad-CAM 不同，它读取的是注意力。该相信哪张图？下面的折叠面板会在这张图像上给它们全部打分。"),
+    "relevance.image": (
+        "Relevance",
+        "相关性"),
+    "relevance.note": (
+        "Relevance of {cls} over the `{grid}` token grid ({h} x {w}).",
+        "{cls} 在 `{grid}` 词元网格（{h} x {w}）上的相关性。"),
+    "relevance.none": (
+        "No relevance map: this model has no attention.",
+        "没有相关性图：这个模型没有注意力。"),
     "trust.title": (
         "Which map to trust?",
         "该相信哪张图？"),
@@ -696,12 +715,12 @@ TEXT: dict[str, tuple[str, str]] = {
         "**Trust {best} on this image:** removing the pixels it ranks highest lowers the probability of {cls}"
         " fastest and adding them back restores it fastest (insertion minus deletion AUC {gain}, a random map"
         " {floor}){where}.",
-        "**在这张图像上可以相信 {best}：**去掉它排名最高的像素时 {cls} 的概率下降最快，把它们加回时恢复最快（插入 AUC 减删除 AUC 为 {gain}，随机图为 "
+        "**在这张图像上可以相信 {best}**：去掉它排名最高的像素时 {cls} 的概率下降最快，把它们加回时恢复最快（插入 AUC 减删除 AUC 为 {gain}，随机图为 "
         "{floor}）{where}。"),
     "trust.verdict_none": (
         "**Trust none of these maps on this image:** none moves the probability of {cls} clearly more than a "
         "random map does (insertion minus deletion AUC of a random map: {floor}).",
-        "**在这张图像上这些图都不可信：**没有一张图对 {cls} 概率的影响明显超过随机图（随机图的插入 AUC 减删除 AUC：{floor}）。"),
+        "**在这张图像上这些图都不可信**：没有一张图对 {cls} 概率的影响明显超过随机图（随机图的插入 AUC 减删除 AUC：{floor}）。"),
     "trust.on_object": (
         ", and its peak lies on the object",
         "，而且它的峰值落在物体上"),

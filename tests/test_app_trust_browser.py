@@ -19,15 +19,15 @@ def page(browser):
 
 def test_trust_panel_buttons(page, server) -> None:
     page.goto(f"{server.url}/?fusion=mid&weights=bundled")
-    page.wait_for_selector("#trust-run", state="attached")
+    page.wait_for_selector("#trust")
     page.wait_for_function("document.querySelector('#fusion input[value=mid]')?.checked")
-    page.get_by_text("Which map to trust?").click()
+    page.locator("#trust").get_by_text("Which map to trust?").first.click()  # the accordion opens
     page.locator("#trust-run").click()
     page.wait_for_function("document.querySelector('#trust-verdict')?.innerText.includes('Trust')")
     table = page.locator("#trust-table").inner_text()
     assert "relevance" in table and "gradcam" in table and "random" in table
     assert "on the object" in table or "off the object" in table  # the start image is a Shapes example
-    assert page.locator("#trust-deletion canvas, #trust-deletion svg").count() >= 1
+    page.wait_for_selector("#trust-deletion canvas, #trust-deletion svg")  # the curves are drawn (Vega)
 
     page.locator("#trust-sanity").click()
     page.wait_for_function("document.querySelector('#trust-sanity-table')?.innerText.includes('fails')")
