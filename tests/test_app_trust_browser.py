@@ -40,3 +40,14 @@ def test_relevance_map_after_run(page) -> None:
     page.get_by_role("tab", name="Relevance").click()
     page.wait_for_selector("#relevance img")
     assert "relevance" in page.locator("#relevance-note").inner_text().lower()
+
+
+def test_trust_endpoint(server) -> None:
+    from gradio_client import Client, handle_file
+    from convformer_app.session import EXAMPLES
+    client = Client(server.url, verbose=False)
+    out = client.predict(handle_file(str(EXAMPLES / "shapes_heart.png")), "late", weights="bundled",
+                         api_name="/trust")
+    table, verdict, branches = out[2], out[3], out[4]
+    assert verdict.startswith("**Trust") and "cnn" in branches and "vit" in branches
+    assert {row[0] for row in table["data"]} == {"relevance", "rollout", "attention", "gradcam", "random"}
