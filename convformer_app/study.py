@@ -48,7 +48,7 @@ def results_markdown(doc: dict[str, Any] | None) -> str:
     head = [text(f"study.col.{k}", **v) for k, v in columns(doc)]
     out = [text("study.head", name=p["name"], done=doc["runs_done"], planned=doc["runs_planned"],
                 seeds=", ".join(map(str, p["seeds"])), steps=p["steps"], batch=p["batch_size"], device=w["device"],
-                threads=w["threads"], wall=f"{w['wall_s']:.0f}", before=w["load_before"], after=w["load_after"]),
+                threads=w.get("threads") or "-", wall=f"{w['wall_s']:.0f}", before=w["load_before"], after=w["load_after"]),
            text("study.partial") if not doc["complete"] else "", text("study.values"), "",
            table(head, cells(doc)), "",
            text("study.late", late=fmt(m["late"]["final_acc"]), cnn=fmt(lb["late/cnn"]), vit=fmt(lb["late/vit"]),

@@ -66,8 +66,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"Study `{p['name']}`: {doc['runs_done']}/{doc['runs_planned']} runs"
              + ("" if doc["complete"] else " (**partial**: stopped before the end)")
              + f", seeds {', '.join(map(str, p['seeds']))}, {p['steps']} steps of {p['batch_size']} images at "
-             f"32 px; {w['device']}, {w['threads']} threads, {w['wall_s']:.0f} s wall, load average "
-             f"{w['load_before']} before, {w['load_after']} after.", "",
+             f"32 px; {w['device']}" + (f", {w['threads']} threads" if w.get("threads") else "") + f", {w['wall_s']:.0f} s, load average "
+             f"{w['load_before']} before, {w['load_after']} after." + (f" ({w['note']})" if w.get("note") else ""), "",
              "Values: mean [min, max] over seeds; accuracies in %, gaps and drops in points.", "",
              table(head, cells(doc)), "",
              f"Late fusion: {fmt(m['late']['final_acc'])} %; its branches alone: cnn {fmt(lb['late/cnn'])} %, "

@@ -102,7 +102,9 @@ def report_only(p: Protocol, out_dir: str | Path) -> dict[str, Any]:
     """The document of the runs already in out_dir/runs.jsonl (a study still running, or stopped)."""
     done = _done(Path(out_dir) / "runs.jsonl")
     runs = [done[s.key] for s in plan(p) if s.key in done]
-    return finish(p, out_dir, runs, complete=len(runs) == len(plan(p)))
+    return finish(p, out_dir, runs, complete=len(runs) == len(plan(p)), where={
+        "threads": None, "wall_s": round(sum(r["seconds"] for r in runs), 1),
+        "note": "rebuilt by --report from runs.jsonl: wall_s is the runs' training time summed"})
 
 
 def _claim(out: Path, spec: RunSpec) -> bool:
