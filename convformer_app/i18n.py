@@ -612,6 +612,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "reason.activations": ("at img_size={size} the conv stages would hold ~{m} M activations per image (limit {limit} M)",
                            "在 img_size={size} 下，卷积阶段每张图像约有 {m} M 个激活值（上限 {limit} M）"),
     # ---- Explore: which map to trust (convformer_app/trust.py) ----
+    "trust.legend": (
+        "Lines: relevance red, rollout blue, attention green, gradcam orange, random grey.",
+        "曲线：relevance 红色，rollout 蓝色，attention 绿色，gradcam 橙色，random 灰色。"),
     "tab.relevance": (
         "Relevance (Chefer et al.)",
         "相关性（Chefer 等）"),
