@@ -58,9 +58,9 @@ def bare_loop(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Te
 def run(fusion: str | None = None, device: str = "cpu", rounds: int = 3, train_size: int | None = None,
         val_size: int | None = None, log=print) -> dict[str, Any]:
     """fit() vs bare loop images/s for the recipe's model and batch; on CUDA also the full default run."""
-    from convformer.datasets import make_datasets
+    from convformer.data.datasets import make_datasets
     from convformer.model import ConvFormer
-    from convformer.recipe import DEFAULT, RECIPES
+    from convformer.train.recipes import DEFAULT, RECIPES
     from convformer.train import fit
     fusion = fusion or DEFAULT
     recipe = RECIPES[fusion]

@@ -7,13 +7,13 @@ import sys
 import torch
 
 from . import FUSIONS, PRESETS, create, inspect, load_checkpoint, load_image, pick_device, preprocess
-from .checkpoint import bundled_checkpoint
+from .export.checkpoint import bundled_checkpoint
 from .data import RESIZES, fit
 from .axes import format_table, token_note
 from .inspection import human
 from .references_cli import add_parser as add_references_parser, predict_imagenet
-from .export import add_parser as add_code_parser
-from .train_cli import add_parser as add_train_parser
+from .export.code import add_parser as add_code_parser
+from .train.cli import add_parser as add_train_parser
 
 
 def _model(args: argparse.Namespace, bundled: bool = False):

@@ -78,7 +78,7 @@ def _pretrained_cfgs(name: str, cfg: ConvFormerConfig) -> dict[str, dict[str, An
     base = timm_config(cfg)
     if cfg.fusion in PAPERS and name in PRESETS:
         base["paper_name"], base["paper_ids"] = PAPERS[cfg.fusion]
-    from .checkpoint import bundled_checkpoint
+    from .export.checkpoint import bundled_checkpoint
     path = bundled_checkpoint(cfg.fusion) if name in SHAPES_PRESETS else None
     if path is None:
         return {name: base}
@@ -121,7 +121,7 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> ConvFormer:
         keep = {k: v for k, v in model.pretrained_cfg.items() if k not in own and v is not None}
         net.pretrained_cfg = net.default_cfg = {**own, **keep, "num_classes": net.num_classes}
         if pretrained and str(keep.get("file", "")).endswith(".safetensors"):
-            from .checkpoint import CheckpointError, read_info
+            from .export.checkpoint import CheckpointError, read_info
             try:
                 net.meta = read_info(keep["file"])["meta"]  # class names, metrics, ... as load_checkpoint gives
             except CheckpointError:

@@ -7,7 +7,7 @@ the page to the handlers, into the URL and to the Train tab. Gradio hands a hand
 once: every function after that takes the single value.
 
 Adding a control: a field here (its default is the API default; a new field goes last, after `checkpoint`,
-so positional API calls keep working), its component in explore_page.py's `parts` dict, and the code that reads it.
+so positional API calls keep working), its component in explore/page.py's `parts` dict, and the code that reads it.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from convformer.presets import PRESETS, SHAPES_PRESETS
 
 RANDOM_CLASSES = 10
 ALL_PRESETS = {**PRESETS, **SHAPES_PRESETS}  # the Preset control's choices: architectures, then the bundled ones
-# (min, max, step) of each numeric control: explore_page builds its sliders from these, and a URL is clamped to them
+# (min, max, step) of each numeric control: explore/page.py builds its sliders from these, and a URL is clamped to them
 RANGES: dict[str, tuple[float, float, float]] = {
     "img_size": (32, 512, 8), "patch_size": (2, 64, 1), "embed_dim": (16, 768, 8), "depth": (0, 24, 1),
     "num_heads": (1, 16, 1), "mlp_ratio": (0.5, 8, 0.5)}

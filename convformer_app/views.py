@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from convformer import axes, viz
+from convformer import axes
+from convformer.inspection import viz
 from convformer.inspection import ShapeRow, human
 from convformer.model import LAYOUTS
 
@@ -101,7 +102,7 @@ COLOURS = {"conv": "#3b82f6", "proj": "#6366f1", "patch": "#6366f1", "tokens": "
            "norm": "#f59e0b", "grid": "#f59e0b", "refine": "#3b82f6", "pool": "#9ca3af", "merge": "#22c55e",
            "head": "#22c55e", "input": "#9ca3af"}
 LANES = {branch for branches in LAYOUTS.values() for branch in branches}  # our models' branches
-# a timm model's row (the notes of convformer.inspect_timm) -> the kind of box it is
+# a timm model's row (the notes of convformer.inspection.timm_engine) -> the kind of box it is
 OWN_KINDS = (("conv", "conv"), ("patchify", "patch"), ("grid -> tokens", "tokens"), ("transformer block", "blocks"),
              ("transformer stage", "stage"), ("pool", "pool"), ("classifier", "head"), ("mean of", "merge"))
 KINDS = ("conv", "proj", "patch", "tokens", "blocks", "norm", "grid", "refine", "pool", "merge", "head", "input")

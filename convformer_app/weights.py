@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convformer.checkpoint import CheckpointError, bundled_checkpoint, read_info
+from convformer.export.checkpoint import CheckpointError, bundled_checkpoint, read_info
 from convformer.config import FUSIONS, ConvFormerConfig
 
 from . import i18n, views
@@ -21,7 +21,7 @@ from .views import clean
 
 WEIGHTS = {"bundled": "Bundled checkpoint (trained)", "random": "Random initialisation",
            "upload": "My checkpoint (.safetensors)", "trained": "Trained in this session (Train tab)",
-           "imagenet": "Pretrained on ImageNet"}  # a published timm model per stage (convformer_app/imagenet.py)
+           "imagenet": "Pretrained on ImageNet"}  # a published timm model per stage (convformer_app/references.py)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
     if kind == "random":
         return _random("You chose random initialisation.")
     if kind == "imagenet":
-        from .imagenet import weights as imagenet_weights
+        from .references import weights as imagenet_weights
         return imagenet_weights(fusion)
     if kind == "bundled":
         path = bundled_checkpoint(fusion) if fusion in FUSIONS else None

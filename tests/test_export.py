@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from convformer import ConvFormer, ConvFormerConfig, inspect, load_checkpoint
 from convformer import axes
 from convformer.__main__ import main
-from convformer.checkpoint import bundled_checkpoint
+from convformer.export.checkpoint import bundled_checkpoint
 from convformer.export import export, load
 from convformer.model import LAYOUTS
 from convformer.presets import PRESETS, SHAPES_PRESETS

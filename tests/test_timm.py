@@ -12,7 +12,7 @@ from timm.models._features import FeatureGetterNet
 from timm.models._manipulate import group_parameters
 
 import convformer as cf
-from convformer.checkpoint import bundled_checkpoint
+from convformer.export.checkpoint import bundled_checkpoint
 from convformer.config import FUSIONS
 from convformer.presets import checkpoint_filter_fn
 from tests.test_model import TINY, tiny

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .inspection import Inspection, ShapeRow, TokenGrid, grad_cam, record_steps
+from .core import Inspection, ShapeRow, TokenGrid, grad_cam, record_steps
 
 _SKIP = (nn.Identity, nn.Dropout)
 _FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()

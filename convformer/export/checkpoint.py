@@ -12,9 +12,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .config import LIMITS, ConvFormerConfig, estimate
-from .messages import one_line, shown
-from .model import ConvFormer
+from ..config import LIMITS, ConvFormerConfig, estimate
+from ..messages import one_line, shown
+from ..model import ConvFormer
 
 MAX_BYTES = 1_000_000_000        # the whole file
 MAX_HEADER_BYTES = 16_000_000    # its JSON header (tensor table, config, metadata)
@@ -248,7 +248,7 @@ def _short(error: BaseException) -> str:
     return one_line(str(error), 160) or type(error).__name__
 
 
-BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
+BUNDLED = Path(__file__).resolve().parents[2] / "assets" / "checkpoints"
 
 
 def bundled_checkpoint(fusion: str) -> Path | None:

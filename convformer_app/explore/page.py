@@ -1,4 +1,4 @@
-"""The Explore tab's layout and events; its handlers live in explore.py (and session.py, views.py). app.py
+"""The Explore tab's layout and events; its handlers live in handlers.py (and engine.py, views.py). app.py
 calls `build` inside the tab and wires the returned texts into the ones that follow the page's language."""
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import gradio as gr
 
 from convformer.config import FUSIONS, MERGES
 
-from . import explore, i18n, session
-from .controls import ALL_PRESETS, RANGES, Controls
-from .i18n import tr
-from .weights import WEIGHTS, defaults, resolve
+from .. import engine, i18n
+from . import handlers
+from ..controls import ALL_PRESETS, RANGES, Controls
+from ..i18n import tr
+from ..weights import WEIGHTS, defaults, resolve
 
 D = defaults("mid")
 D_NOTICE = i18n.fixed(lambda: resolve(D).notice)  # the start page's notice, in each language
@@ -21,8 +22,8 @@ D_NOTICE = i18n.fixed(lambda: resolve(D).notice)  # the start page's notice, in 
 class ExplorePage:
     """What the rest of the page wires to."""
     controls: list       # one component per field of Controls, in order: handlers take them as `*controls`
-    set_controls: list   # explore.CONTROL_OUTPUTS: what a change of stage, preset, weights or a trained run sets
-    retold: list         # texts built in Python (explore.retell): notice, config status, maps note, table, diagram
+    set_controls: list   # handlers.CONTROL_OUTPUTS: what a change of stage, preset, weights or a trained run sets
+    retold: list         # texts built in Python (handlers.retell): notice, config status, maps note, table, diagram
     gallery: gr.Gallery  # the examples (captions in the page's language)
 
 
@@ -38,18 +39,18 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
     notice = gr.Markdown(D_NOTICE, elem_id="weights-notice")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=260):
-            image = gr.File(explore.first_example(), label=tr("image.file"), file_types=["image"],
+            image = gr.File(handlers.first_example(), label=tr("image.file"), file_types=["image"],
                             type="filepath", elem_id="image-file", height=100)
             with gr.Accordion(tr("image.capture_box"), open=False):
                 capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label=tr("image.capture"),
                                    image_mode=None)  # Gradio passes the file on undecoded: load_image decodes
-            preview = gr.Image(explore.preview(explore.first_example())[0], label=tr("image.preview"),
+            preview = gr.Image(handlers.preview(handlers.first_example())[0], label=tr("image.preview"),
                                interactive=False, format="jpeg", height=220, elem_id="preview")
             image_status = gr.Markdown()
             resize = gr.Radio(i18n.choices({"keep": "resize.keep", "squash": "resize.squash"}), value="keep",
                               label=tr("image.resize"), elem_id="resize", info=tr("image.resize_info"))
         with gr.Column(scale=1, min_width=260):
-            gallery = gr.Gallery(explore.gallery(), label=tr("image.examples"), columns=3, height=330,
+            gallery = gr.Gallery(handlers.gallery(), label=tr("image.examples"), columns=3, height=330,
                                  allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
         with gr.Column(scale=2, min_width=380):
             fusion = gr.Radio(i18n.choices({f: f"fusion.{f}" for f in FUSIONS}), value=D.fusion,
@@ -97,7 +98,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                 rollout = gr.Image(label=tr("rollout.image"), interactive=False, format="jpeg",
                                    elem_id="rollout")
                 with gr.Column():
-                    head_fusion = gr.Radio(i18n.choices({h: f"head_fusion.{h}" for h in explore.HEAD_FUSIONS}),
+                    head_fusion = gr.Radio(i18n.choices({h: f"head_fusion.{h}" for h in handlers.HEAD_FUSIONS}),
                                            value="mean", label=tr("rollout.head_fusion"))
                     discard = gr.Slider(0, 0.95, 0.0, step=0.05, elem_id="discard", label=tr("rollout.discard"))
         with gr.Tab(tr("tab.per_block")):
@@ -119,7 +120,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                                 elem_id="channels")
         with gr.Tab(tr("tab.cam")):
             gr.Markdown(tr("cam.explain"))
-            cam_target = gr.Dropdown([(tr("cam.predicted"), session.PREDICTED)], value=session.PREDICTED,
+            cam_target = gr.Dropdown([(tr("cam.predicted"), engine.PREDICTED)], value=engine.PREDICTED,
                                      label=tr("cam.target"),
                                      allow_custom_value=True)
             cam_layer = gr.Dropdown([], value="", label=tr("cam.layer"), allow_custom_value=True,
@@ -149,39 +150,39 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                  patch=patch, query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table,
                  diagram=diagram, run=run_state, point=point, block=block, head=head, stage=stage,
                  cam_target=cam_target, cam_layer=cam_layer, cam_note=cam_note, caution=caution)
-    set_controls = [named[k] for k in explore.CONTROL_OUTPUTS]
+    set_controls = [named[k] for k in handlers.CONTROL_OUTPUTS]
 
     predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, cam_layer, trained, resize]
-    predict_outputs = [named[k] for k in explore.PREDICT_OUTPUTS]
+    predict_outputs = [named[k] for k in handlers.PREDICT_OUTPUTS]
     attention_outputs = [rollout, patch, query, blocks, heads]
 
-    run_btn.click(session.guard(explore.predict), predict_inputs, predict_outputs, api_name="predict").failure(
-        explore.cleared, None, predict_outputs, api_visibility="private")  # no old results under the error
-    gr.on([cam_target.input, cam_layer.input], session.guard(explore.predict), predict_inputs, predict_outputs,
+    run_btn.click(engine.guard(handlers.predict), predict_inputs, predict_outputs, api_name="predict").failure(
+        handlers.cleared, None, predict_outputs, api_visibility="private")  # no old results under the error
+    gr.on([cam_target.input, cam_layer.input], engine.guard(handlers.predict), predict_inputs, predict_outputs,
           api_name="explain")
-    image.change(explore.preview, image, [preview, image_status], api_name="preview")
-    gr.on([code_tab.select, code_btn.click], session.guard(explore.code), [*controls, trained], [code_view, code_file],
+    image.change(handlers.preview, image, [preview, image_status], api_name="preview")
+    gr.on([code_tab.select, code_btn.click], engine.guard(handlers.code), [*controls, trained], [code_view, code_file],
           api_name="code")
     capture.input(lambda path: path, capture, image, api_name="capture")
-    gallery.select(explore.pick_example, None, image, api_name="example")
-    fusion.input(explore.on_fusion, [*controls, trained], set_controls, api_name="fusion_defaults")
-    preset.input(explore.on_preset, [*controls, trained], set_controls, api_name="preset_defaults")
-    weights.input(explore.on_weights, [*controls, trained], set_controls, api_name="weights_defaults")
+    gallery.select(handlers.pick_example, None, image, api_name="example")
+    fusion.input(handlers.on_fusion, [*controls, trained], set_controls, api_name="fusion_defaults")
+    preset.input(handlers.on_preset, [*controls, trained], set_controls, api_name="preset_defaults")
+    weights.input(handlers.on_weights, [*controls, trained], set_controls, api_name="weights_defaults")
     weights.change(lambda w: gr.update(visible=w == "upload"), weights, checkpoint, api_visibility="private")
-    checkpoint.change(explore.on_weights, [*controls, trained], set_controls, api_name="checkpoint_notice")
-    gr.on([c.change for c in controls], explore.check_config, [*controls, trained], config_status,
+    checkpoint.change(handlers.on_weights, [*controls, trained], set_controls, api_name="checkpoint_notice")
+    gr.on([c.change for c in controls], handlers.check_config, [*controls, trained], config_status,
           api_name="check_config", show_progress="hidden")  # the status line, not a timer, while it is checked
-    gr.on([c.change for c in controls], explore.link, controls, address, api_name="address",
+    gr.on([c.change for c in controls], handlers.link, controls, address, api_name="address",
           api_visibility="private", queue=False,
           show_progress="hidden").then(None, address, None, api_visibility="private",  # the address bar follows
                                        js="(q) => { if (q) history.replaceState(null, '', location.pathname + q); }")
     redraw = [run_state, head_fusion, discard, block, head, point]
     gr.on([head_fusion.input, discard.change, block.input, head.input],  # change: dragged, or typed + Enter
-          session.handled(explore.redraw_attention), redraw, attention_outputs, api_name="attention",
+          engine.handled(handlers.redraw_attention), redraw, attention_outputs, api_name="attention",
           trigger_mode="always_last")
-    patch.select(session.handled(explore.click), [run_state, block, head], [point, patch, query], api_name="click")
-    stage.input(session.handled(explore.redraw_channels), [run_state, stage], channels, api_name="channels")
-    link_btn.click(explore.link, controls, link_box, api_name="link").then(
+    patch.select(engine.handled(handlers.click), [run_state, block, head], [point, patch, query], api_name="click")
+    stage.input(engine.handled(handlers.redraw_channels), [run_state, stage], channels, api_name="channels")
+    link_btn.click(handlers.link, controls, link_box, api_name="link").then(
         None, link_box, link_box, js="(q) => { const url = window.location.origin + window.location.pathname + q;"
         " navigator.clipboard?.writeText(url).catch(() => {}); return url; }", api_name="copy_link").then(
         lambda: gr.update(visible=True), None, link_box, api_name="show_link")

@@ -1,78 +1,23 @@
-"""See inside a model in one forward pass: attention maps, conv activations, token grids, Grad-CAM and the
-tensor shape, parameters and FLOPs at every step from (B, C, H, W) to (B, num_classes).
-
-Hooks live outside the model (pytorch-grad-cam, vit-pytorch's Recorder) and are always released; while
-inspecting, attention takes its explicit softmax path so its probabilities can be read (timm's
-AttentionExtract), and the model is restored exactly afterwards.
-"""
+"""The inspection engine of our own models (`ConvFormer`): the steps of the shape table read from the model's
+branches, attention read from each `Attention`'s named softmax (its explicit path while inspecting), conv
+activations from `ConvStage` / `ResidualBlock`, token grids from `ToTokens`."""
 from __future__ import annotations
 
 import weakref
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import axes
-from .layers import Attention, ConvStage, ConvStages, ResidualBlock, ToTokens
-from .model import ConvFormer
+from ..layers import Attention, ConvStage, ConvStages, ResidualBlock, ToTokens
+from ..model import ConvFormer
+from .core import Inspection, ShapeRow, TokenGrid, grad_cam, record_steps
 
 NOTES = {"conv": "conv stage, stride 2", "proj": "1x1 conv to embed_dim", "patch": "patchify (conv k=s=patch)",
          "tokens": "grid -> tokens (+cls, +pos)", "blocks": "transformer block (attn + MLP)",
          "norm": "LayerNorm", "grid": "tokens -> grid", "refine": "3x3 residual conv on the token map",
          "pool": "pool to a vector", "merge": "branch merge", "head": "classifier"}
-
-
-@dataclass
-class ShapeRow:
-    name: str
-    input_shape: tuple  # (B, C, H, W), (B, N, C), ...; for the late merge one shape per branch
-    output_shape: tuple[int, ...]
-    params: int
-    flops: int
-    note: str = ""
-
-
-@dataclass
-class TokenGrid:
-    h: int
-    w: int
-    prefix: int  # class token(s) before the h * w patch tokens
-
-
-@dataclass
-class Inspection:
-    logits: torch.Tensor                      # (B, num_classes)
-    probs: torch.Tensor                       # (B, num_classes), rows sum to 1
-    attentions: dict[str, torch.Tensor]       # block -> (B, heads, N, N), rows sum to 1
-    activations: dict[str, torch.Tensor]      # conv stage -> (B, C, h, w)
-    token_grid: dict[str, TokenGrid]          # transformer branch -> its grid
-    shapes: list[ShapeRow]                    # input first, logits last
-    cam: dict[str, torch.Tensor] = field(default_factory=dict)  # conv layer -> Grad-CAM (B, h, w) in [0, 1]
-    cam_class: torch.Tensor | None = None     # (B,) class each CAM explains
-    notes: list[str] = field(default_factory=list)  # where attention is not self-attention over one grid
-
-    def grid_of(self, block: str) -> TokenGrid | None:
-        """The token grid a block attends over: the `token_grid` entry whose name is the longest prefix of it."""
-        owners = [k for k in self.token_grid if block == k or block.startswith(k + ".")]
-        return self.token_grid[max(owners, key=len)] if owners else None
-
-    def rollout_blocks(self) -> list[str]:
-        """The blocks attention rollout multiplies: those of the last grid (a model whose stages attend over
-        different grids, e.g. CoAtNet, has no rollout across them; our models have one grid)."""
-        last = self.grid_of(next(reversed(self.attentions))) if self.attentions else None
-        return [b for b in self.attentions if self.grid_of(b) is last]
-
-    @property
-    def params(self) -> int:
-        return sum(r.params for r in self.shapes)
-
-    @property
-    def flops(self) -> int:
-        return sum(r.flops for r in self.shapes)
-
 
 def steps(model: ConvFormer) -> list[tuple[str, nn.Module, str]]:
     """The rows of the shape table: (name, module, note), conv stages and blocks listed one by one."""
@@ -92,7 +37,7 @@ def steps(model: ConvFormer) -> list[tuple[str, nn.Module, str]]:
 _FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
+def inspect_convformer(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
             flops: bool = True, cam_layers: list[str] | None = None) -> Inspection:
     """Run ONE forward pass of `images` (B, C, H, W) and record what happens inside.
 
@@ -101,11 +46,7 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
     branch that has one (mid: the refinement conv after the transformer).
     FLOPs are counted with torch.utils.flop_counter on the first call per input shape, then cached;
     attention's matmuls are included because inspection runs the explicit attention path.
-    Any other model (timm's, e.g. the ImageNet references) goes through `inspect_timm`, same result type.
     """
-    if not isinstance(model, ConvFormer):
-        from .inspect_timm import inspect_timm
-        return inspect_timm(model, images, cam_class, flops, cam_layers)
     images = images.to(next(model.parameters()).device)
     rows = steps(model)
     key = (tuple(images.shape), images.dtype)
@@ -162,61 +103,8 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
     return result
 
 
-def record_steps(stack: ExitStack, rows: list[tuple[str, nn.Module]], counter: FlopCounterMode | None,
-                 shapes: dict, flop_rows: dict, keep=None) -> None:
-    """Hook each (name, module) of `rows`: its (input, output) shape into `shapes`, its FLOPs into `flop_rows`
-    when `counter` counts, then `keep(name, module, args, out)`. `stack` releases every hook."""
-    start: dict[str, int] = {}
-
-    def pre(name):
-        def hook(module, args):
-            if counter is not None:
-                start[name] = counter.get_total_flops()
-        return hook
-
-    def post(name):
-        def hook(module, args, out):
-            shapes[name] = (_shape(args[0]), _shape(out))
-            if counter is not None:
-                flop_rows[name] = counter.get_total_flops() - start[name]
-            if keep is not None:
-                keep(name, module, args, out)
-        return hook
-
-    for name, module in rows:
-        stack.callback(module.register_forward_pre_hook(pre(name)).remove)
-        stack.callback(module.register_forward_hook(post(name)).remove)
-
-
-def human(n: float, unit: str = "") -> str:
-    """1234567 -> '1.23 M'."""
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {suffix}{unit}"
-    return f"{n:g} {unit}".strip()
-
-
-def format_table(rows: list[ShapeRow]) -> str:
-    """The shape table as aligned text with named axes ((B, C, H, W), (B, N, D) with N spelled out), and a total."""
-    return axes.format_table(rows, human)
-
-
-def grad_cam(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_c mean_hw(dy/dA_c) * A_c), scaled to [0, 1] per image."""
-    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * act).sum(1))  # (B, h, w)
-    return cam / cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
-
-
-def _shape(x: torch.Tensor | list[torch.Tensor]) -> tuple:
-    """A tensor's shape, or for the merge's list of branch features a tuple of their shapes."""
-    return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
-
-
 def conv_layers(model: ConvFormer) -> list[str]:
     """Every conv activation inspection records (conv stages, mid's refinement conv), input first."""
-    if not isinstance(model, ConvFormer):  # a timm model (the ImageNet references)
-        from .inspect_timm import conv_layers as timm_conv_layers
-        return timm_conv_layers(model)
     return [name for name, module, _ in steps(model) if isinstance(module, (ConvStage, ResidualBlock))]
 
 
@@ -238,4 +126,4 @@ def _restore(model: nn.Module):
     return restore
 
 
-__all__ = ["Inspection", "ShapeRow", "TokenGrid", "conv_layers", "grad_cam", "inspect", "steps"]
+__all__ = ["NOTES", "conv_layers", "inspect_convformer", "steps"]

@@ -3,7 +3,7 @@ uploaded zip of an image folder, with live progress and curves, a Cancel button,
 becomes this browser session's "trained in this session" weights.
 
 `train` is a generator handler: a background thread loads the data and runs `fit` in a child process
-(`train_worker`, whose OpenMP and heap are its own: 1.3x faster than in the server's process), relaying its
+(`worker`, whose OpenMP and heap are its own: 1.3x faster than in the server's process), relaying its
 reports through a queue; the generator turns that into page updates. Every run writes into its own fresh
 folder under Gradio's temp folder (never a shared name), and the checkpoint path is kept per session in a gr.State. Jobs are bounded
 by environment variables, for shared deployments such as Spaces:
@@ -11,7 +11,7 @@ by environment variables, for shared deployments such as Spaces:
     CONVFORMER_MAX_EPOCHS (10)          CONVFORMER_MAX_TRAIN_IMAGES (20000) CONVFORMER_MAX_TRAIN_JOBS (2)
     CONVFORMER_MAX_TRAIN_IMG_SIZE (96)  CONVFORMER_TRAIN_TIME_LIMIT (600 s per run)
 
-The page's defaults are a fusion stage's measured one-minute recipe (`convformer.recipe`, default: the
+The page's defaults are a fusion stage's measured one-minute recipe (`convformer.train.recipes`, default: the
 stage that passes 90 % within the minute); the tab estimates a run's time before it starts, draws validation
 accuracy against time beside every stage's typical curve, and ends with a verdict. The training thread runs
 at a lower CPU priority (nice +10 on Linux) so that the server's other requests keep their latency.
@@ -40,18 +40,19 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from convformer import recipe as recipes
-from convformer.datasets import SHAPES_CACHE
-from convformer.folders import LoadingStopped, Stop
+from convformer.train import recipes
+from convformer.data.datasets import SHAPES_CACHE
+from convformer.data.folders import LoadingStopped, Stop
 from convformer.train import TrainConfig, TrainResult, make_datasets
 
-from . import safety, session, train_worker, views
-from . import i18n
-from .controls import Controls, spread
-from .i18n import text
+from .. import engine, safety, views
+from . import worker
+from .. import i18n
+from ..controls import Controls, spread
+from ..i18n import text
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parent.parent  # where the child process finds convformer_app and convformer
+ROOT = Path(__file__).resolve().parents[2]  # where the child process finds convformer_app and convformer
 
 DATASETS = {"shapes": "Built-in shapes (10 classes, generated)", "zip": "My zip of an image folder"}
 ORPHAN_S = 60.0           # no page has read the progress for this long: the run stops
@@ -272,7 +273,7 @@ def train(dataset: str = "shapes", upload: str | None = None, epochs: float = R.
     rec = recipes.RECIPES[cfg.fusion]
     tcfg = rec.train_config(epochs=epochs, lr=lr, min_lr=min(1e-5, lr), batch_size=batch,
                             warmup_epochs=min(rec.warmup_epochs, epochs), progress_bar=False,
-                            device=str(session.DEVICE), max_epochs=lim.max_epochs, max_images=lim.max_images,
+                            device=str(engine.DEVICE), max_epochs=lim.max_epochs, max_images=lim.max_images,
                             time_limit=lim.time_limit)
     job.thread = threading.Thread(target=_work, args=(job, cfg, tcfg, dataset, upload, images),
                                   name=f"train-{owner[:8]}", daemon=True)
@@ -322,13 +323,13 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
 
 def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
                   report: Callable[[dict[str, Any]], None]) -> TrainResult:
-    """`fit` in a child process (`train_worker`: its own OpenMP team and heap, nice NICE), its progress
+    """`fit` in a child process (`worker`: its own OpenMP team and heap, nice NICE), its progress
     reports passed on to `report`, Cancel passed on as SIGTERM; the result without a model (the checkpoint
     is in job.out_dir). Raises ValueError for what `fit` refuses, TrainingFailed for any other failure."""
     splits = {"train": data.train, "val": data.val, **({"test": data.test} if data.test is not None else {})}
-    train_worker.write_run(job.out_dir, splits, cfg, tcfg, meta)
+    worker.write_run(job.out_dir, splits, cfg, tcfg, meta)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
-    proc = subprocess.Popen([sys.executable, "-m", "convformer_app.train_worker", str(job.out_dir), str(NICE)],
+    proc = subprocess.Popen([sys.executable, "-m", "convformer_app.train.worker", str(job.out_dir), str(NICE)],
                             stdout=subprocess.PIPE, text=True, env=env)
 
     def pass_cancel() -> None:  # until the child ends: Cancel (or the page gone) becomes SIGTERM, once
@@ -446,7 +447,7 @@ def estimate(cfg, epochs: Any, train_images: Any, prefetch: bool = False) -> str
         out += text("train.estimate_render", seconds=f"{render:.0f}")
     rec = recipes.RECIPES[cfg.fusion]
     out += text("train.estimate_typical", fusion=cfg.fusion, acc=f"{rec.best:.0%}", seconds=f"{rec.seconds:.0f}")
-    if session.DEVICE is not None and session.DEVICE.type != "cpu":
+    if engine.DEVICE is not None and engine.DEVICE.type != "cpu":
         out += text("train.estimate_gpu")
     return out
 
@@ -528,7 +529,7 @@ def describe(controls: Controls, train_img: Any = R.img_size, epochs: Any = R.ep
         cfg = _model_config(model, controls, train_img)
     except gr.Error as e:
         return text("train.cannot_train", px=train_img, detail=i18n.translate(e.message))
-    params, tokens = session.param_count(cfg), cfg.grid_size()[0] * cfg.grid_size()[1]  # exact, from the meta device
+    params, tokens = engine.param_count(cfg), cfg.grid_size()[0] * cfg.grid_size()[1]  # exact, from the meta device
     key = "train.model" if model == "explore" else "train.recipe_model"
     how = text("train.muon") if cfg.uses_transformer and recipes.RECIPES[cfg.fusion].optimizer == "muon" else ""
     how += text("train.sincos") if cfg.uses_transformer and cfg.pos_embed == "sincos" else ""

@@ -1,4 +1,4 @@
-"""Images in: preprocess with the model's own data config (decoding is in `images`, re-exported here),
+"""Images in: preprocess with the model's own data config (decoding is in `images`),
 keeping the image's aspect by default (the models take any H, W) and saying what was done (`fit`);
 and the device to run on."""
 from __future__ import annotations
@@ -11,7 +11,6 @@ from PIL import Image
 from timm.data import resolve_data_config
 from torchvision import transforms as T
 
-from .images import MAX_BYTES, MAX_PIXELS, MIN_SIDE, ImageError, load_image, to_rgb  # noqa: F401 - decoding lives in images.py
 
 
 RESIZES = ("keep", "squash")  # keep: short side to the input size, aspect kept; squash: exactly the input size

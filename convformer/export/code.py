@@ -27,10 +27,10 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from .config import ConvFormerConfig
-from .export_writer import ExportError, Writer
-from .layers import ToTokens
-from .model import ConvFormer
+from ..config import ConvFormerConfig
+from .writer import ExportError, Writer
+from ..layers import ToTokens
+from ..model import ConvFormer
 
 
 def export(model_or_config: ConvFormer | ConvFormerConfig, name: str = "", command: str = "",
@@ -157,7 +157,7 @@ _FLAGS = {"img_size": (int, "+"), "in_chans": (int, None), "num_classes": (int, 
 
 def add_parser(subparsers: Any) -> Any:
     """Register `code` on the `python -m convformer` sub-command parser."""
-    from .config import FUSIONS
+    from ..config import FUSIONS
     p = subparsers.add_parser("code", help="write the configured model as one self-contained PyTorch file",
                               description="Write ONE Python file (torch + stdlib) defining ConvFormer for a preset, "
                               "a configuration or a checkpoint's configuration; its state_dict is the library's.")
@@ -174,7 +174,7 @@ def add_parser(subparsers: Any) -> Any:
 def command_for(cfg: ConvFormerConfig) -> str:
     """The `python -m convformer code` command that writes the file for `cfg` (every field that differs from
     the fusion stage's tiny preset, as flags)."""
-    from .presets import PRESETS
+    from ..presets import PRESETS
     base = PRESETS[f"convformer_{cfg.fusion}_tiny"]
     words = [f"python -m convformer code --fusion {cfg.fusion}"]
     for name in _FLAGS:
@@ -200,7 +200,7 @@ def code_command(args: Any) -> None:
     from pathlib import Path
 
     from .checkpoint import load_checkpoint
-    from .presets import PRESETS, SHAPES_PRESETS, create
+    from ..presets import PRESETS, SHAPES_PRESETS, create
     overrides = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
     for key in ("img_size", "conv_widths", "conv_depths"):
         if key in overrides:

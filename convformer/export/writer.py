@@ -8,8 +8,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from .config import ConvFormerConfig
-from .model import LAYOUTS
+from ..config import ConvFormerConfig
+from ..model import LAYOUTS
 
 BRANCH_CLASSES = {"cnn": "CNNBranch", "vit": "ViTBranch", "early": "EarlyBranch", "mid": "MidBranch"}
 RULE = "# " + "-" * 98

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from .config import FUSIONS, MERGES, POOLS
-from .datasets import make_datasets
-from .train import OPTIMIZERS, TrainConfig, fit
+from ..config import FUSIONS, MERGES, POOLS
+from ..data.datasets import make_datasets
+from .loop import OPTIMIZERS, TrainConfig, fit
 
 __all__ = ["add_parser", "train_command"]
 
@@ -81,7 +81,7 @@ def _fill(args: argparse.Namespace) -> None:
     """Flags not given: from --recipe, else the plain defaults."""
     recipe = None
     if args.recipe:
-        from .recipe import RECIPES
+        from .recipes import RECIPES
         recipe = RECIPES[args.recipe]
         if args.fusion and args.fusion != args.recipe or args.preset or args.init:
             raise ValueError("--recipe picks the model: drop --fusion / --preset / --init")
@@ -93,7 +93,7 @@ def _fill(args: argparse.Namespace) -> None:
 
 
 def train_command(args: argparse.Namespace) -> None:
-    from .presets import create
+    from ..presets import create
     _fill(args)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,7 +117,7 @@ def train_command(args: argparse.Namespace) -> None:
         overrides = {**args.recipe_obj.model, **{k: v for k, v in overrides.items() if v is not None},
                      "fusion": args.recipe}
     if args.init:
-        from .checkpoint import load_checkpoint
+        from ..export.checkpoint import load_checkpoint
         given = sorted(k for k, v in overrides.items() if v is not None and k != "img_size")
         if given or args.preset:
             raise ValueError(f"--init takes the checkpoint's config; drop {given or ['preset']}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .messages import shown
+from ..messages import shown
 
 MAX_PIXELS = 40_000_000         # about 6300 x 6300; larger images are refused before decoding
 MIN_SIDE = 8                    # smaller images carry no usable content

@@ -1,6 +1,6 @@
-"""The Explore tab's handlers, as plain typed functions (explore_page.py holds the layout and wiring).
+"""The Explore tab's handlers, as plain typed functions (page.py holds the layout and wiring).
 
-A request resolves the weights once (`weights.resolve`), runs ONE inspection pass (`session.run`) and keeps
+A request resolves the weights once (`weights.resolve`), runs ONE inspection pass (`engine.run`) and keeps
 what the pictures need in a `Run`, which the app stores in gr.State: controls that only change a picture
 (head fusion, discard ratio, block, head, stage, clicked patch) re-draw from it without running the model,
 and without waiting for the model thread.
@@ -19,24 +19,24 @@ import numpy as np
 from PIL import Image
 
 from convformer.export import command_for, export
-from convformer.familiarity import TEXTURE_LIMIT, unlike_shapes
+from convformer.data.familiarity import TEXTURE_LIMIT, unlike_shapes
 
-from . import imagenet, session, views
-from . import safety
-from .controls import ALL_PRESETS, Controls, spread
-from .i18n import text
-from .session import EXAMPLES, PREDICTED, Run
-from .weights import Weights, defaults, resolve
-from . import i18n
+from .. import engine, references, views
+from .. import safety
+from ..controls import ALL_PRESETS, Controls, spread
+from ..i18n import text
+from ..engine import EXAMPLES, PREDICTED, Run
+from ..weights import Weights, defaults, resolve
+from .. import i18n
 
 HEAD_FUSIONS = ("mean", "max", "min")
-# what predict returns, in order (explore_page.py maps these names to its components)
+# what predict returns, in order (page.py maps these names to its components)
 PREDICT_OUTPUTS = ("label", "notice", "stats", "maps_note", "rollout", "patch", "query", "blocks", "heads",
                    "channels", "cam", "table", "diagram", "run", "point", "block", "head", "stage", "cam_target",
                    "cam_layer", "cam_note",
                    "caution")
 # what a change of fusion stage, preset, weights or checkpoint sets: every control but the uploaded file, and
-# the notice (explore_page.py maps these names to its components)
+# the notice (page.py maps these names to its components)
 SETTABLE = tuple(n for n in Controls.names() if n != "checkpoint")
 CONTROL_OUTPUTS = (*SETTABLE, "notice")
 
@@ -52,8 +52,8 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
     downloaded first if they are not cached (the progress bar follows the download)."""
     weights = resolve(controls, trained)
     if weights.kind == "imagenet" and not weights.problem:
-        imagenet.download(controls.fusion, progress)
-    r = session.run(image, controls, weights, cam_target, cam_layer or None, resize=resize)
+        references.download(controls.fusion, progress)
+    r = engine.run(image, controls, weights, cam_target, cam_layer or None, resize=resize)
     k = max(1, min(int(top_k), len(r.classes)))
     top = np.argsort(-r.probs, kind="stable")[:k]
     label = {r.classes[i]: float(r.probs[i]) for i in top}
@@ -77,10 +77,10 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
 
 def caution(image: str | None, weights: Weights) -> str:
     """Beside the prediction: when weights trained on the built-in Shapes see an image unlike that data
-    (convformer.familiarity: a pixel-texture test, since the model's own confidence cannot tell)."""
+    (convformer.data.familiarity: a pixel-texture test, since the model's own confidence cannot tell)."""
     if weights.meta.get("dataset") != "shapes":
         return ""
-    t = unlike_shapes(session.picture(image))
+    t = unlike_shapes(engine.picture(image))
     return "" if t is None else i18n.text("caution.unlike_shapes", texture=f"{t:.2f}", limit=TEXTURE_LIMIT)
 
 
@@ -97,7 +97,7 @@ def warm_up() -> threading.Thread:
     not wait for it. Started before `launch()`, it overlaps the server's start-up. Failures are only logged."""
     def work() -> None:
         try:
-            session.on_model_thread(predict, str(examples()[0]), *defaults("mid").inputs())
+            engine.on_model_thread(predict, str(examples()[0]), *defaults("mid").inputs())
         except Exception:  # noqa: BLE001 - a warm-up must never stop the app; the first request will report it
             logging.getLogger(__name__).exception("warm-up failed")
     thread = threading.Thread(target=work, name="convformer-warm-up", daemon=True)
@@ -164,7 +164,7 @@ def preview(image: str | None) -> tuple[Image.Image | None, str]:
     if not image:
         return None, ""
     try:
-        shown = session.picture(image)
+        shown = engine.picture(image)
     except gr.Error as e:
         gr.Warning(i18n.translate(e.message))
         return None, f"⚠ **{i18n.translate(e.message)}**"
@@ -210,13 +210,13 @@ def check_config(controls: Controls, trained: str | None = None) -> str:
         return text("config.fixed_trained") if weights.kind == "trained" else \
             text("config.fixed_bundled", fusion=controls.fusion)
     try:
-        cfg = session.model_config(controls, Weights("random", "")) if weights.kind != "upload" else \
-            session.model_config(controls, weights)
+        cfg = engine.model_config(controls, Weights("random", "")) if weights.kind != "upload" else \
+            engine.model_config(controls, weights)
     except gr.Error as e:
         return text("config.impossible", detail=i18n.translate(e.message))
     (h, w), cls = cfg.grid_size(), text("config.cls") if cfg.pool == "cls" else ""
     grid = text("config.grid", h=h, w=w, tokens=h * w, cls=cls) if cfg.uses_transformer else ""
-    return text("config.ok", fusion=cfg.fusion, params=views.human(session.param_count(cfg)), grid=grid)
+    return text("config.ok", fusion=cfg.fusion, params=views.human(engine.param_count(cfg)), grid=grid)
 
 
 def _set(controls: Controls, weights: Weights, upload: bool = False) -> tuple:
@@ -307,8 +307,8 @@ def code(controls: Controls, trained: str | None = None) -> tuple[str, str]:
     weights = resolve(controls, trained)
     if weights.kind == "imagenet":
         raise gr.Error(text("code.imagenet"))
-    cfg = session.model_config(controls, weights)
-    loaded = session.load(weights, cfg)
+    cfg = engine.model_config(controls, weights)
+    loaded = engine.load(weights, cfg)
     if weights.kind == "random":
         name, command, classes = f"{controls.preset} (random weights)", command_for(cfg), None
     else:  # a checkpoint: its file name only (no server path), and its class names

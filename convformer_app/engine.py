@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from convformer import viz
-from convformer.checkpoint import CheckpointError, load_checkpoint
+from convformer.inspection import viz
+from convformer.export.checkpoint import CheckpointError, load_checkpoint
 from convformer.config import ConvFormerConfig
 from convformer.data import RESIZES, ImageError, fit, load_image, pick_device, preprocess
 from convformer.inspection import ShapeRow, conv_layers, inspect
 from convformer.model import ConvFormer
 
-from . import i18n, views
+from . import gradio_patches, i18n, views
 from .controls import Controls, hparams
 from .views import clean
 from .weights import Weights
@@ -59,38 +59,8 @@ def start(device: str | None = None) -> torch.device:
     MPS, then CPU; ValueError for an unknown one) and make Gradio's output-picture cache atomic."""
     global DEVICE
     DEVICE = pick_device(device)
-    gr.processing_utils.save_pil_to_cache = save_pil_to_cache  # read through the module by gradio.image_utils
+    gradio_patches.install_picture_cache()
     return DEVICE
-
-
-def save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", format: str = "webp") -> str:
-    """Gradio's output-picture cache, written atomically. Gradio 6.31 names a picture by its content hash and
-    REWRITES that file in place on every request, so while two sessions get the same picture (the same example,
-    the same seeded random model) one of them can download it half-written or empty. Here an existing file is
-    kept and a new one appears whole (written beside it, then renamed)."""
-    data = gr.processing_utils.encode_pil_to_bytes(img, format)
-    folder = Path(cache_dir) / gr.processing_utils.hash_bytes(data)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = (folder / f"{name}.{format}").resolve()
-    if not path.is_file() or path.stat().st_size != len(data):
-        part = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-        part.write_bytes(data)
-        os.replace(part, path)
-    return str(path)
-
-
-QUEUE_POLL_S, PROGRESS_POLL_S = 0.01, 0.1  # Gradio 6.31's: 0.001 and 0.01
-
-
-def pace_queue(demo: gr.Blocks) -> None:
-    """Let Gradio's queue (made by `demo.queue()`) look for new events every QUEUE_POLL_S instead of every
-    millisecond, and for progress to send every PROGRESS_POLL_S instead of every 10 ms. Gradio 6.31 polls at
-    those rates whether or not anything waits: 5-8 % of a core on an idle server, a thousand wake-ups a
-    second, each of which takes a core from a training run's OpenMP team on 2 cores. Measured (benchmarks/
-    NOTES.md section 11): the vit recipe trained 1.14x as long in the app as from the command line, 1.07x
-    paced; /predict's median did not change. A progress bar moves 10 times a second."""
-    demo._queue.sleep_when_free = QUEUE_POLL_S
-    demo._queue.progress_update_sleep_when_free = PROGRESS_POLL_S
 
 
 def device_name() -> str:
@@ -286,7 +256,7 @@ class Run:
     shapes: list[ShapeRow]
     stats: str
     conv_layers: list[str] = field(default_factory=list)  # every conv activation Grad-CAM can explain
-    # models whose blocks attend over different grids (the ImageNet references, convformer_app/imagenet.py):
+    # models whose blocks attend over different grids (the ImageNet references, convformer_app/references.py):
     grids: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # block -> (h, w, prefix)
     rollout: list[str] = field(default_factory=list)  # the blocks rollout multiplies (one grid); empty: all
     notes: list[str] = field(default_factory=list)    # what the attention maps are, said beside them
@@ -323,7 +293,7 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
     if resize not in RESIZES:
         raise gr.Error(f"resize={resize!r} is not allowed: expected one of {', '.join(RESIZES)}")
     if weights.kind == "imagenet":  # a published timm model, not a ConvFormer: its own preprocessing and grids
-        from .imagenet import run as run_reference
+        from .references import run as run_reference
         return run_reference(image, controls.fusion, cam_target, cam_layer)
     shown = picture(image)
     loaded = load(weights, model_config(controls, weights))

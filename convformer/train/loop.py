@@ -1,4 +1,4 @@
-"""Training: a seeded AdamW loop with warm-up + cosine (the command line is in `train_cli.py`).
+"""Training: a seeded AdamW loop with warm-up + cosine (the command line is in `cli.py`).
 
 Data comes from `datasets.make_datasets`, held in memory as uint8 tensors; augmentation (a mild random
 resized crop and a horizontal flip, one `affine_grid` / `grid_sample` call per batch) runs on batched
@@ -36,12 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
-from .checkpoint import save_checkpoint
-from .datasets import Datasets, ImageTensors, make_datasets, materialize
-from .model import ConvFormer
+from ..export.checkpoint import save_checkpoint
+from ..data.datasets import Datasets, ImageTensors, make_datasets, materialize
+from ..model import ConvFormer
 from .muon import Muon
 
-__all__ = ["Datasets", "ImageTensors", "TrainConfig", "TrainResult", "add_parser", "evaluate", "fit",
+__all__ = ["Datasets", "ImageTensors", "TrainConfig", "TrainResult", "evaluate", "fit",
            "make_datasets", "materialize", "plot_curves"]
 
 
@@ -263,7 +263,7 @@ def fit(model: ConvFormer, train_set: Dataset, val_set: Dataset, cfg: TrainConfi
     and `metadata`), metrics.json and curves.png. With `test_set`, the best model is evaluated on it at
     the end and the test metrics are added to the checkpoint and metrics.json.
     """
-    from .data import pick_device
+    from ..data import pick_device
     cfg = cfg or TrainConfig()
     on_dist, created, rank, world = _setup_distributed(cfg)
     try:
@@ -481,9 +481,3 @@ def plot_curves(history: list[dict[str, float]], step_losses: list[float], path:
     fig.savefig(path)
     return Path(path)
 
-
-def __getattr__(name: str) -> Any:  # the command line moved to train_cli.py; old imports keep working
-    if name in ("add_parser", "train_command"):
-        from . import train_cli
-        return getattr(train_cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ Every stage runs with its bundled checkpoint when there is one; otherwise with r
 preset at the bundled checkpoints' image size), and the page says so: both read `weights.resolve`, as
 Explore does. Two comparisons:
   * one image: top predictions, the attention rollout (Grad-CAM for the CNN) and the strongest channels of
-    the last conv stage, through the same inspection pass as Explore (`session.run`);
+    the last conv stage, through the same inspection pass as Explore (`engine.run`);
   * a fresh test split of the built-in shapes (seed TEST_SEED, never used in training): accuracy,
     parameters, FLOPs and latency on this device. Scores are computed once per process and model and cached.
 """
@@ -20,16 +20,16 @@ import pandas as pd
 import torch
 
 from convformer.config import FUSIONS
-from convformer.datasets import ImageTensors, materialize
+from convformer.data.datasets import ImageTensors, materialize
 from convformer.inspection import inspect
 from convformer.presets import PRESETS
-from convformer.shapes import CLASSES, ShapesDataset
+from convformer.data.shapes import CLASSES, ShapesDataset
 from convformer.train import evaluate
 
-from . import session, views
-from .i18n import text
-from .controls import Controls
-from .weights import Weights, resolve
+from .. import engine, views
+from ..i18n import text
+from ..controls import Controls
+from ..weights import Weights, resolve
 
 SIZE = 64                  # image size of the bundled checkpoints; random stand-ins use it too
 TEST_SEED = 4242           # the bundled checkpoints were trained with seed 0 and tested with seed 1000
@@ -63,7 +63,7 @@ def compare_image(image: str | None) -> tuple:
     out: list = []
     for fusion in FUSIONS:
         weights = resolve(controls(fusion))
-        r = session.run(image, controls(fusion), weights)
+        r = engine.run(image, controls(fusion), weights)
         top = sorted(range(len(r.probs)), key=lambda i: -r.probs[i])[:TOP]
         title = f"### {fusion}\n" + (text("compare.bundled") if weights.kind == "bundled" else
                                      text("compare.random_title"))
@@ -98,13 +98,13 @@ def _latency(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 def _row(fusion: str, n: int) -> list:
     weights = resolve(controls(fusion))
-    key = (fusion, n, weights.stamp, str(session.DEVICE))
+    key = (fusion, n, weights.stamp, str(engine.DEVICE))
     if key in _ROWS:  # checked first: the model cache may have dropped this model since
         return _ROWS[key]
-    loaded = session.load(weights, session.model_config(controls(fusion), weights))  # random: 10 classes
+    loaded = engine.load(weights, engine.model_config(controls(fusion), weights))  # random: 10 classes
     model = loaded.model
     data = _test_split(model.config.img_size, n)
-    x = data.images[:1].to(session.DEVICE).float() / 255
+    x = data.images[:1].to(engine.DEVICE).float() / 255
     with loaded.lock:  # Explore's inspection hooks this model too: one at a time
         acc = evaluate(model, data, batch_size=100)["acc"] if model.config.num_classes == len(CLASSES) else None
         counted = inspect(model, x)  # FLOPs with attention's matmuls (FlopCounterMode misses SDPA on CPU)
@@ -129,12 +129,12 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
     with _LOCK:  # one evaluation at a time; a second press waits and then reads the cache
         for i, fusion in enumerate(FUSIONS):
             progress((i, len(FUSIONS)), desc=text("compare.scoring", fusion=fusion, n=n), unit="models")
-            rows.append(session.on_model_thread(_row, fusion, n))  # progress stays in this handler's thread
+            rows.append(engine.on_model_thread(_row, fusion, n))  # progress stays in this handler's thread
     table = pd.DataFrame(rows, columns=HEADERS)
     shown = pd.DataFrame([[row[0], text("compare.bundled" if row[1] == weights_label_of("bundled") else
                                         "compare.random_row"), *row[2:]] for row in rows],
                          columns=[text(k) for k in HEADER_KEYS])  # the page's language; the chart reads HEADERS
-    note = text("compare.note", n=n, seed=TEST_SEED, px=SIZE, device=session.device_name())
+    note = text("compare.note", n=n, seed=TEST_SEED, px=SIZE, device=engine.device_name())
     return shown, chart(table), note
 
 
@@ -160,7 +160,7 @@ def chart(table: pd.DataFrame) -> dict:
 
 def example_image() -> str:
     """A shapes example (what the bundled models know), so the tab shows something before any upload."""
-    from .explore import examples
+    from ..explore.handlers import examples
     found = sorted(examples(), key=lambda p: not p.name.startswith("shapes_"))
     return str(found[0]) if found else ""
 

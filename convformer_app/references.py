@@ -14,14 +14,14 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from convformer import viz
+from convformer.inspection import viz
 from convformer.inspection import conv_layers
 from convformer.references import (REFERENCES, WeightsUnavailable, fetch, imagenet_labels, is_cached, load_reference,
                                    params, preprocess, view)
 
-from . import session, views
+from . import engine, views
 from .i18n import text, translate
-from .session import PREDICTED, Loaded, Run
+from .engine import PREDICTED, Loaded, Run
 from .weights import Weights
 
 KIND = "imagenet"
@@ -67,18 +67,18 @@ def download(fusion: str, progress: Callable | None = None) -> None:
 
 
 def load(fusion: str) -> Loaded:
-    """The stage's reference on the app's device, built once (session.CACHE); weights from the cache."""
+    """The stage's reference on the app's device, built once (engine.CACHE); weights from the cache."""
     def build() -> Loaded:
         try:
-            model = load_reference(fusion).to(session.DEVICE)
+            model = load_reference(fusion).to(engine.DEVICE)
         except WeightsUnavailable as e:
             raise gr.Error(views.clean(e)) from None
         return Loaded(model, list(imagenet_labels()))
-    return session.CACHE.get((KIND, fusion, str(session.DEVICE)), build)
+    return engine.CACHE.get((KIND, fusion, str(engine.DEVICE)), build)
 
 
 def run(image: str | None, fusion: str, cam_target: str = PREDICTED, cam_layer: str | None = None) -> Run:
-    """One inspection of the stage's reference on the image, kept as a `Run` (as session.run does); Grad-CAM
+    """One inspection of the stage's reference on the image, kept as a `Run` (as engine.run does); Grad-CAM
     explains `cam_layer` when it is one of the model's conv layers, else the last one."""
     return measured(image, fusion, cam_target, cam_layer)[0]
 
@@ -86,16 +86,16 @@ def run(image: str | None, fusion: str, cam_target: str = PREDICTED, cam_layer: 
 def measured(image: str | None, fusion: str, cam_target: str = PREDICTED,
              cam_layer: str | None = None) -> tuple[Run, float]:
     """`run`, and the latency of a plain forward pass on this device (ms)."""
-    shown = session.picture(image)
+    shown = engine.picture(image)
     loaded = load(fusion)
     model = loaded.model
     cam: int | str | None = None if fusion == "vit" else "pred"  # DeiT has no conv layer to explain
     if cam is not None and cam_target in loaded.classes:
         cam = loaded.classes.index(cam_target)
-    x = preprocess(shown, model).to(session.DEVICE)
+    x = preprocess(shown, model).to(engine.DEVICE)
     with loaded.lock:
         layers = conv_layers(model)
-        result, latency = session._compute(model, x, cam, [cam_layer] if cam_layer in layers else None)
+        result, latency = engine._compute(model, x, cam, [cam_layer] if cam_layer in layers else None)
     grids = {b: (g.h, g.w, g.prefix) for b in result.attentions if (g := result.grid_of(b)) is not None}
     rollout = result.rollout_blocks()
     acts = {}
@@ -111,7 +111,7 @@ def measured(image: str | None, fusion: str, cam_target: str = PREDICTED,
                cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()},
                cam_class=loaded.classes[int(result.cam_class[0])] if result.cam_class is not None else None,
                shapes=result.shapes,
-               stats=views.stats_markdown(result.params, result.flops, latency, session.device_name(), size),
+               stats=views.stats_markdown(result.params, result.flops, latency, engine.device_name(), size),
                conv_layers=list(result.activations) if cam is not None else [],
                grids=grids, rollout=rollout, notes=[REFERENCES[fusion].attention, *result.notes]), latency
 
@@ -131,7 +131,7 @@ def compare(image: str | None, progress: gr.Progress = gr.Progress(track_tqdm=Tr
     for i, fusion in enumerate(REFERENCES):
         progress((i, len(REFERENCES)), desc=f"{fusion}: {REFERENCES[fusion].label}", unit="models")
         download(fusion, progress)
-        r, latency = session.on_model_thread(measured, image, fusion)
+        r, latency = engine.on_model_thread(measured, image, fusion)
         top = np.argsort(-r.probs, kind="stable")[:TOP]
         picture, what = overlay(r)
         shapes = r.shapes

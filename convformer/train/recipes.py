@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import FUSIONS, ConvFormerConfig
-from .presets import SHAPES_PRESETS
-from .train import TrainConfig
+from ..config import FUSIONS, ConvFormerConfig
+from ..presets import SHAPES_PRESETS
+from .loop import TrainConfig
 
 __all__ = ["DEFAULT", "RECIPES", "Recipe", "Standing", "estimate_seconds", "standing", "verdict"]
 
@@ -107,7 +107,7 @@ def _flops(cfg: ConvFormerConfig) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .model import ConvFormer
+    from ..model import ConvFormer
     with torch.device("meta"):
         model = ConvFormer(cfg)
         with FlopCounterMode(display=False) as counter:

@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 
 from . import images
-from .images import to_rgb  # noqa: F401 - re-exported: it lived here
-from .messages import one_line, shown
+
+from ..messages import one_line, shown
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _CHUNK = 1 << 20
