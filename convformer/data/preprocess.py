@@ -11,6 +11,7 @@ from PIL import Image
 from timm.data import resolve_data_config
 from torchvision import transforms as T
 
+from .images import to_rgb
 
 
 RESIZES = ("keep", "squash")  # keep: short side to the input size, aspect kept; squash: exactly the input size
