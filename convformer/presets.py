@@ -47,8 +47,8 @@ PAPERS = {"early": ("Early Convolutions Help Transformers See Better", "arXiv:21
           "vit": ("Training data-efficient image transformers & distillation through attention", "arXiv:2012.12877")}
 
 
-# The checkpoints bundled in assets/checkpoints/{fusion}.safetensors: small models trained on the built-in
-# shapes data at 64 px (model cards in assets/checkpoints/README.md). Every token grid is 8 x 8: three
+# The checkpoints bundled in convformer/weights/{fusion}.safetensors: small models trained on the built-in
+# shapes data at 64 px (model cards in convformer/weights/README.md). Every token grid is 8 x 8: three
 # stride-2 conv stages for early / mid, 8 px patches for vit and late's ViT branch. Kept apart from
 # PRESETS (the architecture presets); `timm.create_model(name, pretrained=True)` loads the bundled weights.
 _SHAPES = dict(img_size=64, num_classes=10)
@@ -83,7 +83,7 @@ def _pretrained_cfgs(name: str, cfg: ConvFormerConfig) -> dict[str, dict[str, An
     if path is None:
         return {name: base}
     return {f"{name}.{BUNDLED_TAG}": {**base, "file": str(path),
-                                      "description": "trained on the built-in shapes data (assets/checkpoints)"}}
+                                      "description": "trained on the built-in shapes data (bundled with the package)"}}
 
 
 def checkpoint_filter_fn(state_dict: dict[str, Any], model: ConvFormer) -> dict[str, Any]:

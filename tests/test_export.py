@@ -116,7 +116,7 @@ def test_random_valid_configurations(cfg, extra):
 @pytest.mark.parametrize("fusion", ["early", "mid", "late", "cnn", "vit"])
 def test_bundled_checkpoint(fusion):
     path = bundled_checkpoint(fusion)
-    assert path is not None, f"assets/checkpoints/{fusion}.safetensors is missing"
+    assert path is not None, f"convformer/weights/{fusion}.safetensors is missing"
     model = load_checkpoint(path).eval()
     module, source = exported(model, classes=model.meta["classes"])
     mine = module.ConvFormer().eval()

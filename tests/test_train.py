@@ -380,7 +380,7 @@ def test_bundled_checkpoint_reaches_its_recorded_accuracy(fusion):
     from convformer.export.checkpoint import bundled_checkpoint
     from convformer.presets import SHAPES_PRESETS
     path = bundled_checkpoint(fusion)
-    assert path is not None, f"assets/checkpoints/{fusion}.safetensors is missing"
+    assert path is not None, f"convformer/weights/{fusion}.safetensors is missing"
     model = load_checkpoint(path)
     assert model.config.fusion == fusion and model.meta["classes"] == list(shapes.CLASSES)
     assert model.config == SHAPES_PRESETS[f"convformer_{fusion}_shapes"]

@@ -98,7 +98,7 @@ if spec.get("kd"):
     from convformer.data.datasets import ImageTensors
     from convformer.train.loop import _normalizer, evaluate
     t0 = time.perf_counter()
-    teacher = load_checkpoint("/work/main/assets/checkpoints/cnn.safetensors").eval()
+    teacher = load_checkpoint("/work/main/convformer/weights/cnn.safetensors").eval()
     big = _data(64, "train", spec["train"], 0)
     print("teacher val@64", evaluate(teacher, _data(64, "val", 1000, 0))["acc"], file=sys.stderr)
     norm = _normalizer(teacher, torch.device("cpu"))

@@ -248,10 +248,10 @@ def _short(error: BaseException) -> str:
     return one_line(str(error), 160) or type(error).__name__
 
 
-BUNDLED = Path(__file__).resolve().parents[2] / "assets" / "checkpoints"
+BUNDLED = Path(__file__).resolve().parents[1] / "weights"  # package data: in the wheel and `pip install .`
 
 
 def bundled_checkpoint(fusion: str) -> Path | None:
-    """The checkpoint shipped in assets/ for a fusion stage (trained on the built-in shapes data), if any."""
+    """The checkpoint shipped with the package (convformer/weights/) for a fusion stage (trained on the built-in shapes data), if any."""
     path = BUNDLED / f"{fusion}.safetensors"
     return path if path.is_file() else None
