@@ -112,9 +112,9 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> ConvFormer:
     known = {k: v for k, v in kwargs.items() if k in _FIELDS}
     if kwargs.get("features_only") and "out_indices" not in kwargs:
         kwargs["out_indices"] = default_out_indices(cfg.replace(**known))
-    model = build_model_with_cfg(partial(ConvFormer, cfg), name, pretrained,
-                                 pretrained_filter_fn=checkpoint_filter_fn, feature_cfg=dict(feature_cls="getter"),
-                                 **kwargs)
+    feature_cfg = {"feature_cls": "getter", **(kwargs.pop("feature_cfg", None) or {})}  # the caller's keys win
+    kwargs.setdefault("pretrained_filter_fn", checkpoint_filter_fn)
+    model = build_model_with_cfg(partial(ConvFormer, cfg), name, pretrained, feature_cfg=feature_cfg, **kwargs)
     net = getattr(model, "model", model)  # features_only wraps the model
     if isinstance(net, ConvFormer):  # the built config's own sizes, over the registry's for the preset
         own = timm_config(net.config)

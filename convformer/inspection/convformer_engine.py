@@ -3,16 +3,14 @@ branches, attention read from each `Attention`'s named softmax (its explicit pat
 activations from `ConvStage` / `ResidualBlock`, token grids from `ToTokens`."""
 from __future__ import annotations
 
-import weakref
 from contextlib import ExitStack
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..layers import Attention, ConvStage, ConvStages, ResidualBlock, ToTokens
 from ..model import ConvFormer
-from .core import Inspection, ShapeRow, TokenGrid, grad_cam, record_steps
+from .core import Inspection, ShapeRow, TokenGrid, check_cam_layers, explain, record
 
 NOTES = {"conv": "conv stage, stride 2", "proj": "1x1 conv to embed_dim", "patch": "patchify (conv k=s=patch)",
          "tokens": "grid -> tokens (+cls, +pos)", "blocks": "transformer block (attn + MLP)",
@@ -34,33 +32,27 @@ def steps(model: ConvFormer) -> list[tuple[str, nn.Module, str]]:
     return rows
 
 
-_FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
 def inspect_convformer(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
-            flops: bool = True, cam_layers: list[str] | None = None) -> Inspection:
-    """Run ONE forward pass of `images` (B, C, H, W) and record what happens inside.
-
-    cam_class: None for no Grad-CAM, "pred" for the predicted class, or a class index (int or (B,)).
-    cam_layers: the conv activations to explain (names as in `activations`); default the last one of each
-    branch that has one (mid: the refinement conv after the transformer).
-    FLOPs are counted with torch.utils.flop_counter on the first call per input shape, then cached;
-    attention's matmuls are included because inspection runs the explicit attention path.
-    """
+                       flops: bool = True, cam_layers: list[str] | None = None) -> Inspection:
+    """`convformer.inspect` for a ConvFormer (see there for the arguments): its steps, attention read from each
+    `Attention`'s softmax on the explicit path, token grids from `ToTokens`, conv activations from
+    `ConvStage` / `ResidualBlock`."""
     images = images.to(next(model.parameters()).device)
     rows = steps(model)
-    key = (tuple(images.shape), images.dtype)
-    cached = _FLOPS.setdefault(model, {}).get(key) if flops else None
-    count = flops and cached is None
-    attentions, activations, grids, shapes, flop_rows = {}, {}, {}, {}, {}
-    counter = FlopCounterMode(display=False) if count else None
-    if cam_class is None:
-        cam_layers = []
-    elif cam_layers is None:
-        cam_layers = _cam_layers(model)
-    elif unknown := set(cam_layers) - set(conv_layers(model)):
-        raise ValueError(f"cam_layers={sorted(unknown)} are not conv layers of this model: expected some of "
-                         f"{', '.join(conv_layers(model)) or 'none (it has no convolutions)'}")
+    if cam_class is not None:
+        check_cam_layers(cam_layers, conv_layers(model))
+    cam_layers = [] if cam_class is None else _cam_layers(model) if cam_layers is None else cam_layers
+    attentions, activations, grids = {}, {}, {}
+
+    def prepare(stack: ExitStack) -> None:
+        stack.callback(_restore(model))
+        model.eval()
+        for name, module, _ in rows:
+            for sub in module.modules():
+                if isinstance(sub, Attention):
+                    sub.fused = False
+                    stack.callback(sub.probs.register_forward_hook(
+                        lambda m, a, out, name=name: attentions.__setitem__(name, out.detach())).remove)
 
     def keep(name, module, args, out):
         if isinstance(module, ToTokens):
@@ -68,39 +60,20 @@ def inspect_convformer(model: ConvFormer, images: torch.Tensor, cam_class: int |
         if isinstance(module, (ConvStage, ResidualBlock)):
             activations[name] = out if name in cam_layers else out.detach()
 
-    with ExitStack() as stack:
-        stack.callback(_restore(model))
-        model.eval()
-        record_steps(stack, [(name, module) for name, module, _ in rows], counter, shapes, flop_rows, keep)
-        for name, module, _ in rows:
-            for sub in module.modules():
-                if isinstance(sub, Attention):
-                    sub.fused = False
-                    hook = sub.probs.register_forward_hook(
-                        lambda m, a, out, name=name: attentions.__setitem__(name, out.detach()))
-                    stack.callback(hook.remove)
-        stack.enter_context(torch.enable_grad() if cam_layers else torch.inference_mode())
-        if counter is not None:
-            stack.enter_context(counter)
-        logits = model(images)
-    if count:
-        _FLOPS[model][key] = flop_rows
-    flop_rows = flop_rows if count else (cached or {})
-    table = [ShapeRow("input", (), tuple(images.shape), 0, 0, "image batch")]
-    for name, module, note in rows:
-        if name in shapes:
-            table.append(ShapeRow(name, *shapes[name], sum(p.numel() for p in module.parameters()),
-                                  flop_rows.get(name, 0), note))
-    result = Inspection(logits.detach(), logits.detach().softmax(-1), attentions, activations, grids, table)
-    if cam_layers:
-        target = logits.argmax(-1) if isinstance(cam_class, str) else torch.as_tensor(cam_class).expand(len(logits))
-        score = logits.gather(1, target.to(logits.device)[:, None]).sum()
-        grads = torch.autograd.grad(score, [activations[n] for n in cam_layers])
-        for name, grad in zip(cam_layers, grads):
-            act = activations[name] = activations[name].detach()
-            result.cam[name] = grad_cam(act, grad)
-        result.cam_class = target.cpu()
-    return result
+    rec = record(model, images, [(name, module) for name, module, _ in rows], prepare, keep=keep,
+                 grad=bool(cam_layers), flops=flops)
+    table = [ShapeRow("input", (), tuple(images.shape), 0, 0, "image batch", "input")]
+    table += [ShapeRow(name, *rec.shapes[name], sum(p.numel() for p in module.parameters()), rec.flops.get(name, 0),
+                       note, _kind(name)) for name, module, note in rows if name in rec.shapes]
+    logits = rec.logits.detach()
+    result = Inspection(logits, logits.softmax(-1), attentions, activations, grids, table)
+    return explain(result, rec.logits, cam_layers, cam_class)
+
+
+def _kind(name: str) -> str:
+    """A row's kind from its name: `<branch>.<part>[.<index>]`, `merge` or `head`."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
 
 
 def conv_layers(model: ConvFormer) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,12 @@ class ShapeRow:
     params: int
     flops: int
     note: str = ""
+    kind: str = ""      # what the step is, one of KINDS: the views read it instead of the name or the note
+
+
+# the kinds of step a shape row can be (our models name theirs by part; timm's are classified by the timm engine)
+KINDS = ("input", "conv", "proj", "patch", "tokens", "blocks", "stage", "norm", "grid", "refine", "pool", "merge",
+         "head", "other")
 
 
 @dataclass
@@ -67,6 +74,64 @@ class Inspection:
     @property
     def flops(self) -> int:
         return sum(r.flops for r in self.shapes)
+
+
+_FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()  # model -> {input key: FLOPs}
+
+
+@dataclass
+class Recording:
+    """What one recorded forward pass gives every engine."""
+    logits: torch.Tensor                 # (B, num_classes), still in the graph when Grad-CAM is wanted
+    shapes: dict[str, tuple]             # step -> (input shape, output shape)
+    flops: dict[str, int]                # step -> FLOPs (counted once per model and input shape, then cached)
+
+
+def record(model: nn.Module, images: torch.Tensor, rows: list[tuple[str, nn.Module]],
+           prepare: Callable[[ExitStack], None], *, keep: Callable | None = None, grad: bool = False,
+           flops: bool = True) -> Recording:
+    """ONE forward pass of `images` with each (name, module) of `rows` hooked (its shapes, its FLOPs, then
+    `keep(name, module, args, out)`). `prepare(stack)` puts the model in its inspection state (eval, explicit
+    attention) and hooks what the engine reads, registering on `stack` whatever undoes it: every hook and flag is
+    released when the pass ends, also on error. `grad`: run with autograd (for Grad-CAM), else inference mode."""
+    key = (tuple(images.shape), images.dtype)
+    cached = _FLOPS.setdefault(model, {}).get(key) if flops else None
+    counter = FlopCounterMode(display=False) if flops and cached is None else None
+    shapes: dict[str, tuple] = {}
+    flop_rows: dict[str, int] = {}
+    with ExitStack() as stack:
+        prepare(stack)
+        record_steps(stack, rows, counter, shapes, flop_rows, keep)
+        stack.enter_context(torch.enable_grad() if grad else torch.inference_mode())
+        if counter is not None:
+            stack.enter_context(counter)
+        logits = model(images)
+    if counter is not None:
+        _FLOPS[model][key] = flop_rows
+    return Recording(logits, shapes, flop_rows if counter is not None else (cached or {}))
+
+
+def check_cam_layers(cam_layers: list[str] | None, available: list[str]) -> None:
+    """ValueError naming what is allowed when `cam_layers` asks for a layer that is not a conv layer."""
+    if cam_layers is not None and (unknown := set(cam_layers) - set(available)):
+        raise ValueError(f"cam_layers={sorted(unknown)} are not conv layers of this model: expected some of "
+                         f"{', '.join(available) or 'none (it has no convolutions)'}")
+
+
+def explain(result: Inspection, logits: torch.Tensor, cam_layers: list[str],
+            cam_class: int | torch.Tensor | str | None) -> Inspection:
+    """Grad-CAM for `cam_layers` (kept in the graph by the pass) into `result.cam`, then every activation detached."""
+    acts = result.activations
+    if cam_layers:
+        target = logits.argmax(-1) if isinstance(cam_class, str) else torch.as_tensor(cam_class).expand(len(logits))
+        score = logits.gather(1, target.to(logits.device)[:, None]).sum()
+        for name, grad in zip(cam_layers, torch.autograd.grad(score, [acts[n] for n in cam_layers])):
+            acts[name] = acts[name].detach()
+            result.cam[name] = grad_cam(acts[name], grad)
+        result.cam_class = target.cpu()
+    for name in acts:
+        acts[name] = acts[name].detach()
+    return result
 
 
 def record_steps(stack: ExitStack, rows: list[tuple[str, nn.Module]], counter: FlopCounterMode | None,
@@ -119,4 +184,5 @@ def _shape(x: torch.Tensor | list[torch.Tensor]) -> tuple:
     return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
 
 
-__all__ = ["Inspection", "ShapeRow", "TokenGrid", "format_table", "grad_cam", "human", "record_steps"]
+__all__ = ["KINDS", "Inspection", "Recording", "ShapeRow", "TokenGrid", "check_cam_layers", "explain", "format_table",
+           "grad_cam", "human", "record", "record_steps"]

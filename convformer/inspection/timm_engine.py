@@ -17,12 +17,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from .core import Inspection, ShapeRow, TokenGrid, grad_cam, record_steps
+from .core import Inspection, ShapeRow, TokenGrid, check_cam_layers, explain, record
 
 _SKIP = (nn.Identity, nn.Dropout)
-_FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def is_attention(module: nn.Module) -> bool:
@@ -145,24 +143,13 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
     `images` (B, C, H, W); see `convformer.inspection.inspect` for the arguments."""
     images = images.to(next(model.parameters()).device)
     plan = _plan(model)
-    if cam_layers is not None and (unknown := set(cam_layers) - plan.conv):
-        raise ValueError(f"cam_layers={sorted(unknown)} are not conv layers of this model: expected some of "
-                         f"{', '.join(conv_layers(model)) or 'none (it has no convolutions)'}")
-    key = (tuple(images.shape), images.dtype)
-    cached = _FLOPS.setdefault(model, {}).get(key) if flops else None
-    count = flops and cached is None
-    counter = FlopCounterMode(display=False) if count else None
+    check_cam_layers(cam_layers, conv_layers(model))
     want_cam = cam_class is not None
-    attn_inputs, attentions, activations, shapes, flop_rows = {}, {}, {}, {}, {}
+    attn_inputs, attentions, activations = {}, {}, {}
     patch_grids: dict[str, tuple[int, int]] = {}
 
-    def keep(name, module, args, out):
-        if name in plan.conv and out.ndim == 4:  # kept in the graph only while Grad-CAM needs it
-            activations[name] = out if want_cam else out.detach()
-
-    with ExitStack() as stack:
+    def prepare(stack: ExitStack) -> None:
         stack.callback(_restore(model, plan))
-        record_steps(stack, [(n, m) for n, m in plan.rows if m is not None], counter, shapes, flop_rows, keep)
         for block, module in plan.attention:
             module.fused_attn = False
             stack.callback(module.register_forward_pre_hook(
@@ -172,46 +159,47 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
         for vit, module in plan.vits:
             stack.callback(module.patch_embed.proj.register_forward_hook(
                 lambda m, a, out, vit=vit: patch_grids.__setitem__(vit, tuple(out.shape[-2:]))).remove)
-        stack.enter_context(torch.enable_grad() if want_cam else torch.inference_mode())
-        if counter is not None:
-            stack.enter_context(counter)
-        logits = model(images)
-    if count:
-        _FLOPS[model][key] = flop_rows
-    flop_rows = flop_rows if count else (cached or {})
 
+    def keep(name, module, args, out):
+        if name in plan.conv and out.ndim == 4:  # kept in the graph only while Grad-CAM needs it
+            activations[name] = out if want_cam else out.detach()
+
+    rec = record(model, images, [(n, m) for n, m in plan.rows if m is not None], prepare, keep=keep,
+                 grad=want_cam, flops=flops)
     grids, notes = _grids(model, dict(plan.vits), attentions, attn_inputs, patch_grids)
     if plan.unreadable:
         notes.append(f"{len(plan.unreadable)} attention module(s) ({plan.unreadable[0]}, ...) compute their "
                      "probabilities without a readable step; their maps are not drawn.")
-    table = [ShapeRow("input", (), tuple(images.shape), 0, 0, "image batch")]
+    logits = rec.logits.detach()
+    result = Inspection(logits, logits.softmax(-1), attentions, activations, grids,
+                        _table(plan, images, rec.shapes, rec.flops, grids), notes=notes)
+    cam_layers = [] if not want_cam else _cam_layers(list(activations)) if cam_layers is None else cam_layers
+    return explain(result, rec.logits, cam_layers, cam_class)
+
+
+def _table(plan: _Plan, images: torch.Tensor, shapes: dict, flops: dict, grids: dict) -> list[ShapeRow]:
+    """The shape table, input first; a ViT's tokens row spans its patch embedding's output to its first block."""
+    table = [ShapeRow("input", (), tuple(images.shape), 0, 0, "image batch", "input")]
     for name, module in plan.rows:
-        if module is None:  # the ViT's tokens: from the patch embedding's output to the first block's input
+        if module is None:
             vit = name[:-len("tokens")]
             if f"{vit}blocks.0" in shapes:
                 before = shapes[f"{vit}patch_embed"][1] if f"{vit}patch_embed" in shapes else table[-1].output_shape
                 table.append(ShapeRow(name, before, shapes[f"{vit}blocks.0"][0], plan.params[name], 0,
-                                      _note(name, plan, (), (), grids)))
+                                      _note(name, plan, (), (), grids), "tokens"))
         elif name in shapes:
-            table.append(ShapeRow(name, *shapes[name], plan.params[name], flop_rows.get(name, 0),
-                                  _note(name, plan, *shapes[name], grids)))
-    result = Inspection(logits.detach(), logits.detach().softmax(-1), attentions, activations, grids, table,
-                        notes=notes)
-    if not want_cam:
-        cam_layers = []
-    elif cam_layers is None:
-        cam_layers = _cam_layers(list(activations))
-    if cam_layers:
-        target = logits.argmax(-1) if isinstance(cam_class, str) else torch.as_tensor(cam_class).expand(len(logits))
-        score = logits.gather(1, target.to(logits.device)[:, None]).sum()
-        grads = torch.autograd.grad(score, [activations[n] for n in cam_layers])
-        for name, grad in zip(cam_layers, grads):
-            act = activations[name] = activations[name].detach()
-            result.cam[name] = grad_cam(act, grad)
-        result.cam_class = target.cpu()
-    for name in activations:
-        activations[name] = activations[name].detach()
-    return result
+            note = _note(name, plan, *shapes[name], grids)
+            table.append(ShapeRow(name, *shapes[name], plan.params[name], flops.get(name, 0), note, _kind(note)))
+    return table
+
+
+# a timm row's note (from `_note`) -> its kind
+_KIND_OF_NOTE = (("conv", "conv"), ("patchify", "patch"), ("grid -> tokens", "tokens"), ("transformer block", "blocks"),
+                 ("transformer stage", "stage"), ("pool", "pool"), ("classifier", "head"), ("mean of", "merge"))
+
+
+def _kind(note: str) -> str:
+    return next((kind for start, kind in _KIND_OF_NOTE if note.startswith(start)), "norm" if "Norm" in note else "other")
 
 
 def _grids(model, vits, attentions, attn_inputs, patch_grids) -> tuple[dict[str, TokenGrid], list[str]]:
