@@ -3,7 +3,7 @@ most once per file version) and returns a `Weights` that the weights notice, the
 all read. Nothing else asks "bundled or random?".
 
 A new weights choice: a `WEIGHTS` entry, a branch in `resolve` (and, if its models are not checkpoints
-on disk, one in session.load).
+on disk, one in engine.load).
 """
 from __future__ import annotations
 

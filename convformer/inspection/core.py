@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .. import axes
+from . import relevance
 
 
 @dataclass
@@ -54,6 +55,8 @@ class Inspection:
     shapes: list[ShapeRow]                    # input first, logits last
     cam: dict[str, torch.Tensor] = field(default_factory=dict)  # conv layer -> Grad-CAM (B, h, w) in [0, 1]
     cam_class: torch.Tensor | None = None     # (B,) class each CAM explains
+    relevance: dict[str, torch.Tensor] = field(default_factory=dict)  # grid -> Chefer relevance (B, h, w) in [0, 1]
+    relevance_class: torch.Tensor | None = None  # (B,) class the relevance explains
     notes: list[str] = field(default_factory=list)  # where attention is not self-attention over one grid
 
     def grid_of(self, block: str) -> TokenGrid | None:
@@ -119,8 +122,12 @@ def check_cam_layers(cam_layers: list[str] | None, available: list[str]) -> None
 
 
 def explain(result: Inspection, logits: torch.Tensor, cam_layers: list[str],
-            cam_class: int | torch.Tensor | str | None) -> Inspection:
-    """Grad-CAM for `cam_layers` (kept in the graph by the pass) into `result.cam`, then every activation detached."""
+            cam_class: int | torch.Tensor | str | None,
+            relevance_class: int | torch.Tensor | str | None = None) -> Inspection:
+    """The tail both engines share, from the graph the pass kept: the relevance of `relevance_class`
+    (`explain_attention`), Grad-CAM of `cam_class` at `cam_layers` into `result.cam`, then every attention
+    map and activation detached."""
+    explain_attention(result, logits, relevance_class, retain_graph=bool(cam_layers))
     acts = result.activations
     if cam_layers:
         target = logits.argmax(-1) if isinstance(cam_class, str) else torch.as_tensor(cam_class).expand(len(logits))
@@ -132,6 +139,30 @@ def explain(result: Inspection, logits: torch.Tensor, cam_layers: list[str],
     for name in acts:
         acts[name] = acts[name].detach()
     return result
+
+
+def explain_attention(result: Inspection, logits: torch.Tensor, relevance_class: int | torch.Tensor | str | None,
+                      retain_graph: bool = False) -> None:
+    """Fill `result.relevance` (Chefer et al. 2021) for the blocks of the last grid from attentions still in the
+    graph of `logits`, then detach them. A no-op without `relevance_class` or attention."""
+    blocks = result.rollout_blocks() if relevance_class is not None else []
+    if blocks:
+        grid = result.grid_of(blocks[-1])
+        owner = next(k for k, g in result.token_grid.items() if g is grid)
+        target = _target(logits, relevance_class)
+        score = logits.gather(1, target[:, None]).sum()
+        result.relevance[owner] = relevance.explain(score, result.attentions, blocks, (grid.h, grid.w), grid.prefix,
+                                                    retain_graph)
+        result.relevance_class = target.cpu()
+    for name in result.attentions:
+        result.attentions[name] = result.attentions[name].detach()
+
+
+def _target(logits: torch.Tensor, cls: int | torch.Tensor | str) -> torch.Tensor:
+    """The explained class per image (B,): "pred" for the predicted one, else an index (int or (B,))."""
+    if isinstance(cls, str):
+        return logits.argmax(-1)
+    return torch.as_tensor(cls).to(logits.device).long().expand(len(logits))
 
 
 def record_steps(stack: ExitStack, rows: list[tuple[str, nn.Module]], counter: FlopCounterMode | None,
@@ -184,5 +215,5 @@ def _shape(x: torch.Tensor | list[torch.Tensor]) -> tuple:
     return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
 
 
-__all__ = ["KINDS", "Inspection", "Recording", "ShapeRow", "TokenGrid", "check_cam_layers", "explain", "format_table",
-           "grad_cam", "human", "record", "record_steps"]
+__all__ = ["KINDS", "Inspection", "Recording", "ShapeRow", "TokenGrid", "check_cam_layers", "explain",
+           "explain_attention", "format_table", "grad_cam", "human", "record", "record_steps"]

@@ -138,13 +138,14 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 
 def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
-                 flops: bool = True, cam_layers: list[str] | None = None) -> Inspection:
+                 flops: bool = True, cam_layers: list[str] | None = None,
+                 relevance_class: int | torch.Tensor | str | None = None) -> Inspection:
     """`convformer.inspect` for a timm model (or the late-fusion pair of two): one forward pass of
     `images` (B, C, H, W); see `convformer.inspection.inspect` for the arguments."""
     images = images.to(next(model.parameters()).device)
     plan = _plan(model)
     check_cam_layers(cam_layers, conv_layers(model))
-    want_cam = cam_class is not None
+    want_cam, want_relevance = cam_class is not None, relevance_class is not None
     attn_inputs, attentions, activations = {}, {}, {}
     patch_grids: dict[str, tuple[int, int]] = {}
 
@@ -155,7 +156,8 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
             stack.callback(module.register_forward_pre_hook(
                 lambda m, a, block=block: attn_inputs.__setitem__(block, tuple(a[0].shape))).remove)
             stack.callback(module.attn_drop.register_forward_hook(
-                lambda m, a, out, block=block: attentions.__setitem__(block, out.detach())).remove)
+                lambda m, a, out, block=block: attentions.__setitem__(
+                    block, out if want_relevance else out.detach())).remove)
         for vit, module in plan.vits:
             stack.callback(module.patch_embed.proj.register_forward_hook(
                 lambda m, a, out, vit=vit: patch_grids.__setitem__(vit, tuple(out.shape[-2:]))).remove)
@@ -165,7 +167,7 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
             activations[name] = out if want_cam else out.detach()
 
     rec = record(model, images, [(n, m) for n, m in plan.rows if m is not None], prepare, keep=keep,
-                 grad=want_cam, flops=flops)
+                 grad=want_cam or want_relevance, flops=flops)
     grids, notes = _grids(model, dict(plan.vits), attentions, attn_inputs, patch_grids)
     if plan.unreadable:
         notes.append(f"{len(plan.unreadable)} attention module(s) ({plan.unreadable[0]}, ...) compute their "
@@ -174,7 +176,7 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
     result = Inspection(logits, logits.softmax(-1), attentions, activations, grids,
                         _table(plan, images, rec.shapes, rec.flops, grids), notes=notes)
     cam_layers = [] if not want_cam else _cam_layers(list(activations)) if cam_layers is None else cam_layers
-    return explain(result, rec.logits, cam_layers, cam_class)
+    return explain(result, rec.logits, cam_layers, cam_class, relevance_class)
 
 
 def _table(plan: _Plan, images: torch.Tensor, shapes: dict, flops: dict, grids: dict) -> list[ShapeRow]:
