@@ -8,6 +8,7 @@ import torch
 
 from . import FUSIONS, PRESETS, create, inspect, load_checkpoint, load_image, pick_device, preprocess
 from .export.checkpoint import bundled_checkpoint
+from .presets import preset_name
 from .data import RESIZES, fit
 from .axes import format_table, token_note
 from .inspection import human
@@ -26,7 +27,7 @@ def _model(args: argparse.Namespace, bundled: bool = False):
         if path is not None:
             return load_checkpoint(path)
         print(f"note: no bundled checkpoint for {args.fusion!r}; using random weights", file=sys.stderr)
-    name = getattr(args, "preset", None) or f"convformer_{args.fusion}_tiny"
+    name = getattr(args, "preset", None) or preset_name(args.fusion)
     overrides = {"num_classes": args.num_classes} if getattr(args, "num_classes", None) else {}
     if getattr(args, "img_size", None):
         overrides["img_size"] = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]

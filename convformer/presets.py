@@ -68,6 +68,11 @@ SHAPES_PRESETS: dict[str, ConvFormerConfig] = {
         fusion="vit", embed_dim=64, depth=4, num_heads=2, patch_size=8, pool="avg", **_SHAPES),
 }
 ALL = {**PRESETS, **SHAPES_PRESETS}
+
+
+def preset_name(fusion: str, family: str = "tiny") -> str:
+    """The one place a preset's name is made: `convformer_{fusion}_{family}` (family: tiny, small or shapes)."""
+    return f"convformer_{fusion}_{family}"
 BUNDLED_TAG = "bundled"
 _FIELDS = {f.name for f in fields(ConvFormerConfig)}
 

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import gradio as gr
 
 from convformer.config import FUSIONS, MERGES, ConvFormerConfig
-from convformer.presets import PRESETS, SHAPES_PRESETS
+from convformer.presets import PRESETS, SHAPES_PRESETS, preset_name
 
 RANDOM_CLASSES = 10
 ALL_PRESETS = {**PRESETS, **SHAPES_PRESETS}  # the Preset control's choices: architectures, then the bundled ones
@@ -74,7 +74,7 @@ class Controls:
     @classmethod
     def of(cls, cfg: ConvFormerConfig, **fields: Any) -> Controls:
         """The controls that describe `cfg` (its fusion stage, its tiny preset unless `preset` is given)."""
-        return cls(**{"fusion": cfg.fusion, "preset": f"convformer_{cfg.fusion}_tiny", **hparams(cfg), **fields})
+        return cls(**{"fusion": cfg.fusion, "preset": preset_name(cfg.fusion), **hparams(cfg), **fields})
 
     def config(self, num_classes: int = RANDOM_CLASSES) -> ConvFormerConfig:
         """The validated config the controls describe, or gr.Error naming the field. The preset supplies what
@@ -83,7 +83,7 @@ class Controls:
         if self.fusion not in FUSIONS:
             raise gr.Error(f"fusion={self.fusion!r} is not allowed: expected one of {', '.join(FUSIONS)}")
         base = ALL_PRESETS[self.preset] if str(self.preset) in ALL_PRESETS and \
-            ALL_PRESETS[self.preset].fusion == self.fusion else PRESETS[f"convformer_{self.fusion}_tiny"]
+            ALL_PRESETS[self.preset].fusion == self.fusion else PRESETS[preset_name(self.fusion)]
         try:
             ratio = float(self.mlp_ratio)
         except (TypeError, ValueError, OverflowError):

@@ -14,6 +14,7 @@ from typing import Any
 
 from convformer.export.checkpoint import CheckpointError, bundled_checkpoint, read_info
 from convformer.config import FUSIONS, ConvFormerConfig
+from convformer.presets import preset_name
 
 from . import i18n, views
 from .controls import ALL_PRESETS, Controls, hparams
@@ -82,7 +83,7 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
 def defaults(fusion: str, preset: str | None = None, weights: str = "bundled") -> Controls:
     """The controls for a fusion stage: the bundled checkpoint's architecture when that is what will run,
     else the preset's (the stage's tiny one unless `preset` is one of its own)."""
-    preset = preset if preset in ALL_PRESETS and ALL_PRESETS[preset].fusion == fusion else f"convformer_{fusion}_tiny"
+    preset = preset if preset in ALL_PRESETS and ALL_PRESETS[preset].fusion == fusion else preset_name(fusion)
     start = Controls(fusion=fusion, preset=preset, weights=weights, **hparams(ALL_PRESETS[preset]))
     return resolve(start).controls(start) if weights == "bundled" else start
 

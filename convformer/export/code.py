@@ -174,8 +174,8 @@ def add_parser(subparsers: Any) -> Any:
 def command_for(cfg: ConvFormerConfig) -> str:
     """The `python -m convformer code` command that writes the file for `cfg` (every field that differs from
     the fusion stage's tiny preset, as flags)."""
-    from ..presets import PRESETS
-    base = PRESETS[f"convformer_{cfg.fusion}_tiny"]
+    from ..presets import PRESETS, preset_name
+    base = PRESETS[preset_name(cfg.fusion)]
     words = [f"python -m convformer code --fusion {cfg.fusion}"]
     for name in _FLAGS:
         value = getattr(cfg, name)
@@ -200,7 +200,7 @@ def code_command(args: Any) -> None:
     from pathlib import Path
 
     from .checkpoint import load_checkpoint
-    from ..presets import PRESETS, SHAPES_PRESETS, create
+    from ..presets import PRESETS, SHAPES_PRESETS, create, preset_name
     overrides = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
     for key in ("img_size", "conv_widths", "conv_depths"):
         if key in overrides:
@@ -215,7 +215,7 @@ def code_command(args: Any) -> None:
         name = Path(args.checkpoint).name
         classes = getattr(model, "meta", {}).get("classes")
     else:
-        name = args.preset or f"convformer_{args.fusion or 'mid'}_tiny"
+        name = args.preset or preset_name(args.fusion or "mid")
         if args.preset and args.preset not in PRESETS and args.preset not in SHAPES_PRESETS:
             raise ValueError(f"unknown preset {args.preset!r}; available: {sorted(PRESETS) + sorted(SHAPES_PRESETS)}")
         if args.fusion:

@@ -92,8 +92,8 @@ def load_task_checkpoint(path: str | Path, task: str | None = None) -> TaskModel
 
 
 def _backbone_config(fusion: str, overrides: dict[str, Any]) -> ConvFormerConfig:
-    from ..presets import SHAPES_PRESETS
-    return SHAPES_PRESETS[f"convformer_{fusion}_shapes"].replace(num_classes=0, **overrides)
+    from ..presets import SHAPES_PRESETS, preset_name
+    return SHAPES_PRESETS[preset_name(fusion, "shapes")].replace(num_classes=0, **overrides)
 
 
 def _load_backbone(model: TaskModel, fusion: str) -> bool:
@@ -140,9 +140,9 @@ def create_task_model(task: str, fusion: str = "mid", *, weights: str | Path = "
 
 def _classifier(fusion: str, weights: str | Path, config: dict[str, Any]):
     from ..export.checkpoint import load_checkpoint
-    from ..presets import create
+    from ..presets import create, preset_name
     if weights in ("bundled", "backbone", "random"):
-        model = create(f"convformer_{fusion}_shapes", pretrained=weights != "random", **config)
+        model = create(preset_name(fusion, "shapes"), pretrained=weights != "random", **config)
     else:
         model = load_checkpoint(weights)
     model.task = "classify"

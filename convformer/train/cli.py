@@ -93,7 +93,7 @@ def _fill(args: argparse.Namespace) -> None:
 
 
 def train_command(args: argparse.Namespace) -> None:
-    from ..presets import create
+    from ..presets import create, preset_name
     _fill(args)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,9 +111,9 @@ def train_command(args: argparse.Namespace) -> None:
                       hflip=args.hflip, num_workers=args.num_workers, amp=args.amp, device=args.device,
                       channels_last=args.channels_last, distributed=args.distributed, time_limit=args.time_limit,
                       progress_bar=not args.quiet)
-    name = args.preset or f"convformer_{args.fusion or 'mid'}_tiny"
+    name = args.preset or preset_name(args.fusion or "mid")
     if args.recipe_obj is not None:
-        name = f"convformer_{args.recipe}_shapes"
+        name = preset_name(args.recipe, "shapes")
         overrides = {**args.recipe_obj.model, **{k: v for k, v in overrides.items() if v is not None},
                      "fusion": args.recipe}
     if args.init:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import FUSIONS, ConvFormerConfig
-from ..presets import SHAPES_PRESETS
+from ..presets import SHAPES_PRESETS, preset_name
 from .loop import TrainConfig
 
 __all__ = ["DEFAULT", "RECIPES", "Recipe", "Standing", "estimate_seconds", "standing", "verdict"]
@@ -44,7 +44,7 @@ class Recipe:
     images_per_s: float = 0.0          # training images per second over the whole run (evaluation included)
 
     def model_config(self, num_classes: int = 10) -> ConvFormerConfig:
-        base = SHAPES_PRESETS[f"convformer_{self.fusion}_shapes"]
+        base = SHAPES_PRESETS[preset_name(self.fusion, "shapes")]
         return base.replace(img_size=self.img_size, num_classes=num_classes, **self.model)
 
     def train_config(self, **overrides: Any) -> TrainConfig:

@@ -19,7 +19,7 @@ import pandas as pd
 from convformer.config import FUSIONS
 from convformer.data.datasets import ImageTensors, materialize
 from convformer.inspection import inspect
-from convformer.presets import PRESETS
+from convformer.presets import PRESETS, preset_name
 from convformer.data.shapes import CLASSES, ShapesDataset
 from convformer.timing import forward_latency
 from convformer.train import evaluate
@@ -47,7 +47,7 @@ _LOCK = threading.Lock()
 
 def controls(fusion: str) -> Controls:
     """A stage's bundled checkpoint; without one, the stand-in: its tiny preset at SIZE px, random weights."""
-    return Controls.of(PRESETS[f"convformer_{fusion}_tiny"].replace(img_size=SIZE), weights="bundled")
+    return Controls.of(PRESETS[preset_name(fusion)].replace(img_size=SIZE), weights="bundled")
 
 
 def weights_label(weights: Weights) -> str:
