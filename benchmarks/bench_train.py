@@ -3,7 +3,7 @@ same optimizer, same batches, same device, interleaved rounds.
 
     python -m benchmarks.bench_train [--threads 2] [--device cpu|cuda] [--fusion mid] [--quick]
 
-The model and batch are a recipe's (`convformer.recipe.RECIPES[fusion]`, default: the Train tab's default). `fit` runs one epoch
+The model and batch are a recipe's (`convformer.train.recipes.RECIPES[fusion]`, default: the Train tab's default). `fit` runs one epoch
 of the recipe's data with everything it does (shuffling, uint8 -> float, augmentation, label smoothing,
 gradient clipping, the schedule, progress reports, the evaluation after the epoch); its images/s counts the
 whole call. The bare loop runs the same number of steps over the same batches already as float tensors

@@ -301,7 +301,7 @@ GRIDS["vit5"] = _grid_vit5()
 
 def recipe_specs(fusions: list[str] | None = None, optimizer: str | None = None,
                  seeds: list[int] | None = None) -> list[dict[str, Any]]:
-    """Worker specs that train exactly the committed recipes (`convformer.recipe.RECIPES`), or with another
+    """Worker specs that train exactly the committed recipes (`convformer.train.recipes.RECIPES`), or with another
     optimizer (the side-by-side of NOTES section 10), once per seed (default: the recipe's seed 0)."""
     from convformer.train.recipes import RECIPES
     specs = []

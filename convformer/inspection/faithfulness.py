@@ -188,10 +188,10 @@ def cascade(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The layer groups re-drawn one after another, head first: the shape table's rows, reversed, that hold a
     weight matrix or kernel."""
     if hasattr(model, "branches"):
-        from .inspection import steps
+        from .convformer_engine import steps
         rows = [(name, module) for name, module, _ in steps(model)]
     else:
-        from .inspect_timm import steps as timm_steps
+        from .timm_engine import steps as timm_steps
         rows = [(name, module) for name, module in timm_steps(model) if module is not None]
     return [(name, m) for name, m in reversed(rows) if any(p.ndim >= 2 for p in m.parameters())]
 
