@@ -7,10 +7,8 @@ import gradio as gr
 
 from convformer.coco_detr import THRESHOLD
 
-from . import coco, coco_texts, engine
+from . import coco, engine  # coco registers its texts
 from .i18n import tr
-
-coco_texts.register()
 
 
 def build(image: gr.File) -> dict:
