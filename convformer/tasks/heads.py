@@ -52,20 +52,20 @@ class Neck(nn.Module):
         return self.fuse(x)  # (B, dim, h, w)
 
 
-def _branch(dim: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(), nn.Conv2d(dim, out, 1))
-
-
 class DenseHead(nn.Module):
     """(B, dim, h, w) -> heatmap logits (B, K, h, w), size (B, 2, h, w) as (w, h) in cells, offset (B, 2, h, w)
-    of the centre within its cell (x, y)."""
+    of the centre within its cell (x, y). One shared 3x3 conv + ReLU, then a 1x1 conv per output (CenterNet
+    gives each output its own 3x3 conv: three times the cost, the head's largest part, for no gain measured
+    here; benchmarks/NOTES.md)."""
 
     def __init__(self, dim: int, num_classes: int):
         super().__init__()
-        self.heatmap, self.size, self.offset = _branch(dim, num_classes), _branch(dim, 2), _branch(dim, 2)
-        nn.init.constant_(self.heatmap[-1].bias, -2.19)  # sigmoid = 0.1 at the start (CenterNet's prior)
+        self.trunk = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU())
+        self.heatmap, self.size, self.offset = nn.Conv2d(dim, num_classes, 1), nn.Conv2d(dim, 2, 1), nn.Conv2d(dim, 2, 1)
+        nn.init.constant_(self.heatmap.bias, -2.19)  # sigmoid = 0.1 at the start (CenterNet's prior)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.trunk(x)
         return {"heatmap": self.heatmap(x), "size": self.size(x), "offset": self.offset(x)}
 
 
