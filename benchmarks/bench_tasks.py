@@ -49,7 +49,8 @@ def train(args: argparse.Namespace) -> None:
                       f"{info['time']:.0f} s wall, {info['cpu_time']:.0f} CPU s", flush=True)
         save = Path(args.save) / f"{recipe.task}_{recipe.fusion}{'_' + recipe.head if recipe.head else ''}" \
             if args.save else None
-        result = run_recipe(recipe, seed=seed, progress=progress, out_dir=save, clock=args.clock)
+        result = run_recipe(recipe, seed=seed, progress=progress, out_dir=save, clock=args.clock,
+                            cache_dir=args.scene_cache)
         row = {"task": recipe.task, "fusion": recipe.fusion, "head": recipe.head or "default", "seed": seed,
                "changes": {**changes, **{f"model.{k}": v for k, v in model_changes.items()}},
                "metric": recipe.metric, "best_val": round(result.best["val_metric"], 4),
@@ -105,6 +106,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/train_runs/9-tasks.jsonl")
     p.add_argument("--save", help="write each run's checkpoint under this folder")
+    p.add_argument("--scene-cache", default="runs/scenes", help="rendered scenes kept here between runs")
     p.add_argument("--clock", choices=("wall", "cpu"), default="cpu",
                    help="what time_limit counts: cpu = CPU seconds / threads (default; the machine is shared)")
     p.set_defaults(func=train)

@@ -86,23 +86,54 @@ def info_task(args: argparse.Namespace) -> None:
     print("\n".join("  ".join(c.ljust(wd) for c, wd in zip(line, widths)).rstrip() for line in lines))
 
 
-def add_train_flags(p: argparse.ArgumentParser) -> None:
+def attach(p: argparse.ArgumentParser, command) -> None:
+    """Add --task (and --head) to an existing command (`train`, `code`, `info`): classify keeps its own
+    function, detect / segment run `command`."""
     p.add_argument("--task", choices=("classify", "detect", "segment"), default="classify",
-                   help="detect / segment: a head on the --fusion backbone, trained on Shapes scenes")
-    p.add_argument("--head", default="", help="with --task detect: dense (default) or set")
+                   help="detect / segment: a head on the --fusion backbone (Shapes scenes)")
+    if "--head" not in p._option_string_actions:
+        p.add_argument("--head", choices=sorted({h for hs in HEADS.values() for h in hs}), default="",
+                       help="with --task detect: dense (CenterNet, default) or set (DETR)")
+    classify = p.get_default("func")
+    p.set_defaults(func=lambda args: classify(args) if args.task == "classify" else command(args))
+
+
+def code_task(args: argparse.Namespace) -> None:
+    """`code --task detect|segment`: the task model (backbone, neck, head, decoding) as one file, checked."""
+    from .export import check_task, export_task
+    if getattr(args, "preset", None):
+        raise ValueError("--task takes the stage's task model: use --fusion or --checkpoint, not --preset")
+    args.fusion = args.fusion or "mid"
+    model = task_model(args, args.task)
+    name = Path(args.checkpoint).name if args.checkpoint else f"{args.task} on {args.fusion}"
+    source = export_task(model, name=name, command=f"python -m convformer code --task {args.task} "
+                         f"--fusion {args.fusion}" + (f" --head {args.head}" if args.head else ""))
+    diff = check_task(source, model)
+    if diff > 1e-5:
+        raise ValueError(f"the exported file's outputs differ from the library's by {diff:.2e}: please report this")
+    if args.out:
+        Path(args.out).write_text(source)
+        print(f"wrote {args.out}: {len(source.splitlines())} lines; loads the library's state_dict strictly, "
+              f"outputs agree to {diff:.1e}", file=sys.stderr)
+    else:
+        sys.stdout.write(source)
 
 
 def train_task_command(args: argparse.Namespace) -> None:
     """`train --task detect|segment`: the stage's task recipe, flags given explicitly override it."""
     from .recipes import run_recipe, task_recipe
+    if getattr(args, "recipe", None) or getattr(args, "init", None) or getattr(args, "preset", None):
+        raise ValueError("--task takes the stage's task recipe: use --fusion (and --head), not --recipe / --init / --preset")
     recipe = task_recipe(args.task, args.fusion or "mid", args.head or "")
     changes: dict[str, Any] = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "train_size", "val_size")
                                if getattr(args, k, None) is not None}
     if getattr(args, "time_limit", None):
         changes["time_limit"] = args.time_limit
+    if getattr(args, "test_size", None) is not None:  # at most the recipe's: the flag's default is classification's
+        changes["test_size"] = min(args.test_size, recipe.test_size)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run_recipe(recipe.replace(**changes), out_dir=Path(args.out), seed=args.seed, quiet=args.quiet)
+    result = run_recipe(recipe.replace(**changes), out_dir=Path(args.out), seed=args.seed, quiet=False)
     metric = recipe.metric
     line = f"best val {metric} {result.best['val_metric']:.3f} (epoch {result.best['epoch']:g})"
     if result.test is not None:

@@ -74,12 +74,13 @@ def task_recipe(task: str, fusion: str, head: str = "") -> TaskRecipe:
 
 
 def run_recipe(recipe: TaskRecipe, *, out_dir: Path | None = None, seed: int = 0, quiet: bool = True,
-               progress=None, cancel=None, clock: str = "wall") -> TaskResult:
-    """Render the scenes (cached), build the model, train; test on an unseen split (the test split, seed + 1000)."""
+               progress=None, cancel=None, clock: str = "wall", cache_dir: str | Path | None = None) -> TaskResult:
+    """Render the scenes (cached; with `cache_dir` on disk too), build the model, train; test on an unseen split
+    (the test split, seed + 1000)."""
     size = recipe.img_size
-    train = scene_split("train", recipe.train_size, size, seed)
-    val = scene_split("val", recipe.val_size, size, seed)
-    test = scene_split("test", recipe.test_size, size, seed + 1000) if recipe.test_size else None
+    train = scene_split("train", recipe.train_size, size, seed, cache_dir)
+    val = scene_split("val", recipe.val_size, size, seed, cache_dir)
+    test = scene_split("test", recipe.test_size, size, seed + 1000, cache_dir) if recipe.test_size else None
     torch.manual_seed(seed)
     head = {"head": recipe.head} if recipe.head else {}
     model = create_task_model(recipe.task, recipe.fusion, weights=recipe.weights, **head, **recipe.model)
