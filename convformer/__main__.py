@@ -11,6 +11,7 @@ from .checkpoint import bundled_checkpoint
 from .data import RESIZES, fit
 from .axes import format_table, token_note
 from .inspection import human
+from .coco_cli import add_parser as add_coco_parser
 from .references_cli import add_parser as add_references_parser, predict_imagenet
 from .export import add_parser as add_code_parser
 from .faithfulness_cli import add_parser as add_faithfulness_parser
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks_cli.add_parsers(sub)  # detect, segment
     add_references_parser(sub)
     add_faithfulness_parser(sub)
+    add_coco_parser(sub)  # after the tasks' `detect`, if any: it adds --weights coco to it
     args = parser.parse_args(argv)
     try:
         args.func(args)
