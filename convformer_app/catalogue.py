@@ -584,6 +584,20 @@ TEXT: dict[str, tuple[str, str]] = {
                       "img_size={size} 会产生 {tokens} 个词元（上限 {limit}）；请使用更大的步幅或更小的图像"),
     "reason.activations": ("at img_size={size} the conv stages would hold ~{m} M activations per image (limit {limit} M)",
                            "在 img_size={size} 下，卷积阶段每张图像约有 {m} M 个激活值（上限 {limit} M）"),
+    # ---- limits of round three (issue 28): the details of "This image / checkpoint / dataset cannot be used" ----
+    "reason.jpeg_scans": ("the JPEG has {n} scans; the limit is {limit} (photos have 1 to about 12): save it again "
+                          "as a baseline JPEG or PNG",
+                          "这张 JPEG 有 {n} 个扫描段，上限是 {limit}（照片一般只有 1 到 12 个）：请另存为基线 JPEG 或 PNG"),
+    "reason.header_size": ("the ConvFormer header is nested too deeply or too large: it holds {n} objects and lists; "
+                           "the limit is {limit}",
+                           "ConvFormer 头部嵌套过深或过大：含有 {n} 个对象和列表，上限是 {limit}"),
+    "reason.header_values": ("the ConvFormer header holds {n} values; the limit is {limit}",
+                             "ConvFormer 头部含有 {n} 个值，上限是 {limit}"),
+    "reason.class_folder": ("class folder {name} has a name of {n} characters; the limit is {limit} (the checkpoint "
+                            "stores class names)",
+                            "类别文件夹 {name} 的名称有 {n} 个字符，上限是 {limit}（检查点会保存类别名称）"),
+    "reason.zip_depth": ("zip entry {name} is {n} folders deep; the limit is {limit}",
+                         "zip 条目 {name} 位于 {n} 层文件夹之下，上限是 {limit}"),
     # ---- Explore: which map to trust (convformer_app/trust.py) ----
     "tab.relevance": (
         "Relevance (Chefer et al.)",

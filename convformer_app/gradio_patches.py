@@ -43,6 +43,8 @@ PATCHES = [
           "the queue polls with these two attributes (0.001 s and 0.01 s by default)"),
     Patch("localize", "Blocks.fns[*].fn", "each event's BlockFunction calls its `fn` attribute, read per call"),
     Patch("add_translation", "I18n.translations", "gr.I18n sends its `translations` dict to the front end at launch"),
+    Patch("install_messages", "Gradio's routes, Queue.push, Queue.log_message, get_fn (route_guards.install)",
+          "see convformer_app/route_guards.py and tests/test_hostile3.py"),
 ]
 
 
@@ -73,7 +75,10 @@ LOG_LINE = 500  # characters of one line of a logged error
 
 def install_messages(message: Callable[[BaseException | None], str]) -> None:
     """Route every error payload Gradio sends (queue and HTTP routes) through `message` (the app's one-line
-    message for any failure: `safety.message`), and what it logs through `_ShortTracebacks`."""
+    message for any failure: `safety.message`, escaped: the toast renders HTML), and what it logs through
+    `_ShortTracebacks`; and guard Gradio's routes (`route_guards.install`: bodies capped, malformed requests one
+    line, toasts escaped)."""
+    from . import route_guards
     import gradio.queueing
     import gradio.routes
     import gradio.utils
@@ -82,10 +87,11 @@ def install_messages(message: Callable[[BaseException | None], str]) -> None:
     @functools.wraps(original)
     def payload(error: BaseException | None, show_error: bool) -> dict[str, Any]:
         content = original(error, show_error)
-        content["error"] = message(error)
+        content["error"] = route_guards.as_text(message(error))  # the toast renders HTML: a value shows as text
         content.setdefault("visible", True)
         return content
 
+    route_guards.install()
     gradio.utils.error_payload = payload
     gradio.queueing.error_payload = payload
     for module in (gradio.queueing, gradio.routes, gradio.utils):

@@ -25,6 +25,8 @@ def test_the_patches_were_written_for_the_installed_gradio() -> None:
         "against the new version (the tests below), then update GRADIO_VERSION and requirements.txt")
     assert {p.name for p in gp.PATCHES} == {"install_picture_cache", "install_messages", "pace_queue", "localize",
                                             "add_translation"}
+    from convformer_app import route_guards  # the routes' guards, installed by install_messages
+    assert route_guards.GRADIO_VERSION == gp.GRADIO_VERSION
     assert all(callable(getattr(gp, p.name)) for p in gp.PATCHES)
 
 
