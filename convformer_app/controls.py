@@ -7,7 +7,7 @@ the page to the handlers, into the URL and to the Train tab. Gradio hands a hand
 once: every function after that takes the single value.
 
 Adding a control: a field here (its default is the API default; a new field goes last, after `checkpoint`,
-so positional API calls keep working), its component in explore_page.py's `parts` dict, and the code that reads it.
+so positional API calls keep working), its component in explore/page.py's `parts` dict, and the code that reads it.
 """
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ from urllib.parse import urlencode
 import gradio as gr
 
 from convformer.config import FUSIONS, MERGES, ConvFormerConfig
-from convformer.presets import PRESETS, SHAPES_PRESETS
+from convformer.messages import shown
+from convformer.presets import PRESETS, SHAPES_PRESETS, preset_name
 
 RANDOM_CLASSES = 10
 ALL_PRESETS = {**PRESETS, **SHAPES_PRESETS}  # the Preset control's choices: architectures, then the bundled ones
-# (min, max, step) of each numeric control: explore_page builds its sliders from these, and a URL is clamped to them
+# (min, max, step) of each numeric control: explore/page.py builds its sliders from these, and a URL is clamped to them
 RANGES: dict[str, tuple[float, float, float]] = {
     "img_size": (32, 512, 8), "patch_size": (2, 64, 1), "embed_dim": (16, 768, 8), "depth": (0, 24, 1),
     "num_heads": (1, 16, 1), "mlp_ratio": (0.5, 8, 0.5)}
@@ -74,26 +75,28 @@ class Controls:
     @classmethod
     def of(cls, cfg: ConvFormerConfig, **fields: Any) -> Controls:
         """The controls that describe `cfg` (its fusion stage, its tiny preset unless `preset` is given)."""
-        return cls(**{"fusion": cfg.fusion, "preset": f"convformer_{cfg.fusion}_tiny", **hparams(cfg), **fields})
+        return cls(**{"fusion": cfg.fusion, "preset": preset_name(cfg.fusion), **hparams(cfg), **fields})
 
     def config(self, num_classes: int = RANDOM_CLASSES) -> ConvFormerConfig:
         """The validated config the controls describe, or gr.Error naming the field. The preset supplies what
         the controls do not show (pool, mean, std); a preset of another fusion stage gives way to that
         stage's tiny one."""
         if self.fusion not in FUSIONS:
-            raise gr.Error(f"fusion={self.fusion!r} is not allowed: expected one of {', '.join(FUSIONS)}")
+            raise gr.Error(f"fusion={shown(self.fusion)} is not allowed: expected one of {', '.join(FUSIONS)}")
         base = ALL_PRESETS[self.preset] if str(self.preset) in ALL_PRESETS and \
-            ALL_PRESETS[self.preset].fusion == self.fusion else PRESETS[f"convformer_{self.fusion}_tiny"]
+            ALL_PRESETS[self.preset].fusion == self.fusion else PRESETS[preset_name(self.fusion)]
         try:
             ratio = float(self.mlp_ratio)
         except (TypeError, ValueError, OverflowError):
-            raise gr.Error(f"mlp_ratio={self.mlp_ratio!r} is not allowed: expected a number") from None
+            raise gr.Error(f"mlp_ratio={shown(self.mlp_ratio)} is not allowed: expected a number") from None
         try:
             cfg = base.replace(
                 img_size=_int("img_size", self.img_size), embed_dim=_int("embed_dim", self.embed_dim),
                 depth=_int("depth", self.depth), num_heads=_int("num_heads", self.num_heads), mlp_ratio=ratio,
                 patch_size=_int("patch_size", self.patch_size), conv_widths=_ints("conv_widths", self.conv_widths),
                 conv_depths=_ints("conv_depths", self.conv_depths), merge=self.merge, num_classes=num_classes)
+        except gr.Error:  # _int / _ints: already the message (str() of a gr.Error is its repr)
+            raise
         except (ValueError, TypeError) as e:  # the library's own check names the field
             raise gr.Error(str(e)) from None
         return cfg
@@ -168,7 +171,7 @@ def _int(name: str, value: Any) -> int:
     except (TypeError, ValueError, OverflowError):
         number = math.nan
     if not number.is_integer():
-        raise gr.Error(f"{name}={value!r} is not allowed: expected a whole number")
+        raise gr.Error(f"{name}={shown(value)} is not allowed: expected a whole number")
     return int(number)
 
 

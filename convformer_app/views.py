@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from convformer import axes, viz
+from convformer import axes
+from convformer.inspection import viz
 from convformer.inspection import ShapeRow, human
+from convformer.messages import one_line
 from convformer.model import LAYOUTS
 from convformer.timing import Latency, rounded
 
@@ -31,8 +33,26 @@ def clean(error: BaseException | str) -> str:
     return re.sub(r"(/[\w.\-]+){2,}/?", lambda m: Path(m.group(0)).name or "<path>", str(error))
 
 
+_MARKDOWN = re.compile(r"([\\`\[\]!|$~])")  # what makes a link, an image, code, a table or a formula
+_BARE_LINK = re.compile(r"(?i)(?<=www)\.|(?<=:)//")  # what GitHub-flavoured Markdown turns into a link by itself
+
+
+def plain(value: object, limit: int = 200) -> str:
+    """Text from outside (a class name, a file name, a value from a URL, a refusal that repeats one) as it must
+    meet Markdown or HTML: on one line, cut to `limit` characters, HTML escaped and what makes Markdown a link,
+    an image, code or a formula backslash-escaped (a bare `https://` or `www.` too), so a link or a password
+    form shows as the characters it is. Emphasis marks are left: at worst they change the text's weight."""
+    text = _MARKDOWN.sub(r"\\\1", one_line(str(value), limit))
+    return html.escape(_BARE_LINK.sub(lambda m: "\\" + "\\".join(m.group(0)), text), quote=False)
+
+
+def code_span(value: object, limit: int = 200) -> str:
+    """Text from outside inside a Markdown `code span` (which shows its content as text): no backtick."""
+    return one_line(str(value), limit).replace("`", "'")
+
+
 def classes_text(classes: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(classes[:limit])
+    shown = ", ".join(plain(c) for c in classes[:limit])
     return shown + (text("notice.more", n=len(classes)) if len(classes) > limit else "")
 
 
@@ -43,15 +63,15 @@ def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> s
     if kind == "random":
         return text("notice.random", why=f"{space}{reason}" if reason else "")
     classes = list(meta.get("classes") or [])
-    dataset = meta.get("dataset") or text("notice.unnamed")
-    if dataset == "shapes":
+    dataset = plain(meta.get("dataset")) if meta.get("dataset") else text("notice.unnamed")
+    if meta.get("dataset") == "shapes":
         dataset = text("notice.shapes")
     metrics = meta.get("metrics") or {}
     scores = [text(key, acc=f"{metrics[name]:.1%}") for name, key in (("test_acc", "notice.score_test"),
                                                                     ("val_acc", "notice.score_val"))
               if isinstance(metrics.get(name), (int, float))]
     who = text({"bundled": "notice.who_bundled", "trained": "notice.who_trained"}.get(kind, "notice.who_upload"))
-    out = text("notice.weights", who=who, name=name, dataset=dataset)
+    out = text("notice.weights", who=who, name=code_span(name), dataset=dataset)
     out += text("notice.classes", n=len(classes), names=classes_text(classes)) if classes else ""
     out += text("notice.scores", scores=text("list.sep").join(scores)) if scores else text("notice.end")
     if classes:
@@ -110,9 +130,6 @@ COLOURS = {"conv": "#3b82f6", "proj": "#6366f1", "patch": "#6366f1", "tokens": "
            "norm": "#f59e0b", "grid": "#f59e0b", "refine": "#3b82f6", "pool": "#9ca3af", "merge": "#22c55e",
            "head": "#22c55e", "input": "#9ca3af"}
 LANES = {branch for branches in LAYOUTS.values() for branch in branches}  # our models' branches
-# a timm model's row (the notes of convformer.inspect_timm) -> the kind of box it is
-OWN_KINDS = (("conv", "conv"), ("patchify", "patch"), ("grid -> tokens", "tokens"), ("transformer block", "blocks"),
-             ("transformer stage", "stage"), ("pool", "pool"), ("classifier", "head"), ("mean of", "merge"))
 KINDS = ("conv", "proj", "patch", "tokens", "blocks", "norm", "grid", "refine", "pool", "merge", "head", "input")
 # a box's title is the catalogue's "diagram.<kind>"
 
@@ -124,8 +141,8 @@ def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
     for r, (named_in, named_out) in zip(rows, axes.rows(rows)):
         parts = r.name.split(".")
         own = r.name not in ("input", "merge", "head") and parts[0] not in LANES  # a timm model's own steps
-        lane, kind = ("model", _kind(r.note)) if own else (parts[0], parts[1]) if len(parts) > 1 else (
-            "out" if r.name != "input" else "in", parts[0])
+        kind = r.kind  # the inspection engine says what each step is
+        lane = "model" if own else parts[0] if len(parts) > 1 else "out" if r.name != "input" else "in"
         boxes = lanes.setdefault(lane, [])
         title = text(f"diagram.{kind}") if kind in KINDS else kind
         if kind == "conv":
@@ -138,10 +155,6 @@ def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
             continue
         boxes.append((title, named_out if kind != "merge" else f"{named_in} → {named_out}", kind))
     return lanes
-
-
-def _kind(note: str) -> str:
-    return next((kind for start, kind in OWN_KINDS if note.startswith(start)), "norm" if "Norm" in note else note)
 
 
 def _box(title: str, shape: str, kind: str) -> str:
@@ -208,7 +221,7 @@ def channel_picture(maps: np.ndarray) -> Image.Image:
     return viz.tile(maps, cell=96)
 
 
-# ---- pictures from one run (a `session.Run`) ----------------------------------------------------------
+# ---- pictures from one run (an `engine.Run`) ----------------------------------------------------------
 def _grid(run, block: str | None = None) -> tuple[tuple[int, int], int]:
     """(h, w), prefix of the grid `block` attends over (a run's blocks may have grids of their own)."""
     h, w, prefix = run.grids.get(block) or run.grid

@@ -3,7 +3,7 @@ most once per file version) and returns a `Weights` that the weights notice, the
 all read. Nothing else asks "bundled or random?".
 
 A new weights choice: a `WEIGHTS` entry, a branch in `resolve` (and, if its models are not checkpoints
-on disk, one in session.load).
+on disk, one in engine.load).
 """
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convformer.checkpoint import CheckpointError, bundled_checkpoint, read_info
+from convformer.export.checkpoint import CheckpointError, bundled_checkpoint, read_info
 from convformer.config import FUSIONS, ConvFormerConfig
+from convformer.messages import one_line
+from convformer.presets import preset_name
 
 from . import i18n, views
 from .controls import ALL_PRESETS, Controls, hparams
@@ -21,7 +23,7 @@ from .views import clean
 
 WEIGHTS = {"bundled": "Bundled checkpoint (trained)", "random": "Random initialisation",
            "upload": "My checkpoint (.safetensors)", "trained": "Trained in this session (Train tab)",
-           "imagenet": "Pretrained on ImageNet"}  # a published timm model per stage (convformer_app/imagenet.py)
+           "imagenet": "Pretrained on ImageNet"}  # a published timm model per stage (convformer_app/references.py)
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,12 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
     if kind == "random":
         return _random("You chose random initialisation.")
     if kind == "imagenet":
-        from .imagenet import weights as imagenet_weights
+        from .references import weights as imagenet_weights
         return imagenet_weights(fusion)
     if kind == "bundled":
         path = bundled_checkpoint(fusion) if fusion in FUSIONS else None
         if path is None:
-            return _random(f"No trained checkpoint is bundled for **{fusion}** fusion yet, so it runs with "
+            return _random(f"No trained checkpoint is bundled for **{views.plain(fusion, 40)}** fusion yet, so it runs with "
                            "random initialisation.")
         return _checkpoint("bundled", path, "The bundled checkpoint cannot be used")
     if kind == "trained":
@@ -82,7 +84,7 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
 def defaults(fusion: str, preset: str | None = None, weights: str = "bundled") -> Controls:
     """The controls for a fusion stage: the bundled checkpoint's architecture when that is what will run,
     else the preset's (the stage's tiny one unless `preset` is one of its own)."""
-    preset = preset if preset in ALL_PRESETS and ALL_PRESETS[preset].fusion == fusion else f"convformer_{fusion}_tiny"
+    preset = preset if preset in ALL_PRESETS and ALL_PRESETS[preset].fusion == fusion else preset_name(fusion)
     start = Controls(fusion=fusion, preset=preset, weights=weights, **hparams(ALL_PRESETS[preset]))
     return resolve(start).controls(start) if weights == "bundled" else start
 
@@ -94,7 +96,7 @@ def _random(reason: str) -> Weights:
 
 def _problem(kind: str, message: str) -> Weights:
     message = i18n.translate(message)  # the page's language (English for the API)
-    return Weights(kind, f"⚠ **{message}**", problem=message)
+    return Weights(kind, f"⚠ **{views.plain(message, 600)}**", problem=message)
 
 
 def _checkpoint(kind: str, path: Path, cannot: str) -> Weights:
@@ -120,5 +122,13 @@ def preset_of(config: ConvFormerConfig) -> str | None:
 
 @functools.lru_cache(maxsize=32)
 def _header(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
-    """A checkpoint's header, read once per file version (size and mtime are part of the key)."""
-    return read_info(path)
+    """What the app reads of a checkpoint's header, read once per file version (size and mtime are part of
+    the key): its config, class names, dataset name and the two scores the notice shows. The rest of the
+    metadata is not kept (a header may hold up to 16 MB of it)."""
+    info = read_info(path)
+    meta = info.get("meta") or {}
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    dataset = meta.get("dataset")
+    slim = {"classes": meta.get("classes"), "dataset": one_line(dataset, 200) if isinstance(dataset, str) else None,
+            "metrics": {k: metrics[k] for k in ("test_acc", "val_acc") if isinstance(metrics.get(k), (int, float))}}
+    return {"config": info["config"], "meta": {k: v for k, v in slim.items() if v}}

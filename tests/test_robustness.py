@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from convformer.checkpoint import save_checkpoint
+from convformer.export.checkpoint import save_checkpoint
 from convformer.config import FUSIONS, MERGES, ConvFormerConfig
-from convformer.folders import DatasetError, safe_extract_zip
+from convformer.data.folders import DatasetError, safe_extract_zip
 from convformer.model import ConvFormer
 from convformer.presets import PRESETS
 from convformer_app.controls import Controls
@@ -93,7 +93,7 @@ INVALID = {"empty.png": "not an image", "text_renamed.png": "not an image", "svg
            "corrupt.png": "corrupt", "1x1.png": "1 x 1", "20000x20000.png": "too large",
            "declares_100000x100000.png": "too large", "declares_7000x7000.png": "7000 x 7000",
            "short_ihdr.png": "not an image", "declares_40mp_float.tiff": "decoding it would need",
-           "long_name.png": "not an image"}
+           "long_name.png": "not an image", "many_scans.jpg": "scans; the limit is 100"}
 
 
 def test_corpus_is_complete(corpus) -> None:
@@ -133,7 +133,8 @@ def test_bad_images_are_refused(client: Client, corpus, name: str) -> None:
 # ---- checkpoints ----------------------------------------------------------------------------------------
 SAVED_WITH = {"huge_classifier.safetensors": "holds no tensors", "nested_header.safetensors": "nested too deeply",
               "other_fusion.safetensors": "saved with fusion='cnn' (here 'mid')",
-              "in_chans_4.safetensors": "saved with in_chans=4", "degenerate_std.safetensors": "saved with std=(1e-09"}
+              "in_chans_4.safetensors": "saved with in_chans=4", "degenerate_std.safetensors": "saved with std=(1e-09",
+              "empty_objects.safetensors": "the limit is 10000"}
 
 
 def test_good_checkpoint_works(client: Client, corpus, checkpoints) -> None:
@@ -286,7 +287,7 @@ def test_kept_results_share_one_byte_budget(server, corpus, monkeypatch) -> None
 def test_a_training_run_releases_its_model_and_its_folder_is_pruned(server, monkeypatch) -> None:
     from types import SimpleNamespace
 
-    from convformer_app import train_tab
+    from convformer_app.train import handlers as train_tab
     owner = SimpleNamespace(session_hash="robustness-train")
     controls = {k: SMALL[k] for k in (*CONFIG_KEYS, "weights", "checkpoint")}
     for _ in train_tab.train("shapes", None, 1, 2e-3, 32, 100, 32, **controls, request=owner,
@@ -327,7 +328,7 @@ def test_uploads_cut_off_leave_no_partial_files(server) -> None:
 
 
 def test_compare_caches_keyed_by_a_request_value_are_bounded() -> None:
-    from convformer_app import compare
+    from convformer_app.compare import handlers as compare
     for n in (10, 20, 30, 40):
         assert len(compare._test_split((32, 32), n)) == n
     assert len(compare._DATA) <= compare.MAX_SPLITS
@@ -339,7 +340,7 @@ def test_the_time_limit_covers_loading_a_zip(server, tmp_path: Path, monkeypatch
     import zipfile
     from types import SimpleNamespace
 
-    from convformer_app import train_tab
+    from convformer_app.train import handlers as train_tab
     buf = io.BytesIO()
     Image.new("L", (2000, 2000)).save(buf, "PNG")
     with zipfile.ZipFile(tmp_path / "data.zip", "w", zipfile.ZIP_DEFLATED) as zf:
