@@ -24,7 +24,8 @@ import gradio as gr
 from convformer.study import QUICK, RESULTS
 from convformer.study.report import cells, columns, fmt, table
 
-from . import train_tab
+from . import engine
+from .train import handlers as train_tab
 from .i18n import LANG, text
 
 CLAIM_IDS = ("early_faster", "early_loses_local", "mid_placement", "late_best", "late_misses_interaction")
@@ -164,8 +165,8 @@ def _work(job: train_tab.Job, time_limit: float) -> None:
     """The background thread: the study's child process, its JSON lines passed on to job.events."""
     argv = [sys.executable, "-m", "convformer", "study", "--quick", "--json-progress", "--out", str(job.out_dir),
             "--time-limit", f"{time_limit:g}", "--nice", str(train_tab.NICE)]
-    if train_tab.session.DEVICE is not None:
-        argv += ["--device", str(train_tab.session.DEVICE)]
+    if engine.DEVICE is not None:
+        argv += ["--device", str(engine.DEVICE)]
     try:
         last, code = train_tab.run_child(job, argv, lambda info: info["event"] == "done" or job.events.put(info))
         if last.get("event") != "done":

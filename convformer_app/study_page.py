@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import study, train_tab
+from . import study
+from .train import handlers as train_tab
 from .i18n import tr
 
 

@@ -150,7 +150,7 @@ def estimate_seconds(p: Protocol) -> float:
     """Wall time of protocol `p` on 2 quiet CPU cores like the reference machine (benchmarks/NOTES.md section 9):
     the late recipe's measured images per second there, scaled by forward FLOPs per image for every run, plus
     the curve's and the scores' evaluations (a forward is a third of a training step) and the rendering."""
-    from ..recipe import RENDER_S, RECIPES
+    from ..train.recipes import RENDER_S, RECIPES
     ref = RECIPES["late"]
     ref_flops = _flops(ref.model_config())
     flops = {r["model"]: r["flops"] for r in model_table()}

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..datasets import ImageTensors, make_datasets
+from ..data.datasets import ImageTensors, make_datasets
 from ..model import ConvFormer
-from ..train import _normalizer, evaluate, lr_factor, param_groups
+from ..train.loop import _normalizer, evaluate, lr_factor, param_groups
 from .protocol import Protocol, RunSpec, model_config
 
 __all__ = ["Splits", "high_frequency_noise", "load_splits", "train_run"]

@@ -47,7 +47,7 @@ def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | 
     with `resume` on one folder share the runs, each claiming the next free one), then write and return
     the results document. `progress(info)` gets {"event": "run" | "step", "run", "runs", "model", ...};
     `cancel` or `time_limit` (seconds) stop after the current step, and the document says `complete: false`."""
-    from ..data import pick_device
+    from ..data.preprocess import pick_device
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
