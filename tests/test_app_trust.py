@@ -10,7 +10,7 @@ from convformer_app import i18n, trust
 from convformer_app.weights import defaults
 
 pytestmark = pytest.mark.app
-EXAMPLES = trust.session.EXAMPLES
+EXAMPLES = trust.engine.EXAMPLES
 
 
 def test_shapes_examples_are_recognised_by_their_pixels_only(tmp_path):
