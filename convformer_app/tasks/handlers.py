@@ -1,0 +1,211 @@
+"""The Detect and Segment handlers (Explore's task views and the /detect and /segment endpoints), as plain
+typed functions; tasks/page.py lays them out and wires them.
+
+A request loads the task model once (session.CACHE, keyed by task, stage and weights), runs the library's
+`detect` / `segment` on the decoded image and keeps a `DetectResult` / `SegmentResult` (tasks/results.py) in
+the session's state: a new heatmap class or a clicked box re-draws from it without the model.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from convformer.config import FUSIONS
+
+from .. import safety, session
+from ..i18n import text
+from ..views import clean
+from . import results
+from .results import DetectResult, SegmentResult
+
+TASKS = ("classify", "detect", "segment")
+TASK_WEIGHTS = ("bundled", "random", "upload", "trained")  # issue 24 adds a detector pretrained on COCO
+DEFAULT_THRESHOLD = 0.3
+
+
+# ---- the model -----------------------------------------------------------------------------------------
+def _checkpoint(weights: str, checkpoint: str | None, trained: str | None) -> str | None:
+    """The checkpoint file a weights choice names (None for bundled / random), or gr.Error."""
+    if weights == "upload":
+        if not checkpoint:
+            raise gr.Error("Upload a .safetensors checkpoint first, or choose other weights.")
+        if Path(checkpoint).suffix.lower() != ".safetensors":
+            raise gr.Error("Only .safetensors checkpoints are accepted (pickled .pt / .pth / .bin files can run "
+                           "code when loaded, so they are refused).")
+        return checkpoint
+    if weights == "trained":
+        if not trained or not Path(trained).is_file():
+            raise gr.Error("Nothing has been trained in this browser session yet: train a model in the Train tab "
+                           "first, or choose other weights.")
+        return trained
+    return None
+
+
+def task_model(task: str, fusion: str, weights: str = "bundled", checkpoint: str | None = None,
+               trained: str | None = None) -> session.Loaded:
+    """The task model a request runs (built once per task, stage and weights file version), or gr.Error
+    with one line: an unknown task, stage or weights choice, or a checkpoint of another task."""
+    from convformer.tasks import create_task_model
+    if task not in TASKS[1:]:
+        raise gr.Error(text("task.unknown", task=repr(task), choices=", ".join(TASKS[1:])))
+    if fusion not in FUSIONS:
+        raise gr.Error(f"fusion={fusion!r} is not allowed: expected one of {', '.join(FUSIONS)}")
+    if weights not in TASK_WEIGHTS:
+        raise gr.Error(text("task.no_weights", weights=repr(weights), task=task, choices=", ".join(TASK_WEIGHTS)))
+    path = _checkpoint(weights, checkpoint, trained)
+    source = "random" if weights == "random" else path or "bundled"
+    stamp = (path, Path(path).stat().st_size, Path(path).stat().st_mtime_ns) if path else ()
+
+    def build() -> session.Loaded:
+        try:
+            model = create_task_model(task, fusion, weights=source)
+        except (ValueError, OSError) as e:
+            raise gr.Error(clean(e)) from None
+        return session.Loaded(model.to(session.DEVICE).eval(), list(model.class_names))
+
+    loaded = session.CACHE.get(("task", task, fusion, weights, stamp, str(session.DEVICE)), build)
+    found = getattr(loaded.model, "task", task)
+    if found != task:
+        raise gr.Error(text("task.wrong_task", found=found, task=task))
+    return loaded
+
+
+# ---- detect --------------------------------------------------------------------------------------------
+def threshold_of(value: float | str | None) -> float:
+    """The score threshold as a float in [0, 1], or gr.Error naming the value."""
+    try:
+        t = float(value if value is not None else DEFAULT_THRESHOLD)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not 0.0 <= t <= 1.0:  # NaN fails too
+        raise gr.Error(text("detect.threshold_bad", value=safety.shown(value, 40)))
+    return t
+
+
+DETECT_OUTPUTS = ("boxes", "table", "summary", "heat_class", "heatmap", "query", "query_note", "state")
+
+
+def detect(image: str | None, fusion: str = "mid", weights: str = "bundled",
+           threshold: float = DEFAULT_THRESHOLD, checkpoint: str | None = None, trained: str | None = None) -> tuple:
+    """Detect objects in the image: (the image with boxes, the detections table, a one-line summary, the
+    heatmap class chooser, the heatmap, where the first box's query looked, its note, the kept result), in
+    the order of DETECT_OUTPUTS. Boxes are in the uploaded image's own pixels."""
+    from convformer.tasks import detect as run_detect
+    t = threshold_of(threshold)
+    shown = session.picture(image)
+    loaded = task_model("detect", fusion, weights, checkpoint, trained)
+    with loaded.lock:
+        found = run_detect(loaded.model, shown, score_threshold=t)
+    return show_detections(DetectResult.of(found, shown, loaded.classes, t))
+
+
+def show_detections(r: DetectResult) -> tuple:
+    """Every detect output for a result, whatever detector made it (the seam: see tasks/results.py)."""
+    n = len(r.boxes)
+    summary = text("detect.found", n=n, t=f"{r.threshold:g}") if n else text("detect.none", t=f"{r.threshold:g}")
+    classes = [(name, str(i)) for i, name in enumerate(r.class_names)]
+    first = str(int(r.labels[0])) if n else "0"
+    chooser = gr.update(choices=classes, value=first, visible=r.heatmaps is not None)
+    query = results.query_picture(r, 0 if n else None)
+    note = query_note(r, 0) if n else ""
+    return (results.boxes_picture(r), detection_table(r), summary, chooser,
+            results.heatmap_picture(r, int(first)), query, note, safety.keep(r))
+
+
+def detection_table(r: DetectResult) -> dict:
+    """The detections table, its headers in the page's language."""
+    headers = ["#", text("detect.col_class"), text("detect.col_score"), "x1", "y1", "x2", "y2"]
+    return {"headers": headers, "data": results.detection_rows(r)}
+
+
+def query_note(r: DetectResult, i: int) -> str:
+    if r.attention is None:
+        return text("detect.no_query")
+    return text("detect.query_of", i=i, name=r.name(i), score=f"{r.scores[i]:.2f}")
+
+
+def redraw_heatmap(r: DetectResult | None, class_index: str | None) -> Image.Image | None:
+    """The chosen class's heatmap from the kept result (no model)."""
+    if r is None:
+        raise gr.Error("Run the model first.")
+    try:
+        k = int(class_index) if class_index not in (None, "") else None
+    except ValueError:
+        raise gr.Error(f"class={safety.shown(class_index, 40)} is not allowed: expected a class number") from None
+    return results.heatmap_picture(r, k)
+
+
+def click_box(r: DetectResult | None, evt: gr.SelectData) -> tuple:
+    """A click on the boxes picture: (the picture with that box picked out, where its query looked, a note)."""
+    if r is None:
+        raise gr.Error("Run the model first.")
+    point = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) >= 2 else None
+    i = results.clicked_box(r, point) if point is not None else None
+    if i is None:
+        return results.boxes_picture(r), gr.skip(), text("detect.no_box")
+    return results.boxes_picture(r, i), results.query_picture(r, i), query_note(r, i)
+
+
+# ---- segment -------------------------------------------------------------------------------------------
+SEGMENT_OUTPUTS = ("mask", "iou", "summary", "state")
+
+
+def segment(image: str | None, fusion: str = "mid", weights: str = "bundled", checkpoint: str | None = None,
+            trained: str | None = None) -> tuple:
+    """A class for every pixel: (the mask over the image with a legend, IoU per class when the image is a
+    Shapes scene, a summary, the kept result), in the order of SEGMENT_OUTPUTS."""
+    from convformer.tasks import segment as run_segment
+    shown = session.picture(image)
+    loaded = task_model("segment", fusion, weights, checkpoint, trained)
+    with loaded.lock:
+        found = run_segment(loaded.model, shown)
+    names = list(getattr(found, "names", None) or loaded.classes)
+    r = SegmentResult.of(found, shown, names, scene_truth(image, shown))
+    rows = results.iou_rows(r)
+    present = [r.class_names[c] for c in np.unique(r.mask) if 0 < c < len(r.class_names)]
+    summary = text("segment.found", names=", ".join(present)) if present else text("segment.none")
+    miou = results.mean_iou(rows)
+    summary += text("segment.miou", miou=f"{miou:.3f}") if miou is not None else text("segment.no_truth")
+    headers = [text("detect.col_class"), "IoU", text("segment.col_pred"), text("segment.col_true")]
+    return results.mask_picture(r), {"headers": headers, "data": rows}, summary, safety.keep(r)
+
+
+# ---- Shapes scenes: an image whose true mask is known --------------------------------------------------
+SCENES = Path(tempfile.gettempdir()) / "convformer_scenes"
+SCENE_NAME = re.compile(r"scene-(train|val|test)-(\d{1,6})-(\d{1,6})-(\d{2,4})")
+SCENE_SIZE = 256
+
+
+def make_scene(index: float | int = 0, split: str = "test", seed: int = 0) -> str:
+    """Render Shapes scene `index` to a PNG (its name says how: scene-<split>-<index>-<seed>-<size>.png)."""
+    from convformer.tasks import render_scene
+    index = int(index)
+    if not 0 <= index <= 999_999:
+        raise gr.Error(f"scene={index} is not allowed: expected a number from 0 to 999999")
+    path = SCENES / f"scene-{split}-{index}-{seed}-{SCENE_SIZE}.png"
+    if not path.is_file():
+        SCENES.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(".part")
+        render_scene(index, split, seed, SCENE_SIZE).image.save(part, format="PNG")
+        part.replace(path)
+    return str(path)
+
+
+def scene_truth(path: str | None, shown: Image.Image) -> np.ndarray | None:
+    """The true semantic mask when the image IS a Shapes scene: its file name names one and its pixels are
+    that scene's (a renamed photo gets no score)."""
+    from convformer.tasks import render_scene
+    found = SCENE_NAME.match(Path(path or "").stem)
+    if not found:
+        return None
+    split, index, seed, size = found.groups()
+    scene = render_scene(int(index), split, int(seed), int(size))
+    if scene.image.size != shown.size or not np.array_equal(np.asarray(scene.image.convert("RGB")),
+                                                            np.asarray(shown.convert("RGB"))):
+        return None
+    return np.asarray(scene.semantic, dtype=np.uint8)

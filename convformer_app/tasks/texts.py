@@ -1,0 +1,76 @@
+"""The task views' texts, English and Simplified Chinese, in the catalogue's form (key -> (en, zh-CN));
+`register()` adds them to the app's catalogue (convformer_app/i18n.py) before the page is built."""
+from __future__ import annotations
+
+TEXT: dict[str, tuple[str, str]] = {
+    # ---- the choice ----
+    "task.choice": ("Task", "任务"),
+    "task.info": ("classify: one label per image · detect: boxes, classes and scores · segment: a class per pixel",
+                  "classify 分类：每张图像一个标签 · detect 检测：框、类别与置信度 · segment 分割：每个像素一个类别"),
+    "task.classify": ("classify", "classify 分类"),
+    "task.detect": ("detect", "detect 检测"),
+    "task.segment": ("segment", "segment 分割"),
+    # ---- detect ----
+    "detect.threshold": ("Score threshold", "置信度阈值"),
+    "detect.threshold_info": ("boxes scoring below it are not shown", "低于该值的框不显示"),
+    "detect.image": ("Detections (click a box)", "检测结果（点击一个框）"),
+    "detect.table": ("Detections", "检测列表"),
+    "detect.heat_class": ("Heatmap of the class", "该类别的热力图"),
+    "detect.heatmap": ("Where the dense head sees this class's centres", "密集检测头认为该类别中心所在之处"),
+    "detect.query": ("Where the clicked box's query looked", "被点击的框所对应查询关注的位置"),
+    "detect.explain": (
+        "The detector's boxes in the image's own pixels, with class and confidence. A **dense** head predicts a "
+        "heatmap per class and reads boxes at its peaks (CenterNet); a **set** head's object queries each "
+        "cross-attend to the image tokens and answer one box or *no object* (DETR): click a box to see where "
+        "its query looked.",
+        "检测器给出的框使用图像自身的像素坐标，并带有类别与置信度。**密集**检测头为每个类别预测一张热力图，"
+        "在其峰值处读出框（CenterNet）；**集合**检测头的每个对象查询对图像词元做交叉注意力，回答一个框或"
+        "*无对象*（DETR）：点击一个框，看看它的查询关注了哪里。"),
+    "detect.found": ("**{n}** object(s) found at score ≥ {t}.", "在置信度 ≥ {t} 时找到 **{n}** 个对象。"),
+    "detect.none": ("No objects found at score ≥ {t}: lower the threshold, or try an image with shapes in it.",
+                    "在置信度 ≥ {t} 时没有找到对象：请降低阈值，或换一张含有形状的图像。"),
+    "detect.no_query": ("This detector has no per-query attention (a dense head): see the heatmap instead.",
+                        "该检测器没有逐查询的注意力（密集检测头）：请改看热力图。"),
+    "detect.no_box": ("No box there: click inside a box.", "那里没有框：请点击框内。"),
+    "detect.threshold_bad": ("threshold={value} is not allowed: expected a number from 0 to 1",
+                             "threshold={value} 不允许：应为 0 到 1 之间的数"),
+    "detect.query_of": ("Detection {i} ({name}, {score}): the cross-attention of its query, averaged over heads.",
+                        "检测 {i}（{name}，{score}）：其查询的交叉注意力，对各头取平均。"),
+    "detect.col_class": ("class", "类别"),
+    "detect.col_score": ("score", "置信度"),
+    # ---- segment ----
+    "segment.image": ("Mask", "掩码"),
+    "segment.iou": ("IoU per class (Shapes scenes only)", "各类别 IoU（仅限 Shapes 场景）"),
+    "segment.explain": (
+        "A class for every pixel of the image (background included), over the image with a legend. When the "
+        "image is a Shapes scene (rendered below), its true mask is known: the table gives each class's IoU.",
+        "为图像的每个像素给出一个类别（包括背景），叠加在图像上并附图例。当图像是 Shapes 场景（在下方生成）时，"
+        "其真实掩码已知：表格给出每个类别的 IoU。"),
+    "segment.col_pred": ("predicted px", "预测像素数"),
+    "segment.col_true": ("true px", "真实像素数"),
+    "segment.found": ("Classes found: {names}.", "找到的类别：{names}。"),
+    "segment.none": ("Only background found: no objects in this image.", "只找到背景：这张图像中没有对象。"),
+    "segment.miou": (" Mean IoU against the scene's true mask: **{miou}**.", "与场景真实掩码相比的平均 IoU：**{miou}**。"),
+    "segment.no_truth": (" (Not a Shapes scene: no true mask to score against.)",
+                         "（不是 Shapes 场景：没有可用于评分的真实掩码。）"),
+    # ---- scenes ----
+    "scene.index": ("Scene number", "场景编号"),
+    "scene.render": ("Render a Shapes scene", "生成一个 Shapes 场景"),
+    # ---- what the model is ----
+    "task.weights": ("{task} model, **{fusion}** backbone, {head} head; {weights}.",
+                     "{task} 模型，**{fusion}** 主干，{head} 检测头；{weights}。"),
+    "task.wrong_task": ("This checkpoint is a {found} model, not a {task} model: choose a {task} checkpoint",
+                        "这个检查点是 {found} 模型，不是 {task} 模型：请选择 {task} 检查点"),
+    "task.no_weights": ("weights={weights} are not available for {task}: expected one of {choices}",
+                        "{task} 不支持 weights={weights}：应为 {choices} 之一"),
+    "task.unknown": ("task={task} is not allowed: expected one of {choices}", "task={task} 不允许：应为 {choices} 之一"),
+}
+
+
+def register() -> None:
+    """Add TEXT to the app's catalogue and to the browser's translations (idempotent)."""
+    from .. import i18n
+    i18n.TEXT.update(TEXT)
+    for index, lang in enumerate(i18n.LANGS):
+        i18n.I18N.translations.setdefault(lang, {}).update(
+            {key: pair[index] for key, pair in TEXT.items() if "{" not in pair[0]})
