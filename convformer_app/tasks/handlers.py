@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -24,6 +26,7 @@ from . import results
 from .results import DetectResult, SegmentResult
 
 TASKS = ("classify", "detect", "segment")
+HEADS = {"detect": ("dense", "set"), "segment": ("segformer",)}  # as convformer.tasks' table; first: default
 TASK_WEIGHTS = ("bundled", "random", "upload", "trained")  # issue 24 adds a detector pretrained on COCO
 DEFAULT_THRESHOLD = 0.3
 
@@ -46,33 +49,57 @@ def _checkpoint(weights: str, checkpoint: str | None, trained: str | None) -> st
     return None
 
 
+@dataclass
+class TaskLoaded(session.Loaded):
+    notice: str = ""  # what the weights are, said above the results
+
+
 def task_model(task: str, fusion: str, weights: str = "bundled", checkpoint: str | None = None,
-               trained: str | None = None) -> session.Loaded:
-    """The task model a request runs (built once per task, stage and weights file version), or gr.Error
-    with one line: an unknown task, stage or weights choice, or a checkpoint of another task."""
+               trained: str | None = None, head: str = "") -> TaskLoaded:
+    """The task model a request runs (built once per task, stage, head and weights file version), or gr.Error
+    with one line: an unknown task, stage or weights choice, a checkpoint that is not a task checkpoint, or
+    one of another task."""
     from convformer.tasks import create_task_model
     if task not in TASKS[1:]:
-        raise gr.Error(text("task.unknown", task=repr(task), choices=", ".join(TASKS[1:])))
+        raise gr.Error(text("task.unknown", task=safety.shown(task, 40), choices=", ".join(TASKS[1:])))
     if fusion not in FUSIONS:
-        raise gr.Error(f"fusion={fusion!r} is not allowed: expected one of {', '.join(FUSIONS)}")
+        raise gr.Error(f"fusion={safety.shown(fusion, 40)} is not allowed: expected one of {', '.join(FUSIONS)}")
     if weights not in TASK_WEIGHTS:
-        raise gr.Error(text("task.no_weights", weights=repr(weights), task=task, choices=", ".join(TASK_WEIGHTS)))
+        raise gr.Error(text("task.no_weights", weights=safety.shown(weights, 40), task=task,
+                            choices=", ".join(TASK_WEIGHTS)))
+    if head not in HEADS.get(task, ()) and head:
+        raise gr.Error(f"head={safety.shown(head, 40)} is not allowed: expected one of {', '.join(HEADS[task])}")
     path = _checkpoint(weights, checkpoint, trained)
-    source = "random" if weights == "random" else path or "bundled"
     stamp = (path, Path(path).stat().st_size, Path(path).stat().st_mtime_ns) if path else ()
+    extra = {"head": head} if head and head != HEADS[task][0] and not path else {}  # a checkpoint says its own
 
-    def build() -> session.Loaded:
-        try:
-            model = create_task_model(task, fusion, weights=source)
-        except (ValueError, OSError) as e:
-            raise gr.Error(clean(e)) from None
-        return session.Loaded(model.to(session.DEVICE).eval(), list(model.class_names))
+    def build() -> TaskLoaded:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model = create_task_model(task, fusion, weights=path or weights, **extra)
+            except (ValueError, OSError) as e:  # CheckpointError is a ValueError
+                raise gr.Error(clean(e)) from None
+        said = " ".join(str(w.message) for w in caught if issubclass(w.category, UserWarning))
+        return TaskLoaded(model.to(session.DEVICE).eval(), list(model.class_names), notice=said)
 
-    loaded = session.CACHE.get(("task", task, fusion, weights, stamp, str(session.DEVICE)), build)
-    found = getattr(loaded.model, "task", task)
+    key = ("task", task, fusion, head, weights, stamp, str(session.DEVICE))
+    loaded = session.CACHE.get(key, build)
+    found = getattr(loaded.model, "task", "classify")
     if found != task:
         raise gr.Error(text("task.wrong_task", found=found, task=task))
     return loaded
+
+
+def weights_line(loaded: TaskLoaded, weights: str) -> str:
+    """One line: which model runs (task, stage, head) and what its weights are."""
+    model = loaded.model
+    meta = getattr(model, "meta", {}) or {}
+    metrics = meta.get("metrics") or {}
+    scored = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)))[:200]
+    what = text(f"task.weights_{weights}") + (f" ({scored})" if scored else "")
+    line = text("task.weights", task=model.task, fusion=model.config.fusion, head=model.head_kind, weights=what)
+    return line + (f" ⚠ {clean(loaded.notice)}" if loaded.notice else "")
 
 
 # ---- detect --------------------------------------------------------------------------------------------
@@ -90,24 +117,26 @@ def threshold_of(value: float | str | None) -> float:
 DETECT_OUTPUTS = ("boxes", "table", "summary", "heat_class", "heatmap", "query", "query_note", "state")
 
 
-def detect(image: str | None, fusion: str = "mid", weights: str = "bundled",
-           threshold: float = DEFAULT_THRESHOLD, checkpoint: str | None = None, trained: str | None = None) -> tuple:
-    """Detect objects in the image: (the image with boxes, the detections table, a one-line summary, the
-    heatmap class chooser, the heatmap, where the first box's query looked, its note, the kept result), in
-    the order of DETECT_OUTPUTS. Boxes are in the uploaded image's own pixels."""
+def detect(image: str | None, fusion: str = "mid", weights: str = "bundled", threshold: float = DEFAULT_THRESHOLD,
+           head: str = "dense", checkpoint: str | None = None, trained: str | None = None) -> tuple:
+    """Detect objects in the image: (the image with boxes, the detections table, a summary, the heatmap
+    class chooser, the heatmap, where the first box's query looked, its note, the kept result), in the order
+    of DETECT_OUTPUTS. Boxes are in the uploaded image's own pixels. head: dense (CenterNet) or set (DETR)."""
     from convformer.tasks import detect as run_detect
     t = threshold_of(threshold)
     shown = session.picture(image)
-    loaded = task_model("detect", fusion, weights, checkpoint, trained)
+    loaded = task_model("detect", fusion, weights, checkpoint, trained, head)
     with loaded.lock:
         found = run_detect(loaded.model, shown, score_threshold=t)
-    return show_detections(DetectResult.of(found, shown, loaded.classes, t))
+    return show_detections(DetectResult.of(found, shown, loaded.classes, t), weights_line(loaded, weights))
 
 
-def show_detections(r: DetectResult) -> tuple:
-    """Every detect output for a result, whatever detector made it (the seam: see tasks/results.py)."""
+def show_detections(r: DetectResult, notice: str = "") -> tuple:
+    """Every detect output for a result, whatever detector made it (the seam: see tasks/results.py); `notice`
+    says what the detector is."""
     n = len(r.boxes)
     summary = text("detect.found", n=n, t=f"{r.threshold:g}") if n else text("detect.none", t=f"{r.threshold:g}")
+    summary = f"{notice}  \n{summary}" if notice else summary
     classes = [(name, str(i)) for i, name in enumerate(r.class_names)]
     first = str(int(r.labels[0])) if n else "0"
     chooser = gr.update(choices=classes, value=first, visible=r.heatmaps is not None)
@@ -164,13 +193,14 @@ def segment(image: str | None, fusion: str = "mid", weights: str = "bundled", ch
     loaded = task_model("segment", fusion, weights, checkpoint, trained)
     with loaded.lock:
         found = run_segment(loaded.model, shown)
-    names = list(getattr(found, "names", None) or loaded.classes)
+    names = list(found.class_names)  # "background" first
     r = SegmentResult.of(found, shown, names, scene_truth(image, shown))
     rows = results.iou_rows(r)
     present = [r.class_names[c] for c in np.unique(r.mask) if 0 < c < len(r.class_names)]
     summary = text("segment.found", names=", ".join(present)) if present else text("segment.none")
     miou = results.mean_iou(rows)
     summary += text("segment.miou", miou=f"{miou:.3f}") if miou is not None else text("segment.no_truth")
+    summary = f"{weights_line(loaded, weights)}  \n{summary}"
     headers = [text("detect.col_class"), "IoU", text("segment.col_pred"), text("segment.col_true")]
     return results.mask_picture(r), {"headers": headers, "data": rows}, summary, safety.keep(r)
 

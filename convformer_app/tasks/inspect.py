@@ -90,3 +90,56 @@ def backbone_inspection(model, x: torch.Tensor):
 
 def cam_layers(model) -> list[str]:
     return conv_layers(model.backbone)
+
+
+# ---- one Run for Explore's views ------------------------------------------------------------------------
+def task_run(loaded, shown, cam_target: str = PREDICTED, cam_layer: str | None = None,
+             boxes_hw: np.ndarray | None = None, resize: str = "keep"):
+    """The `session.Run` Explore's views read, for a task model: the backbone's attention and activations,
+    Grad-CAM for `cam_target` (PREDICTED, a class name or "box i"), the shape table through the head and its
+    decoding, and the stats line (params and FLOPs of the whole model, latency of its plain forward)."""
+    from convformer.data import fit, preprocess
+    from convformer.tasks import task_shape_rows
+
+    from .. import i18n, session, views
+    model = loaded.model
+    x = preprocess(shown, model, resize)
+    layers = cam_layers(model)
+    layer = cam_layer if cam_layer in layers else (layers[-1] if layers else None)
+    with loaded.lock:
+        result = backbone_inspection(model, x)
+        rows = task_shape_rows(model, x)
+        cam, cam_class = task_cam(model, x, layer, cam_target, boxes_hw) if layer else (None, None)
+        latency = _latency(model, x)
+    branch, tg = next(iter(result.token_grid.items()), (None, None))
+    acts = {}
+    for stage, act in result.activations.items():
+        a = viz.to_numpy(act[0])
+        top = viz.top_channels(a, 16)
+        acts[stage] = (a[top], top, a.shape[0])
+    size = tuple(x.shape[-2:])
+    params = sum(p.numel() for p in model.parameters())
+    flops = sum(r.flops for r in result.shapes) + sum(r.flops for r in rows)
+    return session.Run(
+        display=views.display_image(shown, size), fusion=model.config.fusion, classes=list(model.class_names),
+        probs=np.zeros(len(model.class_names), np.float32),
+        attentions={k: viz.to_numpy(v[0]).astype(np.float16) for k, v in result.attentions.items()},
+        grid=(tg.h, tg.w, tg.prefix) if tg else None, channels=acts,
+        cam={layer: cam} if cam is not None else {}, cam_class=cam_class, conv_layers=layers,
+        shapes=[*result.shapes, *rows],
+        stats=views.stats_markdown(params, flops, latency, session.device_name(), size)
+        + i18n.text("stats.input", detail=i18n.translate(fit(shown.size, model, resize).message())))
+
+
+def _latency(model, x: torch.Tensor, runs: int = 3) -> float:
+    """Median ms of the plain forward pass (after one warm-up)."""
+    import statistics
+    import time
+    times = []
+    with torch.inference_mode():
+        model(x)
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000

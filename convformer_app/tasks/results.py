@@ -3,8 +3,9 @@ made from them (no model, no Gradio).
 
 The seam: `DetectResult.of(detections, image, ...)` takes ANY Detections-like value (attributes `boxes`
 (N, 4) xyxy in the original image's pixels, `scores` (N,), `labels` (N,), and optionally `heatmap` /
-`heatmaps` (K, h, w) from a dense head or `attention` (N, h, w), each detection's query cross-attention from
-a set head), whatever made it: our task models (convformer.tasks.detect) or another detector.
+`heatmaps` (K, h, w) from a dense head or `attention` (N, h, w) or (N, L, h, w), each detection's query
+cross-attention (per decoder layer) from a set head, and its `queries` (N,)), whatever made it: our task
+models (convformer.tasks.detect) or another detector.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class DetectResult:
     class_names: list[str]            # every class the detector knows
     threshold: float
     heatmaps: np.ndarray | None = None    # (K, h, w): dense head, one per class
-    attention: np.ndarray | None = None   # (N, h, w): set head, where each detection's query looked
+    attention: np.ndarray | None = None   # (N, h, w): set head, where each detection's query looked (last layer)
+    queries: np.ndarray | None = None     # (N,): set head, each detection's query
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -49,11 +51,14 @@ class DetectResult:
             heat = getattr(detections, "heatmap", None)
         attention = getattr(detections, "attention", None)
         heat, attention = _array(heat), _array(attention)
+        if attention is not None and attention.ndim == 4:  # (N, L, h, w): per decoder layer; the last decides
+            attention = attention[:, -1]
         return cls(display=display, scale=scale, size=image.size,
                    boxes=_array(detections.boxes).reshape(-1, 4), scores=_array(detections.scores).reshape(-1),
                    labels=_array(detections.labels, np.int64).reshape(-1), class_names=list(class_names),
                    threshold=float(threshold), heatmaps=None if heat is None else heat.reshape(-1, *heat.shape[-2:]),
-                   attention=None if attention is None else attention.reshape(-1, *attention.shape[-2:]))
+                   attention=None if attention is None else attention.reshape(-1, *attention.shape[-2:]),
+                   queries=_array(getattr(detections, "queries", None), np.int64))
 
     def name(self, i: int) -> str:
         """Detection i's class name."""
@@ -158,3 +163,29 @@ def iou_rows(r: SegmentResult) -> list[list]:
 def mean_iou(rows: Sequence[Sequence]) -> float | None:
     """The mean of the IoU column of `iou_rows` (classes present), None when there are none."""
     return float(np.mean([row[1] for row in rows])) if rows else None
+
+
+# ---- the shape table and diagram past the backbone ----------------------------------------------------
+def split_rows(rows: Sequence) -> tuple[list, list]:
+    """(the backbone's ShapeRows, the task's rows (convformer.tasks.task_shape_rows: named axes of their own))."""
+    task = [r for r in rows if hasattr(r, "output_axes")]
+    return [r for r in rows if not hasattr(r, "output_axes")], task
+
+
+def task_table_rows(task_rows: Sequence) -> list[list[str]]:
+    """The task's rows for the shape table: step, input, output (named axes), params, FLOPs, what."""
+    from convformer.inspection import human
+    return [[r.name, r.input_axes, r.output_axes, human(r.params), human(r.flops), r.note] for r in task_rows]
+
+
+def task_diagram(task_rows: Sequence) -> str:
+    """The task's steps as boxes after the backbone's diagram (taps -> neck -> head -> decoding), each with its
+    output shape; the page's diagram style (views.diagram_html) colours them."""
+    import html
+    colours = {"tap": "#9ca3af", "neck": "#6366f1", "head": "#22c55e", "decode": "#ec4899", "argmax": "#ec4899"}
+    boxes = []
+    for r in task_rows:
+        kind = r.name.split(" ", 1)[0].split(".", 1)[0]
+        boxes.append(f'<div class="cf-box" style="border-left-color:{colours.get(kind, "#9ca3af")}">'
+                     f"<b>{html.escape(r.name)}</b><br><code>{html.escape(r.output_axes)}</code></div>")
+    return '<div class="cf-flow">' + '<span class="cf-arrow">→</span>'.join(boxes) + "</div>"

@@ -59,6 +59,15 @@ TEXT: dict[str, tuple[str, str]] = {
     # ---- what the model is ----
     "task.weights": ("{task} model, **{fusion}** backbone, {head} head; {weights}.",
                      "{task} 模型，**{fusion}** 主干，{head} 检测头；{weights}。"),
+    "task.weights_bundled": ("the bundled checkpoint", "内置检查点"),
+    "task.weights_random": ("random weights (predictions mean nothing)", "随机权重（预测没有意义）"),
+    "task.weights_upload": ("your checkpoint", "你的检查点"),
+    "task.weights_trained": ("trained in this session", "本次会话中训练的"),
+    "task.head": ("Detection head", "检测头"),
+    "task.head_info": ("dense: a heatmap per class, boxes at its peaks (CenterNet) · set: object queries that "
+                       "cross-attend to the image (DETR)",
+                       "dense 密集：每个类别一张热力图，在峰值处读出框（CenterNet）· set 集合：对图像做交叉注意力的"
+                       "对象查询（DETR）"),
     "task.wrong_task": ("This checkpoint is a {found} model, not a {task} model: choose a {task} checkpoint",
                         "这个检查点是 {found} 模型，不是 {task} 模型：请选择 {task} 检查点"),
     "task.no_weights": ("weights={weights} are not available for {task}: expected one of {choices}",
