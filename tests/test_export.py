@@ -265,7 +265,7 @@ def test_named_axes_of_a_shape_table(name):
     assert text.splitlines()[-1].startswith("total") and f"N={n}" in text
 
 
-# ---- the README's pitfalls point at the right lines of a committed export --------------------------------
+# ---- docs/library.md's pitfalls point at the right lines of a committed export --------------------------------
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mid_tiny.py"
 
@@ -281,22 +281,22 @@ def test_the_example_is_what_export_writes_today():
                    command="python -m convformer code --preset convformer_mid_tiny")
     assert _without_values(EXAMPLE.read_text()) == _without_values(fresh), (
         "examples/mid_tiny.py is stale: run `python -m convformer code --preset convformer_mid_tiny "
-        "-o examples/mid_tiny.py` and check the README's line links (test below)")
+        "-o examples/mid_tiny.py` and check docs/library.md's line links (test below)")
 
 
 def test_readme_pitfall_links_point_at_the_code_they_name():
     import re
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "library.md").read_text()
     section = readme[readme.index("## Pitfalls of the usual sketch"):]
     section = section[:section.index("\n## ", 3)]
-    links = re.findall(r"\[`([^`]+)`\]\(examples/mid_tiny\.py#L(\d+)\)", section)
+    links = re.findall(r"\[`([^`]+)`\]\(\.\./examples/mid_tiny\.py#L(\d+)\)", section)
     assert len(links) >= 10
     lines = EXAMPLE.read_text().splitlines()
     for code, number in links:
         assert code in lines[int(number) - 1], (number, code, lines[int(number) - 1])
     for mistake in ("attention only", "norm2(x)", "64*H*W/4", "`num_classes` never defined", "H/2 x W/2"):
         row = next(r for r in section.splitlines() if mistake in r)
-        assert "examples/mid_tiny.py#L" in row, mistake
+        assert "../examples/mid_tiny.py#L" in row, mistake
 
 
 def test_command_for_a_config_writes_the_same_file(capsys):
