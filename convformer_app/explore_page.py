@@ -9,6 +9,7 @@ import gradio as gr
 from convformer.config import FUSIONS, MERGES
 
 from . import explore, i18n, session
+from .tasks import page as task_page
 from .controls import ALL_PRESETS, RANGES, Controls
 from .i18n import tr
 from .weights import WEIGHTS, defaults, resolve
@@ -52,6 +53,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
             gallery = gr.Gallery(explore.gallery(), label=tr("image.examples"), columns=3, height=330,
                                  allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
         with gr.Column(scale=2, min_width=380):
+            task = task_page.choice()
             fusion = gr.Radio(i18n.choices({f: f"fusion.{f}" for f in FUSIONS}), value=D.fusion,
                               label=tr("ctl.fusion"), elem_id="fusion", info=tr("ctl.fusion_info"))
             with gr.Row():
@@ -81,9 +83,11 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
             top_k = gr.Slider(1, 10, 5, step=1, label=tr("ctl.top_k"))
             with gr.Row():
                 run_btn = gr.Button(tr("ctl.run"), variant="primary", elem_id="run", scale=2)
+                task_buttons = task_page.buttons()
                 link_btn = gr.Button(tr("ctl.link"), size="sm", scale=1, elem_id="link")
             link_box = gr.Textbox(label=tr("ctl.link_box"), interactive=False, visible=False, buttons=["copy"],
                                   elem_id="link-box")
+    task_panels = task_page.panels()
     with gr.Row(equal_height=False):
         label = gr.Label(num_top_classes=10, label=tr("ctl.prediction"), elem_id="label", scale=1)
         with gr.Column(scale=2):
@@ -124,6 +128,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                                      allow_custom_value=True)
             cam_layer = gr.Dropdown([], value="", label=tr("cam.layer"), allow_custom_value=True,
                                     elem_id="cam-layer")
+            task_cams = task_page.cam_controls()
             cam_note = gr.Markdown(elem_id="cam-note")
             cam = gr.Image(label=tr("cam.image"), interactive=False, format="jpeg", elem_id="cam")
         with gr.Tab(tr("tab.shapes")):
@@ -181,6 +186,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
           trigger_mode="always_last")
     patch.select(session.handled(explore.click), [run_state, block, head], [point, patch, query], api_name="click")
     stage.input(session.handled(explore.redraw_channels), [run_state, stage], channels, api_name="channels")
+    task_page.wire(task, run_btn, task_buttons, task_panels, task_cams, dict(named, image=image), resize, trained)
     link_btn.click(explore.link, controls, link_box, api_name="link").then(
         None, link_box, link_box, js="(q) => { const url = window.location.origin + window.location.pathname + q;"
         " navigator.clipboard?.writeText(url).catch(() => {}); return url; }", api_name="copy_link").then(

@@ -578,6 +578,9 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
+from .tasks.texts import TEXT as _TASKS  # noqa: E402 - the detect / segment views' texts (issue 23)
+TEXT.update(_TASKS)
+
 # ---- the front end: gr.I18n keys ------------------------------------------------------------------------
 I18N = gr.I18n(**{lang: {key: pair[i] for key, pair in TEXT.items()} for i, lang in enumerate(LANGS)})
 

@@ -3,6 +3,7 @@ one-line refusals, then /detect and /segment through gradio_client, then a brows
 sees boxes drawn and clicks one. Tiny images and random or bundled task models keep it quick."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -98,3 +99,97 @@ def test_iou_per_class_against_the_truth() -> None:
     assert rows["background"][1] == pytest.approx(50 / 75, abs=1e-3)
     assert set(rows) == {"background", "circle"}  # classes in neither are not listed
     assert results.iou_rows(SegmentResult.of(SimpleNamespace(mask=pred), _image(10, 10), NAMES)) == []
+
+
+def test_threshold_out_of_range_is_refused_in_one_line() -> None:
+    import gradio as gr
+    from convformer_app.tasks.handlers import threshold_of
+    assert threshold_of("0.25") == 0.25 and threshold_of(None) == 0.3
+    for bad in (-0.1, 1.01, float("nan"), "most"):
+        with pytest.raises(gr.Error, match=r"threshold=.* is not allowed: expected a number from 0 to 1"):
+            threshold_of(bad)
+
+
+# ---- through the running app: /detect and /segment ----------------------------------------------------
+SCENE = "scene-test-3-0-96.png"  # the file name the app recognises as Shapes scene 3 (test split, seed 0, 96 px)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+    return Client(server.url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from convformer.tasks import render_scene
+    path = tmp_path_factory.mktemp("scene") / SCENE
+    render_scene(3, "test", 0, 96).image.save(path)
+    return path
+
+
+def _detect(client, image, **kwargs) -> dict:
+    from gradio_client import handle_file
+    args = {**dict(fusion="mid", weights="random", threshold=0.0, head="set"), **kwargs}
+    out = client.predict(handle_file(str(image)), **args, api_name="/detect")
+    return dict(zip(("boxes", "table", "summary", "heat_class", "heatmap", "query", "query_note"), out))
+
+
+def _error(call) -> str:
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError) as info:
+        call()
+    message = str(info.value)
+    assert "Traceback" not in message and "/tmp/" not in message
+    return message
+
+
+def test_detect_round_trip_gives_boxes_in_the_image_pixels(client, scene) -> None:
+    out = _detect(client, scene)
+    rows = out["table"]["data"]
+    assert out["table"]["headers"][:3] == ["#", "class", "score"]
+    assert 1 <= len(rows) <= 12  # at threshold 0, every query of the set head is a box
+    boxes = np.array([row[3:] for row in rows], dtype=float)
+    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 96).all() and (boxes[:, [1, 3]] <= 96).all()
+    assert f"{len(rows)}" in out["summary"] and "random weights" in out["summary"]
+    drawn = Image.open(out["boxes"])
+    assert drawn.width == results.DISPLAY  # the boxes picture, a legend under it
+    assert out["query"] is not None and "cross-attention" in out["query_note"]
+
+
+def test_detect_says_when_nothing_is_found(client, scene) -> None:
+    out = _detect(client, scene, threshold=0.9, head="dense")  # an untrained dense head scores ~0.1 everywhere
+    assert out["table"]["data"] == []
+    assert "No objects found at score ≥ 0.9" in out["summary"]
+
+
+def test_segment_round_trip_scores_a_shapes_scene(client, scene) -> None:
+    from gradio_client import handle_file
+    mask, iou, summary = client.predict(handle_file(str(scene)), fusion="mid", weights="random",
+                                        api_name="/segment")
+    assert Image.open(mask).width == results.DISPLAY
+    classes = [row[0] for row in iou["data"]]
+    assert "background" in classes and len(classes) >= 2  # the scene's true classes are listed
+    assert "Mean IoU against the scene's true mask" in summary
+
+
+def test_segment_of_a_photo_has_no_score(client, tmp_path) -> None:
+    from gradio_client import handle_file
+    photo = tmp_path / "scene-test-3-0-96.png"  # the right name, other pixels: not the scene
+    _image(96, 96).save(photo)
+    _, iou, summary = client.predict(handle_file(str(photo)), fusion="cnn", weights="random", api_name="/segment")
+    assert iou["data"] == [] and "Not a Shapes scene" in summary
+
+
+def test_bad_input_gets_one_line(client, scene, tmp_path) -> None:
+    from gradio_client import handle_file
+    assert _error(lambda: _detect(client, scene, threshold=1.5)) == "Value 1.5 is greater than maximum value 1."
+    classifier = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "mid.safetensors"
+    message = _error(lambda: client.predict(handle_file(str(scene)), fusion="mid", weights="upload",
+                                            checkpoint=handle_file(str(classifier)), api_name="/segment"))
+    assert "classification checkpoint" in message
+    from convformer.tasks import create_task_model, save_task_checkpoint
+    detector = save_task_checkpoint(create_task_model("detect", "cnn", weights="random"), tmp_path / "det.safetensors")
+    message = _error(lambda: client.predict(handle_file(str(scene)), fusion="cnn", weights="upload",
+                                            checkpoint=handle_file(str(detector)), api_name="/segment"))
+    assert message == "this is a detect checkpoint; the segment task needs a segment checkpoint"

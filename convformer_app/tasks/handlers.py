@@ -19,10 +19,10 @@ from PIL import Image
 
 from convformer.config import FUSIONS
 
-from .. import safety, session
+from .. import safety, session, views
 from ..i18n import text
 from ..views import clean
-from . import results
+from . import inspect, results
 from .results import DetectResult, SegmentResult
 
 TASKS = ("classify", "detect", "segment")
@@ -239,3 +239,62 @@ def scene_truth(path: str | None, shown: Image.Image) -> np.ndarray | None:
                                                             np.asarray(shown.convert("RGB"))):
         return None
     return np.asarray(scene.semantic, dtype=np.uint8)
+
+
+# ---- Explore's existing views on the task model --------------------------------------------------------
+# what `explain` returns, in order: names of explore_page's components (cam_target / cam_layer are the task's own)
+EXPLAIN_OUTPUTS = ("stats", "maps_note", "rollout", "patch", "query", "blocks", "heads", "channels", "cam", "table",
+                   "diagram", "run", "point", "block", "head", "stage", "task_cam_target", "task_cam_layer",
+                   "cam_note")
+
+
+def explain(image: str | None, task: str = "detect", fusion: str = "mid", weights: str = "bundled",
+            head: str = "dense", checkpoint: str | None = None, trained: str | None = None,
+            cam_target: str = inspect.PREDICTED, cam_layer: str = "", resize: str = "keep",
+            kept: DetectResult | None = None) -> tuple:
+    """Explore's views (attention per block and head, rollout, click-a-patch, conv activations, Grad-CAM for a
+    box or a class, the shape table and diagram through the head) for the task model, in the order of
+    EXPLAIN_OUTPUTS. `kept`: the last detections, whose boxes Grad-CAM can explain ("box i")."""
+    from convformer.data import RESIZES
+    from .. import explore
+    if resize not in RESIZES:
+        raise gr.Error(f"resize={safety.shown(resize, 40)} is not allowed: expected one of {', '.join(RESIZES)}")
+    shown = session.picture(image)
+    loaded = task_model(task, fusion, weights, checkpoint, trained, head if task == "detect" else "")
+    boxes = _box_targets(kept, loaded.model) if task == "detect" and kept is not None else None
+    if cam_target.startswith(inspect.BOX) and (boxes is None or not cam_target[len(inspect.BOX):].isdigit()
+                                               or int(cam_target[len(inspect.BOX):]) >= len(boxes)):
+        cam_target = inspect.PREDICTED
+    try:
+        r = inspect.task_run(loaded, shown, cam_target, cam_layer or None, boxes, resize)
+    except ValueError as e:
+        raise gr.Error(clean(e)) from None
+    blocks = list(r.attentions)
+    block = blocks[-1] if blocks else None
+    patch, query = views.query_pictures(r, block, None, None)
+    stages = list(r.channels)
+    backbone_rows, task_rows = results.split_rows(r.shapes)
+    table = views.table(backbone_rows)
+    table["data"] = [*table["data"][:-1], *results.task_table_rows(task_rows), table["data"][-1]] if table["data"] \
+        else results.task_table_rows(task_rows)
+    if table["data"]:  # the total covers the head too
+        table["data"][-1][3:5] = [views.human(sum(x.params for x in r.shapes)), views.human(sum(x.flops for x in r.shapes))]
+    targets = [(text("cam.predicted"), inspect.PREDICTED), *r.classes,
+               *((f"{inspect.BOX}{i} ({kept.name(i)})", f"{inspect.BOX}{i}") for i in range(len(boxes) if boxes is not None else 0))]
+    return (r.stats, explore.maps_note(r), views.rollout_picture(r), patch, query, *views.block_pictures(r, block),
+            views.channels_picture(r, stages[-1] if stages else None), views.cam_picture(r), table,
+            views.diagram_html(backbone_rows, r.fusion) + results.task_diagram(task_rows), safety.keep(r), None,
+            gr.update(choices=blocks, value=block), gr.update(choices=explore.head_choices(
+                len(r.attentions[block]) if block else 0), value="mean of heads"),
+            gr.update(choices=stages, value=stages[-1] if stages else None),
+            gr.update(choices=targets, value=cam_target), gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)),
+            views.cam_note(r))
+
+
+def _box_targets(kept: DetectResult, model) -> np.ndarray:
+    """Per kept detection (cy, cx as fractions of the image, class, query) for Grad-CAM's "box i"."""
+    w, h = kept.size
+    b = np.asarray(kept.boxes).reshape(-1, 4)
+    queries = kept.queries if kept.queries is not None else np.zeros(len(b), np.int64)
+    return np.stack([(b[:, 1] + b[:, 3]) / 2 / h, (b[:, 0] + b[:, 2]) / 2 / w, kept.labels, queries], 1) \
+        if len(b) else np.zeros((0, 4))

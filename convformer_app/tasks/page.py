@@ -9,7 +9,7 @@ import gradio as gr
 
 from .. import i18n, session
 from ..i18n import tr
-from . import handlers
+from . import handlers, inspect
 from .handlers import TASKS
 
 
@@ -36,6 +36,7 @@ class Panels:
     detect: gr.Column
     segment: gr.Column
     threshold: gr.Slider
+    head: gr.Radio
     scene: gr.Number
     scene_btn: gr.Button
     d: dict   # DETECT_OUTPUTS name -> component
@@ -50,8 +51,11 @@ def panels() -> Panels:
         scene_btn = gr.Button(tr("scene.render"), size="sm", visible=False, elem_id="scene-render", scale=1)
     with gr.Column(visible=False, elem_id="detect-panel") as detect:
         gr.Markdown(tr("detect.explain"))
-        threshold = gr.Slider(0, 1, handlers.DEFAULT_THRESHOLD, step=0.05, label=tr("detect.threshold"),
-                              info=tr("detect.threshold_info"), elem_id="threshold")
+        with gr.Row():
+            threshold = gr.Slider(0, 1, handlers.DEFAULT_THRESHOLD, step=0.05, label=tr("detect.threshold"),
+                                  info=tr("detect.threshold_info"), elem_id="threshold")
+            head = gr.Radio(list(handlers.HEADS["detect"]), value=handlers.HEADS["detect"][0], label=tr("task.head"),
+                            info=tr("task.head_info"), elem_id="detect-head")
         d_summary = gr.Markdown(elem_id="detect-summary")
         with gr.Row(equal_height=False):
             boxes = gr.Image(label=tr("detect.image"), interactive=False, format="png", elem_id="detect-boxes",
@@ -79,27 +83,46 @@ def panels() -> Panels:
     d = dict(boxes=boxes, table=table, summary=d_summary, heat_class=heat_class, heatmap=heatmap, query=query,
              query_note=query_note, state=d_state)
     s = dict(mask=mask, iou=iou, summary=s_summary, state=s_state)
-    return Panels(detect, segment, threshold, scene, scene_btn, d, s)
+    return Panels(detect, segment, threshold, head, scene, scene_btn, d, s)
 
 
-def wire(task: gr.Radio, run: gr.Button, b: Buttons, p: Panels, classify_only: list, image, fusion, weights,
-         checkpoint, trained) -> None:
-    """The task views' events. `classify_only`: the classifier's results, hidden while another task is chosen."""
+def cam_controls() -> tuple[gr.Dropdown, gr.Dropdown]:
+    """Grad-CAM's target and layer for a task model (a box or a class; the backbone's conv layers), shown in
+    the Grad-CAM tab instead of the classifier's while another task is chosen."""
+    return (gr.Dropdown([(tr("cam.predicted"), inspect.PREDICTED)], value=inspect.PREDICTED, label=tr("cam.target"),
+                        allow_custom_value=True, visible=False, elem_id="task-cam-target"),
+            gr.Dropdown([], value="", label=tr("cam.layer"), allow_custom_value=True, visible=False,
+                        elem_id="task-cam-layer"))
+
+
+def wire(task: gr.Radio, run: gr.Button, b: Buttons, p: Panels, cams: tuple, named: dict, resize,
+         trained) -> None:
+    """The task views' events. `named`: explore_page's components by name (image, controls, the views that
+    `handlers.explain` fills, and `classify_only`: what is hidden while another task is chosen)."""
+    classify_only = [named[k] for k in ("label", "caution", "cam_target", "cam_layer")]
+
     def show(chosen: str) -> tuple:
         is_task = chosen in ("detect", "segment")
         return (gr.update(visible=chosen == "classify"), gr.update(visible=chosen == "detect"),
                 gr.update(visible=chosen == "segment"), gr.update(visible=chosen == "detect"),
                 gr.update(visible=chosen == "segment"), gr.update(visible=is_task), gr.update(visible=is_task),
-                *(gr.update(visible=not is_task) for _ in classify_only))
+                *(gr.update(visible=is_task) for _ in cams), *(gr.update(visible=not is_task) for _ in classify_only))
 
-    task.change(show, task, [run, b.detect, b.segment, p.detect, p.segment, p.scene, p.scene_btn, *classify_only],
-                api_visibility="private", queue=False)
+    task.change(show, task, [run, b.detect, b.segment, p.detect, p.segment, p.scene, p.scene_btn, *cams,
+                             *classify_only], api_visibility="private", queue=False)
+    image, fusion, weights, checkpoint = (named[k] for k in ("image", "fusion", "weights", "checkpoint"))
+    views = dict(named, task_cam_target=cams[0], task_cam_layer=cams[1])
+    explain_in = [image, task, fusion, weights, p.head, checkpoint, trained, *cams, resize, p.d["state"]]
+    explain_out = [views[k] for k in handlers.EXPLAIN_OUTPUTS]
     d_out = [p.d[k] for k in handlers.DETECT_OUTPUTS]
     s_out = [p.s[k] for k in handlers.SEGMENT_OUTPUTS]
-    gr.on([b.detect.click, p.threshold.release], session.guard(handlers.detect),
-          [image, fusion, weights, p.threshold, checkpoint, trained], d_out, api_name="detect")
+    gr.on([b.detect.click, p.threshold.release, p.head.input], session.guard(handlers.detect),
+          [image, fusion, weights, p.threshold, p.head, checkpoint, trained], d_out, api_name="detect").success(
+        session.guard(handlers.explain), explain_in, explain_out, api_visibility="private")
     b.segment.click(session.guard(handlers.segment), [image, fusion, weights, checkpoint, trained], s_out,
-                    api_name="segment")
+                    api_name="segment").success(session.guard(handlers.explain), explain_in, explain_out,
+                                                api_visibility="private")
+    gr.on([c.input for c in cams], session.guard(handlers.explain), explain_in, explain_out, api_name="task_explain")
     p.d["heat_class"].input(session.handled(handlers.redraw_heatmap), [p.d["state"], p.d["heat_class"]],
                             p.d["heatmap"], api_name="detect_heatmap")
     p.d["boxes"].select(session.handled(handlers.click_box), p.d["state"],

@@ -1,5 +1,5 @@
 """The task views' texts, English and Simplified Chinese, in the catalogue's form (key -> (en, zh-CN));
-`register()` adds them to the app's catalogue (convformer_app/i18n.py) before the page is built."""
+convformer_app/i18n.py adds them to its catalogue."""
 from __future__ import annotations
 
 TEXT: dict[str, tuple[str, str]] = {
@@ -75,11 +75,3 @@ TEXT: dict[str, tuple[str, str]] = {
     "task.unknown": ("task={task} is not allowed: expected one of {choices}", "task={task} 不允许：应为 {choices} 之一"),
 }
 
-
-def register() -> None:
-    """Add TEXT to the app's catalogue and to the browser's translations (idempotent)."""
-    from .. import i18n
-    i18n.TEXT.update(TEXT)
-    for index, lang in enumerate(i18n.LANGS):
-        i18n.I18N.translations.setdefault(lang, {}).update(
-            {key: pair[index] for key, pair in TEXT.items() if "{" not in pair[0]})
