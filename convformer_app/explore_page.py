@@ -47,6 +47,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
             preview = gr.Image(explore.preview(explore.first_example())[0], label=tr("image.preview"),
                                interactive=False, format="jpeg", height=220, elem_id="preview")
             image_status = gr.Markdown()
+            task_scene = task_page.scene_controls()
             resize = gr.Radio(i18n.choices({"keep": "resize.keep", "squash": "resize.squash"}), value="keep",
                               label=tr("image.resize"), elem_id="resize", info=tr("image.resize_info"))
         with gr.Column(scale=1, min_width=260):
@@ -63,7 +64,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                                       label=tr("ctl.weights"))
             checkpoint = gr.File(label=tr("ctl.checkpoint"), file_types=[".safetensors"],
                                  type="filepath", visible=False, height=100)
-            with gr.Accordion(tr("ctl.hparams"), open=False):
+            with gr.Accordion(tr("ctl.hparams"), open=False) as hparams:
                 with gr.Row():
                     img_size = slider("img_size")
                     patch_size = slider("patch_size")
@@ -186,7 +187,8 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
           trigger_mode="always_last")
     patch.select(session.handled(explore.click), [run_state, block, head], [point, patch, query], api_name="click")
     stage.input(session.handled(explore.redraw_channels), [run_state, stage], channels, api_name="channels")
-    task_page.wire(task, run_btn, task_buttons, task_panels, task_cams, dict(named, image=image), resize, trained)
+    task_page.wire(task, run_btn, task_buttons, task_scene, task_panels, task_cams,
+                   dict(named, image=image, top_k=top_k, hparams=hparams, config_status=config_status), resize, trained)
     link_btn.click(explore.link, controls, link_box, api_name="link").then(
         None, link_box, link_box, js="(q) => { const url = window.location.origin + window.location.pathname + q;"
         " navigator.clipboard?.writeText(url).catch(() => {}); return url; }", api_name="copy_link").then(

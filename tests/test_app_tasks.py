@@ -193,3 +193,43 @@ def test_bad_input_gets_one_line(client, scene, tmp_path) -> None:
     message = _error(lambda: client.predict(handle_file(str(scene)), fusion="cnn", weights="upload",
                                             checkpoint=handle_file(str(detector)), api_name="/segment"))
     assert message == "this is a detect checkpoint; the segment task needs a segment checkpoint"
+
+
+# ---- in a browser: pick Detect, run, see boxes, click one ---------------------------------------------
+def test_browser_detect_draws_boxes_and_a_click_picks_one(browser, server, scene) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(120_000)
+    try:
+        page.goto(f"{server.url}/?weights=random")
+        page.wait_for_selector("#run")
+        page.locator("#task").get_by_label("detect").check()
+        page.wait_for_selector("#detect-run", state="visible")
+        assert page.locator("#run").is_hidden() and page.locator("#label").is_hidden()
+        page.locator("#image-file button[aria-label=Clear]").click()
+        page.locator("#image-file input[type=file]").set_input_files(str(scene))
+        page.wait_for_selector("#preview img")
+        page.locator("#detect-head").get_by_label("set").check()  # queries: each box has its cross-attention
+        page.locator("#threshold input[type=range]").press("Home")  # threshold 0: every query's box
+        page.locator("#detect-run").click()
+        page.wait_for_function("document.querySelector('#detect-summary').innerText.trim().endsWith('found at score ≥ 0.')")
+        page.wait_for_function("+document.querySelector('#detect-table [role=grid]').getAttribute('aria-rowcount') > 1")
+        rows = [r for r in page.evaluate("[...document.querySelectorAll('#detect-table tbody tr')].map("
+                                         "tr => [...tr.querySelectorAll('td')].map(td => td.textContent.trim()))")
+                if len(r) == 7 and all(r)]  # the virtual table's spacer rows are empty
+        first = [float(v) for v in rows[0][3:7]]
+        img = page.locator("#detect-boxes img")
+        nw, nh, cw, ch = page.evaluate("(el) => [el.naturalWidth, el.naturalHeight, el.clientWidth, el.clientHeight]",
+                                       img.element_handle())
+        fit = min(cw / nw, ch / nh)  # the picture is contained in its box, centred
+        s = results.DISPLAY / 96 * fit  # original px -> on-screen px
+        before = img.get_attribute("src")
+        img.click(position={"x": (cw - nw * fit) / 2 + (first[0] + first[2]) / 2 * s,
+                            "y": (ch - nh * fit) / 2 + (first[1] + first[3]) / 2 * s})
+        page.wait_for_function("(src) => document.querySelector('#detect-boxes img')?.src !== src", arg=before)
+        assert "Detection" in page.locator("#query-note").inner_text()
+        page.wait_for_function("document.querySelector('#stats').innerText.includes('FLOPs')")  # the views, filled
+        page.get_by_role("tab", name="Shapes").click()  # the shape table goes on past the backbone
+        page.wait_for_function("document.querySelector('#shape-table')?.textContent.includes('neck.fuse')")
+        assert "decode.postprocess" in page.locator("#diagram").text_content()
+    finally:
+        page.close()

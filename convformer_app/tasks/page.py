@@ -27,8 +27,23 @@ class Buttons:
 
 def buttons() -> Buttons:
     """The Detect and Segment buttons (shown instead of Run when their task is chosen)."""
-    return Buttons(gr.Button(tr("task.detect"), variant="primary", visible=False, elem_id="detect-run", scale=2),
-                   gr.Button(tr("task.segment"), variant="primary", visible=False, elem_id="segment-run", scale=2))
+    return Buttons(gr.Button(tr("task.run_detect"), variant="primary", visible=False, elem_id="detect-run", scale=2),
+                   gr.Button(tr("task.run_segment"), variant="primary", visible=False, elem_id="segment-run", scale=2))
+
+
+@dataclass
+class Scene:
+    number: gr.Number
+    render: gr.Button
+
+
+def scene_controls() -> Scene:
+    """A Shapes scene as the image (its true boxes and mask are known): shown while a task is chosen."""
+    with gr.Row(equal_height=True):
+        number = gr.Number(0, precision=0, minimum=0, maximum=999_999, label=tr("scene.index"),
+                           elem_id="scene-index", visible=False, min_width=100)
+        render = gr.Button(tr("scene.render"), size="sm", visible=False, elem_id="scene-render", min_width=100)
+    return Scene(number, render)
 
 
 @dataclass
@@ -37,18 +52,12 @@ class Panels:
     segment: gr.Column
     threshold: gr.Slider
     head: gr.Radio
-    scene: gr.Number
-    scene_btn: gr.Button
     d: dict   # DETECT_OUTPUTS name -> component
     s: dict   # SEGMENT_OUTPUTS name -> component
 
 
 def panels() -> Panels:
     """The Detect and Segment results (hidden until their task is chosen)."""
-    with gr.Row(equal_height=False):
-        scene = gr.Number(0, precision=0, minimum=0, maximum=999_999, label=tr("scene.index"), elem_id="scene-index",
-                          visible=False, scale=1, min_width=120)
-        scene_btn = gr.Button(tr("scene.render"), size="sm", visible=False, elem_id="scene-render", scale=1)
     with gr.Column(visible=False, elem_id="detect-panel") as detect:
         gr.Markdown(tr("detect.explain"))
         with gr.Row():
@@ -59,7 +68,7 @@ def panels() -> Panels:
         d_summary = gr.Markdown(elem_id="detect-summary")
         with gr.Row(equal_height=False):
             boxes = gr.Image(label=tr("detect.image"), interactive=False, format="png", elem_id="detect-boxes",
-                             scale=3)
+                             scale=3, height=460)
             with gr.Column(scale=2, min_width=260):
                 table = gr.Dataframe(headers=["#", "class", "score", "x1", "y1", "x2", "y2"], interactive=False,
                                      label=tr("detect.table"), elem_id="detect-table", max_height=360)
@@ -76,14 +85,14 @@ def panels() -> Panels:
         s_summary = gr.Markdown(elem_id="segment-summary")
         with gr.Row(equal_height=False):
             mask = gr.Image(label=tr("segment.image"), interactive=False, format="png", elem_id="segment-mask",
-                            scale=3)
+                            scale=3, height=460)
             iou = gr.Dataframe(headers=["class", "IoU", "predicted px", "true px"], interactive=False,
                                label=tr("segment.iou"), elem_id="segment-iou", scale=2)
     d_state, s_state = gr.State(None, time_to_live=3600), gr.State(None, time_to_live=3600)
     d = dict(boxes=boxes, table=table, summary=d_summary, heat_class=heat_class, heatmap=heatmap, query=query,
              query_note=query_note, state=d_state)
     s = dict(mask=mask, iou=iou, summary=s_summary, state=s_state)
-    return Panels(detect, segment, threshold, head, scene, scene_btn, d, s)
+    return Panels(detect, segment, threshold, head, d, s)
 
 
 def cam_controls() -> tuple[gr.Dropdown, gr.Dropdown]:
@@ -95,11 +104,15 @@ def cam_controls() -> tuple[gr.Dropdown, gr.Dropdown]:
                         elem_id="task-cam-layer"))
 
 
-def wire(task: gr.Radio, run: gr.Button, b: Buttons, p: Panels, cams: tuple, named: dict, resize,
+CLASSIFY_ONLY = ("label", "caution", "cam_target", "cam_layer", "top_k", "preset", "hparams", "config_status")
+
+
+def wire(task: gr.Radio, run: gr.Button, b: Buttons, scene: Scene, p: Panels, cams: tuple, named: dict, resize,
          trained) -> None:
     """The task views' events. `named`: explore_page's components by name (image, controls, the views that
-    `handlers.explain` fills, and `classify_only`: what is hidden while another task is chosen)."""
-    classify_only = [named[k] for k in ("label", "caution", "cam_target", "cam_layer")]
+    `handlers.explain` fills, and CLASSIFY_ONLY: what is hidden while another task is chosen; a task model is
+    its stage's Shapes architecture, so the preset and hyperparameters do not apply)."""
+    classify_only = [named[k] for k in CLASSIFY_ONLY]
 
     def show(chosen: str) -> tuple:
         is_task = chosen in ("detect", "segment")
@@ -108,7 +121,7 @@ def wire(task: gr.Radio, run: gr.Button, b: Buttons, p: Panels, cams: tuple, nam
                 gr.update(visible=chosen == "segment"), gr.update(visible=is_task), gr.update(visible=is_task),
                 *(gr.update(visible=is_task) for _ in cams), *(gr.update(visible=not is_task) for _ in classify_only))
 
-    task.change(show, task, [run, b.detect, b.segment, p.detect, p.segment, p.scene, p.scene_btn, *cams,
+    task.change(show, task, [run, b.detect, b.segment, p.detect, p.segment, scene.number, scene.render, *cams,
                              *classify_only], api_visibility="private", queue=False)
     image, fusion, weights, checkpoint = (named[k] for k in ("image", "fusion", "weights", "checkpoint"))
     views = dict(named, task_cam_target=cams[0], task_cam_layer=cams[1])
@@ -117,7 +130,8 @@ def wire(task: gr.Radio, run: gr.Button, b: Buttons, p: Panels, cams: tuple, nam
     d_out = [p.d[k] for k in handlers.DETECT_OUTPUTS]
     s_out = [p.s[k] for k in handlers.SEGMENT_OUTPUTS]
     gr.on([b.detect.click, p.threshold.release, p.head.input], session.guard(handlers.detect),
-          [image, fusion, weights, p.threshold, p.head, checkpoint, trained], d_out, api_name="detect").success(
+          [image, fusion, weights, p.threshold, p.head, checkpoint, trained], d_out, api_name="detect",
+          trigger_mode="always_last").success(  # a press while a run is on: one more run with the latest values
         session.guard(handlers.explain), explain_in, explain_out, api_visibility="private")
     b.segment.click(session.guard(handlers.segment), [image, fusion, weights, checkpoint, trained], s_out,
                     api_name="segment").success(session.guard(handlers.explain), explain_in, explain_out,
@@ -127,4 +141,4 @@ def wire(task: gr.Radio, run: gr.Button, b: Buttons, p: Panels, cams: tuple, nam
                             p.d["heatmap"], api_name="detect_heatmap")
     p.d["boxes"].select(session.handled(handlers.click_box), p.d["state"],
                         [p.d["boxes"], p.d["query"], p.d["query_note"]], api_name="detect_click")
-    p.scene_btn.click(session.guard(handlers.make_scene), p.scene, image, api_name="scene")
+    scene.render.click(session.guard(handlers.make_scene), scene.number, image, api_name="scene")

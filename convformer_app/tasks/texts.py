@@ -10,6 +10,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "task.classify": ("classify", "classify 分类"),
     "task.detect": ("detect", "detect 检测"),
     "task.segment": ("segment", "segment 分割"),
+    "task.run_detect": ("Detect", "检测"),
+    "task.run_segment": ("Segment", "分割"),
     # ---- detect ----
     "detect.threshold": ("Score threshold", "置信度阈值"),
     "detect.threshold_info": ("boxes scoring below it are not shown", "低于该值的框不显示"),
