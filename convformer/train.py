@@ -75,6 +75,7 @@ class TrainConfig:
     max_epochs: int = 300              # refuse longer runs
     max_images: int = 200_000          # refuse larger training splits
     time_limit: float | None = None    # seconds; stop (like cancel) when reached
+    target_acc: float | None = None    # stop at the end of the first epoch whose validation accuracy reaches it
     read_loss_every: int | None = None  # steps between loss read-backs (and progress); None: 1 on CPU, 16 on GPU
 
     def __post_init__(self) -> None:
@@ -95,6 +96,7 @@ class TrainConfig:
             "num_workers": (0 <= self.num_workers <= 64, "an integer in [0, 64]"),
             "eval_batch_size": (self.eval_batch_size >= 1, "a positive integer"),
             "time_limit": (self.time_limit is None or self.time_limit > 0, "None or a positive number of seconds"),
+            "target_acc": (self.target_acc is None or 0 < self.target_acc <= 1, "None or a number in (0, 1]"),
             "read_loss_every": (self.read_loss_every is None or 1 <= self.read_loss_every <= 10_000,
                                 "None or an integer in [1, 10000]"),
         }
@@ -115,6 +117,10 @@ class TrainResult:
     cancelled: bool                    # stopped by `cancel` or `time_limit`
     checkpoint: Path | None = None     # out_dir/best.safetensors
     test: dict[str, Any] | None = None  # `evaluate` on test_set, if given
+    stop: str = "completed"            # why it ended: one of STOPS
+
+
+STOPS = ("completed", "cancelled", "time_limit", "target_acc")  # every epoch ran; cancel; time_limit; target_acc
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -257,7 +263,8 @@ def fit(model: ConvFormer, train_set: Dataset, val_set: Dataset, cfg: TrainConfi
     memory first. `progress(info)` is called after every step (info["event"] == "step") and every epoch
     ("epoch"), then once at the end ("done"); info holds epoch, epochs, step, total_steps, loss, lr,
     val_loss, val_acc, best_val_acc, images_per_s, elapsed and the epoch `history` so far.
-    Setting `cancel` (or reaching `cfg.time_limit`) stops after the current step; a cancelled run that has
+    Setting `cancel` (or reaching `cfg.time_limit`) stops after the current step, reaching `cfg.target_acc`
+    after the epoch; `TrainResult.stop` says which (STOPS); a cancelled run that has
     not finished an epoch is evaluated once, so there is always a best model.
     With `out_dir`, rank 0 writes best.safetensors (+ .json: classes, dataset, metrics, epochs, train time
     and `metadata`), metrics.json and curves.png. With `test_set`, the best model is evaluated on it at
@@ -324,6 +331,7 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
     best: dict[str, float] = {}
     best_state: dict[str, torch.Tensor] | None = None
     step, stopped, start, cpu_start = 0, False, time.perf_counter(), time.process_time()
+    reason = "completed"
     bar = None
     if cfg.progress_bar and rank == 0:
         from tqdm.auto import tqdm
@@ -413,12 +421,16 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
                 stop = read and _reduce([float(stop)], device, on_dist)[0] > 0
             if stop:
                 read_back(epoch + 1, losses)
-                stopped = True
+                stopped, reason = True, "time_limit" if over_time else "cancelled"
                 break
         if not stopped or not history:
             end_epoch(epoch + 1 if not stopped else round(epoch + len(losses) / steps_per_epoch, 3), losses)
             if progress is not None and rank == 0:
                 progress(info("epoch", epoch + 1))
+        if not stopped and cfg.target_acc is not None and history[-1]["val_acc"] >= cfg.target_acc \
+                and epoch + 1 < cfg.epochs:
+            reason = "target_acc"  # every rank has the same (reduced) accuracy: they stop together
+            break
         if stopped:
             break
     if bar is not None:
@@ -427,21 +439,24 @@ def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress,
     metadata = {**metadata, "cpu_time": round(time.process_time() - cpu_start, 1)}  # all threads of this process
     model.load_state_dict(best_state)
     model.eval()
-    test = None
+    test, timing = None, {"train": train_time}
     if test_set is not None:
         test = evaluate(model, test_set, batch_size=cfg.eval_batch_size, device=device)
+    timing["test"] = time.perf_counter() - start - train_time
     checkpoint = None
     if writer:
         checkpoint = _save(model, out_dir, classes, best, history, cfg, metadata, train_time, test,
-                           step_losses=step_losses, cancelled=stopped)
-    result = TrainResult(model, history, best, step_losses, train_time, stopped, checkpoint, test)
+                           step_losses=step_losses, cancelled=stopped, stop=reason)
+    timing["save"] = time.perf_counter() - start - train_time - timing["test"]
+    result = TrainResult(model, history, best, step_losses, train_time, stopped, checkpoint, test, reason)
     if progress is not None and rank == 0:
-        progress(info("done", int(math.ceil(history[-1]["epoch"])), cancelled=stopped, test=test))
+        progress(info("done", int(math.ceil(history[-1]["epoch"])), cancelled=stopped, test=test, stop=reason,
+                      timing=timing))
     return result
 
 
 def _save(model, out_dir: Path, classes, best, history, cfg, metadata, train_time, test, *,
-          step_losses=None, cancelled=False) -> Path:
+          step_losses=None, cancelled=False, stop="completed") -> Path:
     """best.safetensors (+ .json); at the end also metrics.json and curves.png."""
     metrics = {k: best[k] for k in ("val_acc", "val_loss", "train_loss", "epoch")}
     if test is not None:
@@ -451,7 +466,7 @@ def _save(model, out_dir: Path, classes, best, history, cfg, metadata, train_tim
     path = save_checkpoint(model, out_dir / "best.safetensors", **meta)
     if step_losses is not None:
         (out_dir / "metrics.json").write_text(json.dumps(
-            {"best": best, "test": test, "history": history, "cancelled": cancelled, "train_time": train_time,
+            {"best": best, "test": test, "history": history, "cancelled": cancelled, "stop": stop, "train_time": train_time,
              "step_losses": step_losses, "config": model.config.to_dict(), "meta": meta},
             indent=2, default=list) + "\n")
         plot_curves(history, step_losses, out_dir / "curves.png")

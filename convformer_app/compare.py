@@ -10,20 +10,18 @@ Explore does. Two comparisons:
 """
 from __future__ import annotations
 
-import statistics
 import threading
-import time
 from collections import OrderedDict
 
 import gradio as gr
 import pandas as pd
-import torch
 
 from convformer.config import FUSIONS
 from convformer.datasets import ImageTensors, materialize
 from convformer.inspection import inspect
 from convformer.presets import PRESETS
 from convformer.shapes import CLASSES, ShapesDataset
+from convformer.timing import forward_latency
 from convformer.train import evaluate
 
 from . import session, views
@@ -83,19 +81,6 @@ def _test_split(size: tuple[int, int], n: int) -> ImageTensors:
     return _DATA[key]
 
 
-def _latency(model: torch.nn.Module, x: torch.Tensor) -> float:
-    times: list[float] = []
-    with torch.inference_mode():
-        model(x)  # warm-up
-        while len(times) < 20 and (len(times) < 3 or sum(times) < 0.5):
-            start = time.perf_counter()
-            model(x)
-            if x.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
 def _row(fusion: str, n: int) -> list:
     weights = resolve(controls(fusion))
     key = (fusion, n, weights.stamp, str(session.DEVICE))
@@ -108,9 +93,9 @@ def _row(fusion: str, n: int) -> list:
     with loaded.lock:  # Explore's inspection hooks this model too: one at a time
         acc = evaluate(model, data, batch_size=100)["acc"] if model.config.num_classes == len(CLASSES) else None
         counted = inspect(model, x)  # FLOPs with attention's matmuls (FlopCounterMode misses SDPA on CPU)
-        latency = _latency(model, x)
+        latency = forward_latency(model, x)
     row = [fusion, weights_label(weights), round(100 * acc, 1) if acc is not None else None,
-           round(counted.params / 1e6, 3), round(counted.flops / 1e6, 1), round(latency, 2)]
+           round(counted.params / 1e6, 3), round(counted.flops / 1e6, 1), views.latency_cell(latency)]
     _ROWS[key] = row
     while len(_ROWS) > MAX_ROWS:
         _ROWS.popitem(last=False)
@@ -135,6 +120,7 @@ def compare_split(n: float = 500, progress: gr.Progress = gr.Progress()) -> tupl
                                         "compare.random_row"), *row[2:]] for row in rows],
                          columns=[text(k) for k in HEADER_KEYS])  # the page's language; the chart reads HEADERS
     note = text("compare.note", n=n, seed=TEST_SEED, px=SIZE, device=session.device_name())
+    note += text("compare.busy") if any(str(row[-1]).endswith("⚠") for row in rows) else ""
     return shown, chart(table), note
 
 

@@ -171,9 +171,13 @@ TEXT: dict[str, tuple[str, str]] = {
     # ---- results ----
     "stats.line": (
         "**{params}** parameters ({mb} MB in float32) · **{flops}** per image · **{ms} ms** per forward pass on "
-        "**{device}** (batch 1, {h} x {w} px, median of timed runs)",
+        "**{device}** (batch 1, {h} x {w} px; median of {runs} runs after a warm-up, half of them within "
+        "{low}-{high} ms)",
         "**{params}** 个参数（float32 下 {mb} MB）· 每张图像 **{flops}** · 在 **{device}** 上每次前向传播 "
-        "**{ms} ms**（批大小 1，{h} x {w} 像素，多次计时的中位数）"),
+        "**{ms} ms**（批大小 1，{h} x {w} 像素；预热后 {runs} 次计时的中位数，其中一半在 {low}-{high} ms 之间）"),
+    "stats.busy": (" · ⚠ **the machine is busy** (load {load} per core): this time includes waiting for other work, "
+                   "not only the model", " · ⚠ **机器正忙**（每个核心的负载为 {load}）：这个时间包含等待其他任务的时间，"
+                   "不只是模型本身"),
     "maps.late": ("Attention maps come from the **ViT branch**; conv activations and Grad-CAM from the **CNN branch**.",
                   "注意力图来自 **ViT 分支**；卷积激活和类激活图 (Grad-CAM) 来自 **CNN 分支**。"),
     "maps.cnn": ("The CNN baseline has no attention, so only conv activations and Grad-CAM are shown.",
@@ -223,10 +227,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "channels.image": ("Most active channels", "最活跃的通道"),
     "tab.cam": ("Grad-CAM", "类激活图 (Grad-CAM)"),
     "cam.explain": (
-        "**Grad-CAM** (Selvaraju et al. 2017) weights the channels of a conv layer (chosen below; the last one at "
-        "first) by how much they raise a class's score: bright regions are evidence *for* that class. The line "
+        "**Grad-CAM** (Selvaraju et al. 2017) weights the channels of a conv layer (chosen below; at first the "
+        "layer that lands on the object most often, by a measured rule) by how much they raise a class's score: bright regions are evidence *for* that class. The line "
         "under the choice says where that layer sits, which is why the maps of different layers differ.",
-        "**类激活图 (Grad-CAM)**（Selvaraju 等，2017）按一个卷积层（在下方选择；起初是最后一个）的各通道对某个类别"
+        "**类激活图 (Grad-CAM)**（Selvaraju 等，2017）按一个卷积层（在下方选择；起初是按实测规则最常落在物体上的那一层）的各通道对某个类别"
         "得分的提升程度加权：亮的区域是支持该类别的证据。选择框下的一行说明该层所在的位置，这正是不同层的图各不相同的原因。"),
     "cam.note": ("Grad-CAM at `{layer}`, {where}.", "类激活图 (Grad-CAM) 解释的是 `{layer}`，{where}。"),
     "cam.after": (
@@ -248,6 +252,18 @@ TEXT: dict[str, tuple[str, str]] = {
         "that class is negative everywhere, which Grad-CAM's ReLU removes): the model finds nothing *for* it here.",
         " **这张图是空白的**：`{layer}` 的任何位置都没有提高 **{cls}** 的得分（其各通道对该类别的证据处处为负，"
         "被类激活图 (Grad-CAM) 的 ReLU 去掉了）：模型在这里找不到支持它的证据。"),
+    "cam.layer_line": ("- {mark} `{layer}` ({grid}): {why}", "- {mark} `{layer}`（{grid}）：{why}"),
+    "cam.why_first": ("the finest grid: edges and colour, of the object and of the strokes around it alike",
+                      "最精细的网格：边缘和颜色，物体的和周围笔画的都一样"),
+    "cam.why_feeds": (
+        "its evidence reaches the class only through global attention, which may gather it from the background",
+        "它的证据只能经过全局注意力到达类别，而注意力可能从背景上收集证据"),
+    "cam.why_after": ("after the transformer every cell has mixed in the whole image: the map can sit on the "
+                      "background", "在 Transformer 之后，每个格子都混入了整张图像：这张图可能落在背景上"),
+    "cam.why_middle": ("local parts (corners, arcs) that the strokes around the object can share",
+                       "局部部件（角、弧），物体周围的笔画也可能有"),
+    "cam.why_last": ("the most class-specific, but on the coarsest grid: the peak can straddle the object's border",
+                     "最针对类别，但网格最粗：峰值可能跨在物体的边界上"),
     "cam.target": ("Explain class", "解释的类别"),
     "cam.predicted": ("predicted class", "预测的类别"),
     "cam.image": ("Grad-CAM", "类激活图 (Grad-CAM)"),
@@ -364,8 +380,25 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.status": ("**Training** on {dataset}: epoch {epoch}/{epochs} · step {step}/{total} ({pct}%) · loss {loss}",
                      "**正在训练**，数据：{dataset}：第 {epoch}/{epochs} 轮 · 第 {step}/{total} 步（{pct}%）· 损失 {loss}"),
     "train.status_val": (" · last validation accuracy {acc}", " · 最近一次验证准确率 {acc}"),
-    "train.status_end": (" · {speed} images/s · about {left} s left", " · 每秒 {speed} 张图像 · 约剩 {left} 秒"),
-    "train.stopped": ("■ **Stopped early; the best model so far is kept.**", "■ **已提前停止；保留目前最好的模型。**"),
+    "train.status_measuring": (" · {speed} images/s · measuring the speed…", " · 每秒 {speed} 张图像 · 正在测量速度……"),
+    "train.status_end": (" · {speed} images/s · about {left} s left (about {whole} s in all at this speed",
+                         " · 每秒 {speed} 张图像 · 约剩 {left} 秒（按当前速度全程约 {whole} 秒"),
+    "train.status_vs": ("; estimated {before} s before the start", "；开始前估计为 {before} 秒"),
+    "train.status_close": (")", "）"),
+    "train.status_limit": (
+        " · ⚠ **At this speed the run passes this server's {minutes}-minute limit**: it will stop there and keep the "
+        "best model so far",
+        " · ⚠ **按当前速度，本次训练会超过本服务器 {minutes} 分钟的时间上限**：到时会停止，并保留目前最好的模型"),
+    "train.stopped": ("■ **Cancelled; the best model so far is kept.**", "■ **已取消；保留目前最好的模型。**"),
+    "train.stopped_time": ("■ **Stopped at this server's time limit ({minutes} min); the best model so far is kept.**",
+                           "■ **已在本服务器的时间上限（{minutes} 分钟）处停止；保留目前最好的模型。**"),
+    "train.stopped_target": ("✓ **Stopped early: the target validation accuracy was reached.**",
+                             "✓ **已提前停止：验证准确率达到了目标。**"),
+    "train.phases": (
+        "From pressing Train to this line: {total} s (data {data} s · child process start {start} s · model "
+        "{build} s · training {train} s · final test {test} s · checkpoint {save} s · the rest {end} s).",
+        "从按下训练到这一行：{total} 秒（数据 {data} 秒 · 子进程启动 {start} 秒 · 构建模型 {build} 秒 · 训练 "
+        "{train} 秒 · 最终测试 {test} 秒 · 检查点 {save} 秒 · 其余 {end} 秒）。"),
     "train.done": ("✓ **Done.**", "✓ **完成。**"),
     "train.summary": (" Trained for {epochs} epoch(s) in {seconds} s on {dataset}. Best validation accuracy "
                       "**{acc}** (epoch {best})",
@@ -471,6 +504,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "compare.col_params": ("params (M)", "参数量（百万）"),
     "compare.col_flops": ("MFLOPs", "MFLOPs"),
     "compare.col_latency": ("latency (ms)", "延迟（毫秒）"),
+    "compare.busy": (" ⚠ marks a latency measured while the machine was busy (other work ran meanwhile): it "
+                     "says more about that work than about the model.",
+                     " ⚠ 表示测量延迟时机器正忙（同时有其他任务在运行）：它更多反映的是那些任务，而不是模型。"),
     "compare.axis_from": ("accuracy (%), axis from {low}", "准确率（%），坐标轴从 {low} 开始"),
     # how the image was fitted to the model's input (convformer.data: Fitted.message)
     "stats.input": (" · input: {detail}", " · 输入：{detail}"),

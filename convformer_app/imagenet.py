@@ -16,6 +16,7 @@ import pandas as pd
 
 from convformer import viz
 from convformer.inspection import conv_layers
+from convformer.timing import Latency
 from convformer.references import (REFERENCES, WeightsUnavailable, fetch, imagenet_labels, is_cached, load_reference,
                                    params, preprocess, view)
 
@@ -84,8 +85,8 @@ def run(image: str | None, fusion: str, cam_target: str = PREDICTED, cam_layer: 
 
 
 def measured(image: str | None, fusion: str, cam_target: str = PREDICTED,
-             cam_layer: str | None = None) -> tuple[Run, float]:
-    """`run`, and the latency of a plain forward pass on this device (ms)."""
+             cam_layer: str | None = None) -> tuple[Run, Latency]:
+    """`run`, and the latency of a plain forward pass on this device."""
     shown = session.picture(image)
     loaded = load(fusion)
     model = loaded.model
@@ -138,7 +139,7 @@ def compare(image: str | None, progress: gr.Progress = gr.Progress(track_tqdm=Tr
         best = "; ".join(f"{short(r.classes[j])} {r.probs[j]:.1%}" for j in top)
         rows.append([fusion, REFERENCES[fusion].label, best,
                      round(sum(s.params for s in shapes) / 1e6, 2), round(sum(s.flops for s in shapes) / 1e9, 2),
-                     round(latency, 1)])
+                     views.latency_cell(latency)])
         gallery.append((picture, f"{fusion}: {short(r.classes[top[0]])} ({what})"))
     return pd.DataFrame(rows, columns=headers()), gallery
 

@@ -11,9 +11,7 @@ import contextvars
 import functools
 import logging
 import os
-import statistics
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +29,7 @@ from convformer.config import ConvFormerConfig
 from convformer.data import RESIZES, ImageError, fit, load_image, pick_device, preprocess
 from convformer.inspection import ShapeRow, conv_layers, inspect
 from convformer.model import ConvFormer
+from convformer.timing import forward_latency
 
 from . import i18n, views
 from .controls import Controls, hparams
@@ -292,26 +291,18 @@ class Run:
     notes: list[str] = field(default_factory=list)    # what the attention maps are, said beside them
 
 
-LATENCY_RUNS = 3          # timed forwards per request (after one untimed warm-up), unless ...
+LATENCY_RUNS = 9          # timed forwards per request (after one untimed warm-up; at least 3), unless ...
 LATENCY_BUDGET_S = 0.25   # ... they take longer than this together
 
 
 @gpu
 def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None, layers: list[str] | None = None):
     """Inspect (one forward, plus the backward Grad-CAM needs), then time the plain forward pass of this
-    request: one untimed warm-up, then the median of up to LATENCY_RUNS timed runs. Only the model and
-    tensors go in, so ZeroGPU can run this in its worker."""
+    request: one untimed warm-up (the inspection ran another path: hooks, manual attention), then 3 to
+    LATENCY_RUNS timed runs within LATENCY_BUDGET_S: their median and quartiles (`convformer.timing`). Only the
+    model and tensors go in, so ZeroGPU can run this in its worker."""
     result = inspect(model, x, cam_class=cam, cam_layers=layers)
-    times: list[float] = []
-    with torch.inference_mode():
-        model(x)  # warm-up: the inspection ran another path (hooks, manual attention)
-        while len(times) < LATENCY_RUNS and sum(times) < LATENCY_BUDGET_S:
-            start = time.perf_counter()
-            model(x)
-            if x.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    return result, statistics.median(times) * 1000
+    return result, forward_latency(model, x, LATENCY_RUNS, LATENCY_BUDGET_S)
 
 
 def run(image: str | None, controls: Controls, weights: Weights, cam_target: str = PREDICTED,

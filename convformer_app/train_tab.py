@@ -110,6 +110,9 @@ class Job:
     dataset: str = "your data"
     fusion: str = "mid"
     steps: list[float] = field(default_factory=list)
+    estimate: float | None = None           # seconds, said before the start (recipe-scaled)
+    pressed: float = field(default_factory=time.time)  # wall clock (the child's phases use it too)
+    phases: dict[str, float] = field(default_factory=dict)  # phase -> wall clock when it ended (PHASES)
 
 
 JOBS: dict[str, Job] = {}   # session hash -> its latest run (for Cancel and for leaving the page)
@@ -117,7 +120,9 @@ _LOCK = threading.Lock()
 
 
 def run_root() -> Path:
-    root = Path(gr.utils.get_upload_folder()) / "convformer-train"
+    """This process's run folders: one folder per app process (its pid), so that two apps on one machine
+    never remove each other's runs."""
+    root = Path(gr.utils.get_upload_folder()) / "convformer-train" / str(os.getpid())
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -136,8 +141,21 @@ def prune() -> None:
 
 
 def clean_start() -> None:
-    """At start-up: remove the run folders an earlier process left (their sessions are gone)."""
-    shutil.rmtree(run_root(), ignore_errors=True)
+    """At start-up: remove the run folders of app processes that are gone (their sessions went with them);
+    another running app's folder stays. Runs of the layout before per-process folders (run-*) go too."""
+    for d in run_root().parent.iterdir():
+        if not d.name.isdigit() or not _alive(int(d.name)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def forget(path: str | None) -> None:
@@ -197,27 +215,64 @@ def axes() -> tuple:
                       color_map=colours()))
 
 
-def _status(info: dict[str, Any], dataset: str) -> str:
+MEASURED_AFTER = 5  # steps before the speed measured so far replaces the estimate made before the start
+
+
+def _status(info: dict[str, Any], dataset: str, estimate: float | None = None,
+            limit: float | None = None) -> str:
+    """The live status line. After MEASURED_AFTER steps the time left and the whole run's time come from the
+    speed measured so far (epoch ends included), said beside the estimate made before the start; a run
+    that will pass the server's time limit at this speed says so, and that it will stop there."""
     step, total = info["step"], info["total_steps"]
-    left = (total - step) * info["elapsed"] / max(step, 1)
     out = text("train.status", dataset=dataset, epoch=info["epoch"], epochs=info["epochs"], step=step, total=total,
                pct=f"{100 * step / max(total, 1):.0f}", loss=f"{info['loss']:.3f}")
     if info.get("val_acc") is not None:
         out += text("train.status_val", acc=f"{info['val_acc']:.1%}")
-    return out + text("train.status_end", speed=f"{info['images_per_s']:.0f}", left=f"{left:.0f}")
+    if step < MEASURED_AFTER:
+        return out + text("train.status_measuring", speed=f"{info['images_per_s']:.0f}")
+    whole = total * info["elapsed"] / step
+    out += text("train.status_end", speed=f"{info['images_per_s']:.0f}", left=f"{whole - info['elapsed']:.0f}",
+                whole=f"{whole:.0f}")
+    if estimate is not None:
+        out += text("train.status_vs", before=f"{estimate:.0f}")
+    out += text("train.status_close")
+    if limit is not None and whole > limit:
+        out += text("train.status_limit", minutes=f"{limit / 60:g}")
+    return out
 
 
 def _final(job: Job, dataset: str) -> str:
     r = job.result
     assert r is not None
     best = r.best
-    out = text("train.stopped") if r.cancelled else text("train.done")
+    lim = limits()
+    out = {"cancelled": text("train.stopped"), "time_limit": text("train.stopped_time", minutes=f"{lim.time_limit / 60:g}"),
+           "target_acc": text("train.stopped_target")}.get(r.stop, text("train.done"))
     took = f"{r.train_time:.0f}" if r.train_time >= 10 else f"{r.train_time:.1f}"
     out += text("train.summary", epochs=f"{r.history[-1]['epoch']:g}", seconds=took, dataset=dataset,
                 acc=f"{best['val_acc']:.1%}", best=f"{best['epoch']:g}")
     if r.test is not None:
         out += text("train.test", n=r.test["n"], acc=f"{r.test['acc']:.1%}")
-    return out + text("train.now_yours") + "\n\n" + verdict(job.fusion, best["val_acc"], r.train_time)
+    return (out + text("train.now_yours") + "\n\n" + verdict(job.fusion, best["val_acc"], r.train_time)
+            + "\n\n" + where_the_time_went(job))
+
+
+PHASES = ("data", "written", "started", "read", "built", "trained", "tested", "saved", "ended", "kept")
+
+
+def where_the_time_went(job: Job) -> str:
+    """One line: seconds from pressing Train to the verdict, by phase: the data (rendered or loaded), the
+    child process's start (writing the splits, starting Python and torch, reading them back), building the
+    model, training, the final test, saving the checkpoint, and the rest (the child's exit, keeping it)."""
+    t, at = job.phases, job.pressed
+    if not all(p in t for p in PHASES):
+        return ""
+    parts = {"data": t["data"] - at, "start": t["read"] - t["data"], "build": t["built"] - t["read"],
+             "train": t["trained"] - t["built"], "test": t["tested"] - t["trained"], "save": t["saved"] - t["tested"],
+             "end": t["kept"] - t["saved"]}
+    log.info("train phases (s after the press): %s", {k: round(v - at, 2) for k, v in t.items()})
+    return text("train.phases", total=f"{t['kept'] - at:.0f}",
+                **{k: f"{v:.1f}" if v < 10 else f"{v:.0f}" for k, v in parts.items()})
 
 
 def verdict(fusion: str, acc: float, seconds: float) -> str:
@@ -269,6 +324,8 @@ def train(dataset: str = "shapes", upload: str | None = None, epochs: float = R.
     name = text("train.builtin") if dataset == "shapes" else f"`{Path(upload).name}`"
     job.dataset = name
     job.fusion = cfg.fusion
+    if dataset == "shapes":
+        job.estimate = _estimate_s(cfg, epochs, images)
     rec = recipes.RECIPES[cfg.fusion]
     tcfg = rec.train_config(epochs=epochs, lr=lr, min_lr=min(1e-5, lr), batch_size=batch,
                             warmup_epochs=min(rec.warmup_epochs, epochs), progress_bar=False,
@@ -301,11 +358,13 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
             tcfg = dataclasses.replace(tcfg, time_limit=max(1.0, stop.deadline - time.monotonic()))
         if job.cancel.is_set():
             raise InterruptedError
+        job.phases["data"] = time.time()
         meta = {"dataset": data.name, "data": data.info, "trained_in": "ConvFormer Lab, Train tab"}
         job.result = _fit_in_child(job, cfg, tcfg, data, meta, report)
         nice = job.out_dir / f"convformer_{cfg.fusion}_{Path(data.name).stem or 'data'}.safetensors"
         os.replace(job.out_dir / "best.safetensors", nice)  # one copy on disk, not two
         job.checkpoint = nice
+        job.phases["kept"] = time.time()
     except InterruptedError:
         job.error = "Cancelled before training started."
     except LoadingStopped as e:  # Cancel or the time limit, while the zip's images were loading
@@ -327,6 +386,7 @@ def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
     is in job.out_dir). Raises ValueError for what `fit` refuses, TrainingFailed for any other failure."""
     splits = {"train": data.train, "val": data.val, **({"test": data.test} if data.test is not None else {})}
     train_worker.write_run(job.out_dir, splits, cfg, tcfg, meta)
+    job.phases["written"] = time.time()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
     proc = subprocess.Popen([sys.executable, "-m", "convformer_app.train_worker", str(job.out_dir), str(NICE)],
                             stdout=subprocess.PIPE, text=True, env=env)
@@ -342,16 +402,19 @@ def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
         for line in proc.stdout:
             if line.startswith("{"):  # the worker's lines; anything else a library printed is not ours
                 last = json.loads(line)
-                if last["event"] not in ("result", "error"):
+                if last["event"] == "phase":
+                    job.phases[last["name"]] = last["at"]
+                elif last["event"] not in ("result", "error"):
                     report(last)
         code = proc.wait()
+        job.phases["ended"] = time.time()
     finally:
         if proc.poll() is None:  # this thread failed: the child does not outlive it
             proc.kill()
         (job.out_dir / "data.safetensors").unlink(missing_ok=True)  # the child removes it once read; or it died
     if last.get("event") == "result":
         return TrainResult(None, last["history"], last["best"], last["step_losses"], last["train_time"],
-                           last["cancelled"], job.out_dir / "best.safetensors", last["test"])
+                           last["cancelled"], job.out_dir / "best.safetensors", last["test"], last["stop"])
     if last.get("event") == "error" and last["refused"]:  # a ValueError in the child: what fit refuses
         raise ValueError(last["message"])
     if last.get("event") == "error":
@@ -426,6 +489,14 @@ def warm(cfg, images: int) -> None:
     threading.Thread(target=render, name="warm-shapes", daemon=True).start()
 
 
+def _estimate_s(cfg, epochs: int, images: int) -> float:
+    """The seconds a shapes run should take on 2 CPU cores, rendering what is not cached yet included."""
+    val = _val_size(images)
+    cached = (min(images, SHAPES_CACHE.cached("train", 0, cfg.img_size, cfg.in_chans)) +
+              min(val, SHAPES_CACHE.cached("val", 0, cfg.img_size, cfg.in_chans)))
+    return recipes.estimate_seconds(cfg, epochs, images, val, rendered=cached)
+
+
 def estimate(cfg, epochs: Any, train_images: Any, prefetch: bool = False) -> str:
     """The time a run should take, said before it starts (the stage's recipe scaled by FLOPs and images; the
     images not cached yet are rendered first), and what the stage's recipe reached in its measured run.
@@ -435,9 +506,7 @@ def estimate(cfg, epochs: Any, train_images: Any, prefetch: bool = False) -> str
     except (TypeError, ValueError, OverflowError):
         return ""
     val = _val_size(images)
-    cached = (min(images, SHAPES_CACHE.cached("train", 0, cfg.img_size, cfg.in_chans)) +
-              min(val, SHAPES_CACHE.cached("val", 0, cfg.img_size, cfg.in_chans)))
-    seconds = recipes.estimate_seconds(cfg, epochs, images, val, rendered=cached)
+    seconds = _estimate_s(cfg, epochs, images)
     render = seconds - recipes.estimate_seconds(cfg, epochs, images, val, rendered=images + val)
     out = text("train.estimate", seconds=f"{seconds:.0f}")
     if prefetch and render >= 1 and 0 < images <= limits().max_images:
@@ -471,7 +540,8 @@ def _follow(job: Job, progress: gr.Progress) -> Iterator[tuple]:
         shown = time.monotonic()
         progress((info["step"], info["total_steps"]), desc=text("train.progress"), unit="steps")
         spe = info["total_steps"] / info["epochs"]
-        yield (_status(info, dataset), *curves(job.steps, info["history"], spe), skip, skip)
+        yield (_status(info, dataset, job.estimate, limits().time_limit), *curves(job.steps, info["history"], spe),
+               skip, skip)
     yield result(job)
 
 

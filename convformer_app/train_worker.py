@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,18 @@ def _emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
+def _progress(info: dict[str, Any]) -> None:
+    """fit's reports as JSON lines; its "done" report also ends the trained / tested / saved phases."""
+    event = info.pop("event")
+    if event == "done":  # fit's own clock for the phases after training, placed on the wall clock
+        now, timing = time.time(), info["timing"]
+        for name, seconds in (("saved", 0.0), ("tested", timing["save"]), ("trained", timing["save"] + timing["test"])):
+            _emit("phase", name=name, at=now - seconds)
+    _emit(event, **info)
+
+
 def main(run_dir: Path, nice: int = 10) -> int:
+    _emit("phase", name="started", at=time.time())  # Python and torch are imported
     if hasattr(os, "nice"):
         os.nice(nice)
     cancel = threading.Event()
@@ -58,20 +70,21 @@ def main(run_dir: Path, nice: int = 10) -> int:
         splits = {s: ImageTensors(tensors[f"{s}.images"], tensors[f"{s}.labels"], classes)
                   for s in SPLITS if f"{s}.images" in tensors}
         cfg = ConvFormerConfig.from_dict(settings["config"])
+        _emit("phase", name="read", at=time.time())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = ConvFormer(cfg.replace(num_classes=len(classes)))
         meta = {**settings["meta"], "params": sum(p.numel() for p in model.parameters())}
+        _emit("phase", name="built", at=time.time())
         r = fit(model, splits["train"], splits["val"], TrainConfig(**settings["train"]), cancel=cancel,
-                progress=lambda info: _emit(info.pop("event"), **info), out_dir=run_dir,
-                test_set=splits.get("test"), metadata=meta)
+                progress=lambda info: _progress(info), out_dir=run_dir, test_set=splits.get("test"), metadata=meta)
     except Exception as e:  # noqa: BLE001 - said to the parent, which words it for the page
         _emit("error", kind=type(e).__name__, message=str(e), refused=isinstance(e, ValueError))
         return 1
     finally:
         signal.signal(signal.SIGTERM, before)
     _emit("result", history=r.history, best=r.best, step_losses=r.step_losses, train_time=r.train_time,
-          cancelled=r.cancelled, test=r.test)
+          cancelled=r.cancelled, test=r.test, stop=r.stop)
     return 0
 
 

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from convformer import axes, viz
 from convformer.inspection import ShapeRow, human
 from convformer.model import LAYOUTS
+from convformer.timing import Latency, rounded
 
 from . import i18n
 from .i18n import text
@@ -58,9 +59,17 @@ def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> s
     return out + (f"{space}{reason}" if reason else "")
 
 
-def stats_markdown(params: int, flops: int, latency_ms: float, device: str, size: tuple[int, int]) -> str:
-    return text("stats.line", params=human(params), mb=f"{params * 4 / 2**20:.1f}", flops=human(flops, "FLOPs"),
-                ms=f"{latency_ms:.1f}", device=device, h=size[1], w=size[0])  # width x height
+def stats_markdown(params: int, flops: int, latency: Latency, device: str, size: tuple[int, int]) -> str:
+    """Size, FLOPs and the forward pass's latency as a median with its quartiles; a busy machine said so."""
+    line = text("stats.line", params=human(params), mb=f"{params * 4 / 2**20:.1f}", flops=human(flops, "FLOPs"),
+                ms=rounded(latency.median), low=rounded(latency.low), high=rounded(latency.high), runs=latency.runs,
+                device=device, h=size[1], w=size[0])  # width x height
+    return line + (text("stats.busy", load=f"{latency.load:.1f}") if latency.busy else "")
+
+
+def latency_cell(latency: Latency) -> str:
+    """A table cell: "4.5 (4.3-5.1)", marked when the machine was busy while it was measured."""
+    return f"{rounded(latency.median)} ({rounded(latency.low)}-{rounded(latency.high)})" + (" ⚠" if latency.busy else "")
 
 
 def shape_table(rows: Sequence[ShapeRow]) -> list[list[str]]:
@@ -276,8 +285,9 @@ def cam_picture(run) -> Image.Image | None:
 
 
 def cam_note(run) -> str:
-    """One line under Grad-CAM: where the explained layer sits (before or after global attention, which is
-    why maps of different layers differ), and why a map is blank when it is."""
+    """Under Grad-CAM: where the explained layer sits (before or after global attention), then one line per
+    conv layer of the branch saying why its map may sit off the object (benchmarks/NOTES.md, "Grad-CAM: which
+    conv layer lands on the object"), and why a map is blank when it is."""
     if not run.cam:
         return ""
     layer, values = next(iter(run.cam.items()))
@@ -290,10 +300,32 @@ def cam_note(run) -> str:
         where = text("cam.cnn_branch")
     else:
         where = text("cam.no_attention")
-    others = [name for name in run.conv_layers if name != layer and name.startswith(branch)]
     line = text("cam.note", layer=layer, where=where)
-    if others:
-        line += text("cam.others", layers=", ".join(f"`{n}`" for n in others[-2:]))
     if not np.any(values > 0):
         line += text("cam.blank", layer=layer, cls=run.cam_class)
-    return line
+    mine = [name for name in run.conv_layers if name.startswith(branch + ".")]
+    if not all(_CONVFORMER_LAYER.match(name) for name in mine):  # a timm reference: its own layer names
+        others = [name for name in mine if name != layer]
+        return line + (text("cam.others", layers=", ".join(f"`{n}`" for n in others)) if others else "")
+    return line + "\n\n" + "\n".join(_layer_reason(run, name, i, len(mine), name == layer)
+                                     for i, name in enumerate(mine))
+
+
+_CONVFORMER_LAYER = re.compile(r"^(early|mid|cnn)\.(conv\.stage\d+|refine)$")
+
+
+def _layer_reason(run, name: str, index: int, count: int, shown: bool) -> str:
+    """One line: the layer, its grid, and why its Grad-CAM may sit elsewhere than on the object."""
+    if name.endswith(".refine"):
+        why = "cam.why_after"
+    elif index == 0:
+        why = "cam.why_first"
+    elif run.fusion in ("early", "mid"):
+        why = "cam.why_feeds"
+    elif index == count - 1:
+        why = "cam.why_last"
+    else:
+        why = "cam.why_middle"
+    acts = run.channels.get(name)
+    grid = f"{acts[0].shape[-1]} x {acts[0].shape[-2]}" if acts is not None else "?"  # width x height
+    return text("cam.layer_line", mark="▶" if shown else "·", layer=name, grid=grid, why=text(why))

@@ -2,6 +2,7 @@
 its handlers. A small split (30 images) keeps it fast; the scores are cached per process."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def test_compare_split_has_a_sane_row_per_stage(client: Client) -> None:
     assert list(rows) == list(FUSIONS)
     for fusion, row in rows.items():
         assert 0 <= row["accuracy (%)"] <= 100
-        assert 0.01 < row["params (M)"] < 50 and row["MFLOPs"] > 1 and 0 < row["latency (ms)"] < 10_000
+        assert 0.01 < row["params (M)"] < 50 and row["MFLOPs"] > 1 and re.fullmatch(r"[\d.]+ \([\d.]+-[\d.]+\)( ⚠)?", row["latency (ms)"])
         bundled = bundled_checkpoint(fusion) is not None
         assert row["weights"] == ("bundled checkpoint" if bundled else "RANDOM (nothing bundled)")
         if bundled:  # the bundled checkpoints score > 90% on their own test split

@@ -145,7 +145,7 @@ def test_cancel_keeps_a_loadable_checkpoint() -> None:
     _run(gen, until=_training)
     assert "Stopping" in train_tab.cancel(request)
     final = _run(gen)[-1]
-    assert "Stopped early" in final[0] and final[3] == final[4]
+    assert "Cancelled" in final[0] and final[3] == final[4]
     model = cf.load_checkpoint(final[3])
     job = train_tab.JOBS["cancel-test"]
     assert job.result.cancelled and job.result.history[-1]["epoch"] < 2
@@ -200,8 +200,12 @@ def test_the_worker_process_speaks_json_lines_and_says_its_errors(tmp_path: Path
                            {"dataset": "shapes"})
     assert train_worker.main(tmp_path, nice=0) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    phases = [e["name"] for e in lines if e["event"] == "phase"]
+    assert phases == ["started", "read", "built", "saved", "tested", "trained"]  # the last three from fit's clock
+    lines = [e for e in lines if e["event"] != "phase"]
     assert [e["event"] for e in lines] == ["step"] * 2 + ["epoch"] + ["step"] * 2 + ["epoch", "done", "result"]
     result = lines[-1]
+    assert result["stop"] == "completed"
     assert [h["epoch"] for h in result["history"]] == [1, 2] and len(result["step_losses"]) == 4
     assert result["test"]["n"] == 16 and not result["cancelled"]
     assert not (tmp_path / "data.safetensors").exists()  # read once, then removed
@@ -209,5 +213,5 @@ def test_the_worker_process_speaks_json_lines_and_says_its_errors(tmp_path: Path
     assert model.config.pos_embed == "sincos" and model.meta["train_config"]["optimizer"] == "muon"
     (tmp_path / "run.json").write_text("{not json")
     assert train_worker.main(tmp_path, nice=0) == 1
-    (error,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (error,) = [e for line in capsys.readouterr().out.splitlines() if (e := json.loads(line))["event"] != "phase"]
     assert error["event"] == "error" and error["kind"] == "JSONDecodeError" and error["refused"]

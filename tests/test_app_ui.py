@@ -1,6 +1,8 @@
 """The app's handlers (convformer_app) as plain functions: no server, no browser."""
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -307,8 +309,9 @@ def test_latency_is_timed_per_request_after_a_warm_up() -> None:
     x = torch.rand(1, 3, 32, 32)
     for request in range(2):  # nothing is remembered between requests
         calls.clear()
-        _, ms = session._compute(model, x, None)
-        assert ms > 0 and len(calls) == 1 + 1 + session.LATENCY_RUNS  # inspection, warm-up, timed runs
+        _, t = session._compute(model, x, None)
+        assert 0 < t.low <= t.median <= t.high and 3 <= t.runs <= session.LATENCY_RUNS
+        assert len(calls) == 1 + 1 + t.runs  # inspection, warm-up, timed runs
 
 
 def test_parameters_are_counted_exactly_before_building() -> None:
@@ -320,11 +323,16 @@ def test_parameters_are_counted_exactly_before_building() -> None:
 
 def test_grad_cam_at_the_chosen_layer_says_why_maps_differ(image: str) -> None:
     out = dict(zip(explore.PREDICT_OUTPUTS, explore.predict(image, "mid", **SMALL)))
-    assert out["cam_layer"]["choices"][-2:] == ["mid.conv.stage3", "mid.refine"]
-    assert out["cam_layer"]["value"] == "mid.refine" and "**after** the transformer" in out["cam_note"]
-    before = dict(zip(explore.PREDICT_OUTPUTS, explore.predict(image, "mid", cam_layer="mid.conv.stage3", **SMALL)))
-    assert before["cam_layer"]["value"] == "mid.conv.stage3" and "**before** the transformer" in before["cam_note"]
-    assert not np.array_equal(np.asarray(out["cam"]), np.asarray(before["cam"]))
+    layers = out["cam_layer"]["choices"]
+    assert layers[-2:] == ["mid.conv.stage3", "mid.refine"]
+    # the measured rule: mid's conv stages feed attention, so its first stage (benchmarks/gradcam_layers.py)
+    assert out["cam_layer"]["value"] == "mid.conv.stage0" and "**before** the transformer" in out["cam_note"]
+    lines = [line for line in out["cam_note"].splitlines() if line.startswith("- ")]
+    assert [re.search(r"`([^`]+)`", line)[1] for line in lines] == layers  # one line per layer, each with why
+    assert lines[0].startswith("- ▶") and "(32 x 32)" in lines[0] and "background" in lines[-1]
+    after = dict(zip(explore.PREDICT_OUTPUTS, explore.predict(image, "mid", cam_layer="mid.refine", **SMALL)))
+    assert after["cam_layer"]["value"] == "mid.refine" and "**after** the transformer" in after["cam_note"]
+    assert not np.array_equal(np.asarray(out["cam"]), np.asarray(after["cam"]))
 
 
 def test_a_blank_grad_cam_map_says_why(late_run: Run) -> None:

@@ -1,0 +1,63 @@
+"""Post-processing: head outputs -> detections (B, N, 6) as (x1, y1, x2, y2, score, class) in input pixels, or
+a class per pixel. Each step is a few lines and its own function, so the shape table can list them as rows.
+
+- dense (CenterNet's decode.py): sigmoid, peaks by a 3 x 3 max-pool equality test instead of NMS, top-K over
+  classes and positions, then box = (centre + offset) * stride -/+ size * stride / 2.
+- set (DETR's PostProcess): softmax, drop "no object" (score = best real class), cxcywh -> xyxy scaled to
+  the input (torchvision's box_convert).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_convert
+
+
+def peaks(heat: torch.Tensor) -> torch.Tensor:
+    """(B, K, h, w) probabilities -> the same with everything that is not a 3 x 3 local maximum set to 0."""
+    return heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
+
+
+def topk(heat: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+    """(B, K, h, w) -> scores, classes, ys, xs, each (B, k'), k' = min(k, K*h*w), best first."""
+    b, c, h, w = heat.shape
+    scores, idx = heat.flatten(1).topk(min(k, c * h * w))
+    return scores, idx // (h * w), (idx % (h * w)) // w, idx % w
+
+
+def dense_decode(heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, input_hw: tuple[int, int],
+                 k: int = 100) -> torch.Tensor:
+    """CenterNet heads (heatmap logits (B, K, h, w), size and offset (B, 2, h, w)) -> (B, k, 6) in pixels of
+    the (H, W) input."""
+    b, _, h, w = heatmap.shape
+    sy, sx = input_hw[0] / h, input_hw[1] / w
+    scores, classes, ys, xs = topk(peaks(heatmap.sigmoid()), k)
+    flat = ys * w + xs                                                    # (B, k)
+    wh = size.flatten(2).gather(2, flat[:, None].expand(-1, 2, -1))       # (B, 2, k) in cells
+    off = offset.flatten(2).gather(2, flat[:, None].expand(-1, 2, -1))
+    cx, cy = (xs + off[:, 0]) * sx, (ys + off[:, 1]) * sy
+    bw, bh = wh[:, 0].clamp(min=0) * sx, wh[:, 1].clamp(min=0) * sy
+    boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1)
+    return torch.cat([boxes, scores[..., None], classes[..., None].to(boxes.dtype)], -1)
+
+
+def set_decode(pred_logits: torch.Tensor, pred_boxes: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
+    """DETR heads (pred_logits (B, Q, K+1), pred_boxes (B, Q, 4) cxcywh normalised) -> (B, Q, 6) in pixels."""
+    probs = pred_logits.softmax(-1)[..., :-1]                             # drop "no object"
+    scores, classes = probs.max(-1)
+    h, w = input_hw
+    boxes = box_convert(pred_boxes, "cxcywh", "xyxy") * pred_boxes.new_tensor([w, h, w, h])
+    return torch.cat([boxes, scores[..., None], classes[..., None].to(boxes.dtype)], -1)
+
+
+def decode(outputs: dict[str, torch.Tensor], input_hw: tuple[int, int], k: int = 100) -> torch.Tensor:
+    """Either detection head's outputs -> (B, N, 6): x1, y1, x2, y2, score, class (input pixels)."""
+    if "heatmap" in outputs:
+        return dense_decode(outputs["heatmap"], outputs["size"], outputs["offset"], input_hw, k)
+    return set_decode(outputs["pred_logits"], outputs["pred_boxes"], input_hw)
+
+
+def keep(dets: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(N, 6) -> the rows with score >= threshold, best first."""
+    dets = dets[dets[:, 4] >= threshold]
+    return dets[dets[:, 4].argsort(descending=True)]

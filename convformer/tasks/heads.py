@@ -1,0 +1,133 @@
+"""Task heads on a ConvFormer backbone's feature taps: one neck, then a head per task.
+
+- `Neck`: the backbone's taps (one per branch and stride, stride >= 4) -> one fused map at the finest stride.
+  A backbone with a single stride (the plain ViT) first gets ViTDet's simple feature pyramid (Li et al. 2022,
+  "Exploring Plain Vision Transformer Backbones for Object Detection"): a 2x2 deconv, identity and a 2x2
+  max-pool make strides s/2, s and 2s from the one map. The fusion is SegFormer's all-MLP decoder (Xie et al.
+  2021): a Linear (1x1 conv) per level to `dim`, an upsample to the finest level, a concat, a 1x1 fuse.
+- `DenseHead`: CenterNet (Zhou et al. 2019, "Objects as Points"): per-class centre heatmaps, box size and
+  sub-cell offset, each a 3x3 conv, ReLU, 1x1 conv on the fused map.
+- `SetHead`: DETR (Carion et al. 2020): Q learned object queries, each decoder layer self-attention among the
+  queries then cross-attention to the backbone's tokens (the fused map at stride 8, with 2-D sin-cos
+  positions), a class (K + 1, the last is "no object") and a box (cx, cy, w, h normalised) per query.
+- `SegFormerHead`: a 1x1 classifier over the fused map to K + 1 classes (0 = background), upsampled to the input.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import Mlp, build_sincos2d_pos_embed
+from torch import nn
+
+
+class Neck(nn.Module):
+    """Feature taps [(B, C_i, h_i, w_i)] finest first -> (B, dim, h_0, w_0) (SegFormer fusion; ViTDet pyramid
+    first when every tap has the same stride)."""
+
+    def __init__(self, levels: list[tuple[int, int]], dim: int):  # (channels, stride) per tap, finest first
+        super().__init__()
+        self.simple = len({s for _, s in levels}) == 1
+        if self.simple:
+            c = levels[-1][0]
+            self.up = nn.ConvTranspose2d(c, c, 2, stride=2)  # s -> s/2
+            self.down = nn.MaxPool2d(2, ceil_mode=True)      # s -> 2s
+            levels = [(c, levels[0][1] // 2), (c, levels[0][1]), (c, levels[0][1] * 2)]
+        self.levels = levels
+        self.proj = nn.ModuleList(nn.Conv2d(c, dim, 1) for c, _ in levels)  # SegFormer's per-level Linear
+        self.fuse = nn.Sequential(nn.Conv2d(dim * len(levels), dim, 1, bias=False), nn.BatchNorm2d(dim), nn.ReLU())
+        self.stride = levels[0][1]
+
+    def pyramid(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The levels the fusion reads: the taps, or ViTDet's three maps from the last one."""
+        if not self.simple:
+            return feats
+        x = feats[-1]
+        return [self.up(x), x, self.down(x)]
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        levels = self.pyramid(feats)
+        size = levels[0].shape[-2:]
+        x = torch.cat([F.interpolate(p(f), size=size, mode="bilinear", align_corners=False) if f.shape[-2:] != size
+                       else p(f) for p, f in zip(self.proj, levels)], 1)  # (B, dim * L, h, w)
+        return self.fuse(x)  # (B, dim, h, w)
+
+
+def _branch(dim: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(), nn.Conv2d(dim, out, 1))
+
+
+class DenseHead(nn.Module):
+    """(B, dim, h, w) -> heatmap logits (B, K, h, w), size (B, 2, h, w) as (w, h) in cells, offset (B, 2, h, w)
+    of the centre within its cell (x, y)."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.heatmap, self.size, self.offset = _branch(dim, num_classes), _branch(dim, 2), _branch(dim, 2)
+        nn.init.constant_(self.heatmap[-1].bias, -2.19)  # sigmoid = 0.1 at the start (CenterNet's prior)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"heatmap": self.heatmap(x), "size": self.size(x), "offset": self.offset(x)}
+
+
+class DecoderLayer(nn.Module):
+    """DETR's decoder layer (post-norm): queries attend to each other, then to the memory tokens, then an MLP.
+    Returns the queries and the cross-attention (B, Q, N), averaged over heads."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+
+    def forward(self, q: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor,
+                pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = q + query_pos
+        q = self.norm1(q + self.self_attn(x, x, q, need_weights=False)[0])          # (B, Q, D)
+        out, attn = self.cross_attn(q + query_pos, memory + pos, memory)             # attn (B, Q, N)
+        q = self.norm2(q + out)
+        return self.norm3(q + self.mlp(q)), attn
+
+
+class SetHead(nn.Module):
+    """(B, dim, h, w) at stride s -> pred_logits (B, Q, K+1), pred_boxes (B, Q, 4) cxcywh in [0, 1] of the
+    input, per layer: layer_logits (B, L, Q, K+1), layer_boxes (B, L, Q, 4) (DETR's auxiliary outputs) and
+    cross_attn (B, L, Q, h', w') over the memory grid at stride 2s."""
+
+    def __init__(self, dim: int, num_classes: int, queries: int, layers: int, heads: int):
+        super().__init__()
+        self.input_proj = nn.Conv2d(dim, dim, 3, stride=2, padding=1)
+        self.query_embed = nn.Embedding(queries, dim)
+        self.layers = nn.ModuleList(DecoderLayer(dim, heads) for _ in range(layers))
+        self.class_embed = nn.Linear(dim, num_classes + 1)
+        self.bbox_embed = Mlp(dim, dim, 4)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mem = self.input_proj(x)                                              # (B, D, h', w')
+        b, d, h, w = mem.shape
+        memory = mem.flatten(2).transpose(1, 2)                               # (B, N=h'*w', D)
+        pos = build_sincos2d_pos_embed([h, w], d, device=x.device, dtype=x.dtype).unsqueeze(0)  # (1, N, D)
+        query_pos = self.query_embed.weight.unsqueeze(0).repeat(b, 1, 1)     # (B, Q, D)
+        q = torch.zeros_like(query_pos)
+        outs, attns = [], []
+        for layer in self.layers:
+            q, attn = layer(q, query_pos, memory, pos)
+            outs.append(q)
+            attns.append(attn)
+        hs = torch.stack(outs, 1)                                             # (B, L, Q, D)
+        logits, boxes = self.class_embed(hs), self.bbox_embed(hs).sigmoid()
+        return {"pred_logits": logits[:, -1], "pred_boxes": boxes[:, -1], "layer_logits": logits,
+                "layer_boxes": boxes, "cross_attn": torch.stack(attns, 1).unflatten(-1, (h, w))}
+
+
+class SegFormerHead(nn.Module):
+    """(B, dim, h, w) -> logits (B, K+1, H, W) at the input size (0 = background)."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.drop = nn.Dropout2d(0.1)
+        self.classify = nn.Conv2d(dim, num_classes + 1, 1)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        logits = self.classify(self.drop(x))                                  # (B, K+1, h, w)
+        return {"logits": F.interpolate(logits, size=size, mode="bilinear", align_corners=False)}
