@@ -1,4 +1,4 @@
-"""Command line: `python -m convformer info|predict|detect|train|code ...` (see --help)."""
+"""Command line: `python -m convformer info|predict|detect|segment|train|code ...` (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,7 @@ from .references_cli import add_parser as add_references_parser, predict_imagene
 from .export import add_parser as add_code_parser
 from .faithfulness_cli import add_parser as add_faithfulness_parser
 from .train_cli import add_parser as add_train_parser
+from .tasks import cli as tasks_cli
 
 
 def _model(args: argparse.Namespace, bundled: bool = False):
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", help="the table for this image, resized as predict does (its aspect kept)")
     p.add_argument("--resize", choices=RESIZES, default="keep", help="with --image: keep (default) or squash")
     p.set_defaults(func=info)
+    tasks_cli.attach(p, tasks_cli.info_task)
     p = sub.add_parser("predict", help="print the top-k classes for an image")
     p.add_argument("image")
     p.add_argument("--fusion", choices=FUSIONS, default="mid", help="uses the bundled checkpoint if any")
@@ -86,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", choices=("bundled", "imagenet"), default="bundled",
                    help="imagenet: the stage's ImageNet-trained timm reference (`references` lists them)")
     p.set_defaults(func=predict)
-    add_train_parser(sub)
-    add_code_parser(sub)
+    tasks_cli.attach(add_train_parser(sub), tasks_cli.train_task_command)
+    tasks_cli.attach(add_code_parser(sub), tasks_cli.code_task)
+    tasks_cli.add_parsers(sub)  # detect, segment
     add_references_parser(sub)
     add_faithfulness_parser(sub)
     add_coco_parser(sub)  # after the tasks' `detect`, if any: it adds --weights coco to it

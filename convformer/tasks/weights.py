@@ -2,7 +2,7 @@
 
 A task checkpoint's header holds {"task", "config" (the backbone's ConvFormerConfig), "head" (HeadConfig),
 "meta" (class names, metrics, training record)} under the key "convformer_task", and the same JSON beside it.
-The bundled ones live in `convformer/tasks/weights/{task}_{fusion}.safetensors` (package data).
+The bundled ones live in `convformer/weights/{task}_{fusion}.safetensors` (package data, with the classifiers).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..config import FUSIONS, ConvFormerConfig
 from ..messages import shown
 from .model import HEADS, TASKS, HeadConfig, TaskModel, split_overrides
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # package data, beside the classifiers'
 KEY = "convformer_task"
 MAX_BYTES, MAX_HEADER_BYTES = 500_000_000, 16_000_000
 
