@@ -8,6 +8,7 @@ import gradio as gr
 
 from . import explore, i18n, train_tab
 from .i18n import tr
+from .tasks import page as task_page
 
 
 @dataclass(frozen=True)
@@ -74,4 +75,5 @@ def build(controls: list, trained: gr.State, set_controls: list) -> TrainPage:
     described = [*controls, img, epochs, images, arch]
     gr.on([c.change for c in (*controls, img, epochs, images, arch)], train_tab.describe, described, model,
           api_name="train_model")
+    task_page.train_section(trained)  # detect and segment (issue 23): the metric live against time
     return TrainPage(model, described, [loss_plot, acc_plot])

@@ -142,3 +142,44 @@ def wire(task: gr.Radio, run: gr.Button, b: Buttons, scene: Scene, p: Panels, ca
     p.d["boxes"].select(session.handled(handlers.click_box), p.d["state"],
                         [p.d["boxes"], p.d["query"], p.d["query_note"]], api_name="detect_click")
     scene.render.click(session.guard(handlers.make_scene), scene.number, image, api_name="scene")
+
+
+def compare_section(image) -> None:
+    """In the Compare tab: every stage on one task, on the tab's image (`image`)."""
+    from . import compare
+    gr.Markdown(tr("tcompare.title"))
+    gr.Markdown(tr("tcompare.explain"))
+    with gr.Row(equal_height=False):
+        task = gr.Radio(i18n.choices({t: f"task.{t}" for t in TASKS[1:]}), value="detect", label=tr("tcompare.task"),
+                        elem_id="compare-task", scale=2)
+        run = gr.Button(tr("tcompare.run"), variant="primary", elem_id="compare-task-run", scale=1)
+    gallery = gr.Gallery(label=tr("tcompare.gallery"), columns=5, height=260, allow_preview=True, interactive=False,
+                         elem_id="compare-task-gallery")
+    table = gr.Dataframe(headers=compare.HEADERS, interactive=False, label=tr("tcompare.table"),
+                         elem_id="compare-task-table")
+    run.click(session.guard(compare.compare_task), [task, image], [gallery, table], api_name="compare_task")
+
+
+def train_section(trained: gr.State) -> None:
+    """In the Train tab: a detector or segmenter trained live; its checkpoint goes to `trained`."""
+    from convformer.config import FUSIONS
+    from . import train
+    gr.Markdown(tr("ttrain.title"))
+    gr.Markdown(tr("ttrain.explain"))
+    with gr.Row(equal_height=False):
+        task = gr.Radio(i18n.choices({t: f"task.{t}" for t in TASKS[1:]}), value="detect", label=tr("ttrain.task"),
+                        elem_id="train-task")
+        fusion = gr.Radio(i18n.choices({f: f"fusion.{f}" for f in FUSIONS}), value="mid", label=tr("ctl.fusion"),
+                          elem_id="train-task-fusion")
+        head = gr.Radio(list(handlers.HEADS["detect"]), value=handlers.HEADS["detect"][0], label=tr("task.head"),
+                        elem_id="train-task-head")
+    with gr.Row(equal_height=False):
+        seconds = gr.Slider(10, train.MAX_SECONDS, 60, step=10, label=tr("ttrain.seconds"), scale=2)
+        start = gr.Button(tr("ttrain.start"), variant="primary", elem_id="train-task-run", scale=1)
+        stop = gr.Button(tr("ttrain.stop"), elem_id="train-task-stop", scale=1)
+    status = gr.Markdown(elem_id="train-task-status")
+    plot = gr.LinePlot(x="seconds", y="metric", color="series", y_lim=[0, 1], height=260,
+                       label=tr("ttrain.curve"), elem_id="train-task-plot")
+    start.click(train.train_task, [task, fusion, head, seconds], [status, plot, trained], api_name="train_task",
+                concurrency_limit=2)
+    stop.click(train.stop, None, status, api_name="stop_task", queue=False)

@@ -58,6 +58,51 @@ TEXT: dict[str, tuple[str, str]] = {
     # ---- scenes ----
     "scene.index": ("Scene number", "场景编号"),
     "scene.render": ("Render a Shapes scene", "生成一个 Shapes 场景"),
+    # ---- compare ----
+    "tcompare.title": ("### Detect and segment: the stages side by side",
+                       "### 检测与分割：各阶段并排对比"),
+    "tcompare.explain": (
+        "Every fusion stage's bundled detector or segmenter on the image above: its picture, its score on an unseen "
+        "Shapes-scenes split (from the checkpoint's record), its size, FLOPs and latency on this device.",
+        "每个融合阶段的内置检测器或分割器在上面这张图像上的结果：它的图像、它在未见过的 Shapes 场景划分上的得分"
+        "（来自检查点的记录）、它的大小、FLOPs 以及在本设备上的延迟。"),
+    "tcompare.task": ("Task to compare", "要对比的任务"),
+    "tcompare.run": ("Compare the stages on this task", "在此任务上对比各阶段"),
+    "tcompare.gallery": ("Each stage on the same image", "各阶段在同一张图像上的结果"),
+    "tcompare.table": ("The stages on this task", "各阶段在此任务上的表现"),
+    "tcompare.col_stage": ("stage", "阶段"),
+    "tcompare.col_weights": ("weights", "权重"),
+    "tcompare.col_found": ("found", "找到"),
+    "tcompare.boxes": ("{n} boxes", "{n} 个框"),
+    "tcompare.background": ("background only", "只有背景"),
+    "tcompare.bundled": ("bundled checkpoint", "内置检查点"),
+    "tcompare.untrained": ("no bundled checkpoint: head untrained", "无内置检查点：检测头未训练"),
+    # ---- train ----
+    "ttrain.title": ("### Train a detector or a segmenter", "### 训练一个检测器或分割器"),
+    "ttrain.explain": (
+        "A fusion stage's detector or segmenter trained on Shapes scenes with its measured recipe (the backbone "
+        "starts from the stage's bundled classifier); its metric on the validation scenes after every epoch, "
+        "against time. The result becomes this session's *trained* weights for Explore's Detect and Segment.",
+        "用测得的配方在 Shapes 场景上训练某个融合阶段的检测器或分割器（主干从该阶段的内置分类器开始）；每个 epoch "
+        "之后在验证场景上的指标随时间变化。结果成为本次会话 Explore 中检测与分割的*训练*权重。"),
+    "ttrain.task": ("Task to train", "要训练的任务"),
+    "ttrain.seconds": ("Training time (s)", "训练时长（秒）"),
+    "ttrain.start": ("Train", "开始训练"),
+    "ttrain.stop": ("Stop", "停止"),
+    "ttrain.curve": ("Validation metric against time", "验证指标随时间的变化"),
+    "ttrain.starting": ("Training a {task} model on the {fusion} backbone for up to {s} s: rendering the scenes...",
+                        "正在 {fusion} 主干上训练 {task} 模型，最多 {s} 秒：正在生成场景……"),
+    "ttrain.epoch": ("Epoch {epoch}: validation {metric} **{value}** after {t} s.",
+                     "第 {epoch} 个 epoch：{t} 秒后验证 {metric} 为 **{value}**。"),
+    "ttrain.done": ("Done in {t} s: best validation {metric} **{best}**, on unseen test scenes **{test}**. In Explore, "
+                    "choose the task and *Trained in this session* to run it.",
+                    "用时 {t} 秒完成：最佳验证 {metric} 为 **{best}**，在未见过的测试场景上为 **{test}**。在 Explore 中"
+                    "选择该任务与“本次会话中训练的”权重即可运行它。"),
+    "ttrain.failed": ("Training stopped: {error}", "训练已停止：{error}"),
+    "ttrain.busy": ("A task run of this page is still going: stop it first.", "本页面的任务训练仍在进行：请先停止它。"),
+    "ttrain.nothing": ("Nothing is training.", "没有正在进行的训练。"),
+    "ttrain.stopping": ("Stopping after the current step...", "将在当前步骤之后停止……"),
+    "ttrain.axis_seconds": ("seconds", "秒"),
     # ---- what the model is ----
     "task.weights": ("{task} model, **{fusion}** backbone, {head} head; {weights}.",
                      "{task} 模型，**{fusion}** 主干，{head} 检测头；{weights}。"),
