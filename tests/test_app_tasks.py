@@ -211,7 +211,8 @@ def test_browser_detect_draws_boxes_and_a_click_picks_one(browser, server, scene
         page.locator("#detect-head").get_by_label("set").check()  # queries: each box has its cross-attention
         page.locator("#threshold input[type=range]").press("Home")  # threshold 0: every query's box
         page.locator("#detect-run").click()
-        page.wait_for_function("document.querySelector('#detect-summary').innerText.trim().endsWith('found at score ≥ 0.')")
+        page.wait_for_function("document.querySelector('#detect-summary').innerText.trim()"
+                               ".endsWith('found at score ≥ 0.')")  # the threshold: 0
         page.wait_for_function("+document.querySelector('#detect-table [role=grid]').getAttribute('aria-rowcount') > 1")
         rows = [r for r in page.evaluate("[...document.querySelectorAll('#detect-table tbody tr')].map("
                                          "tr => [...tr.querySelectorAll('td')].map(td => td.textContent.trim()))")

@@ -9,8 +9,9 @@ from PIL import Image
 
 from convformer.config import FUSIONS
 from convformer.data import preprocess
+from convformer.timing import forward_latency
 
-from .. import session
+from .. import session, views
 from ..i18n import text
 from . import handlers, inspect, results
 from .results import DetectResult, SegmentResult
@@ -46,7 +47,7 @@ def _stage(task: str, fusion: str, shown: Image.Image) -> tuple[Image.Image, lis
             segment(model, shown)
         flops = sum(r.flops for r in inspect.backbone_inspection(model, x).shapes) + \
             sum(r.flops for r in task_shape_rows(model, x))
-        latency = inspect._latency(model, x)
+        latency = forward_latency(model, x)
     if task == "detect":
         r = DetectResult.of(found, shown, loaded.classes, handlers.DEFAULT_THRESHOLD)
         picture, what = results.boxes_picture(r), text("tcompare.boxes", n=len(r.boxes))
@@ -57,4 +58,4 @@ def _stage(task: str, fusion: str, shown: Image.Image) -> tuple[Image.Image, lis
     weights = text("tcompare.bundled") if metric is not None else text("tcompare.untrained")
     params = sum(p.numel() for p in model.parameters())
     return picture, [fusion, weights, round(float(metric), 3) if metric is not None else None,
-                     round(params / 1e6, 3), round(flops / 1e6, 1), round(latency, 1), what]
+                     round(params / 1e6, 3), round(flops / 1e6, 1), views.latency_cell(latency), what]

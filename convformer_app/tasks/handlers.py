@@ -7,6 +7,7 @@ the session's state: a new heatmap class or a clicked box re-draws from it witho
 """
 from __future__ import annotations
 
+import html
 import re
 import tempfile
 import warnings
@@ -96,7 +97,8 @@ def weights_line(loaded: TaskLoaded, weights: str) -> str:
     model = loaded.model
     meta = getattr(model, "meta", {}) or {}
     metrics = meta.get("metrics") or {}
-    scored = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)))[:200]
+    scored = html.escape(", ".join(f"{k} {v:.3f}" for k, v in metrics.items()  # a header's keys: escaped
+                                   if isinstance(v, (int, float)) and not isinstance(v, bool))[:200])
     what = text(f"task.weights_{weights}") + (f" ({scored})" if scored else "")
     line = text("task.weights", task=model.task, fusion=model.config.fusion, head=model.head_kind, weights=what)
     return line + (f" ⚠ {clean(loaded.notice)}" if loaded.notice else "")
@@ -274,21 +276,30 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
     patch, query = views.query_pictures(r, block, None, None)
     stages = list(r.channels)
     backbone_rows, task_rows = results.split_rows(r.shapes)
-    table = views.table(backbone_rows)
-    table["data"] = [*table["data"][:-1], *results.task_table_rows(task_rows), table["data"][-1]] if table["data"] \
-        else results.task_table_rows(task_rows)
-    if table["data"]:  # the total covers the head too
-        table["data"][-1][3:5] = [views.human(sum(x.params for x in r.shapes)), views.human(sum(x.flops for x in r.shapes))]
+    n_boxes = len(boxes) if boxes is not None else 0
     targets = [(text("cam.predicted"), inspect.PREDICTED), *r.classes,
-               *((f"{inspect.BOX}{i} ({kept.name(i)})", f"{inspect.BOX}{i}") for i in range(len(boxes) if boxes is not None else 0))]
+               *((f"{inspect.BOX}{i} ({kept.name(i)})", f"{inspect.BOX}{i}") for i in range(n_boxes))]
+    heads = len(r.attentions[block]) if block else 0
     return (r.stats, explore.maps_note(r), views.rollout_picture(r), patch, query, *views.block_pictures(r, block),
-            views.channels_picture(r, stages[-1] if stages else None), views.cam_picture(r), table,
+            views.channels_picture(r, stages[-1] if stages else None), views.cam_picture(r), task_table(r.shapes),
             views.diagram_html(backbone_rows, r.fusion) + results.task_diagram(task_rows), safety.keep(r), None,
-            gr.update(choices=blocks, value=block), gr.update(choices=explore.head_choices(
-                len(r.attentions[block]) if block else 0), value="mean of heads"),
+            gr.update(choices=blocks, value=block),
+            gr.update(choices=explore.head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
-            gr.update(choices=targets, value=cam_target), gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)),
-            views.cam_note(r))
+            gr.update(choices=targets, value=cam_target),
+            gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r))
+
+
+def task_table(rows: list) -> dict:
+    """The shape table of a task model: the backbone's rows (views.table), then the task's, then the total
+    of both."""
+    backbone_rows, task_rows = results.split_rows(rows)
+    table = views.table(backbone_rows)
+    body = table["data"][:-1] if table["data"] else []
+    total = [text("table.total"), "", "", views.human(sum(x.params for x in rows)),
+             views.human(sum(x.flops for x in rows)), ""]
+    table["data"] = [*body, *results.task_table_rows(task_rows), total]
+    return table
 
 
 def _box_targets(kept: DetectResult, model) -> np.ndarray:

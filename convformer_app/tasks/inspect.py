@@ -17,6 +17,7 @@ import torch
 
 from convformer import viz
 from convformer.inspection import conv_layers, grad_cam, inspect, steps
+from convformer.timing import forward_latency
 
 PREDICTED = "predicted class"
 BOX = "box "  # a Grad-CAM target naming a detection: "box 0", "box 1", ...
@@ -110,7 +111,7 @@ def task_run(loaded, shown, cam_target: str = PREDICTED, cam_layer: str | None =
         result = backbone_inspection(model, x)
         rows = task_shape_rows(model, x)
         cam, cam_class = task_cam(model, x, layer, cam_target, boxes_hw) if layer else (None, None)
-        latency = _latency(model, x)
+        latency = forward_latency(model, x, session.LATENCY_RUNS, session.LATENCY_BUDGET_S)
     branch, tg = next(iter(result.token_grid.items()), (None, None))
     acts = {}
     for stage, act in result.activations.items():
@@ -130,16 +131,3 @@ def task_run(loaded, shown, cam_target: str = PREDICTED, cam_layer: str | None =
         stats=views.stats_markdown(params, flops, latency, session.device_name(), size)
         + i18n.text("stats.input", detail=i18n.translate(fit(shown.size, model, resize).message())))
 
-
-def _latency(model, x: torch.Tensor, runs: int = 3) -> float:
-    """Median ms of the plain forward pass (after one warm-up)."""
-    import statistics
-    import time
-    times = []
-    with torch.inference_mode():
-        model(x)
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000

@@ -76,8 +76,9 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
                 break
             if info["event"] == "epoch":
                 history = info["history"]
-                yield (text("ttrain.epoch", epoch=f"{info['epoch']:g}", metric=metric, value=f"{info['val_metric']:.3f}",
-                            t=f"{info['time']:.0f}"), curve(history, metric), gr.skip())
+                said = text("ttrain.epoch", epoch=f"{info['epoch']:g}", metric=metric,
+                            value=f"{info['val_metric']:.3f}", t=f"{info['time']:.0f}")
+                yield said, curve(history, metric), gr.skip()
     finally:
         cancel.set()  # the page went away or Stop: the thread ends after its step
         with _LOCK:
