@@ -144,8 +144,9 @@ def show_detections(r: DetectResult, notice: str = "") -> tuple:
     chooser = gr.update(choices=classes, value=first, visible=r.heatmaps is not None)
     query = results.query_picture(r, 0 if n else None)
     note = query_note(r, 0) if n else ""
-    return (results.boxes_picture(r), detection_table(r), summary, chooser,
-            results.heatmap_picture(r, int(first)), query, note, safety.keep(r))
+    heatmap = gr.update(value=results.heatmap_picture(r, int(first)), visible=r.heatmaps is not None)
+    query = gr.update(value=query, visible=r.attention is not None)  # a dense head has no queries
+    return results.boxes_picture(r), detection_table(r), summary, chooser, heatmap, query, note, safety.keep(r)
 
 
 def detection_table(r: DetectResult) -> dict:

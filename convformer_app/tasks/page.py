@@ -76,10 +76,12 @@ def panels() -> Panels:
             with gr.Column():
                 heat_class = gr.Dropdown([], label=tr("detect.heat_class"), elem_id="heat-class",
                                          allow_custom_value=True)
-                heatmap = gr.Image(label=tr("detect.heatmap"), interactive=False, format="jpeg", elem_id="heatmap")
+                heatmap = gr.Image(label=tr("detect.heatmap"), interactive=False, format="jpeg", elem_id="heatmap",
+                                   height=360)
             with gr.Column():
                 query_note = gr.Markdown(elem_id="query-note")
-                query = gr.Image(label=tr("detect.query"), interactive=False, format="jpeg", elem_id="query-map")
+                query = gr.Image(label=tr("detect.query"), interactive=False, format="jpeg", elem_id="query-map",
+                                 height=360)
     with gr.Column(visible=False, elem_id="segment-panel") as segment:
         gr.Markdown(tr("segment.explain"))
         s_summary = gr.Markdown(elem_id="segment-summary")
