@@ -28,7 +28,8 @@ from .results import DetectResult, SegmentResult
 
 TASKS = ("classify", "detect", "segment")
 HEADS = {"detect": ("dense", "set"), "segment": ("segformer",)}  # as convformer.tasks' table; first: default
-TASK_WEIGHTS = ("bundled", "random", "upload", "trained")  # issue 24 adds a detector pretrained on COCO
+TASK_WEIGHTS = ("bundled", "random", "upload", "trained")
+DETECTORS = ("shapes", "coco")  # our task model of the chosen stage, or DETR pretrained on COCO (issue 24)
 DEFAULT_THRESHOLD = 0.3
 
 
@@ -120,13 +121,21 @@ DETECT_OUTPUTS = ("boxes", "table", "summary", "heat_class", "heatmap", "query",
 
 
 def detect(image: str | None, fusion: str = "mid", weights: str = "bundled", threshold: float = DEFAULT_THRESHOLD,
-           head: str = "dense", checkpoint: str | None = None, trained: str | None = None) -> tuple:
+           head: str = "dense", checkpoint: str | None = None, trained: str | None = None,
+           detector: str = "shapes") -> tuple:
     """Detect objects in the image: (the image with boxes, the detections table, a summary, the heatmap
     class chooser, the heatmap, where the first box's query looked, its note, the kept result), in the order
-    of DETECT_OUTPUTS. Boxes are in the uploaded image's own pixels. head: dense (CenterNet) or set (DETR)."""
+    of DETECT_OUTPUTS. Boxes are in the uploaded image's own pixels. head: dense (CenterNet) or set (DETR).
+    detector: "shapes" (the stage's task model) or "coco" (DETR ResNet-50 pretrained on COCO, for photos)."""
     from convformer.tasks import detect as run_detect
     t = threshold_of(threshold)
     shown = session.picture(image)
+    if detector not in DETECTORS:
+        raise gr.Error(f"detector={safety.shown(detector, 40)} is not allowed: expected one of {', '.join(DETECTORS)}")
+    if detector == "coco":  # another detector, the same views (the seam: DetectResult.of)
+        from .. import coco
+        found, names, notice = coco.found(shown, t)
+        return show_detections(DetectResult.of(found, shown, names, t), notice)
     loaded = task_model("detect", fusion, weights, checkpoint, trained, head)
     with loaded.lock:
         found = run_detect(loaded.model, shown, score_threshold=t)
@@ -254,12 +263,14 @@ EXPLAIN_OUTPUTS = ("stats", "maps_note", "rollout", "patch", "query", "blocks", 
 def explain(image: str | None, task: str = "detect", fusion: str = "mid", weights: str = "bundled",
             head: str = "dense", checkpoint: str | None = None, trained: str | None = None,
             cam_target: str = inspect.PREDICTED, cam_layer: str = "", resize: str = "keep",
-            kept: DetectResult | None = None) -> tuple:
+            kept: DetectResult | None = None, detector: str = "shapes") -> tuple:
     """Explore's views (attention per block and head, rollout, click-a-patch, conv activations, Grad-CAM for a
     box or a class, the shape table and diagram through the head) for the task model, in the order of
     EXPLAIN_OUTPUTS. `kept`: the last detections, whose boxes Grad-CAM can explain ("box i")."""
     from convformer.data import RESIZES
     from .. import explore
+    if task == "detect" and detector == "coco":  # DETR's insides: Explore's COCO accordion (issue 24)
+        return tuple(gr.skip() for _ in EXPLAIN_OUTPUTS)
     if resize not in RESIZES:
         raise gr.Error(f"resize={safety.shown(resize, 40)} is not allowed: expected one of {', '.join(RESIZES)}")
     shown = session.picture(image)

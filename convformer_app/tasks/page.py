@@ -52,6 +52,7 @@ class Panels:
     segment: gr.Column
     threshold: gr.Slider
     head: gr.Radio
+    detector: gr.Radio
     d: dict   # DETECT_OUTPUTS name -> component
     s: dict   # SEGMENT_OUTPUTS name -> component
 
@@ -65,6 +66,8 @@ def panels() -> Panels:
                                   info=tr("detect.threshold_info"), elem_id="threshold")
             head = gr.Radio(list(handlers.HEADS["detect"]), value=handlers.HEADS["detect"][0], label=tr("task.head"),
                             info=tr("task.head_info"), elem_id="detect-head")
+            detector = gr.Radio(i18n.choices({d: f"detector.{d}" for d in handlers.DETECTORS}), value="shapes",
+                                label=tr("detector.choice"), elem_id="detector")
         d_summary = gr.Markdown(elem_id="detect-summary")
         with gr.Row(equal_height=False):
             boxes = gr.Image(label=tr("detect.image"), interactive=False, format="png", elem_id="detect-boxes",
@@ -94,7 +97,7 @@ def panels() -> Panels:
     d = dict(boxes=boxes, table=table, summary=d_summary, heat_class=heat_class, heatmap=heatmap, query=query,
              query_note=query_note, state=d_state)
     s = dict(mask=mask, iou=iou, summary=s_summary, state=s_state)
-    return Panels(detect, segment, threshold, head, d, s)
+    return Panels(detect, segment, threshold, head, detector, d, s)
 
 
 def cam_controls() -> tuple[gr.Dropdown, gr.Dropdown]:
@@ -127,12 +130,12 @@ def wire(task: gr.Radio, run: gr.Button, b: Buttons, scene: Scene, p: Panels, ca
                              *classify_only], api_visibility="private", queue=False)
     image, fusion, weights, checkpoint = (named[k] for k in ("image", "fusion", "weights", "checkpoint"))
     views = dict(named, task_cam_target=cams[0], task_cam_layer=cams[1])
-    explain_in = [image, task, fusion, weights, p.head, checkpoint, trained, *cams, resize, p.d["state"]]
+    explain_in = [image, task, fusion, weights, p.head, checkpoint, trained, *cams, resize, p.d["state"], p.detector]
     explain_out = [views[k] for k in handlers.EXPLAIN_OUTPUTS]
     d_out = [p.d[k] for k in handlers.DETECT_OUTPUTS]
     s_out = [p.s[k] for k in handlers.SEGMENT_OUTPUTS]
-    gr.on([b.detect.click, p.threshold.release, p.head.input], session.guard(handlers.detect),
-          [image, fusion, weights, p.threshold, p.head, checkpoint, trained], d_out, api_name="detect",
+    gr.on([b.detect.click, p.threshold.release, p.head.input, p.detector.input], session.guard(handlers.detect),
+          [image, fusion, weights, p.threshold, p.head, checkpoint, trained, p.detector], d_out, api_name="detect",
           trigger_mode="always_last").success(  # a press while a run is on: one more run with the latest values
         session.guard(handlers.explain), explain_in, explain_out, api_visibility="private")
     b.segment.click(session.guard(handlers.segment), [image, fusion, weights, checkpoint, trained], s_out,

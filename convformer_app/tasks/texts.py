@@ -38,6 +38,9 @@ TEXT: dict[str, tuple[str, str]] = {
                              "threshold={value} 不允许：应为 0 到 1 之间的数"),
     "detect.query_of": ("Detection {i} ({name}, {score}): the cross-attention of its query, averaged over heads.",
                         "检测 {i}（{name}，{score}）：其查询的交叉注意力，对各头取平均。"),
+    "detector.choice": ("Detector", "检测器"),
+    "detector.shapes": ("this stage's, trained on Shapes scenes", "本阶段的，在 Shapes 场景上训练"),
+    "detector.coco": ("DETR pretrained on COCO (for photos)", "COCO 预训练的 DETR（用于照片）"),
     "detect.col_class": ("class", "类别"),
     "detect.col_score": ("score", "置信度"),
     # ---- segment ----
@@ -45,8 +48,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "segment.iou": ("IoU per class (Shapes scenes only)", "各类别 IoU（仅限 Shapes 场景）"),
     "segment.explain": (
         "A class for every pixel of the image (background included), over the image with a legend. When the "
-        "image is a Shapes scene (rendered below), its true mask is known: the table gives each class's IoU.",
-        "为图像的每个像素给出一个类别（包括背景），叠加在图像上并附图例。当图像是 Shapes 场景（在下方生成）时，"
+        "image is a Shapes scene (*Render a Shapes scene*, beside the image), its true mask is known: the table gives each class's IoU.",
+        "为图像的每个像素给出一个类别（包括背景），叠加在图像上并附图例。当图像是 Shapes 场景（用图像旁的“生成一个 Shapes 场景”）时，"
         "其真实掩码已知：表格给出每个类别的 IoU。"),
     "segment.col_pred": ("predicted px", "预测像素数"),
     "segment.col_true": ("true px", "真实像素数"),
