@@ -48,7 +48,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "segment.iou": ("IoU per class (Shapes scenes only)", "各类别 IoU（仅限 Shapes 场景）"),
     "segment.explain": (
         "A class for every pixel of the image (background included), over the image with a legend. When the "
-        "image is a Shapes scene (*Render a Shapes scene*, beside the image), its true mask is known: the table gives each class's IoU.",
+        "image is a Shapes scene (*Render a Shapes scene*, beside the image), its true mask is known: the table "
+        "gives each class's IoU.",
         "为图像的每个像素给出一个类别（包括背景），叠加在图像上并附图例。当图像是 Shapes 场景（用图像旁的“生成一个 Shapes 场景”）时，"
         "其真实掩码已知：表格给出每个类别的 IoU。"),
     "segment.col_pred": ("predicted px", "预测像素数"),
