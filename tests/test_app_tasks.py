@@ -110,6 +110,40 @@ def test_threshold_out_of_range_is_refused_in_one_line() -> None:
             threshold_of(bad)
 
 
+def test_grad_cam_targets_a_box_at_its_centre_cell_or_its_query() -> None:
+    import torch
+    from convformer_app.tasks.inspect import PREDICTED, target_score
+    heat = torch.zeros(1, 10, 4, 8)
+    heat[0, 3, 1, 6] = 5.0   # a star centred at row 1, column 6
+    heat[0, 7, 3, 0] = 9.0   # the strongest: an arrow
+    dense = SimpleNamespace(task="detect", head_kind="dense", class_names=NAMES)
+    box = np.array([[1.5 / 4, 6.5 / 8, 3, 0]])  # (cy, cx as fractions, class, query)
+    assert target_score(dense, {"heatmap": heat}, "box 0", box) == (5.0, "star")
+    assert target_score(dense, {"heatmap": heat}, PREDICTED) == (9.0, "arrow")
+    logits = torch.zeros(1, 5, 11)
+    logits[0, 2, 4], logits[0, 4, 1] = 3.0, 6.0
+    sets = SimpleNamespace(task="detect", head_kind="set", class_names=NAMES)
+    assert target_score(sets, {"pred_logits": logits}, "box 0", np.array([[0, 0, 4, 2]])) == (3.0, "hexagon")
+    assert target_score(sets, {"pred_logits": logits}, "square") == (6.0, "square")
+
+
+def test_the_capture_hook_is_released_even_on_failure() -> None:
+    import torch
+    from convformer_app.tasks.inspect import captured
+    layer = torch.nn.Identity()
+    with pytest.raises(RuntimeError), captured(layer) as kept:
+        layer(torch.ones(1))
+        assert "out" in kept
+        raise RuntimeError("boom")
+    assert not layer._forward_hooks
+
+
+def test_the_training_curve_is_the_metric_against_time() -> None:
+    from convformer_app.tasks.train import curve
+    frame = curve([{"time": 3.0, "val_metric": 0.2}, {"time": 7.5, "val_metric": 0.6}], "map_50")
+    assert frame.values.tolist() == [[3.0, 0.2, "map_50"], [7.5, 0.6, "map_50"]]
+
+
 # ---- through the running app: /detect and /segment ----------------------------------------------------
 SCENE = "scene-test-3-0-96.png"  # the file name the app recognises as Shapes scene 3 (test split, seed 0, 96 px)
 
