@@ -20,7 +20,7 @@ from PIL import Image
 
 from convformer.config import FUSIONS
 
-from .. import safety, session, views
+from .. import i18n, safety, session, views
 from ..i18n import text
 from ..views import clean
 from . import inspect, results
@@ -287,19 +287,27 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
     block = blocks[-1] if blocks else None
     patch, query = views.query_pictures(r, block, None, None)
     stages = list(r.channels)
-    backbone_rows, task_rows = results.split_rows(r.shapes)
     n_boxes = len(boxes) if boxes is not None else 0
     targets = [(text("cam.predicted"), inspect.PREDICTED), *r.classes,
                *((f"{inspect.BOX}{i} ({kept.name(i)})", f"{inspect.BOX}{i}") for i in range(n_boxes))]
     heads = len(r.attentions[block]) if block else 0
     return (r.stats, explore.maps_note(r), views.rollout_picture(r), patch, query, *views.block_pictures(r, block),
-            views.channels_picture(r, stages[-1] if stages else None), views.cam_picture(r), task_table(r.shapes),
-            views.diagram_html(backbone_rows, r.fusion) + results.task_diagram(task_rows), safety.keep(r), None,
+            views.channels_picture(r, stages[-1] if stages else None), views.cam_picture(r),
+            *shape_views(r.shapes, r.fusion), safety.keep(r), None,
             gr.update(choices=blocks, value=block),
             gr.update(choices=explore.head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
             gr.update(choices=targets, value=cam_target),
             gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r))
+
+
+def shape_views(rows: list, fusion: str) -> tuple[dict, str]:
+    """(the shape table, the diagram) of any Run's rows: a classifier's as views makes them; a task model's
+    backbone rows the same way, then the task's rows (named axes of their own) and a total of both."""
+    backbone_rows, task_rows = results.split_rows(rows)
+    if not task_rows:
+        return views.table(rows), views.diagram_html(rows, fusion)
+    return task_table(rows), views.diagram_html(backbone_rows, fusion) + results.task_diagram(task_rows)
 
 
 def task_table(rows: list) -> dict:
@@ -310,7 +318,7 @@ def task_table(rows: list) -> dict:
     body = table["data"][:-1] if table["data"] else []
     total = [text("table.total"), "", "", views.human(sum(x.params for x in rows)),
              views.human(sum(x.flops for x in rows)), ""]
-    table["data"] = [*body, *results.task_table_rows(task_rows), total]
+    table["data"] = [*body, *results.task_table_rows(task_rows, i18n.translate), total]
     return table
 
 

@@ -172,10 +172,11 @@ def split_rows(rows: Sequence) -> tuple[list, list]:
     return [r for r in rows if not hasattr(r, "output_axes")], task
 
 
-def task_table_rows(task_rows: Sequence) -> list[list[str]]:
-    """The task's rows for the shape table: step, input, output (named axes), params, FLOPs, what."""
+def task_table_rows(task_rows: Sequence, say=str) -> list[list[str]]:
+    """The task's rows for the shape table: step, input, output (named axes), params, FLOPs, what (`say`: the
+    note in the page's language)."""
     from convformer.inspection import human
-    return [[r.name, r.input_axes, r.output_axes, human(r.params), human(r.flops), r.note] for r in task_rows]
+    return [[r.name, r.input_axes, r.output_axes, human(r.params), human(r.flops), say(r.note)] for r in task_rows]
 
 
 def task_diagram(task_rows: Sequence) -> str:
