@@ -34,7 +34,7 @@ HEAD_FUSIONS = ("mean", "max", "min")
 PREDICT_OUTPUTS = ("label", "notice", "stats", "maps_note", "rollout", "patch", "query", "blocks", "heads",
                    "channels", "cam", "table", "diagram", "run", "point", "block", "head", "stage", "cam_target",
                    "cam_layer", "cam_note",
-                   "caution")
+                   "caution", "relevance", "relevance_note")
 # what a change of fusion stage, preset, weights or checkpoint sets: every control but the uploaded file, and
 # the notice (explore_page.py maps these names to its components)
 SETTABLE = tuple(n for n in Controls.names() if n != "checkpoint")
@@ -72,7 +72,7 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
             gr.update(choices=[(text("cam.predicted"), PREDICTED), *r.classes],
                       value=cam_target if cam_target in r.classes else PREDICTED),
             gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r),
-            caution(image, weights))
+            caution(image, weights), views.relevance_picture(r), views.relevance_note(r))
 
 
 def caution(image: str | None, weights: Weights) -> str:

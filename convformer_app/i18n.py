@@ -611,6 +611,132 @@ TEXT: dict[str, tuple[str, str]] = {
                       "img_size={size} 会产生 {tokens} 个词元（上限 {limit}）；请使用更大的步幅或更小的图像"),
     "reason.activations": ("at img_size={size} the conv stages would hold ~{m} M activations per image (limit {limit} M)",
                            "在 img_size={size} 下，卷积阶段每张图像约有 {m} M 个激活值（上限 {limit} M）"),
+    # ---- Explore: which map to trust (convformer_app/trust.py) ----
+    "tab.relevance": (
+        "Relevance (Chefer et al.)",
+        "相关性（Chefer 等）"),
+    "relevance.explain": (
+        "Class-specific relevance (Chefer et al. 2021): each block's attention weighted by the gradient of "
+        "the explained class, negative parts dropped, heads averaged, and accumulated over the blocks. Unlike"
+        " rollout it depends on the class (choose it under Grad-CAM); unlike Grad-CAM it reads the attention."
+        " Which map to trust? The accordion below scores them all on this image.",
+        "类别特定的相关性（Chefer 等，2021）：每个块的注意力按所解释类别的梯度加权，去掉负的部分，对各头取平均，再在各块之间累积。与 rollout 不同，它取决于类别（在 Grad-CAM "
+        "下选择）；与 Grad-CAM 不同，它读取的是注意力。该相信哪张图？下面的折叠面板会在这张图像上给它们全部打分。"),
+    "relevance.image": (
+        "Relevance",
+        "相关性"),
+    "relevance.note": (
+        "Relevance of {cls} over the `{grid}` token grid ({h} x {w}).",
+        "{cls} 在 `{grid}` 词元网格（{h} x {w}）上的相关性。"),
+    "relevance.none": (
+        "No relevance map: this model has no attention.",
+        "没有相关性图：这个模型没有注意力。"),
+    "trust.title": (
+        "Which map to trust?",
+        "该相信哪张图？"),
+    "trust.explain": (
+        "Each map claims to show what the prediction rests on. Here they are tested on this image: "
+        "**deletion** removes the pixels a map ranks highest first (replaced by the mean colour) and watches "
+        "the predicted class's probability fall (lower area is better); **insertion** adds them onto the mean"
+        " colour and watches it rise (higher is better). A random map is the floor. On a bundled Shapes "
+        "example the object's mask is known: the **pointing game** asks whether the map's peak lies on the "
+        "object, **mask IoU** how well the map (above its mean) covers it. The **sanity check** re-draws the "
+        "weights from the head down: a map that stays the same is not explaining the model.",
+        "每张图都声称展示了预测所依据的区域。这里在这张图像上检验它们：**删除**先去掉图中排名最高的像素（换成平均颜色），观察预测类别的概率下降（曲线下面积越低越好）；**插入**把这些像素加回到平均颜色上"
+        "，观察概率上升（越高越好）。随机图是底线。对内置的 Shapes 示例，物体的掩码是已知的：**指向游戏**看图的峰值是否落在物体上，**掩码 IoU** "
+        "看图（高于其均值的部分）覆盖物体的程度。**合理性检查**从分类头开始逐层重新随机化权重：保持不变的图并没有在解释模型。"),
+    "trust.run": (
+        "Score the maps",
+        "为各张图打分"),
+    "trust.sanity_run": (
+        "Sanity check (re-draws the weights)",
+        "合理性检查（重新随机化权重）"),
+    "trust.deletion_plot": (
+        "Deletion",
+        "删除"),
+    "trust.insertion_plot": (
+        "Insertion",
+        "插入"),
+    "trust.table": (
+        "Scores on this image",
+        "这张图像上的得分"),
+    "trust.sanity_table": (
+        "Sanity check",
+        "合理性检查"),
+    "trust.chart_deletion": (
+        "Deletion: most relevant pixels removed first",
+        "删除：先去掉最相关的像素"),
+    "trust.chart_insertion": (
+        "Insertion: most relevant pixels added first",
+        "插入：先加入最相关的像素"),
+    "trust.chart_x": (
+        "share of pixels changed",
+        "已改变的像素比例"),
+    "trust.chart_y": (
+        "probability of {cls}",
+        "{cls} 的概率"),
+    "trust.col_method": (
+        "map",
+        "图"),
+    "trust.col_deletion": (
+        "deletion AUC (lower is better)",
+        "删除 AUC（越低越好）"),
+    "trust.col_insertion": (
+        "insertion AUC (higher is better)",
+        "插入 AUC（越高越好）"),
+    "trust.col_pointing": (
+        "pointing game",
+        "指向游戏"),
+    "trust.col_iou": (
+        "mask IoU",
+        "掩码 IoU"),
+    "trust.col_spearman": (
+        "Spearman ρ with the original (mean over the cascade)",
+        "与原图的 Spearman ρ（级联平均）"),
+    "trust.col_sanity": (
+        "verdict",
+        "结论"),
+    "trust.hit": (
+        "on the object",
+        "在物体上"),
+    "trust.miss": (
+        "off the object",
+        "不在物体上"),
+    "trust.changes": (
+        "changes with the weights: passes",
+        "随权重变化：通过"),
+    "trust.same": (
+        "barely changes: fails",
+        "几乎不变：未通过"),
+    "trust.none": (
+        "This model has no map to score.",
+        "这个模型没有可评分的图。"),
+    "trust.verdict": (
+        "**Trust {best} on this image:** removing the pixels it ranks highest lowers the probability of {cls}"
+        " fastest and adding them back restores it fastest (insertion minus deletion AUC {gain}, a random map"
+        " {floor}){where}.",
+        "**在这张图像上可以相信 {best}**：去掉它排名最高的像素时 {cls} 的概率下降最快，把它们加回时恢复最快（插入 AUC 减删除 AUC 为 {gain}，随机图为 "
+        "{floor}）{where}。"),
+    "trust.verdict_none": (
+        "**Trust none of these maps on this image:** none moves the probability of {cls} clearly more than a "
+        "random map does (insertion minus deletion AUC of a random map: {floor}).",
+        "**在这张图像上这些图都不可信**：没有一张图对 {cls} 概率的影响明显超过随机图（随机图的插入 AUC 减删除 AUC：{floor}）。"),
+    "trust.on_object": (
+        ", and its peak lies on the object",
+        "，而且它的峰值落在物体上"),
+    "trust.off_object": (
+        ", though its peak lies off the object",
+        "，但它的峰值不在物体上"),
+    "trust.branch": (
+        "{branch} {share} of the logit (deletion AUC of its map, {method}: {deletion})",
+        "{branch} 占 logit 的 {share}（其图 {method} 的删除 AUC：{deletion}）"),
+    "trust.branches": (
+        "Late fusion, which branch the prediction rests on: {parts}.",
+        "后期融合，预测依赖哪个分支：{parts}。"),
+    "trust.imagenet": (
+        "The map scores are for the models trained here; the ImageNet references are too large to score on "
+        "this server.",
+        "图的评分只针对这里训练的模型；ImageNet 参考模型太大，无法在这台服务器上评分。"),
 }
 
 

@@ -284,6 +284,22 @@ def cam_picture(run) -> Image.Image | None:
     return viz.overlay(run.display, next(iter(run.cam.values())))
 
 
+def relevance_picture(run) -> Image.Image | None:
+    """Chefer et al.'s class-specific relevance over the token grid, overlaid on the image (None without attention)."""
+    if not run.relevance:
+        return None
+    return viz.overlay(run.display, next(iter(run.relevance.values())))
+
+
+def relevance_note(run) -> str:
+    """One line under the relevance map: which grid and class it explains, or why there is none."""
+    if not run.relevance:
+        return text("relevance.none")
+    grid = next(iter(run.relevance))
+    h, w = next(iter(run.relevance.values())).shape
+    return text("relevance.note", cls=html.escape(run.relevance_class or ""), grid=grid, h=h, w=w)
+
+
 def cam_note(run) -> str:
     """Under Grad-CAM: where the explained layer sits (before or after global attention), then one line per
     conv layer of the branch saying why its map may sit off the object (benchmarks/NOTES.md, "Grad-CAM: which
