@@ -611,6 +611,20 @@ TEXT: dict[str, tuple[str, str]] = {
                       "img_size={size} 会产生 {tokens} 个词元（上限 {limit}）；请使用更大的步幅或更小的图像"),
     "reason.activations": ("at img_size={size} the conv stages would hold ~{m} M activations per image (limit {limit} M)",
                            "在 img_size={size} 下，卷积阶段每张图像约有 {m} M 个激活值（上限 {limit} M）"),
+    # ---- limits of round three (issue 28): the details of "This image / checkpoint / dataset cannot be used" ----
+    "reason.jpeg_scans": ("the JPEG has {n} scans; the limit is {limit} (photos have 1 to about 12): save it again "
+                          "as a baseline JPEG or PNG",
+                          "这张 JPEG 有 {n} 个扫描段，上限是 {limit}（照片一般只有 1 到 12 个）：请另存为基线 JPEG 或 PNG"),
+    "reason.header_size": ("the ConvFormer header is nested too deeply or too large: it holds {n} objects and lists; "
+                           "the limit is {limit}",
+                           "ConvFormer 头部嵌套过深或过大：含有 {n} 个对象和列表，上限是 {limit}"),
+    "reason.header_values": ("the ConvFormer header holds {n} values; the limit is {limit}",
+                             "ConvFormer 头部含有 {n} 个值，上限是 {limit}"),
+    "reason.class_folder": ("class folder {name} has a name of {n} characters; the limit is {limit} (the checkpoint "
+                            "stores class names)",
+                            "类别文件夹 {name} 的名称有 {n} 个字符，上限是 {limit}（检查点会保存类别名称）"),
+    "reason.zip_depth": ("zip entry {name} is {n} folders deep; the limit is {limit}",
+                         "zip 条目 {name} 位于 {n} 层文件夹之下，上限是 {limit}"),
     # ---- Explore: which map to trust (convformer_app/trust.py) ----
     "tab.relevance": (
         "Relevance (Chefer et al.)",
@@ -827,45 +841,105 @@ def lang_of(request: gr.Request | None) -> str:
 
 
 # ---- messages that arrive in English (the library's): recognised by pattern, values kept --------------
-def _pattern(template: str) -> tuple[re.Pattern, int]:
-    """A template's English as a regex (each placeholder a lazy group; a repeated one must repeat), and the
-    length of its literal text (longer literals are tried first: they are more specific)."""
-    parts, seen, literal = [], set(), 0
+# No regular expression touches a message: a template is its literal parts, found with str.find from left to
+# right (a quoted value is skipped to its closing quote first), so matching costs O(patterns x length) with
+# no backtracking; and a message is cut (`shorten`) before any matching: a value that came from a client
+# (a 12 KB "=a=a..." sent as a hyperparameter) cannot make the server work on it.
+TRANSLATE_CHARS = 1000  # a message is cut to this before it is matched
+WORD_CHARS = 120        # an unbroken run of characters longer than this keeps its start and its last two
+
+
+Template = tuple[str, tuple[tuple[str, str], ...], int]  # (first literal, ((name, literal after it), ...), literal length)
+
+
+def _template(template: str) -> Template:
+    """A template's English as its literal parts: the text before the first placeholder, then (placeholder,
+    the text after it) pairs; and the length of its literal text (longer literals are tried first)."""
+    head, rest, literal = "", [], 0
     for text_part, name, _, _ in string.Formatter().parse(template):
-        parts.append(re.escape(text_part))
         literal += len(text_part)
+        if rest:
+            rest[-1] = (rest[-1][0], rest[-1][1] + text_part)
+        else:
+            head += text_part
         if name is not None:
-            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
-            seen.add(name)
-    return re.compile("".join(parts) + r"\Z", re.S), literal
+            rest.append((name, ""))
+    return head, tuple(rest), literal
+
+
+def shorten(message: str, limit: int = TRANSLATE_CHARS) -> str:
+    """`message` on one line, each unbroken run over WORD_CHARS characters cut to its start, an ellipsis and
+    its last two characters (a closing quote stays), the whole at most `limit` characters. Linear."""
+    words = []
+    for word in str(message).split():
+        words.append(word if len(word) <= WORD_CHARS else f"{word[:WORD_CHARS // 2]}…{word[-2:]}")
+    text = " ".join(words)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _fill(template: Template, message: str) -> dict[str, str] | None:
+    """The values that make `template` read `message` (each at least one character; a repeated placeholder
+    the same each time), or None. Left to right, each literal found once: no backtracking."""
+    head, rest, _ = template
+    if not rest:
+        return {} if message == head else None
+    if not message.startswith(head):
+        return None
+    values: dict[str, str] = {}
+    pos = len(head)
+    for i, (name, literal) in enumerate(rest):
+        if i == len(rest) - 1:  # the last value runs to the literal that ends the message
+            end = len(message) - len(literal)
+            if end <= pos or not message.endswith(literal):
+                return None
+        else:
+            end = -1
+            quote = message[pos] if pos < len(message) and message[pos] in "'\"" else ""
+            if quote:  # a quoted value ends at its closing quote
+                end = message.find(quote + literal, pos + 1)
+                end = end + 1 if end >= 0 else -1
+            if end < 0:
+                end = message.find(literal, pos + 1)
+            if end < 0:
+                return None
+        value = message[pos:end]
+        if values.setdefault(name, value) != value:
+            return None
+        pos = end + len(literal)
+    return values
 
 
 # what `translate` recognises: texts with values, sentences, the library's shape-table notes and fit phrases
-_PATTERNS = sorted(((key, *_pattern(en)) for key, (en, _) in TEXT.items()
+_PATTERNS = sorted(((key, _template(en)) for key, (en, _) in TEXT.items()
                     if ("{" in en or len(en) >= 20 or key.startswith(("note.", "fit.", "reason.")))
-                    and len(re.findall(r"[A-Za-z]", re.sub(r"\{\w+\}", "", en))) >= 2), key=lambda k: -k[2])
+                    and len(re.findall(r"[A-Za-z]", re.sub(r"\{\w+\}", "", en))) >= 2), key=lambda k: -k[1][2])
 
 
 def match(message: str) -> tuple[str, dict[str, str]] | None:
     """(key, values) of the catalogue's English text that `message` is, or None."""
-    for key, pattern, _ in _PATTERNS:
-        found = pattern.match(message)
-        if found:
-            return key, found.groupdict()
+    for key, template in _PATTERNS:
+        found = _fill(template, message)
+        if found is not None:
+            return key, found
     return None
 
 
 def translate(message: str, lang: str | None = None) -> str:
     """`message` (English, e.g. a library error) in `lang` (default: the request's), values kept; parts it
-    does not know stay as they are."""
+    does not know stay as they are. The message is cut first (`shorten`), in every language."""
+    message = shorten(message) if message else message
     chosen = lang or LANG.get()
     if chosen == LANGS[0] or not message:
         return message
-    found = match(message)
+    return _translated(message, chosen, 3)
+
+
+def _translated(message: str, lang: str, depth: int) -> str:
+    found = match(message) if depth else None
     if found is None:
         return message
     key, values = found
-    return text(key, chosen, **{k: translate(v, chosen) for k, v in values.items()})
+    return text(key, lang, **{k: _translated(v, lang, depth - 1) for k, v in values.items()})
 
 
 # ---- handlers that answer in the page's language -------------------------------------------------------

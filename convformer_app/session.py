@@ -144,37 +144,54 @@ class Loaded:
     lock: threading.Lock = field(default_factory=threading.Lock)  # inspect() hooks the model: one at a time
 
 
-class ModelCache:
-    """At most `size` models, least recently used dropped first; a model is built once per key."""
+def model_bytes(item: object) -> int:
+    """Bytes a cached model holds: its parameters and buffers (0 for anything that is not a Loaded)."""
+    model = getattr(item, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return 0
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
-    def __init__(self, size: int = 4):
+
+class ModelCache:
+    """At most `size` models and `budget` bytes of them (`model_bytes`), least recently used dropped first; a
+    model is built once per key. A model larger than the whole budget is built for its request, not kept."""
+
+    def __init__(self, size: int = 4, budget: int | None = None, size_of: Callable[[object], int] = model_bytes):
         self.size, self.builds = size, 0
-        self._items: OrderedDict[tuple, Loaded] = OrderedDict()
+        self.budget, self.size_of, self.nbytes = budget, size_of, 0
+        self._items: OrderedDict[tuple, tuple[Loaded, int]] = OrderedDict()
         self._lock, self._build_lock = threading.Lock(), threading.Lock()
 
     def get(self, key: tuple, build: Callable[[], Loaded]) -> Loaded:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return self._items[key][0]
         with self._build_lock:  # one build at a time: each key once, and seeded init is not interleaved
             with self._lock:
                 if key in self._items:
-                    return self._items[key]
+                    return self._items[key][0]
             item = build()  # outside self._lock: a slow build does not block cached requests
+            nbytes = self.size_of(item)
             with self._lock:
-                self._items[key] = item
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
                 self.builds += 1
+                if self.budget is not None and nbytes > self.budget:
+                    return item  # used by this request only
+                self._items[key] = (item, nbytes)
+                self.nbytes += nbytes
+                while len(self._items) > self.size or (self.budget is not None and self.nbytes > self.budget):
+                    _, (_, old) = self._items.popitem(last=False)
+                    self.nbytes -= old
         return item
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.nbytes = 0
 
 
-CACHE = ModelCache(int(os.environ.get("CONVFORMER_MODEL_CACHE", "4")))
+CACHE = ModelCache(int(os.environ.get("CONVFORMER_MODEL_CACHE", "4")),
+                   int(float(os.environ.get("CONVFORMER_MODEL_CACHE_MB", "768")) * 2**20))
 
 
 def check_budget(cfg: ConvFormerConfig) -> None:
