@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import session, trust
+from . import engine, trust
 from .i18n import tr
 
 
@@ -28,5 +28,5 @@ def build(image: gr.File, controls: list, trained: gr.State, resize: gr.Radio) -
         sanity = gr.Dataframe(interactive=False, wrap=True, label=tr("trust.sanity_table"),
                               elem_id="trust-sanity-table")
     inputs = [image, *controls, trained, resize]
-    run.click(session.guard(trust.score), inputs, [deletion, insertion, table, verdict, branches], api_name="trust")
-    check.click(session.guard(trust.sanity), inputs, sanity, api_name="sanity")
+    run.click(engine.guard(trust.score), inputs, [deletion, insertion, table, verdict, branches], api_name="trust")
+    check.click(engine.guard(trust.sanity), inputs, sanity, api_name="sanity")

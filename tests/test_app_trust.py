@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 import gradio as gr
-from convformer import faithfulness as fa
+from convformer.inspection import faithfulness as fa
 from convformer_app import i18n, trust
 from convformer_app.weights import defaults
 

@@ -12,7 +12,7 @@ from timm.models._features import FeatureGetterNet
 from timm.models._manipulate import group_parameters
 
 import convformer as cf
-from convformer.checkpoint import bundled_checkpoint
+from convformer.export.checkpoint import bundled_checkpoint
 from convformer.config import FUSIONS
 from convformer.presets import checkpoint_filter_fn
 from tests.test_model import TINY, tiny
@@ -212,7 +212,7 @@ def test_unknown_keywords_raise_instead_of_being_dropped():
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_bundled_checkpoints_are_pretrained_tags(fusion):
     name = f"convformer_{fusion}_shapes"
-    assert bundled_checkpoint(fusion) is not None, f"assets/checkpoints/{fusion}.safetensors is missing"
+    assert bundled_checkpoint(fusion) is not None, f"convformer/weights/{fusion}.safetensors is missing"
     assert f"{name}.bundled" in timm.list_models(pretrained=True)
     ours = cf.load_checkpoint(bundled_checkpoint(fusion))
     model = timm.create_model(name, pretrained=True).eval()

@@ -11,7 +11,7 @@ from convformer.config import FUSIONS
 from convformer.data import preprocess
 from convformer.timing import forward_latency
 
-from .. import session, views
+from .. import engine as session, views
 from ..i18n import text
 from . import handlers, inspect, results
 from .results import DetectResult, SegmentResult

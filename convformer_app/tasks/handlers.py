@@ -20,7 +20,7 @@ from PIL import Image
 
 from convformer.config import FUSIONS
 
-from .. import i18n, safety, session, views
+from .. import engine as session, i18n, safety, views
 from ..i18n import text
 from ..views import clean
 from . import inspect, results
@@ -268,7 +268,7 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
     box or a class, the shape table and diagram through the head) for the task model, in the order of
     EXPLAIN_OUTPUTS. `kept`: the last detections, whose boxes Grad-CAM can explain ("box i")."""
     from convformer.data import RESIZES
-    from .. import explore
+    from ..explore import handlers as explore
     if task == "detect" and detector == "coco":  # DETR's insides: Explore's COCO accordion (issue 24)
         return tuple(gr.skip() for _ in EXPLAIN_OUTPUTS)
     if resize not in RESIZES:

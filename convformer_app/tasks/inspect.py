@@ -15,8 +15,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from convformer import viz
-from convformer.inspection import conv_layers, grad_cam, inspect, steps
+from convformer.inspection import viz
+from convformer.inspection import conv_layers, grad_cam, inspect
+from convformer.inspection.convformer_engine import steps
 from convformer.timing import forward_latency
 
 PREDICTED = "predicted class"
@@ -102,7 +103,7 @@ def task_run(loaded, shown, cam_target: str = PREDICTED, cam_layer: str | None =
     from convformer.data import fit, preprocess
     from convformer.tasks import task_shape_rows
 
-    from .. import i18n, session, views
+    from .. import engine as session, i18n, views
     model = loaded.model
     x = preprocess(shown, model, resize)
     layers = cam_layers(model)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from .. import i18n, session
+from .. import engine as session, i18n
 from ..i18n import tr
 from . import handlers, inspect
 from .handlers import TASKS

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from convformer import viz
+from convformer.inspection import viz
 
 from . import draw
 
