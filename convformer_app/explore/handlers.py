@@ -287,7 +287,7 @@ def retell(controls: Controls, trained: str | None = None, r: Run | None = None)
     status = check_config(*controls.inputs(), trained)
     if r is None:
         return resolve(controls, trained).notice, status, "", views.table([]), ""
-    from ..tasks.handlers import shape_views  # a task model's table and diagram go on past its backbone
+    from ..tasks.tables import shape_views  # a task model's table and diagram go on past its backbone
     return (resolve(controls, trained).notice, status, maps_note(r), *shape_views(r.shapes, r.fusion))
 
 

@@ -20,10 +20,10 @@ from PIL import Image
 
 from convformer.config import FUSIONS
 
-from .. import engine as session, i18n, safety, views
+from .. import engine as session, safety, views
 from ..i18n import text
 from ..views import clean
-from . import inspect, results
+from . import inspect, results, tables
 from .results import DetectResult, SegmentResult
 
 TASKS = ("classify", "detect", "segment")
@@ -293,33 +293,12 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
     heads = len(r.attentions[block]) if block else 0
     return (r.stats, explore.maps_note(r), views.rollout_picture(r), patch, query, *views.block_pictures(r, block),
             views.channels_picture(r, stages[-1] if stages else None), views.cam_picture(r),
-            *shape_views(r.shapes, r.fusion), safety.keep(r), None,
+            *tables.shape_views(r.shapes, r.fusion), safety.keep(r), None,
             gr.update(choices=blocks, value=block),
             gr.update(choices=explore.head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
             gr.update(choices=targets, value=cam_target),
             gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r))
-
-
-def shape_views(rows: list, fusion: str) -> tuple[dict, str]:
-    """(the shape table, the diagram) of any Run's rows: a classifier's as views makes them; a task model's
-    backbone rows the same way, then the task's rows (named axes of their own) and a total of both."""
-    backbone_rows, task_rows = results.split_rows(rows)
-    if not task_rows:
-        return views.table(rows), views.diagram_html(rows, fusion)
-    return task_table(rows), views.diagram_html(backbone_rows, fusion) + results.task_diagram(task_rows)
-
-
-def task_table(rows: list) -> dict:
-    """The shape table of a task model: the backbone's rows (views.table), then the task's, then the total
-    of both."""
-    backbone_rows, task_rows = results.split_rows(rows)
-    table = views.table(backbone_rows)
-    body = table["data"][:-1] if table["data"] else []
-    total = [text("table.total"), "", "", views.human(sum(x.params for x in rows)),
-             views.human(sum(x.flops for x in rows)), ""]
-    table["data"] = [*body, *results.task_table_rows(task_rows, i18n.translate), total]
-    return table
 
 
 def _box_targets(kept: DetectResult, model) -> np.ndarray:
