@@ -3,7 +3,6 @@ one-line refusals, then /detect and /segment through gradio_client, then a brows
 sees boxes drawn and clicks one. Tiny images and random or bundled task models keep it quick."""
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -218,7 +217,8 @@ def test_segment_of_a_photo_has_no_score(client, tmp_path) -> None:
 def test_bad_input_gets_one_line(client, scene, tmp_path) -> None:
     from gradio_client import handle_file
     assert _error(lambda: _detect(client, scene, threshold=1.5)) == "Value 1.5 is greater than maximum value 1."
-    classifier = Path(__file__).resolve().parent.parent / "assets" / "checkpoints" / "mid.safetensors"
+    from convformer.export.checkpoint import bundled_checkpoint
+    classifier = bundled_checkpoint("mid")
     message = _error(lambda: client.predict(handle_file(str(scene)), fusion="mid", weights="upload",
                                             checkpoint=handle_file(str(classifier)), api_name="/segment"))
     assert "classification checkpoint" in message
