@@ -599,6 +599,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "reason.zip_depth": ("zip entry {name} is {n} folders deep; the limit is {limit}",
                          "zip 条目 {name} 位于 {n} 层文件夹之下，上限是 {limit}"),
     # ---- Explore: which map to trust (convformer_app/trust.py) ----
+    "trust.legend": (
+        "Lines: relevance red, rollout blue, attention green, gradcam orange, random grey.",
+        "曲线：relevance 红色，rollout 蓝色，attention 绿色，gradcam 橙色，random 灰色。"),
     "tab.relevance": (
         "Relevance (Chefer et al.)",
         "相关性（Chefer 等）"),

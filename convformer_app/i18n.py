@@ -31,9 +31,10 @@ import gradio as gr
 
 from . import gradio_patches
 from .catalogue import LANGS, TEXT
+from .tasks.texts import TEXT as _TASKS
 
+TEXT.update(_TASKS)  # the detect / segment views' texts (issue 23), data beside the catalogue
 COOKIE = "cf_lang"       # the page's current language, kept by HEAD's script
-
 
 # ---- the front end: gr.I18n keys ------------------------------------------------------------------------
 I18N = gr.I18n(**{lang: {key: pair[i] for key, pair in TEXT.items()} for i, lang in enumerate(LANGS)})

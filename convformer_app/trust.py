@@ -1,5 +1,5 @@
 """Explore's "Which map to trust?" panel: every map method of the model scored on the image in view
-(convformer.faithfulness), as a small chart, a table and one plain sentence of verdict.
+(convformer.inspection.faithfulness), as a small chart, a table and one plain sentence of verdict.
 
 * Deletion and insertion curves with their AUC, for every method, on this image and its predicted class.
 * The pointing game and mask IoU only when the image is a Shapes render whose object mask is known: one of the

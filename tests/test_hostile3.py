@@ -123,13 +123,13 @@ def test_the_app_keeps_only_what_it_reads_of_a_header(good: Path, tmp_path: Path
 @pytest.mark.app
 def test_code_for_the_largest_configuration_builds_no_model(monkeypatch, tmp_path: Path) -> None:
     from convformer_app.explore import handlers as explore
-    from convformer_app import engine as session
+    from convformer_app import engine
     monkeypatch.setattr(explore, "CODE_DIR", tmp_path / "code")
     largest = dict(SMALL, fusion="vit", preset="convformer_vit_tiny", img_size=224, embed_dim=768, depth=24,
                    num_heads=16, mlp_ratio=8.0, patch_size=16)
-    builds, rss = session.CACHE.builds, psutil.Process().memory_info().rss
+    builds, rss = engine.CACHE.builds, psutil.Process().memory_info().rss
     source, path = explore.code(*[largest[k] for k in CONFIG_KEYS])
-    assert session.CACHE.builds == builds
+    assert engine.CACHE.builds == builds
     assert psutil.Process().memory_info().rss - rss < 300 * 2**20  # the model is 284 M parameters: 1.1 GB
     assert "EMBED_DIM = 768" in source and Path(path).read_text() == source
 

@@ -259,3 +259,18 @@ def test_deit_tiny_weights_give_deit_tiny_logits(tmp_path):
         torch.testing.assert_close(ours.forward_head(ours.forward_features(x), pre_logits=True),
                                    deit.forward_head(deit.forward_features(x), pre_logits=True), rtol=0, atol=1e-5)
         assert expected.abs().max() > 1  # a real test: logits far from zero
+
+
+@pytest.mark.parametrize("feature_cls", ["getter", "hook", "fx"])
+def test_feature_cfg_and_build_keywords_pass_through(feature_cls) -> None:
+    """timm's factory keywords reach build_model_with_cfg: a caller's feature_cfg (here the feature class) and
+    pretrained_filter_fn win over the presets' own defaults instead of colliding with them."""
+    model = timm.create_model("convformer_mid_shapes", features_only=True, feature_cfg=dict(feature_cls=feature_cls))
+    outs = model(torch.zeros(1, 3, 64, 64))
+    assert type(model).__name__ == {"getter": "FeatureGetterNet", "hook": "FeatureHookNet",
+                                    "fx": "FeatureGraphNet"}[feature_cls]
+    assert [o.shape[0] for o in outs] == [1] * len(model.feature_info.channels())
+    seen = []
+    timm.create_model("convformer_mid_shapes", pretrained=True,
+                      pretrained_filter_fn=lambda state, m: seen.append(len(state)) or state)
+    assert seen and seen[0] > 0

@@ -1,6 +1,6 @@
 """`python -m convformer faithfulness --fusion F [--n 200]`: every map method of a fusion stage's model scored on
 N held-out Shapes images (test split; the renderer knows each object's mask): pointing game, mask IoU, deletion
-and insertion AUC, sanity-check Spearman (convformer.faithfulness)."""
+and insertion AUC, sanity-check Spearman (convformer.inspection.faithfulness)."""
 from __future__ import annotations
 
 import argparse

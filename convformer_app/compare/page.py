@@ -11,6 +11,7 @@ from convformer.config import FUSIONS
 from .. import engine, references
 from . import handlers
 from ..i18n import tr
+from ..tasks import page as task_page
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ def build() -> ComparePage:
                 outputs += [gr.Markdown(f"### {f}"), gr.Label(num_top_classes=3, label=tr("compare.top")),
                             gr.Image(label=tr(handlers.OVERLAY[f]), interactive=False, format="jpeg", height=180),
                             gr.Image(label=tr(handlers.CHANNELS[f]), interactive=False, format="jpeg", height=180)]
+    task_page.compare_section(image)  # detect and segment: the stages side by side (issue 23)
     gr.Markdown(tr("compare.split"))
     with gr.Row(equal_height=False):
         split_n = gr.Slider(10, 2000, 500, step=10, label=tr("compare.test_images"), scale=3)

@@ -287,8 +287,8 @@ def retell(controls: Controls, trained: str | None = None, r: Run | None = None)
     status = check_config(*controls.inputs(), trained)
     if r is None:
         return resolve(controls, trained).notice, status, "", views.table([]), ""
-    return (resolve(controls, trained).notice, status, maps_note(r), views.table(r.shapes),
-            views.diagram_html(r.shapes, r.fusion))
+    from ..tasks.tables import shape_views  # a task model's table and diagram go on past its backbone
+    return (resolve(controls, trained).notice, status, maps_note(r), *shape_views(r.shapes, r.fusion))
 
 
 @spread

@@ -10,6 +10,7 @@ from convformer.config import FUSIONS, MERGES
 
 from .. import coco_page, engine, i18n, trust_page
 from . import handlers
+from ..tasks import page as task_page
 from ..controls import ALL_PRESETS, RANGES, Controls
 from ..i18n import tr
 from ..weights import WEIGHTS, defaults, resolve
@@ -47,12 +48,14 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
             preview = gr.Image(handlers.preview(handlers.first_example())[0], label=tr("image.preview"),
                                interactive=False, format="jpeg", height=220, elem_id="preview")
             image_status = gr.Markdown()
+            task_scene = task_page.scene_controls()
             resize = gr.Radio(i18n.choices({"keep": "resize.keep", "squash": "resize.squash"}), value="keep",
                               label=tr("image.resize"), elem_id="resize", info=tr("image.resize_info"))
         with gr.Column(scale=1, min_width=260):
             gallery = gr.Gallery(handlers.gallery(), label=tr("image.examples"), columns=3, height=330,
                                  allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
         with gr.Column(scale=2, min_width=380):
+            task = task_page.choice()
             fusion = gr.Radio(i18n.choices({f: f"fusion.{f}" for f in FUSIONS}), value=D.fusion,
                               label=tr("ctl.fusion"), elem_id="fusion", info=tr("ctl.fusion_info"))
             with gr.Row():
@@ -62,7 +65,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                                       label=tr("ctl.weights"))
             checkpoint = gr.File(label=tr("ctl.checkpoint"), file_types=[".safetensors"],
                                  type="filepath", visible=False, height=100)
-            with gr.Accordion(tr("ctl.hparams"), open=False):
+            with gr.Accordion(tr("ctl.hparams"), open=False) as hparams:
                 with gr.Row():
                     img_size = slider("img_size")
                     patch_size = slider("patch_size")
@@ -82,9 +85,11 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
             top_k = gr.Slider(1, 10, 5, step=1, label=tr("ctl.top_k"))
             with gr.Row():
                 run_btn = gr.Button(tr("ctl.run"), variant="primary", elem_id="run", scale=2)
+                task_buttons = task_page.buttons()
                 link_btn = gr.Button(tr("ctl.link"), size="sm", scale=1, elem_id="link")
             link_box = gr.Textbox(label=tr("ctl.link_box"), interactive=False, visible=False, buttons=["copy"],
                                   elem_id="link-box")
+    task_panels = task_page.panels()
     with gr.Row(equal_height=False):
         label = gr.Label(num_top_classes=10, label=tr("ctl.prediction"), elem_id="label", scale=1)
         with gr.Column(scale=2):
@@ -125,6 +130,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                                      allow_custom_value=True)
             cam_layer = gr.Dropdown([], value="", label=tr("cam.layer"), allow_custom_value=True,
                                     elem_id="cam-layer")
+            task_cams = task_page.cam_controls()
             cam_note = gr.Markdown(elem_id="cam-note")
             cam = gr.Image(label=tr("cam.image"), interactive=False, format="jpeg", elem_id="cam")
         with gr.Tab(tr("tab.relevance")):
@@ -189,6 +195,8 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
           trigger_mode="always_last")
     patch.select(engine.handled(handlers.click), [run_state, block, head], [point, patch, query], api_name="click")
     stage.input(engine.handled(handlers.redraw_channels), [run_state, stage], channels, api_name="channels")
+    task_page.wire(task, run_btn, task_buttons, task_scene, task_panels, task_cams,
+                   dict(named, image=image, top_k=top_k, hparams=hparams, config_status=config_status), resize, trained)
     link_btn.click(handlers.link, controls, link_box, api_name="link").then(
         None, link_box, link_box, js="(q) => { const url = window.location.origin + window.location.pathname + q;"
         " navigator.clipboard?.writeText(url).catch(() => {}); return url; }", api_name="copy_link").then(

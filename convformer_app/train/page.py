@@ -10,6 +10,7 @@ from .. import i18n
 from ..explore import handlers as explore
 from . import handlers
 from ..i18n import tr
+from ..tasks import page as task_page
 
 
 @dataclass(frozen=True)
@@ -76,4 +77,5 @@ def build(controls: list, trained: gr.State, set_controls: list) -> TrainPage:
     described = [*controls, img, epochs, images, arch]
     gr.on([c.change for c in (*controls, img, epochs, images, arch)], handlers.describe, described, model,
           api_name="train_model")
+    task_page.train_section(trained)  # detect and segment (issue 23): the metric live against time
     return TrainPage(model, described, [loss_plot, acc_plot])
