@@ -7,15 +7,16 @@ import sys
 import torch
 
 from . import FUSIONS, PRESETS, create, inspect, load_checkpoint, load_image, pick_device, preprocess
-from .checkpoint import bundled_checkpoint
+from .export.checkpoint import bundled_checkpoint
+from .presets import preset_name
 from .data import RESIZES, fit
 from .axes import format_table, token_note
 from .inspection import human
 from .coco_cli import add_parser as add_coco_parser
 from .references_cli import add_parser as add_references_parser, predict_imagenet
-from .export import add_parser as add_code_parser
-from .faithfulness_cli import add_parser as add_faithfulness_parser
-from .train_cli import add_parser as add_train_parser
+from .export.code import add_parser as add_code_parser
+from .inspection.faithfulness_cli import add_parser as add_faithfulness_parser
+from .train.cli import add_parser as add_train_parser
 from .tasks import cli as tasks_cli
 
 
@@ -28,7 +29,7 @@ def _model(args: argparse.Namespace, bundled: bool = False):
         if path is not None:
             return load_checkpoint(path)
         print(f"note: no bundled checkpoint for {args.fusion!r}; using random weights", file=sys.stderr)
-    name = getattr(args, "preset", None) or f"convformer_{args.fusion}_tiny"
+    name = getattr(args, "preset", None) or preset_name(args.fusion)
     overrides = {"num_classes": args.num_classes} if getattr(args, "num_classes", None) else {}
     if getattr(args, "img_size", None):
         overrides["img_size"] = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]

@@ -41,7 +41,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def detect_command(args: argparse.Namespace) -> None:
-    from ..images import load_image
+    from ..data.images import load_image
     from .infer import detect, input_message
     model = task_model(args, "detect")
     image = load_image(args.image)
@@ -55,7 +55,7 @@ def detect_command(args: argparse.Namespace) -> None:
 def segment_command(args: argparse.Namespace) -> None:
     from PIL import Image
 
-    from ..images import load_image
+    from ..data.images import load_image
     from .infer import input_message, segment
     from .scenes import semantic_picture
     model = task_model(args, "segment")

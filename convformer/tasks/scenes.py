@@ -22,8 +22,8 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 from torchvision.ops import masks_to_boxes
 
-from .. import shapes
-from ..shapes import CLASSES
+from ..data import shapes
+from ..data.shapes import CLASSES
 
 MAX_OBJECTS = 4                 # objects per scene: 1 .. MAX_OBJECTS
 RADIUS = (0.12, 0.24)           # object radius as a fraction of the short side
