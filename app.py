@@ -29,6 +29,7 @@ except ImportError:
 from convformer_app import engine, gradio_patches, i18n, references, safety  # noqa: E402
 from convformer_app.compare import handlers as compare, page as compare_page  # noqa: E402
 from convformer_app.explore import handlers as explore, page as explore_page  # noqa: E402
+from convformer_app import study, study_page  # noqa: E402
 from convformer_app.i18n import tr  # noqa: E402
 from convformer_app.train import handlers as train_tab, page as train_page  # noqa: E402
 
@@ -46,6 +47,8 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
             train = train_page.build(page.controls, trained, page.set_controls)
         with gr.Tab(tr("tab.compare"), id="compare"):
             comparison = compare_page.build()
+        with gr.Tab(tr("tab.study"), id="study"):
+            studied = study_page.build()
 
     relang = gr.Button("", elem_id="cf-relang")  # hidden; i18n.HEAD clicks it when the page's language changes
 
@@ -56,6 +59,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     relang.click(explore.retell, told, page.retold, api_name=False, show_progress="hidden")
     gr.on([demo.load, relang.click], train_tab.describe, train.described, train.model, api_name=False)
     gr.on([demo.load, relang.click], train_tab.axes, None, train.plots, api_name=False)
+    gr.on([demo.load, relang.click], study.committed, None, studied.committed, api_name=False)
     demo.load(compare.headers, None, [comparison.split_table, comparison.split_plot], api_name=False)
     demo.load(references.empty_table, None, comparison.ref_table, api_name=False)
     demo.load(explore.gallery, None, page.gallery, api_name=False)  # the captions in the page's language

@@ -1,4 +1,4 @@
-"""Command line: `python -m convformer info|predict|detect|segment|train|code ...` (see --help)."""
+"""Command line: `python -m convformer info|predict|detect|segment|train|code|study ...` (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,7 @@ from .export.code import add_parser as add_code_parser
 from .inspection.faithfulness_cli import add_parser as add_faithfulness_parser
 from .train.cli import add_parser as add_train_parser
 from .tasks import cli as tasks_cli
+from .study.cli import add_parser as add_study_parser
 
 
 def _model(args: argparse.Namespace, bundled: bool = False):
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     add_references_parser(sub)
     add_faithfulness_parser(sub)
     add_coco_parser(sub)  # after the tasks' `detect`, if any: it adds --weights coco to it
+    add_study_parser(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -4,12 +4,14 @@ tests/test_gradio_patches.py checks each of those assumptions, so an upgrade of 
 instead of somewhere in the page.
 
 Nothing happens at import: app.py's launch installs them (`engine.start` the picture cache, then
-`install_messages`, `pace_queue`, `localize`).
+`install_messages` (which installs `install_route_guards`), `pace_queue`, `localize`).
 """
 from __future__ import annotations
 
 import functools
 import inspect
+import json
+import logging
 import os
 import sys
 import threading
@@ -20,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import gradio.queueing
+import gradio.route_utils
+import gradio.routes
+from fastapi import HTTPException
 from PIL import Image
 
+from convformer.messages import one_line, shown
+
+log = logging.getLogger(__name__)
 GRADIO_VERSION = "6.31.0"  # what every patch below was written against
 
 
@@ -43,8 +52,12 @@ PATCHES = [
           "the queue polls with these two attributes (0.001 s and 0.01 s by default)"),
     Patch("localize", "Blocks.fns[*].fn", "each event's BlockFunction calls its `fn` attribute, read per call"),
     Patch("add_translation", "I18n.translations", "gr.I18n sends its `translations` dict to the front end at launch"),
-    Patch("install_messages", "Gradio's routes, Queue.push, Queue.log_message, get_fn (route_guards.install)",
-          "see convformer_app/route_guards.py and tests/test_hostile3.py"),
+    Patch("install_route_guards", "gradio.routes.App.create_app (adds RequestGuard), gradio.route_utils.get_fn, "
+          "Queue.push, Queue.log_message",
+          "App.create_app is a staticmethod returning the FastAPI app before it starts; get_fn(blocks, api_name, "
+          "body) indexes blocks.fns by body.fn_index; Queue.push(self, body, request, username) returns (ok, "
+          "message, state) with state 'error' a 400; Queue.log_message(self, event_id, log, title, level, ...) "
+          "sends `log` to a toast that renders HTML (tests/test_hostile3.py sends the malformed requests)"),
 ]
 
 
@@ -76,9 +89,8 @@ LOG_LINE = 500  # characters of one line of a logged error
 def install_messages(message: Callable[[BaseException | None], str]) -> None:
     """Route every error payload Gradio sends (queue and HTTP routes) through `message` (the app's one-line
     message for any failure: `safety.message`, escaped: the toast renders HTML), and what it logs through
-    `_ShortTracebacks`; and guard Gradio's routes (`route_guards.install`: bodies capped, malformed requests one
+    `_ShortTracebacks`; and guard Gradio's routes (`install_route_guards`: bodies capped, malformed requests one
     line, toasts escaped)."""
-    from . import route_guards
     import gradio.queueing
     import gradio.routes
     import gradio.utils
@@ -87,11 +99,11 @@ def install_messages(message: Callable[[BaseException | None], str]) -> None:
     @functools.wraps(original)
     def payload(error: BaseException | None, show_error: bool) -> dict[str, Any]:
         content = original(error, show_error)
-        content["error"] = route_guards.as_text(message(error))  # the toast renders HTML: a value shows as text
+        content["error"] = as_text(message(error))  # the toast renders HTML: a value shows as text
         content.setdefault("visible", True)
         return content
 
-    route_guards.install()
+    install_route_guards()
     gradio.utils.error_payload = payload
     gradio.queueing.error_payload = payload
     for module in (gradio.queueing, gradio.routes, gradio.utils):
@@ -152,3 +164,145 @@ def add_translation(i18n: gr.I18n, key: str, texts: dict[str, str]) -> None:
 
 __all__ = ["GRADIO_VERSION", "PATCHES", "PROGRESS_POLL_S", "QUEUE_POLL_S", "add_translation", "install_messages",
            "install_picture_cache", "localize", "pace_queue", "save_pil_to_cache"]
+
+
+# ---- Gradio's routes and toasts, safe in public (issue 28) --------------------------------------------------
+BODY_LIMIT = 2 * 2**20       # bytes of a request body (JSON: every value the API takes fits in far less)
+UPLOAD_PATHS = ("/gradio_api/upload",)  # multipart uploads: Gradio's max_file_size (app.py) bounds them
+
+
+def as_text(message: object) -> str:
+    """`message` as HTML that shows it as text: `&` and `<` escaped (no tag or entity can start; `>`, quotes
+    and the rest stay as they are, so an API client reads `x >= 8` as written)."""
+    return str(message).replace("&", "&amp;").replace("<", "&lt;")
+
+
+def _json(status: int, text: str) -> tuple[dict, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps({"detail": text, "error": text}).encode()
+    return ({"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]},
+            [], body)
+
+
+class RequestGuard:
+    """Bounds every request's body (BODY_LIMIT, uploads excepted) and turns an error a route lets escape into
+    one line: a 400 for what a malformed request causes (KeyError, TypeError, ValueError, IndexError,
+    OverflowError), else a 500; the log gets one line."""
+
+    MALFORMED = (KeyError, TypeError, ValueError, IndexError, OverflowError)
+
+    def __init__(self, app: Any, limit: int = BODY_LIMIT):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        limit = None if path.startswith(UPLOAD_PATHS) else self.limit
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit:
+            return await self._answer(send, 413, self._too_large(int(declared)))
+        started, seen = False, 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            if limit is not None and message.get("type") == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge(seen)
+            return message
+
+        async def watched(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge as e:
+            if not started:
+                await self._answer(send, 413, self._too_large(e.args[0]))
+        except Exception as e:  # noqa: BLE001 - the last net: one line, whatever a route raised
+            status = 400 if isinstance(e, self.MALFORMED) else 500
+            log.warning("%s %s refused (%s): %s", scope.get("method"), one_line(path, 120), type(e).__name__,
+                        one_line(str(e), 200))
+            if not started:
+                text = ("This request cannot be used: it does not fit this endpoint; see the API page."
+                        if status == 400 else f"The server could not answer this request ({type(e).__name__}).")
+                await self._answer(send, status, text)
+
+    def _too_large(self, size: int) -> str:
+        return (f"This request is too large: its body has {size} bytes; the limit is {self.limit // 2**20} MB "
+                "(files go through the upload route).")
+
+    @staticmethod
+    async def _answer(send: Any, status: int, text: str) -> None:
+        start, _, body = _json(status, text)
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+# ---- the patches ------------------------------------------------------------------------------------------
+def _get_fn(original):
+    @functools.wraps(original)
+    def get_fn(blocks, api_name, body):
+        index = getattr(body, "fn_index", None)
+        if index is not None and index not in blocks.fns:
+            raise HTTPException(status_code=400, detail=f"This request cannot be used: fn_index={shown(index, 40)} "
+                                "is not an event of this app; see the API page.")
+        return original(blocks, api_name, body)
+    get_fn.__guarded__ = True
+    return get_fn
+
+
+def _push(original):
+    @functools.wraps(original)
+    async def push(self, body, request, username):
+        session = getattr(body, "session_hash", None)  # None: /call/<name>, which makes its own
+        if session is not None and (not isinstance(session, str) or not session.strip() or len(session) > 200):
+            return False, "This request cannot be used: session_hash must be a non-empty string.", "error"
+        return await original(self, body, request, username)
+    push.__guarded__ = True
+    return push
+
+
+def _log_message(original):
+    @functools.wraps(original)
+    def log_message(self, event_id, log, title, level, duration=10, visible=True):
+        return original(self, event_id, as_text(log), as_text(title), level, duration, visible)
+    log_message.__guarded__ = True
+    return log_message
+
+
+def _create_app(original):
+    @functools.wraps(original)
+    def create_app(*args, **kwargs):
+        app = original(*args, **kwargs)
+        app.add_middleware(RequestGuard)
+        return app
+    create_app.__guarded__ = True
+    return create_app
+
+
+def install_route_guards() -> None:
+    """Gradio's routes and toasts, safe in public (each step once, before demo.launch creates the app):
+    `RequestGuard` on every request (a body over BODY_LIMIT bytes is a 413, uploads excepted; an error a route
+    lets escape is one line, 400 for a malformed request); an unknown `fn_index` is a 400 naming it, an empty
+    `session_hash` a 400 (Gradio 6.31: KeyError, a bare 500 and a 70-line traceback each); gr.Warning / gr.Info
+    messages are escaped (`as_text`: the toast renders HTML)."""
+    ru, queue = gr.route_utils, gradio.queueing.Queue
+    if not getattr(ru.get_fn, "__guarded__", False):
+        ru.get_fn = _get_fn(ru.get_fn)
+    if not getattr(queue.push, "__guarded__", False):
+        queue.push = _push(queue.push)
+    if not getattr(queue.log_message, "__guarded__", False):
+        queue.log_message = _log_message(queue.log_message)
+    app = gradio.routes.App
+    if not getattr(app.create_app, "__guarded__", False):
+        app.create_app = staticmethod(_create_app(app.create_app))

@@ -214,13 +214,22 @@ def test_a_hostile_checkpoint_notice_is_text(good: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.app
-def test_refusals_in_markdown_and_toasts_are_escaped() -> None:
+def test_refusals_in_markdown_and_toasts_are_escaped(monkeypatch) -> None:
     from convformer_app import safety
     from convformer_app.explore import handlers as explore
     link = _corpus.HOSTILE_NAMES[0]
     status = explore.check_config(*[dict(SMALL, conv_widths=link)[k] for k in CONFIG_KEYS])
     assert not live_markup(rendered(status)), status
-    payload = safety._payload(gr.Error(f"preset={link!r} is not allowed"), False)
+    import gradio.queueing
+    import gradio.routes
+    import gradio.utils
+    from convformer_app import gradio_patches
+    for module in (gradio.utils, gradio.queueing):
+        monkeypatch.setattr(module, "error_payload", module.error_payload)
+    for module in (gradio.queueing, gradio.routes, gradio.utils):
+        monkeypatch.setattr(module, "traceback", module.traceback)
+    gradio_patches.install_messages(safety.message)  # as app.py's launch does
+    payload = gradio.queueing.error_payload(gr.Error(f"preset={link!r} is not allowed"), False)
     assert "<a" not in payload["error"] and "&lt;a" in payload["error"]
 
 
@@ -288,15 +297,15 @@ def test_deep_nesting_is_refused_in_one_line(zips, tmp_path: Path) -> None:
 
 # ---- 11: Gradio's routes ---------------------------------------------------------------------------------------
 def test_the_route_patches_are_for_this_gradio() -> None:
-    """Each patch in convformer_app/route_guards.py is to Gradio 6.31.0's internals: another version must be
-    checked patch by patch (this test then fails, on purpose)."""
+    """install_route_guards (convformer_app/gradio_patches.py) patches Gradio 6.31.0's internals: another version
+    must be checked patch by patch (this test then fails, on purpose)."""
     import inspect
 
     import gradio.queueing
     import gradio.route_utils
     import gradio.routes
-    from convformer_app import route_guards
-    assert gr.__version__ == route_guards.GRADIO_VERSION == "6.31.0"
+    from convformer_app import gradio_patches
+    assert gr.__version__ == gradio_patches.GRADIO_VERSION == "6.31.0"
     assert list(inspect.signature(gradio.route_utils.get_fn).parameters) == ["blocks", "api_name", "body"]
     assert list(inspect.signature(gradio.queueing.Queue.push).parameters) == ["self", "body", "request", "username"]
     assert "log" in inspect.signature(gradio.queueing.Queue.log_message).parameters

@@ -166,7 +166,7 @@ def preview(image: str | None) -> tuple[Image.Image | None, str]:
     try:
         shown = engine.picture(image)
     except gr.Error as e:
-        gr.Warning(i18n.translate(e.message))  # a toast: escaped as every toast is (route_guards)
+        gr.Warning(i18n.translate(e.message))  # a toast: escaped as every toast is (gradio_patches.install_route_guards)
         return None, f"⚠ **{views.plain(i18n.translate(e.message), 600)}**"
     scale = views.DISPLAY / max(shown.size)  # small images are enlarged so they can be seen
     return shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),

@@ -380,6 +380,32 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
         job.events.put(None)
 
 
+def run_child(job: Job, argv: list[str], report: Callable[[dict[str, Any]], None]) -> tuple[dict[str, Any], int]:
+    """Run `argv` (a Python child of this package: its own OpenMP team and heap) until it ends, passing each
+    JSON line it prints to `report`; Cancel (or the page gone: job.cancel) becomes SIGTERM, once. Returns (the
+    last JSON line, exit code). The Train tab's worker and the Study tab's study run through it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+
+    def pass_cancel() -> None:  # until the child ends: Cancel (or the page gone) becomes SIGTERM, once
+        while proc.poll() is None:
+            if job.cancel.wait(0.5):
+                proc.terminate()
+                return
+    threading.Thread(target=pass_cancel, name="child-cancel", daemon=True).start()
+    last: dict[str, Any] = {}
+    try:
+        for line in proc.stdout:
+            if line.startswith("{"):  # the child's lines; anything else a library printed is not ours
+                last = json.loads(line)
+                report(last)
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:  # this thread failed: the child does not outlive it
+            proc.kill()
+    return last, code
+
+
 def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
                   report: Callable[[dict[str, Any]], None]) -> TrainResult:
     """`fit` in a child process (`worker`: its own OpenMP team and heap, nice NICE), its progress
@@ -388,30 +414,17 @@ def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
     splits = {"train": data.train, "val": data.val, **({"test": data.test} if data.test is not None else {})}
     worker.write_run(job.out_dir, splits, cfg, tcfg, meta)
     job.phases["written"] = time.time()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
-    proc = subprocess.Popen([sys.executable, "-m", "convformer_app.train.worker", str(job.out_dir), str(NICE)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    argv = [sys.executable, "-m", "convformer_app.train.worker", str(job.out_dir), str(NICE)]
 
-    def pass_cancel() -> None:  # until the child ends: Cancel (or the page gone) becomes SIGTERM, once
-        while proc.poll() is None:
-            if job.cancel.wait(0.5):
-                proc.terminate()
-                return
-    threading.Thread(target=pass_cancel, name="train-cancel", daemon=True).start()
-    last: dict[str, Any] = {}
+    def relay(info: dict[str, Any]) -> None:
+        if info["event"] == "phase":
+            job.phases[info["name"]] = info["at"]
+        elif info["event"] not in ("result", "error"):
+            report(info)
     try:
-        for line in proc.stdout:
-            if line.startswith("{"):  # the worker's lines; anything else a library printed is not ours
-                last = json.loads(line)
-                if last["event"] == "phase":
-                    job.phases[last["name"]] = last["at"]
-                elif last["event"] not in ("result", "error"):
-                    report(last)
-        code = proc.wait()
+        last, code = run_child(job, argv, relay)
         job.phases["ended"] = time.time()
     finally:
-        if proc.poll() is None:  # this thread failed: the child does not outlive it
-            proc.kill()
         (job.out_dir / "data.safetensors").unlink(missing_ok=True)  # the child removes it once read; or it died
     if last.get("event") == "result":
         return TrainResult(None, last["history"], last["best"], last["step_losses"], last["train_time"],

@@ -1,0 +1,96 @@
+"""`python -m convformer study [--quick] [--seeds N]`: run the fusion study, write results.json, runs.jsonl and
+study.png to --out, print the table and the verdicts. With --json-progress every progress report is one JSON
+line on stdout (the app's child process reads them); SIGTERM stops after the current step and keeps the runs done."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "study_command"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("study", help="test the usual claims about early / mid / late fusion on shapes",
+                              description="Train the five fusion stages (matched parameters) under one protocol, "
+                              "over several seeds, and give a verdict per claim (docs/study.md).")
+    p.add_argument("--quick", action="store_true", help="one seed, fewer points (about 3 minutes on 2 cores)")
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: 3, --quick: 1)")
+    p.add_argument("--steps", type=int, help="override the protocol's steps per run")
+    p.add_argument("--out", default="runs/study", help="output folder (default runs/study)")
+    p.add_argument("--resume", action="store_true", help="keep the runs already in OUT/runs.jsonl")
+    p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--time-limit", type=float, help="seconds; stop (keeping the finished runs) when reached")
+    p.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N (Linux nice)")
+    p.add_argument("--report", action="store_true", help="only write results.json and study.png from the runs "
+                   "already in OUT/runs.jsonl (a study running or stopped)")
+    p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
+    p.set_defaults(func=study_command)
+    return p
+
+
+def study_command(args: argparse.Namespace) -> None:
+    import torch
+
+    from . import FULL, QUICK
+    from .plots import save
+    from .report import markdown
+    from .study import finish, report_only, run_study
+    p = QUICK if args.quick else FULL
+    if args.seeds is not None:
+        if not 1 <= args.seeds <= 10:
+            raise ValueError(f"--seeds {args.seeds} is not allowed: expected 1 to 10")
+        p = p.replace(seeds=tuple(range(args.seeds)))
+    if args.steps is not None:
+        if not 1 <= args.steps <= 100_000:
+            raise ValueError(f"--steps {args.steps} is not allowed: expected 1 to 100000")
+        p = p.replace(steps=args.steps, eval_every=min(p.eval_every, args.steps))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.nice and hasattr(os, "nice"):
+        os.nice(args.nice)
+    from .protocol import estimate_seconds, plan
+    print(f"study {p.name}: {len(plan(p))} runs of {p.steps} steps; about {estimate_seconds(p) / 60:.0f} min on 2 "
+          "quiet CPU cores (estimated from FLOPs against the late recipe's measured speed)", file=sys.stderr, flush=True)
+    cancel, started = threading.Event(), threading.Event()
+
+    def on_term(*_: Any) -> None:  # Cancel: stop after the current step; while the images render, at once
+        cancel.set()
+        if not started.is_set():
+            raise _Stopped
+
+    def report(info: dict[str, Any]) -> None:
+        started.set()
+        if args.json_progress:
+            print(json.dumps(info), flush=True)
+        elif info["event"] == "run":
+            print(f"[{info['run']}/{info['runs']}] {info['model']} seed {info['seed']} {info['optimizer']} "
+                  f"{info['train_size']} images ({info['elapsed']:.0f} s)", file=sys.stderr, flush=True)
+    if args.report:
+        doc = report_only(p, args.out)
+    else:
+        signal.signal(signal.SIGTERM, on_term)
+        if args.json_progress:
+            print(json.dumps({"event": "start", "runs": len(plan(p))}), flush=True)
+        try:
+            doc = run_study(p, args.out, device=args.device, resume=args.resume, progress=report, cancel=cancel,
+                            time_limit=args.time_limit)
+        except _Stopped:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            doc = finish(p, args.out, [])
+    save(doc, f"{args.out}/study.png")
+    if args.json_progress:
+        print(json.dumps({"event": "done", "results": f"{args.out}/results.json", "complete": doc["complete"]}),
+              flush=True)
+    else:
+        print(markdown(doc))
+
+
+class _Stopped(Exception):
+    """SIGTERM before the first run started."""
