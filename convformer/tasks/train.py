@@ -103,6 +103,7 @@ class _Run:
     step_losses: list = field(default_factory=list)
     best: dict = field(default_factory=dict)
     best_state: dict | None = None
+    save: Callable[[], None] | None = None  # writes the best epoch so far (with out_dir), as the classifier's fit
 
     def train_step(self, batch: dict) -> float:
         out = self.model(_normalize(self.model, batch["images"]))
@@ -130,6 +131,8 @@ class _Run:
         if not self.best or row["val_metric"] > self.best["val_metric"]:
             self.best = dict(row)
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.save is not None:
+                self.save()
         return row
 
     def elapsed(self) -> float:
@@ -163,6 +166,9 @@ def fit_task(model: TaskModel, train: SceneTensors, val: SceneTensors, cfg: Trai
         scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, total, warmup, cfg.min_lr / cfg.lr))
                   for o in opts]
         run = _Run(model, cfg, device, opts, scheds, clock)
+        if out_dir is not None:  # a run stopped from outside still leaves its best epoch
+            run.save = lambda: _save(TaskResult(model, run.history, run.best, run.step_losses, run.elapsed(),
+                                                False), cfg, Path(out_dir), metadata or {})
         cancelled = _epochs(run, train, val, total, progress, cancel)
     model.load_state_dict(run.best_state)
     model.eval()
