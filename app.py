@@ -83,7 +83,7 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     print(f"ConvFormer Lab on {session.start(device)}")
     safety.install_messages()  # every refusal: the app's own one-line message
     safety.bound_heap()  # freed memory goes back to the system: peaks do not pile up across sessions
-    train_tab.clean_start()  # runs of an earlier process: their sessions are gone
+    train_tab.start_up()  # ended processes' runs removed; a spare worker; the default run's data soon
     safety.start_janitor(Path(gr.utils.get_upload_folder()), [train_tab.prune])  # partial uploads, old runs
     explore.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
