@@ -13,6 +13,7 @@ from .axes import format_table, token_note
 from .inspection import human
 from .references_cli import add_parser as add_references_parser, predict_imagenet
 from .export import add_parser as add_code_parser
+from .faithfulness_cli import add_parser as add_faithfulness_parser
 from .train_cli import add_parser as add_train_parser
 
 
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     add_train_parser(sub)
     add_code_parser(sub)
     add_references_parser(sub)
+    add_faithfulness_parser(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .inspection import Inspection, ShapeRow, TokenGrid, grad_cam, record_steps
+from .inspection import Inspection, ShapeRow, TokenGrid, explain_attention, grad_cam, record_steps
 
 _SKIP = (nn.Identity, nn.Dropout)
 _FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -140,7 +140,8 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 
 def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
-                 flops: bool = True, cam_layers: list[str] | None = None) -> Inspection:
+                 flops: bool = True, cam_layers: list[str] | None = None,
+                 relevance_class: int | torch.Tensor | str | None = None) -> Inspection:
     """`convformer.inspect` for a timm model (or the late-fusion pair of two): one forward pass of
     `images` (B, C, H, W); see `convformer.inspection.inspect` for the arguments."""
     images = images.to(next(model.parameters()).device)
@@ -152,7 +153,7 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
     cached = _FLOPS.setdefault(model, {}).get(key) if flops else None
     count = flops and cached is None
     counter = FlopCounterMode(display=False) if count else None
-    want_cam = cam_class is not None
+    want_cam, want_relevance = cam_class is not None, relevance_class is not None
     attn_inputs, attentions, activations, shapes, flop_rows = {}, {}, {}, {}, {}
     patch_grids: dict[str, tuple[int, int]] = {}
 
@@ -168,11 +169,12 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
             stack.callback(module.register_forward_pre_hook(
                 lambda m, a, block=block: attn_inputs.__setitem__(block, tuple(a[0].shape))).remove)
             stack.callback(module.attn_drop.register_forward_hook(
-                lambda m, a, out, block=block: attentions.__setitem__(block, out.detach())).remove)
+                lambda m, a, out, block=block: attentions.__setitem__(
+                    block, out if want_relevance else out.detach())).remove)
         for vit, module in plan.vits:
             stack.callback(module.patch_embed.proj.register_forward_hook(
                 lambda m, a, out, vit=vit: patch_grids.__setitem__(vit, tuple(out.shape[-2:]))).remove)
-        stack.enter_context(torch.enable_grad() if want_cam else torch.inference_mode())
+        stack.enter_context(torch.enable_grad() if want_cam or want_relevance else torch.inference_mode())
         if counter is not None:
             stack.enter_context(counter)
         logits = model(images)
@@ -201,6 +203,7 @@ def inspect_timm(model: nn.Module, images: torch.Tensor, cam_class: int | torch.
         cam_layers = []
     elif cam_layers is None:
         cam_layers = _cam_layers(list(activations))
+    explain_attention(result, logits, relevance_class, retain_graph=bool(cam_layers))
     if cam_layers:
         target = logits.argmax(-1) if isinstance(cam_class, str) else torch.as_tensor(cam_class).expand(len(logits))
         score = logits.gather(1, target.to(logits.device)[:, None]).sum()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import axes
+from . import axes, relevance
 from .layers import Attention, ConvStage, ConvStages, ResidualBlock, ToTokens
 from .model import LAYOUTS, ConvFormer
 
@@ -52,6 +52,8 @@ class Inspection:
     shapes: list[ShapeRow]                    # input first, logits last
     cam: dict[str, torch.Tensor] = field(default_factory=dict)  # conv layer -> Grad-CAM (B, h, w) in [0, 1]
     cam_class: torch.Tensor | None = None     # (B,) class each CAM explains
+    relevance: dict[str, torch.Tensor] = field(default_factory=dict)  # grid -> Chefer relevance (B, h, w) in [0, 1]
+    relevance_class: torch.Tensor | None = None  # (B,) class the relevance explains
     notes: list[str] = field(default_factory=list)  # where attention is not self-attention over one grid
 
     def grid_of(self, block: str) -> TokenGrid | None:
@@ -93,19 +95,22 @@ _FLOPS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary
 
 
 def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
-            flops: bool = True, cam_layers: list[str] | None = None) -> Inspection:
+            flops: bool = True, cam_layers: list[str] | None = None,
+            relevance_class: int | torch.Tensor | str | None = None) -> Inspection:
     """Run ONE forward pass of `images` (B, C, H, W) and record what happens inside.
 
     cam_class: None for no Grad-CAM, "pred" for the predicted class, or a class index (int or (B,)).
     cam_layers: the conv activations to explain (names as in `activations`); default `default_cam_layers`
     (early, mid: the first conv stage; cnn, late: the last; measured, see there).
+    relevance_class: None, "pred" or a class index, as cam_class: Chefer et al.'s class-specific relevance
+    (convformer.relevance) over the blocks of the last token grid, from the same forward pass.
     FLOPs are counted with torch.utils.flop_counter on the first call per input shape, then cached;
     attention's matmuls are included because inspection runs the explicit attention path.
     Any other model (timm's, e.g. the ImageNet references) goes through `inspect_timm`, same result type.
     """
     if not isinstance(model, ConvFormer):
         from .inspect_timm import inspect_timm
-        return inspect_timm(model, images, cam_class, flops, cam_layers)
+        return inspect_timm(model, images, cam_class, flops, cam_layers, relevance_class)
     images = images.to(next(model.parameters()).device)
     rows = steps(model)
     key = (tuple(images.shape), images.dtype)
@@ -136,9 +141,11 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
                 if isinstance(sub, Attention):
                     sub.fused = False
                     hook = sub.probs.register_forward_hook(
-                        lambda m, a, out, name=name: attentions.__setitem__(name, out.detach()))
+                        lambda m, a, out, name=name: attentions.__setitem__(
+                            name, out if relevance_class is not None else out.detach()))
                     stack.callback(hook.remove)
-        stack.enter_context(torch.enable_grad() if cam_layers else torch.inference_mode())
+        stack.enter_context(torch.enable_grad() if cam_layers or relevance_class is not None
+                            else torch.inference_mode())
         if counter is not None:
             stack.enter_context(counter)
         logits = model(images)
@@ -151,6 +158,7 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
             table.append(ShapeRow(name, *shapes[name], sum(p.numel() for p in module.parameters()),
                                   flop_rows.get(name, 0), note))
     result = Inspection(logits.detach(), logits.detach().softmax(-1), attentions, activations, grids, table)
+    explain_attention(result, logits, relevance_class, retain_graph=bool(cam_layers))
     if cam_layers:
         target = logits.argmax(-1) if isinstance(cam_class, str) else torch.as_tensor(cam_class).expand(len(logits))
         score = logits.gather(1, target.to(logits.device)[:, None]).sum()
@@ -160,6 +168,30 @@ def inspect(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tens
             result.cam[name] = grad_cam(act, grad)
         result.cam_class = target.cpu()
     return result
+
+
+def explain_attention(result: Inspection, logits: torch.Tensor, relevance_class: int | torch.Tensor | str | None,
+                      retain_graph: bool = False) -> None:
+    """Fill `result.relevance` (Chefer et al. 2021) for the blocks of the last grid from attentions still in the
+    graph of `logits`, then detach them. A no-op without `relevance_class` or attention."""
+    blocks = result.rollout_blocks() if relevance_class is not None else []
+    if blocks:
+        grid = result.grid_of(blocks[-1])
+        owner = next(k for k, g in result.token_grid.items() if g is grid)
+        target = _target(logits, relevance_class)
+        score = logits.gather(1, target[:, None]).sum()
+        result.relevance[owner] = relevance.explain(score, result.attentions, blocks, (grid.h, grid.w), grid.prefix,
+                                                    retain_graph)
+        result.relevance_class = target.cpu()
+    for name in result.attentions:
+        result.attentions[name] = result.attentions[name].detach()
+
+
+def _target(logits: torch.Tensor, cls: int | torch.Tensor | str) -> torch.Tensor:
+    """The explained class per image (B,): "pred" for the predicted one, else an index (int or (B,))."""
+    if isinstance(cls, str):
+        return logits.argmax(-1)
+    return torch.as_tensor(cls).to(logits.device).long().expand(len(logits))
 
 
 def record_steps(stack: ExitStack, rows: list[tuple[str, nn.Module]], counter: FlopCounterMode | None,
