@@ -155,7 +155,7 @@ def test_training_status_stays_readable_with_the_bar_under_it(browser, server) -
         assert page.evaluate(faded) == "1"
         assert bar["y"] >= text["y"] + text["height"] - 1 and bar["width"] > 0
         page.locator("#cancel").click()
-        page.wait_for_function("document.querySelector('#train-status').innerText.includes('Stopped early')")
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('Cancelled')")
         assert not page.locator("#train-status .progress-level").is_visible()
     finally:
         page.close()
