@@ -52,10 +52,13 @@ TEXT: dict[str, tuple[str, str]] = {
         "keep：短边缩放到模型的输入尺寸，保持宽高比（词元网格随之变化）· squash：精确缩放到输入尺寸"),
     "resize.keep": ("Keep the aspect", "保持宽高比"),
     "resize.squash": ("Squash to a square", "压缩成正方形"),
-    "image.photo": ("{name} (photo: not a shape)", "{name}（照片，非形状）"),
+    "image.photo": ("{name} (photo)", "{name}（照片）"),
     "image.capture": ("Capture", "拍摄"),
     "image.preview": ("Preview", "预览"),
-    "image.examples": ("Examples (click one)", "示例（点击选择）"),
+    "image.drop": ("Your image (drop a file here)", "你的图像（把文件拖到这里）"),
+    "image.drop_info": ("Drop an image on the picture, or pick one, paste one or use the webcam with the buttons "
+                        "under it.", "把图像拖到上面的图片上，或用图片下方的按钮选择、粘贴或使用摄像头。"),
+    "image.examples": ("Examples (click one; the photos are not shapes)", "示例（点击选择；照片不是形状）"),
     "image.cannot": ("This image cannot be used: {detail}", "无法使用这张图像：{detail}"),
     "image.first": ("Upload an image first (or pick an example).", "请先上传一张图像（或选择一个示例）。"),
     "image.no_example": ("example {index} does not exist: choose one from 0 to {last}",
@@ -366,11 +369,13 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.train": ("Train", "训练"),
     "train.cancel": ("Cancel", "取消"),
     "train.press": ("Press **Train** to start.", "按**训练**开始。"),
-    "train.loss_plot": ("Loss (blue: training, smoothed; orange: validation)", "损失（蓝色：训练，已平滑；橙色：验证）"),
-    "train.acc_plot": ("Validation accuracy (%) against seconds (orange: this run); pale: each stage's typical curve "
-                       "with its recipe (late green, cnn grey, mid purple, early yellow, vit red)",
-                       "验证准确率（%）随时间（秒）变化（橙色：本次训练）；浅色：各阶段按其配方的典型曲线（late 绿色、cnn 灰色、"
-                       "mid 紫色、early 黄色、vit 红色）"),
+    "train.loss_plot": ("Loss", "损失"),
+    "train.acc_plot": ("Validation accuracy (%)", "验证准确率（%）"),
+    "train.plots_legend": (
+        "Loss: blue training (smoothed), orange validation. Validation accuracy against seconds: orange this run; "
+        "pale each stage's typical curve with its recipe (late green, cnn grey, mid purple, early yellow, vit red).",
+        "损失：蓝色为训练（已平滑），橙色为验证。验证准确率随时间（秒）变化：橙色为本次训练；浅色为各阶段按其配方的典型"
+        "曲线（late 绿色、cnn 灰色、mid 紫色、early 黄色、vit 红色）。"),
     "train.file": ("Trained checkpoint (.safetensors): download", "训练得到的检查点（.safetensors）：下载"),
     "train.series_train": ("train (per step, smoothed)", "训练（逐步，已平滑）"),
     "train.series_val": ("validation", "验证"),
