@@ -8,7 +8,7 @@ import gradio as gr
 
 from convformer.config import FUSIONS, MERGES
 
-from . import explore, i18n, session
+from . import coco_page, explore, i18n, session
 from .controls import ALL_PRESETS, RANGES, Controls
 from .i18n import tr
 from .weights import WEIGHTS, defaults, resolve
@@ -142,6 +142,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                                 buttons=["copy", "download"], elem_id="code")
             code_file = gr.File(label=tr("code.file"), interactive=False, elem_id="code-file",
                                 height=80)
+    coco_page.build(image)  # Photos: Pretrained on COCO (DETR), on the same image
     address = gr.Textbox(visible=False)  # the query string of the controls, for the address bar
 
     # the Explore controls, one component per field of Controls: handlers take them as `*controls` (spread)
