@@ -26,7 +26,7 @@ try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch touches CUD
 except ImportError:
     pass
 
-from convformer_app import compare, explore, imagenet, i18n, safety, session, train_tab  # noqa: E402
+from convformer_app import compare, console, explore, imagenet, i18n, safety, session, train_tab  # noqa: E402
 from convformer_app import compare_page, explore_page, train_page  # noqa: E402
 from convformer_app.i18n import tr  # noqa: E402
 
@@ -90,7 +90,7 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     session.pace_queue(demo)  # Gradio polls its queue a thousand times a second: ten times less
     demo.launch(server_name=host, server_port=port, share=share, show_error=False,
                 allowed_paths=[str(session.EXAMPLES)], max_file_size="25mb", footer_links=["api", "settings"],
-                theme=gr.themes.Soft(), css=CSS, i18n=i18n.I18N, head=i18n.HEAD, **extra)  # Settings: the language
+                theme=gr.themes.Soft(), css=CSS, i18n=i18n.I18N, head=i18n.HEAD + console.HEAD, **extra)  # Settings: the language
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ def build() -> ComparePage:
         for f in FUSIONS:
             with gr.Column(min_width=180):
                 outputs += [gr.Markdown(f"### {f}"), gr.Label(num_top_classes=3, label=tr("compare.top")),
-                            gr.Image(label=tr(compare.OVERLAY[f]), interactive=False, format="jpeg", height=180),
-                            gr.Image(label=tr(compare.CHANNELS[f]), interactive=False, format="jpeg", height=180)]
+                            gr.Image(label=tr(compare.OVERLAY[f]), interactive=False, format="jpeg", height=180,
+                                     elem_classes="cf-stage-picture"),
+                            gr.Image(label=tr(compare.CHANNELS[f]), interactive=False, format="jpeg", height=180,
+                                     elem_classes="cf-stage-picture")]
     gr.Markdown(tr("compare.split"))
     with gr.Row(equal_height=False):
         split_n = gr.Slider(10, 2000, 500, step=10, label=tr("compare.test_images"), scale=3)

@@ -120,7 +120,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "fixed.preset": ("preset", "预设"),
     "config.impossible": ("⚠ **This combination is impossible:** {detail}", "⚠ **这个组合不可行**：{detail}"),
     "config.ok": ("✓ {fusion} fusion, {params} parameters{grid}.", "✓ {fusion} 融合，{params} 个参数{grid}。"),
-    "config.grid": (", {h} x {w} = {tokens} tokens{cls}", "，{h} x {w} = {tokens} 个词元{cls}"),
+    "config.grid": (", {w} x {h} = {tokens} tokens{cls}", "，{w} x {h} = {tokens} 个词元{cls}"),
     "config.cls": (" + a class token", " + 一个类别词元"),
     "config.imagenet": (
         "✓ The ImageNet reference of **{fusion}** fusion has its own architecture; the preset and hyperparameters "
@@ -174,10 +174,10 @@ TEXT: dict[str, tuple[str, str]] = {
     # ---- results ----
     "stats.line": (
         "**{params}** parameters ({mb} MB in float32) · **{flops}** per image · **{ms} ms** per forward pass on "
-        "**{device}** (batch 1, {h} x {w} px; median of {runs} runs after a warm-up, half of them within "
+        "**{device}** (batch 1, {w} x {h} px; median of {runs} runs after a warm-up, half of them within "
         "{low}-{high} ms)",
         "**{params}** 个参数（float32 下 {mb} MB）· 每张图像 **{flops}** · 在 **{device}** 上每次前向传播 "
-        "**{ms} ms**（批大小 1，{h} x {w} 像素；预热后 {runs} 次计时的中位数，其中一半在 {low}-{high} ms 之间）"),
+        "**{ms} ms**（批大小 1，{w} x {h} 像素；预热后 {runs} 次计时的中位数，其中一半在 {low}-{high} ms 之间）"),
     "stats.busy": (" · ⚠ **the machine is busy** (load {load} per core): this time includes waiting for other work, "
                    "not only the model", " · ⚠ **机器正忙**（每个核心的负载为 {load}）：这个时间包含等待其他任务的时间，"
                    "不只是模型本身"),
@@ -189,8 +189,8 @@ TEXT: dict[str, tuple[str, str]] = {
                  "ViT 基线没有卷积，因此没有卷积激活，也没有类激活图 (Grad-CAM)。"),
     "maps.hybrid": ("In {fusion} fusion the transformer attends over the conv trunk's feature grid.",
                     "在 {fusion} 融合中，Transformer 在卷积主干的特征网格上做注意力。"),
-    "maps.grid": (" Token grid: {h} x {w}.", "词元网格：{h} x {w}。"),
-    "maps.grid_cls": (" Token grid: {h} x {w} plus a class token.", "词元网格：{h} x {w}，外加一个类别词元。"),
+    "maps.grid": (" Token grid: {w} x {h}.", "词元网格：{w} x {h}。"),
+    "maps.grid_cls": (" Token grid: {w} x {h} plus a class token.", "词元网格：{w} x {h}，外加一个类别词元。"),
     "maps.cam": (" Grad-CAM explains **{name}** at `{layer}`.", "类激活图 (Grad-CAM) 在 `{layer}` 处解释 **{name}**。"),
     "tab.rollout": ("Attention rollout", "注意力展开"),
     "rollout.explain": (
