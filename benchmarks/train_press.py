@@ -72,9 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def cpu_phases() -> dict:
     """CPU seconds of each phase of the default press outside training (a busy machine stretches wall time
@@ -123,3 +120,7 @@ def cpu_phases() -> dict:
         plot_curves(history, [1.0] * 500, Path(tmp) / "again.png")
         out["  of which curves.png, again (matplotlib imported)"] = time.process_time() - t
     return {k: round(v, 2) for k, v in out.items()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
