@@ -84,7 +84,7 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     safety.install_messages()  # every refusal: the app's own one-line message
     safety.bound_heap()  # freed memory goes back to the system: peaks do not pile up across sessions
     train_tab.start_up()  # ended processes' runs removed; a spare worker; the default run's data soon
-    safety.start_janitor(Path(gr.utils.get_upload_folder()), [train_tab.prune])  # partial uploads, old runs
+    safety.start_janitor(Path(gr.utils.get_upload_folder()), [train_tab.prune, explore.prune_code])  # uploads, runs, /code
     explore.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
     session.pace_queue(demo)  # Gradio polls its queue a thousand times a second: ten times less

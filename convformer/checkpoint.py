@@ -19,6 +19,8 @@ from .model import ConvFormer
 MAX_BYTES = 1_000_000_000        # the whole file
 MAX_HEADER_BYTES = 16_000_000    # its JSON header (tensor table, config, metadata)
 MAX_DEPTH = 16                   # nesting of the metadata's JSON
+MAX_CONTAINERS = 10_000          # objects and lists in the ConvFormer JSON (counted before it is parsed)
+MAX_VALUES = 250_000             # values in it (its commas, counted before it is parsed): 100,000 class names fit
 MAX_NAME = 200                   # characters in one class name
 INPUT_CHANNELS = (1, 3)          # what images are turned into: greyscale or RGB
 STD_RANGE = (1e-3, 1e3)          # a normalisation std outside this makes every input saturate or vanish
@@ -60,6 +62,7 @@ def read_info(path: str | Path) -> dict[str, Any]:
     header = _header(path)
     if "convformer" not in header:
         raise CheckpointError("this safetensors file has no ConvFormer config in its header")
+    _check_size(header["convformer"])
     try:
         info = json.loads(header["convformer"])
     except json.JSONDecodeError as e:
@@ -140,6 +143,18 @@ def _header(path: Path) -> dict[str, str]:
             return f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"not a safetensors file, or its header is corrupt ({_short(e)})") from e
+
+
+def _check_size(text: str) -> None:
+    """Refuse a ConvFormer JSON whose parsed form would be large for its bytes (millions of empty objects:
+    6 MB of `{}` parse to ~150 MB and seconds of CPU), from counts of its characters, before parsing it."""
+    containers = text.count("{") + text.count("[")
+    if containers > MAX_CONTAINERS:
+        raise CheckpointError(f"the ConvFormer header is nested too deeply or too large: it holds {containers} "
+                              f"objects and lists; the limit is {MAX_CONTAINERS}")
+    values = text.count(",")
+    if values > MAX_VALUES:
+        raise CheckpointError(f"the ConvFormer header holds {values} values; the limit is {MAX_VALUES}")
 
 
 def _depth(value: Any) -> int:

@@ -81,6 +81,15 @@ class Row:
 
 
 @dataclass
+class Found:
+    boxes: torch.Tensor      # (N, 4) x1 y1 x2 y2, the photo's pixels
+    scores: torch.Tensor     # (N,)
+    labels: torch.Tensor     # (N,) class ids (Detector.labels names them)
+    queries: torch.Tensor    # (N,) the query that found each
+    attention: torch.Tensor  # (N, layers, h, w) that query's cross-attention, heads averaged
+
+
+@dataclass
 class DetrInspection:
     detections: list[Detection]
     size: tuple[int, int]                   # the photo's (width, height)
@@ -93,6 +102,16 @@ class DetrInspection:
     logits: torch.Tensor                    # (Q, K+1)
     boxes: torch.Tensor                     # (Q, 4) cx, cy, w, h in [0, 1]
     notes: list[str] = field(default_factory=list)
+
+    def as_detections(self) -> "Found":
+        """The detections as tensors, the form issue 23's Detect views take (convformer_app/tasks/results.py's
+        Detections-like value): boxes (N, 4) xyxy in the photo's pixels, scores (N,), labels (N,), queries (N,),
+        and attention (N, layers, h, w): where each detection's query looked, heads averaged."""
+        q = torch.tensor([d.query for d in self.detections], dtype=torch.int64)
+        attention = self.cross.mean(1)[:, q].permute(1, 0, 2).reshape(len(q), -1, *self.grid)  # (N, L, h, w)
+        return Found(torch.tensor([d.box for d in self.detections]).reshape(-1, 4),
+                     torch.tensor([d.score for d in self.detections]),
+                     torch.tensor([d.class_id for d in self.detections], dtype=torch.int64), q, attention)
 
     def query_map(self, query: int, layer: int = -1, head: int | None = None) -> np.ndarray:
         """Where object query `query` looked in decoder layer `layer`: (h, w), heads averaged unless `head`."""
@@ -330,6 +349,6 @@ def format_rows(rows: list[Row]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
 
-__all__ = ["FILES", "REPO", "THRESHOLD", "Detection", "Detector", "DetrInspection", "Row", "cached", "detect",
+__all__ = ["FILES", "REPO", "THRESHOLD", "Detection", "Detector", "DetrInspection", "Found", "Row", "cached", "detect",
            "download_size", "format_rows", "grad_cam", "inspect", "load", "post_process", "preprocess",
            "shape_rows"]

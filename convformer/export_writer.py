@@ -42,6 +42,17 @@ def _section(title: str, *bodies: str) -> str:
     return f"{RULE}\n# {title}\n\n" + "\n\n\n".join(b for b in bodies if b)
 
 
+def doc_text(text: str, limit: int = 200) -> str:
+    """`text` (a preset or file name: anything a client typed) as it may stand inside the generated file's
+    docstring: cut to `limit` characters; where it holds a quote, a backslash, an @ (the templates' marks) or
+    anything unprintable, every such character is written as an escape (\\n, \\x22, \\u2028...), so the
+    name reads the same and can never end the docstring or add a line of code."""
+    text = str(text) if len(str(text)) <= limit else str(text)[:limit] + "…"
+    if text.isprintable() and not any(c in text for c in '"\\@'):
+        return text
+    return text.encode("unicode_escape").decode("ascii").replace('"', "\\x22").replace("@", "\\x40")
+
+
 def _fill(template: str, **values: Any) -> str:
     """Dedent a template and replace each @NAME@ by its value."""
     text = textwrap.dedent(template).strip("\n")
@@ -101,13 +112,13 @@ class Writer:
 
     def docstring(self) -> str:
         cfg = self.cfg
-        title = f"ConvFormer {self.name}: " if self.name else "ConvFormer: "
+        title = f"ConvFormer {doc_text(self.name)}: " if self.name else "ConvFormer: "
         flow = "\n".join(f"    {b}: {' -> '.join(kinds)}" for b, kinds in self.layout.items())
         if len(self.layout) > 1:
             flow += f"\n    merge ({cfg.merge}): {' + '.join(self.layout)} -> one vector"
         flow += (f"\n    head: Linear {self.i('head')} -> {self.o('head')}" if cfg.num_classes
                  else "\n    no head (num_classes = 0): the pooled features are the output")
-        made = f"`{self.command}`" if self.command else "convformer.export.export(config)"
+        made = f"`{doc_text(self.command, 400)}`" if self.command else "convformer.export.export(config)"
         h, w = cfg.img_size
         tokens = f" (here {self.n_spelled()})" if self.grid else ""
         return _fill('''

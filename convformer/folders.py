@@ -17,6 +17,7 @@ import os
 import stat
 import threading
 import time
+import unicodedata
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +28,14 @@ import torch
 from PIL import Image
 
 from . import images
+from .checkpoint import MAX_NAME
 from .images import to_rgb  # noqa: F401 - re-exported: it lived here
 from .messages import one_line, shown
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _CHUNK = 1 << 20
 _RATIO_MIN_BYTES = 1 << 20  # entries smaller than this are never called a bomb
+MAX_NESTING = 32            # folders above a file, in a zip or a dataset folder
 
 
 class DatasetError(ValueError):
@@ -79,6 +82,9 @@ def _entry_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
     parts = tuple(p for p in PurePosixPath(posix).parts if p not in ("", "."))
     if ".." in parts:
         raise DatasetError(f"zip entry {shown(name)} contains '..' and could escape the destination")
+    if len(parts) > MAX_NESTING:
+        raise DatasetError(f"zip entry {shown(name, 60)} is {len(parts) - 1} folders deep; the limit is "
+                           f"{MAX_NESTING}")
     return parts
 
 
@@ -202,6 +208,16 @@ def _remove(files: list[Path], base: Path) -> None:
             d = d.parent
 
 
+def class_name(folder: str) -> str:
+    """A class folder's name as a class name: Unicode NFC (a name typed on macOS, NFD, and elsewhere is one
+    class), within the limit a checkpoint's class names have (checked here, before anything is trained)."""
+    name = unicodedata.normalize("NFC", folder)
+    if len(name) > MAX_NAME:
+        raise DatasetError(f"class folder {shown(name, 60)} has a name of {len(name)} characters; the limit is "
+                           f"{MAX_NAME} (the checkpoint stores class names)")
+    return name
+
+
 @dataclass
 class ImageFolderData:
     """A checked image folder: class names, (file, label) samples, and (file, reason) skipped."""
@@ -226,7 +242,11 @@ def _check_image(path: Path, max_pixels: int) -> str | None:
             w, h = img.size
             if w * h > max_pixels:
                 return f"too large: {w}x{h} = {w * h} pixels > max_pixels={max_pixels}"
-            img.verify()
+            if img.format == "JPEG":  # verify() reads nothing of a JPEG: decode it at 1/8 scale instead
+                img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))
+                img.load()
+            else:
+                img.verify()
     except images.ImageError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
@@ -239,6 +259,9 @@ def _class_files(class_dir: Path, skipped: list[tuple[Path, str]]) -> list[Path]
     files = []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
         d = Path(dirpath)
+        if len(d.relative_to(class_dir).parts) >= MAX_NESTING:  # os.walk recurses: stop well before Python's limit
+            skipped += [(d / n, f"more than {MAX_NESTING} folders deep") for n in dirnames]
+            dirnames[:] = []
         for name in sorted(dirnames):
             if (d / name).is_symlink():
                 skipped.append((d / name, "symbolic link (not followed)"))
@@ -282,9 +305,15 @@ def load_image_folder(root: str | Path, *, min_per_class: int = 2, max_images: i
     if len(class_dirs) < 2:
         raise DatasetError(f"{shown(root.name)} needs at least 2 class sub-folders (one per class), "
                            f"found {len(class_dirs)}: {shown([p.name for p in class_dirs])}")
+    names = [class_name(p.name) for p in class_dirs]  # one class per name as it reads (NFC and NFD alike)
+    classes = sorted(set(names))
+    if len(classes) < 2:
+        raise DatasetError(f"{shown(root.name)} needs at least 2 class sub-folders (one per class), found "
+                           f"{len(classes)} name: {shown(classes)}")
     samples: list[tuple[Path, int]] = []
     candidates = 0
-    for label, class_dir in enumerate(class_dirs):
+    for name, class_dir in zip(names, class_dirs):
+        label = classes.index(name)
         for p in _class_files(class_dir, skipped):
             if p.suffix.lower() not in exts:
                 skipped.append((p, f"extension {p.suffix!r} is not an image type"))
@@ -299,7 +328,7 @@ def load_image_folder(root: str | Path, *, min_per_class: int = 2, max_images: i
                 skipped.append((p, reason))
             else:
                 samples.append((p, label))
-    data = ImageFolderData([p.name for p in class_dirs], samples, skipped)
+    data = ImageFolderData(classes, sorted(samples, key=lambda s: (s[1], str(s[0]))), skipped)
     short = {c: n for c, n in data.counts().items() if n < min_per_class}
     if short:
         detail = ", ".join(f"{shown(c, 40)} has {n}" for c, n in list(short.items())[:5])

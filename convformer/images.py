@@ -26,6 +26,7 @@ MIN_SIDE = 8                    # smaller images carry no usable content
 MAX_BYTES = 50_000_000          # encoded file size
 MAX_DECODE_BYTES = 300_000_000  # what decoding may hold at once (`decode_cost`): 40 MP of RGB, greyscale or
                                 # 16-bit greyscale; 4-band and 32-bit / float images up to ~33 MP
+MAX_JPEG_SCANS = 100            # scans of a progressive JPEG (real photos: 1 to ~12); decoding time grows with each
 FORMATS = "PNG, JPEG, GIF, BMP, TIFF, WebP"
 _STRIP_PIXELS = 1 << 20         # pixels converted at a time
 # bytes a pixel takes in Pillow's memory by mode (every other mode: 4, as Pillow pads 3 bands to 4)
@@ -43,6 +44,8 @@ def open_image(source: str | Path | bytes, max_side: int | None = None, min_side
     """Open a file path or bytes and read only its header; refuse non-images, images over `MAX_PIXELS` or
     under `min_side`, and images whose decode would need more than `MAX_DECODE_BYTES`."""
     data = source if isinstance(source, bytes) else _read(Path(source))
+    if data[:2] == b"\xff\xd8":
+        check_scans(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -53,6 +56,17 @@ def open_image(source: str | Path | bytes, max_side: int | None = None, min_side
         raise ImageError(f"this file is not an image that can be read ({FORMATS})") from e
     check(img, max_side, min_side)
     return img
+
+
+def check_scans(data: bytes) -> None:
+    """Refuse a JPEG of more than MAX_JPEG_SCANS scans, counted in its bytes before anything is decoded (a
+    start-of-scan marker, 0xFFDA, cannot occur inside scan data, where 0xFF is stuffed as 0xFF00): each scan
+    of a progressive JPEG is a pass over the whole image, so a small file of thousands of tiny scans costs
+    minutes of CPU."""
+    scans = data.count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(f"the JPEG has {scans} scans; the limit is {MAX_JPEG_SCANS} (photos have 1 to about 12): "
+                         "save it again as a baseline JPEG or PNG")
 
 
 def check(img: Image.Image, max_side: int | None = None, min_side: int = MIN_SIDE) -> None:

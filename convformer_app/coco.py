@@ -22,8 +22,10 @@ from PIL import Image, ImageDraw
 from convformer import viz
 from convformer.coco_detr import REPO, THRESHOLD, Detection, Row, WeightsUnavailable
 
-from . import session, views
+from . import coco_texts, session, views
 from .i18n import text
+
+coco_texts.register()
 
 KIND = "coco"
 DISPLAY = 480  # long side of the pictures
@@ -129,6 +131,17 @@ def _object(r: CocoRun, choice: str | None) -> int:
     if not 0 <= i < len(r.detections):
         raise gr.Error(text("coco.no_object"))
     return i
+
+
+def found(photo: Image.Image, threshold: float = THRESHOLD) -> tuple:
+    """For the Detect task's own views (issue 23's seam, `DetectResult.of`): (the Detections-like value, the
+    class names, a one-line notice). Runs the model: call it on the model thread."""
+    from convformer import coco_detr
+
+    loaded = load()
+    with loaded.lock:
+        r = coco_detr.inspect(loaded.model, photo, float(threshold))
+    return r.as_detections(), loaded.classes, text("coco.notice", model=loaded.model.repo)
 
 
 # ---- handlers ------------------------------------------------------------------------------------------

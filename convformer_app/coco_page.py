@@ -7,10 +7,8 @@ import gradio as gr
 
 from convformer.coco_detr import THRESHOLD
 
-from . import coco, coco_texts, session
+from . import coco, session  # coco registers its texts
 from .i18n import tr
-
-coco_texts.register()
 
 
 def build(image: gr.File) -> dict:

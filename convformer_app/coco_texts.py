@@ -35,6 +35,8 @@ TEXT: dict[str, tuple[str, str]] = {
                    "置信度 > {t} 时有 **{n}** 个对象 · {model} · 输入 {h} x {w} 像素 · 词元网格 {gh} x {gw} · "
                    "{device} 上 {ms} 毫秒"),
     "coco.none": ("No object scores above {t}: lower the threshold.", "没有对象的置信度高于 {t}：请降低阈值。"),
+    "coco.notice": ("Pretrained on COCO: `{model}` (DETR ResNet-50, 91 COCO ids; 42.0 AP on COCO val2017)",
+                    "在 COCO 上预训练：`{model}`（DETR ResNet-50，91 个 COCO 类别编号；COCO val2017 上 AP 42.0）"),
     "coco.first": ("Detect objects first.", "请先检测对象。"),
     "coco.no_object": ("Choose a detected object first.", "请先选择一个检测到的对象。"),
     "coco.layer_n": ("decoder layer {n}", "解码器第 {n} 层"),

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import gradio as gr
 
 from convformer.config import FUSIONS, MERGES, ConvFormerConfig
+from convformer.messages import shown
 from convformer.presets import PRESETS, SHAPES_PRESETS
 
 RANDOM_CLASSES = 10
@@ -81,19 +82,21 @@ class Controls:
         the controls do not show (pool, mean, std); a preset of another fusion stage gives way to that
         stage's tiny one."""
         if self.fusion not in FUSIONS:
-            raise gr.Error(f"fusion={self.fusion!r} is not allowed: expected one of {', '.join(FUSIONS)}")
+            raise gr.Error(f"fusion={shown(self.fusion)} is not allowed: expected one of {', '.join(FUSIONS)}")
         base = ALL_PRESETS[self.preset] if str(self.preset) in ALL_PRESETS and \
             ALL_PRESETS[self.preset].fusion == self.fusion else PRESETS[f"convformer_{self.fusion}_tiny"]
         try:
             ratio = float(self.mlp_ratio)
         except (TypeError, ValueError, OverflowError):
-            raise gr.Error(f"mlp_ratio={self.mlp_ratio!r} is not allowed: expected a number") from None
+            raise gr.Error(f"mlp_ratio={shown(self.mlp_ratio)} is not allowed: expected a number") from None
         try:
             cfg = base.replace(
                 img_size=_int("img_size", self.img_size), embed_dim=_int("embed_dim", self.embed_dim),
                 depth=_int("depth", self.depth), num_heads=_int("num_heads", self.num_heads), mlp_ratio=ratio,
                 patch_size=_int("patch_size", self.patch_size), conv_widths=_ints("conv_widths", self.conv_widths),
                 conv_depths=_ints("conv_depths", self.conv_depths), merge=self.merge, num_classes=num_classes)
+        except gr.Error:  # _int / _ints: already the message (str() of a gr.Error is its repr)
+            raise
         except (ValueError, TypeError) as e:  # the library's own check names the field
             raise gr.Error(str(e)) from None
         return cfg
@@ -168,7 +171,7 @@ def _int(name: str, value: Any) -> int:
     except (TypeError, ValueError, OverflowError):
         number = math.nan
     if not number.is_integer():
-        raise gr.Error(f"{name}={value!r} is not allowed: expected a whole number")
+        raise gr.Error(f"{name}={shown(value)} is not allowed: expected a whole number")
     return int(number)
 
 

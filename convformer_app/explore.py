@@ -34,7 +34,7 @@ HEAD_FUSIONS = ("mean", "max", "min")
 PREDICT_OUTPUTS = ("label", "notice", "stats", "maps_note", "rollout", "patch", "query", "blocks", "heads",
                    "channels", "cam", "table", "diagram", "run", "point", "block", "head", "stage", "cam_target",
                    "cam_layer", "cam_note",
-                   "caution")
+                   "caution", "relevance", "relevance_note")
 # what a change of fusion stage, preset, weights or checkpoint sets: every control but the uploaded file, and
 # the notice (explore_page.py maps these names to its components)
 SETTABLE = tuple(n for n in Controls.names() if n != "checkpoint")
@@ -72,7 +72,7 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
             gr.update(choices=[(text("cam.predicted"), PREDICTED), *r.classes],
                       value=cam_target if cam_target in r.classes else PREDICTED),
             gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r),
-            caution(image, weights))
+            caution(image, weights), views.relevance_picture(r), views.relevance_note(r))
 
 
 def caution(image: str | None, weights: Weights) -> str:
@@ -166,8 +166,8 @@ def preview(image: str | None) -> tuple[Image.Image | None, str]:
     try:
         shown = session.picture(image)
     except gr.Error as e:
-        gr.Warning(i18n.translate(e.message))
-        return None, f"⚠ **{i18n.translate(e.message)}**"
+        gr.Warning(i18n.translate(e.message))  # a toast: escaped as every toast is (route_guards)
+        return None, f"⚠ **{views.plain(i18n.translate(e.message), 600)}**"
     scale = views.DISPLAY / max(shown.size)  # small images are enlarged so they can be seen
     return shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),
                         Image.Resampling.BICUBIC), ""
@@ -207,15 +207,16 @@ def check_config(controls: Controls, trained: str | None = None) -> str:
     """A one-line verdict on the controls, shown next to them: what the model will be, or what is wrong."""
     weights = resolve(controls, trained)
     if weights.kind == "imagenet":
-        return i18n.translate(weights.problem) if weights.problem else text("config.imagenet", fusion=controls.fusion)
+        return views.plain(i18n.translate(weights.problem), 600) if weights.problem else \
+            text("config.imagenet", fusion=views.plain(controls.fusion, 40))
     if weights.fixes_architecture:
         return text("config.fixed_trained") if weights.kind == "trained" else \
-            text("config.fixed_bundled", fusion=controls.fusion)
+            text("config.fixed_bundled", fusion=views.plain(controls.fusion, 40))
     try:
         cfg = session.model_config(controls, Weights("random", "")) if weights.kind != "upload" else \
             session.model_config(controls, weights)
     except gr.Error as e:
-        return text("config.impossible", detail=i18n.translate(e.message))
+        return text("config.impossible", detail=views.plain(i18n.translate(e.message), 600))
     (h, w), cls = cfg.grid_size(), text("config.cls") if cfg.pool == "cls" else ""
     grid = text("config.grid", h=h, w=w, tokens=h * w, cls=cls) if cfg.uses_transformer else ""
     return text("config.ok", fusion=cfg.fusion, params=views.human(session.param_count(cfg)), grid=grid)
@@ -299,28 +300,39 @@ def link(controls: Controls) -> str:
 
 
 # ---- the code ------------------------------------------------------------------------------------------
-CODE_DIR = Path(tempfile.gettempdir()) / "convformer_code"  # one file per distinct source: bounded by configs
+CODE_DIR = Path(tempfile.gettempdir()) / "convformer_code"  # one folder per distinct source, pruned by prune_code
+CODE_BUDGET = 32 * 2**20   # bytes of written files kept at once; older ones are deleted first
+CODE_TTL_S = 3600.0        # a file is kept at most this long (Gradio has copied it to its cache by then)
 
 
 @spread
 def code(controls: Controls, trained: str | None = None) -> tuple[str, str]:
     """The model the controls describe as ONE PyTorch file (convformer.export: torch + stdlib, the same
-    state_dict as the library's model): (the source, the path of a file to download)."""
+    state_dict as the library's model): (the source, the path of a file to download). Written from the
+    configuration alone (convformer.export builds its skeleton on the meta device): no weights are loaded or
+    built, whatever the size; a checkpoint gives its configuration and class names from its header."""
     weights = resolve(controls, trained)
     if weights.kind == "imagenet":
         raise gr.Error(text("code.imagenet"))
     cfg = session.model_config(controls, weights)
-    loaded = session.load(weights, cfg)
     if weights.kind == "random":
-        name, command, classes = f"{controls.preset} (random weights)", command_for(cfg), None
+        preset = controls.preset if controls.preset in ALL_PRESETS else "custom configuration"
+        name, command, classes = f"{preset} (random weights)", command_for(cfg), None
     else:  # a checkpoint: its file name only (no server path), and its class names
         file = weights.path.name if weights.path else "checkpoint.safetensors"
         name, command = f"{file} ({weights.kind} weights)", f"python -m convformer code --checkpoint {file}"
-        classes = loaded.classes
-    source = export(loaded.model, name=name, command=command, classes=classes)
+        classes = weights.meta.get("classes") or None
+    source = export(cfg, name=name, command=command, classes=classes)
     folder = CODE_DIR / hashlib.sha256(source.encode()).hexdigest()[:16]
     path = folder / f"convformer_{cfg.fusion}.py"
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(source)
+        prune_code(keep=folder)
     return source, str(path)
+
+
+def prune_code(keep: Path | None = None) -> list[Path]:
+    """The janitor's task for /code's files (and run after each new one): folders older than CODE_TTL_S, then
+    the oldest while all hold more than CODE_BUDGET bytes; `keep` (the file just written) stays."""
+    return safety.prune_runs(CODE_DIR, CODE_BUDGET, CODE_TTL_S, active=[keep] if keep else ())

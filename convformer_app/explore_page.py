@@ -8,7 +8,7 @@ import gradio as gr
 
 from convformer.config import FUSIONS, MERGES
 
-from . import coco_page, explore, i18n, session
+from . import coco_page, explore, i18n, session, trust_page
 from .controls import ALL_PRESETS, RANGES, Controls
 from .i18n import tr
 from .weights import WEIGHTS, defaults, resolve
@@ -130,6 +130,10 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                                     elem_id="cam-layer")
             cam_note = gr.Markdown(elem_id="cam-note")
             cam = gr.Image(label=tr("cam.image"), interactive=False, format="jpeg", elem_id="cam")
+        with gr.Tab(tr("tab.relevance")):
+            gr.Markdown(tr("relevance.explain"))
+            relevance_note = gr.Markdown(elem_id="relevance-note")
+            relevance = gr.Image(label=tr("relevance.image"), interactive=False, format="jpeg", elem_id="relevance")
         with gr.Tab(tr("tab.shapes")):
             gr.Markdown(tr("shapes.explain"))
             diagram = gr.HTML(elem_id="diagram")
@@ -150,10 +154,12 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                  num_heads=num_heads, mlp_ratio=mlp_ratio, patch_size=patch_size, conv_widths=conv_widths,
                  conv_depths=conv_depths, merge=merge, weights=weights, checkpoint=checkpoint)
     controls = [parts[k] for k in Controls.names()]
+    trust_page.build(image, controls, trained, resize)  # Which map to trust? (an accordion under the maps)
     named = dict(parts, label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout,
                  patch=patch, query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table,
                  diagram=diagram, run=run_state, point=point, block=block, head=head, stage=stage,
-                 cam_target=cam_target, cam_layer=cam_layer, cam_note=cam_note, caution=caution)
+                 cam_target=cam_target, cam_layer=cam_layer, cam_note=cam_note, caution=caution,
+                 relevance=relevance, relevance_note=relevance_note)
     set_controls = [named[k] for k in explore.CONTROL_OUTPUTS]
 
     predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, cam_layer, trained, resize]

@@ -616,6 +616,146 @@ TEXT: dict[str, tuple[str, str]] = {
                       "img_size={size} 会产生 {tokens} 个词元（上限 {limit}）；请使用更大的步幅或更小的图像"),
     "reason.activations": ("at img_size={size} the conv stages would hold ~{m} M activations per image (limit {limit} M)",
                            "在 img_size={size} 下，卷积阶段每张图像约有 {m} M 个激活值（上限 {limit} M）"),
+    # ---- limits of round three (issue 28): the details of "This image / checkpoint / dataset cannot be used" ----
+    "reason.jpeg_scans": ("the JPEG has {n} scans; the limit is {limit} (photos have 1 to about 12): save it again "
+                          "as a baseline JPEG or PNG",
+                          "这张 JPEG 有 {n} 个扫描段，上限是 {limit}（照片一般只有 1 到 12 个）：请另存为基线 JPEG 或 PNG"),
+    "reason.header_size": ("the ConvFormer header is nested too deeply or too large: it holds {n} objects and lists; "
+                           "the limit is {limit}",
+                           "ConvFormer 头部嵌套过深或过大：含有 {n} 个对象和列表，上限是 {limit}"),
+    "reason.header_values": ("the ConvFormer header holds {n} values; the limit is {limit}",
+                             "ConvFormer 头部含有 {n} 个值，上限是 {limit}"),
+    "reason.class_folder": ("class folder {name} has a name of {n} characters; the limit is {limit} (the checkpoint "
+                            "stores class names)",
+                            "类别文件夹 {name} 的名称有 {n} 个字符，上限是 {limit}（检查点会保存类别名称）"),
+    "reason.zip_depth": ("zip entry {name} is {n} folders deep; the limit is {limit}",
+                         "zip 条目 {name} 位于 {n} 层文件夹之下，上限是 {limit}"),
+    # ---- Explore: which map to trust (convformer_app/trust.py) ----
+    "tab.relevance": (
+        "Relevance (Chefer et al.)",
+        "相关性（Chefer 等）"),
+    "relevance.explain": (
+        "Class-specific relevance (Chefer et al. 2021): each block's attention weighted by the gradient of "
+        "the explained class, negative parts dropped, heads averaged, and accumulated over the blocks. Unlike"
+        " rollout it depends on the class (choose it under Grad-CAM); unlike Grad-CAM it reads the attention."
+        " Which map to trust? The accordion below scores them all on this image.",
+        "类别特定的相关性（Chefer 等，2021）：每个块的注意力按所解释类别的梯度加权，去掉负的部分，对各头取平均，再在各块之间累积。与 rollout 不同，它取决于类别（在 Grad-CAM "
+        "下选择）；与 Grad-CAM 不同，它读取的是注意力。该相信哪张图？下面的折叠面板会在这张图像上给它们全部打分。"),
+    "relevance.image": (
+        "Relevance",
+        "相关性"),
+    "relevance.note": (
+        "Relevance of {cls} over the `{grid}` token grid ({h} x {w}).",
+        "{cls} 在 `{grid}` 词元网格（{h} x {w}）上的相关性。"),
+    "relevance.none": (
+        "No relevance map: this model has no attention.",
+        "没有相关性图：这个模型没有注意力。"),
+    "trust.title": (
+        "Which map to trust?",
+        "该相信哪张图？"),
+    "trust.explain": (
+        "Each map claims to show what the prediction rests on. Here they are tested on this image: "
+        "**deletion** removes the pixels a map ranks highest first (replaced by the mean colour) and watches "
+        "the predicted class's probability fall (lower area is better); **insertion** adds them onto the mean"
+        " colour and watches it rise (higher is better). A random map is the floor. On a bundled Shapes "
+        "example the object's mask is known: the **pointing game** asks whether the map's peak lies on the "
+        "object, **mask IoU** how well the map (above its mean) covers it. The **sanity check** re-draws the "
+        "weights from the head down: a map that stays the same is not explaining the model.",
+        "每张图都声称展示了预测所依据的区域。这里在这张图像上检验它们：**删除**先去掉图中排名最高的像素（换成平均颜色），观察预测类别的概率下降（曲线下面积越低越好）；**插入**把这些像素加回到平均颜色上"
+        "，观察概率上升（越高越好）。随机图是底线。对内置的 Shapes 示例，物体的掩码是已知的：**指向游戏**看图的峰值是否落在物体上，**掩码 IoU** "
+        "看图（高于其均值的部分）覆盖物体的程度。**合理性检查**从分类头开始逐层重新随机化权重：保持不变的图并没有在解释模型。"),
+    "trust.run": (
+        "Score the maps",
+        "为各张图打分"),
+    "trust.sanity_run": (
+        "Sanity check (re-draws the weights)",
+        "合理性检查（重新随机化权重）"),
+    "trust.deletion_plot": (
+        "Deletion",
+        "删除"),
+    "trust.insertion_plot": (
+        "Insertion",
+        "插入"),
+    "trust.table": (
+        "Scores on this image",
+        "这张图像上的得分"),
+    "trust.sanity_table": (
+        "Sanity check",
+        "合理性检查"),
+    "trust.chart_deletion": (
+        "Deletion: most relevant pixels removed first",
+        "删除：先去掉最相关的像素"),
+    "trust.chart_insertion": (
+        "Insertion: most relevant pixels added first",
+        "插入：先加入最相关的像素"),
+    "trust.chart_x": (
+        "share of pixels changed",
+        "已改变的像素比例"),
+    "trust.chart_y": (
+        "probability of {cls}",
+        "{cls} 的概率"),
+    "trust.col_method": (
+        "map",
+        "图"),
+    "trust.col_deletion": (
+        "deletion AUC (lower is better)",
+        "删除 AUC（越低越好）"),
+    "trust.col_insertion": (
+        "insertion AUC (higher is better)",
+        "插入 AUC（越高越好）"),
+    "trust.col_pointing": (
+        "pointing game",
+        "指向游戏"),
+    "trust.col_iou": (
+        "mask IoU",
+        "掩码 IoU"),
+    "trust.col_spearman": (
+        "Spearman ρ with the original (mean over the cascade)",
+        "与原图的 Spearman ρ（级联平均）"),
+    "trust.col_sanity": (
+        "verdict",
+        "结论"),
+    "trust.hit": (
+        "on the object",
+        "在物体上"),
+    "trust.miss": (
+        "off the object",
+        "不在物体上"),
+    "trust.changes": (
+        "changes with the weights: passes",
+        "随权重变化：通过"),
+    "trust.same": (
+        "barely changes: fails",
+        "几乎不变：未通过"),
+    "trust.none": (
+        "This model has no map to score.",
+        "这个模型没有可评分的图。"),
+    "trust.verdict": (
+        "**Trust {best} on this image:** removing the pixels it ranks highest lowers the probability of {cls}"
+        " fastest and adding them back restores it fastest (insertion minus deletion AUC {gain}, a random map"
+        " {floor}){where}.",
+        "**在这张图像上可以相信 {best}**：去掉它排名最高的像素时 {cls} 的概率下降最快，把它们加回时恢复最快（插入 AUC 减删除 AUC 为 {gain}，随机图为 "
+        "{floor}）{where}。"),
+    "trust.verdict_none": (
+        "**Trust none of these maps on this image:** none moves the probability of {cls} clearly more than a "
+        "random map does (insertion minus deletion AUC of a random map: {floor}).",
+        "**在这张图像上这些图都不可信**：没有一张图对 {cls} 概率的影响明显超过随机图（随机图的插入 AUC 减删除 AUC：{floor}）。"),
+    "trust.on_object": (
+        ", and its peak lies on the object",
+        "，而且它的峰值落在物体上"),
+    "trust.off_object": (
+        ", though its peak lies off the object",
+        "，但它的峰值不在物体上"),
+    "trust.branch": (
+        "{branch} {share} of the logit (deletion AUC of its map, {method}: {deletion})",
+        "{branch} 占 logit 的 {share}（其图 {method} 的删除 AUC：{deletion}）"),
+    "trust.branches": (
+        "Late fusion, which branch the prediction rests on: {parts}.",
+        "后期融合，预测依赖哪个分支：{parts}。"),
+    "trust.imagenet": (
+        "The map scores are for the models trained here; the ImageNet references are too large to score on "
+        "this server.",
+        "图的评分只针对这里训练的模型；ImageNet 参考模型太大，无法在这台服务器上评分。"),
 }
 
 
@@ -703,45 +843,105 @@ def lang_of(request: gr.Request | None) -> str:
 
 
 # ---- messages that arrive in English (the library's): recognised by pattern, values kept --------------
-def _pattern(template: str) -> tuple[re.Pattern, int]:
-    """A template's English as a regex (each placeholder a lazy group; a repeated one must repeat), and the
-    length of its literal text (longer literals are tried first: they are more specific)."""
-    parts, seen, literal = [], set(), 0
+# No regular expression touches a message: a template is its literal parts, found with str.find from left to
+# right (a quoted value is skipped to its closing quote first), so matching costs O(patterns x length) with
+# no backtracking; and a message is cut (`shorten`) before any matching: a value that came from a client
+# (a 12 KB "=a=a..." sent as a hyperparameter) cannot make the server work on it.
+TRANSLATE_CHARS = 1000  # a message is cut to this before it is matched
+WORD_CHARS = 120        # an unbroken run of characters longer than this keeps its start and its last two
+
+
+Template = tuple[str, tuple[tuple[str, str], ...], int]  # (first literal, ((name, literal after it), ...), literal length)
+
+
+def _template(template: str) -> Template:
+    """A template's English as its literal parts: the text before the first placeholder, then (placeholder,
+    the text after it) pairs; and the length of its literal text (longer literals are tried first)."""
+    head, rest, literal = "", [], 0
     for text_part, name, _, _ in string.Formatter().parse(template):
-        parts.append(re.escape(text_part))
         literal += len(text_part)
+        if rest:
+            rest[-1] = (rest[-1][0], rest[-1][1] + text_part)
+        else:
+            head += text_part
         if name is not None:
-            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
-            seen.add(name)
-    return re.compile("".join(parts) + r"\Z", re.S), literal
+            rest.append((name, ""))
+    return head, tuple(rest), literal
+
+
+def shorten(message: str, limit: int = TRANSLATE_CHARS) -> str:
+    """`message` on one line, each unbroken run over WORD_CHARS characters cut to its start, an ellipsis and
+    its last two characters (a closing quote stays), the whole at most `limit` characters. Linear."""
+    words = []
+    for word in str(message).split():
+        words.append(word if len(word) <= WORD_CHARS else f"{word[:WORD_CHARS // 2]}…{word[-2:]}")
+    text = " ".join(words)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _fill(template: Template, message: str) -> dict[str, str] | None:
+    """The values that make `template` read `message` (each at least one character; a repeated placeholder
+    the same each time), or None. Left to right, each literal found once: no backtracking."""
+    head, rest, _ = template
+    if not rest:
+        return {} if message == head else None
+    if not message.startswith(head):
+        return None
+    values: dict[str, str] = {}
+    pos = len(head)
+    for i, (name, literal) in enumerate(rest):
+        if i == len(rest) - 1:  # the last value runs to the literal that ends the message
+            end = len(message) - len(literal)
+            if end <= pos or not message.endswith(literal):
+                return None
+        else:
+            end = -1
+            quote = message[pos] if pos < len(message) and message[pos] in "'\"" else ""
+            if quote:  # a quoted value ends at its closing quote
+                end = message.find(quote + literal, pos + 1)
+                end = end + 1 if end >= 0 else -1
+            if end < 0:
+                end = message.find(literal, pos + 1)
+            if end < 0:
+                return None
+        value = message[pos:end]
+        if values.setdefault(name, value) != value:
+            return None
+        pos = end + len(literal)
+    return values
 
 
 # what `translate` recognises: texts with values, sentences, the library's shape-table notes and fit phrases
-_PATTERNS = sorted(((key, *_pattern(en)) for key, (en, _) in TEXT.items()
+_PATTERNS = sorted(((key, _template(en)) for key, (en, _) in TEXT.items()
                     if ("{" in en or len(en) >= 20 or key.startswith(("note.", "fit.", "reason.")))
-                    and len(re.findall(r"[A-Za-z]", re.sub(r"\{\w+\}", "", en))) >= 2), key=lambda k: -k[2])
+                    and len(re.findall(r"[A-Za-z]", re.sub(r"\{\w+\}", "", en))) >= 2), key=lambda k: -k[1][2])
 
 
 def match(message: str) -> tuple[str, dict[str, str]] | None:
     """(key, values) of the catalogue's English text that `message` is, or None."""
-    for key, pattern, _ in _PATTERNS:
-        found = pattern.match(message)
-        if found:
-            return key, found.groupdict()
+    for key, template in _PATTERNS:
+        found = _fill(template, message)
+        if found is not None:
+            return key, found
     return None
 
 
 def translate(message: str, lang: str | None = None) -> str:
     """`message` (English, e.g. a library error) in `lang` (default: the request's), values kept; parts it
-    does not know stay as they are."""
+    does not know stay as they are. The message is cut first (`shorten`), in every language."""
+    message = shorten(message) if message else message
     chosen = lang or LANG.get()
     if chosen == LANGS[0] or not message:
         return message
-    found = match(message)
+    return _translated(message, chosen, 3)
+
+
+def _translated(message: str, lang: str, depth: int) -> str:
+    found = match(message) if depth else None
     if found is None:
         return message
     key, values = found
-    return text(key, chosen, **{k: translate(v, chosen) for k, v in values.items()})
+    return text(key, lang, **{k: _translated(v, lang, depth - 1) for k, v in values.items()})
 
 
 # ---- handlers that answer in the page's language -------------------------------------------------------

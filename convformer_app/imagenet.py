@@ -90,13 +90,12 @@ def measured(image: str | None, fusion: str, cam_target: str = PREDICTED,
     shown = session.picture(image)
     loaded = load(fusion)
     model = loaded.model
-    cam: int | str | None = None if fusion == "vit" else "pred"  # DeiT has no conv layer to explain
-    if cam is not None and cam_target in loaded.classes:
-        cam = loaded.classes.index(cam_target)
+    explained = session.explained_class(loaded.classes, cam_target)
+    cam = None if fusion == "vit" else explained  # DeiT has no conv layer to explain
     x = preprocess(shown, model).to(session.DEVICE)
     with loaded.lock:
         layers = conv_layers(model)
-        result, latency = session._compute(model, x, cam, [cam_layer] if cam_layer in layers else None)
+        result, latency = session._compute(model, x, cam, [cam_layer] if cam_layer in layers else None, explained)
     grids = {b: (g.h, g.w, g.prefix) for b in result.attentions if (g := result.grid_of(b)) is not None}
     rollout = result.rollout_blocks()
     acts = {}
@@ -111,7 +110,7 @@ def measured(image: str | None, fusion: str, cam_target: str = PREDICTED,
                grid=grids[rollout[-1]] if rollout else None, channels=acts,
                cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()},
                cam_class=loaded.classes[int(result.cam_class[0])] if result.cam_class is not None else None,
-               shapes=result.shapes,
+               shapes=result.shapes, **session.relevance_fields(result, loaded.classes),
                stats=views.stats_markdown(result.params, result.flops, latency, session.device_name(), size),
                conv_layers=list(result.activations) if cam is not None else [],
                grids=grids, rollout=rollout, notes=[REFERENCES[fusion].attention, *result.notes]), latency

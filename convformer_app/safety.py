@@ -33,6 +33,7 @@ from PIL import Image
 
 from convformer.messages import one_line, shown
 
+from . import route_guards
 from .views import clean
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ def message(error: BaseException | None) -> str:
 
 def _payload(error: BaseException | None, show_error: bool) -> dict[str, Any]:
     content = _ORIGINAL(error, show_error)
-    content["error"] = message(error)
+    content["error"] = route_guards.as_text(message(error))  # the toast renders HTML: a value shows as text
     content.setdefault("visible", True)
     return content
 
@@ -304,6 +305,8 @@ def install_messages() -> None:
     import gradio.queueing
     import gradio.routes
     import gradio.utils
+
+    route_guards.install()  # Gradio's routes: bodies capped, malformed requests one line, toasts escaped
     gradio.utils.error_payload = _payload
     gradio.queueing.error_payload = _payload
     for module in (gradio.queueing, gradio.routes, gradio.utils):

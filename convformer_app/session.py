@@ -144,37 +144,54 @@ class Loaded:
     lock: threading.Lock = field(default_factory=threading.Lock)  # inspect() hooks the model: one at a time
 
 
-class ModelCache:
-    """At most `size` models, least recently used dropped first; a model is built once per key."""
+def model_bytes(item: object) -> int:
+    """Bytes a cached model holds: its parameters and buffers (0 for anything that is not a Loaded)."""
+    model = getattr(item, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return 0
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
-    def __init__(self, size: int = 4):
+
+class ModelCache:
+    """At most `size` models and `budget` bytes of them (`model_bytes`), least recently used dropped first; a
+    model is built once per key. A model larger than the whole budget is built for its request, not kept."""
+
+    def __init__(self, size: int = 4, budget: int | None = None, size_of: Callable[[object], int] = model_bytes):
         self.size, self.builds = size, 0
-        self._items: OrderedDict[tuple, Loaded] = OrderedDict()
+        self.budget, self.size_of, self.nbytes = budget, size_of, 0
+        self._items: OrderedDict[tuple, tuple[Loaded, int]] = OrderedDict()
         self._lock, self._build_lock = threading.Lock(), threading.Lock()
 
     def get(self, key: tuple, build: Callable[[], Loaded]) -> Loaded:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return self._items[key][0]
         with self._build_lock:  # one build at a time: each key once, and seeded init is not interleaved
             with self._lock:
                 if key in self._items:
-                    return self._items[key]
+                    return self._items[key][0]
             item = build()  # outside self._lock: a slow build does not block cached requests
+            nbytes = self.size_of(item)
             with self._lock:
-                self._items[key] = item
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
                 self.builds += 1
+                if self.budget is not None and nbytes > self.budget:
+                    return item  # used by this request only
+                self._items[key] = (item, nbytes)
+                self.nbytes += nbytes
+                while len(self._items) > self.size or (self.budget is not None and self.nbytes > self.budget):
+                    _, (_, old) = self._items.popitem(last=False)
+                    self.nbytes -= old
         return item
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.nbytes = 0
 
 
-CACHE = ModelCache(int(os.environ.get("CONVFORMER_MODEL_CACHE", "4")))
+CACHE = ModelCache(int(os.environ.get("CONVFORMER_MODEL_CACHE", "4")),
+                   int(float(os.environ.get("CONVFORMER_MODEL_CACHE_MB", "768")) * 2**20))
 
 
 def check_budget(cfg: ConvFormerConfig) -> None:
@@ -289,6 +306,8 @@ class Run:
     grids: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # block -> (h, w, prefix)
     rollout: list[str] = field(default_factory=list)  # the blocks rollout multiplies (one grid); empty: all
     notes: list[str] = field(default_factory=list)    # what the attention maps are, said beside them
+    relevance: dict[str, np.ndarray] = field(default_factory=dict)  # token grid -> Chefer relevance (h, w) in [0, 1]
+    relevance_class: str | None = None
 
 
 LATENCY_RUNS = 9          # timed forwards per request (after one untimed warm-up; at least 3), unless ...
@@ -296,13 +315,26 @@ LATENCY_BUDGET_S = 0.25   # ... they take longer than this together
 
 
 @gpu
-def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None, layers: list[str] | None = None):
+def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None, layers: list[str] | None = None,
+             relevance: int | str | None = None):
     """Inspect (one forward, plus the backward Grad-CAM needs), then time the plain forward pass of this
     request: one untimed warm-up (the inspection ran another path: hooks, manual attention), then 3 to
     LATENCY_RUNS timed runs within LATENCY_BUDGET_S: their median and quartiles (`convformer.timing`). Only the
-    model and tensors go in, so ZeroGPU can run this in its worker."""
-    result = inspect(model, x, cam_class=cam, cam_layers=layers)
+    model and tensors go in, so ZeroGPU can run this in its worker. `relevance`: the class Chefer et al.'s
+    relevance explains (None: none)."""
+    result = inspect(model, x, cam_class=cam, cam_layers=layers, relevance_class=relevance)
     return result, forward_latency(model, x, LATENCY_RUNS, LATENCY_BUDGET_S)
+
+
+def explained_class(classes: list[str], cam_target: str) -> int | str:
+    """The class Grad-CAM and relevance explain: the chosen one's index, else "pred" (the predicted class)."""
+    return classes.index(cam_target) if cam_target in classes else "pred"
+
+
+def relevance_fields(result, classes: list[str]) -> dict:
+    """A Run's relevance and the class it explains, from one inspection."""
+    return {"relevance": {k: viz.to_numpy(v[0]) for k, v in result.relevance.items()},
+            "relevance_class": classes[int(result.relevance_class[0])] if result.relevance_class is not None else None}
 
 
 def run(image: str | None, controls: Controls, weights: Weights, cam_target: str = PREDICTED,
@@ -319,15 +351,15 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
     shown = picture(image)
     loaded = load(weights, model_config(controls, weights))
     model = loaded.model
-    cam: int | str | None = "pred" if model.config.uses_conv else None
-    if cam is not None and cam_target in loaded.classes:
-        cam = loaded.classes.index(cam_target)
+    explained = explained_class(loaded.classes, cam_target)
+    cam = explained if model.config.uses_conv else None
     layers = conv_layers(model)
     try:
         fitted = fit(shown.size, model, resize)
         x = preprocess(shown, model, resize)
         with loaded.lock:  # inspect() hooks the model: one request at a time per model
-            result, latency = _compute(model, x, cam, [cam_layer] if cam_layer in layers else None)
+            result, latency = _compute(model, x, cam, [cam_layer] if cam_layer in layers else None,
+                                       explained if model.config.uses_transformer else None)
     except torch.OutOfMemoryError:
         raise gr.Error("The model ran out of memory on this device: choose a smaller configuration.") from None
     branch, tg = next(iter(result.token_grid.items()), (None, None))
@@ -343,6 +375,6 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
                attentions={k: viz.to_numpy(v[0]).astype(np.float16) for k, v in result.attentions.items()},
                grid=(tg.h, tg.w, tg.prefix) if tg else None, channels=acts,
                cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()}, cam_class=cam_class, conv_layers=layers,
-               shapes=result.shapes,
+               shapes=result.shapes, **relevance_fields(result, loaded.classes),
                stats=views.stats_markdown(result.params, result.flops, latency, device_name(), size)
                + i18n.text("stats.input", detail=i18n.translate(fitted.message())))

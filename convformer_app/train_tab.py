@@ -336,7 +336,7 @@ def train(dataset: str = "shapes", upload: str | None = None, epochs: float = R.
                            f"{lim.max_jobs}); try again in a minute.")
         job = JOBS[owner] = Job(Path(tempfile.mkdtemp(prefix="run-", dir=run_root())))
     prune()  # older runs make room for this one within the disk budget
-    name = text("train.builtin") if dataset == "shapes" else f"`{Path(upload).name}`"
+    name = text("train.builtin") if dataset == "shapes" else f"`{views.code_span(Path(upload).name, 120)}`"
     job.dataset = name
     job.fusion = cfg.fusion
     if dataset == "shapes":
@@ -614,7 +614,7 @@ def after_cancel(request: gr.Request = None) -> tuple:
         return (gr.skip(),) * len(TRAIN_OUTPUTS)
     job.thread.join(timeout=120)
     if job.error:
-        return (f"■ {i18n.translate(job.error)}", gr.skip(), gr.skip(), None, gr.skip())  # written in English by the training thread
+        return (f"■ {views.plain(i18n.translate(job.error), 600)}", gr.skip(), gr.skip(), None, gr.skip())  # written in English by the training thread
     if job.result is None:
         return (text("train.still_stopping"),) + (gr.skip(),) * 4
     return result(job)

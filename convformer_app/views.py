@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from convformer import axes, viz
 from convformer.inspection import ShapeRow, human
+from convformer.messages import one_line
 from convformer.model import LAYOUTS
 from convformer.timing import Latency, rounded
 
@@ -31,8 +32,26 @@ def clean(error: BaseException | str) -> str:
     return re.sub(r"(/[\w.\-]+){2,}/?", lambda m: Path(m.group(0)).name or "<path>", str(error))
 
 
+_MARKDOWN = re.compile(r"([\\`\[\]!|$~])")  # what makes a link, an image, code, a table or a formula
+_BARE_LINK = re.compile(r"(?i)(?<=www)\.|(?<=:)//")  # what GitHub-flavoured Markdown turns into a link by itself
+
+
+def plain(value: object, limit: int = 200) -> str:
+    """Text from outside (a class name, a file name, a value from a URL, a refusal that repeats one) as it must
+    meet Markdown or HTML: on one line, cut to `limit` characters, HTML escaped and what makes Markdown a link,
+    an image, code or a formula backslash-escaped (a bare `https://` or `www.` too), so a link or a password
+    form shows as the characters it is. Emphasis marks are left: at worst they change the text's weight."""
+    text = _MARKDOWN.sub(r"\\\1", one_line(str(value), limit))
+    return html.escape(_BARE_LINK.sub(lambda m: "\\" + "\\".join(m.group(0)), text), quote=False)
+
+
+def code_span(value: object, limit: int = 200) -> str:
+    """Text from outside inside a Markdown `code span` (which shows its content as text): no backtick."""
+    return one_line(str(value), limit).replace("`", "'")
+
+
 def classes_text(classes: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(classes[:limit])
+    shown = ", ".join(plain(c) for c in classes[:limit])
     return shown + (text("notice.more", n=len(classes)) if len(classes) > limit else "")
 
 
@@ -43,15 +62,15 @@ def weights_notice(kind: str, meta: dict, name: str = "", reason: str = "") -> s
     if kind == "random":
         return text("notice.random", why=f"{space}{reason}" if reason else "")
     classes = list(meta.get("classes") or [])
-    dataset = meta.get("dataset") or text("notice.unnamed")
-    if dataset == "shapes":
+    dataset = plain(meta.get("dataset")) if meta.get("dataset") else text("notice.unnamed")
+    if meta.get("dataset") == "shapes":
         dataset = text("notice.shapes")
     metrics = meta.get("metrics") or {}
     scores = [text(key, acc=f"{metrics[name]:.1%}") for name, key in (("test_acc", "notice.score_test"),
                                                                     ("val_acc", "notice.score_val"))
               if isinstance(metrics.get(name), (int, float))]
     who = text({"bundled": "notice.who_bundled", "trained": "notice.who_trained"}.get(kind, "notice.who_upload"))
-    out = text("notice.weights", who=who, name=name, dataset=dataset)
+    out = text("notice.weights", who=who, name=code_span(name), dataset=dataset)
     out += text("notice.classes", n=len(classes), names=classes_text(classes)) if classes else ""
     out += text("notice.scores", scores=text("list.sep").join(scores)) if scores else text("notice.end")
     if classes:
@@ -282,6 +301,22 @@ def cam_picture(run) -> Image.Image | None:
     if not run.cam:
         return None
     return viz.overlay(run.display, next(iter(run.cam.values())))
+
+
+def relevance_picture(run) -> Image.Image | None:
+    """Chefer et al.'s class-specific relevance over the token grid, overlaid on the image (None without attention)."""
+    if not run.relevance:
+        return None
+    return viz.overlay(run.display, next(iter(run.relevance.values())))
+
+
+def relevance_note(run) -> str:
+    """One line under the relevance map: which grid and class it explains, or why there is none."""
+    if not run.relevance:
+        return text("relevance.none")
+    grid = next(iter(run.relevance))
+    h, w = next(iter(run.relevance.values())).shape
+    return text("relevance.note", cls=html.escape(run.relevance_class or ""), grid=grid, h=h, w=w)
 
 
 def cam_note(run) -> str:

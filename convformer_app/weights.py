@@ -14,6 +14,7 @@ from typing import Any
 
 from convformer.checkpoint import CheckpointError, bundled_checkpoint, read_info
 from convformer.config import FUSIONS, ConvFormerConfig
+from convformer.messages import one_line
 
 from . import i18n, views
 from .controls import ALL_PRESETS, Controls, hparams
@@ -62,7 +63,7 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
     if kind == "bundled":
         path = bundled_checkpoint(fusion) if fusion in FUSIONS else None
         if path is None:
-            return _random(f"No trained checkpoint is bundled for **{fusion}** fusion yet, so it runs with "
+            return _random(f"No trained checkpoint is bundled for **{views.plain(fusion, 40)}** fusion yet, so it runs with "
                            "random initialisation.")
         return _checkpoint("bundled", path, "The bundled checkpoint cannot be used")
     if kind == "trained":
@@ -94,7 +95,7 @@ def _random(reason: str) -> Weights:
 
 def _problem(kind: str, message: str) -> Weights:
     message = i18n.translate(message)  # the page's language (English for the API)
-    return Weights(kind, f"⚠ **{message}**", problem=message)
+    return Weights(kind, f"⚠ **{views.plain(message, 600)}**", problem=message)
 
 
 def _checkpoint(kind: str, path: Path, cannot: str) -> Weights:
@@ -120,5 +121,13 @@ def preset_of(config: ConvFormerConfig) -> str | None:
 
 @functools.lru_cache(maxsize=32)
 def _header(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
-    """A checkpoint's header, read once per file version (size and mtime are part of the key)."""
-    return read_info(path)
+    """What the app reads of a checkpoint's header, read once per file version (size and mtime are part of
+    the key): its config, class names, dataset name and the two scores the notice shows. The rest of the
+    metadata is not kept (a header may hold up to 16 MB of it)."""
+    info = read_info(path)
+    meta = info.get("meta") or {}
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    dataset = meta.get("dataset")
+    slim = {"classes": meta.get("classes"), "dataset": one_line(dataset, 200) if isinstance(dataset, str) else None,
+            "metrics": {k: metrics[k] for k in ("test_acc", "val_acc") if isinstance(metrics.get(k), (int, float))}}
+    return {"config": info["config"], "meta": {k: v for k, v in slim.items() if v}}

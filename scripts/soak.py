@@ -49,10 +49,10 @@ VALID_IMAGES = ("rgb.png", "progressive.jpg", "exif_rotated.jpg", "16bit.png", "
                 "animated.gif", "rgba.png")
 BAD_IMAGES = ("empty.png", "text_renamed.png", "truncated.png", "corrupt.png", "1x1.png", "20000x20000.png",
               "declares_100000x100000.png", "html_renamed.png", "short_ihdr.png", "declares_40mp_float.tiff",
-              "long_name.png")
+              "long_name.png", "many_scans.jpg")
 BAD_CHECKPOINTS = ("pickle_disguised.safetensors", "huge_classifier.safetensors", "nested_header.safetensors",
                    "other_fusion.safetensors", "in_chans_4.safetensors", "degenerate_std.safetensors",
-                   "offsets_lie.safetensors", "header_length_lies.safetensors")
+                   "offsets_lie.safetensors", "header_length_lies.safetensors", "empty_objects.safetensors")
 OTHER_ATTACKS = ("embed_dim=100 heads=3", "depth=10^6", "image is a number", "depth is a word",
                  "1 MB fusion string", "1 MB weights string", "example index out of range", "compare split size",
                  "upload cut off")

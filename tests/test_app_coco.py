@@ -117,3 +117,12 @@ def test_the_app_starts_without_transformers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_detect_tasks_seam_gets_a_detections_like_value(hub):
+    """What issue 23's Detect views take (tasks/results.py: boxes, scores, labels, per-layer attention)."""
+    photo = Image.open(CAT).convert("RGB")
+    value, classes, notice = coco.found(photo, 0.7)
+    n = len(value.boxes)
+    assert n and value.scores.shape == (n,) and classes[int(value.labels[0])] == "cat"
+    assert value.attention.shape[:2] == (n, 2) and "facebook/detr-resnet-50" in notice

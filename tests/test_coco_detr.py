@@ -151,6 +151,11 @@ def test_inspect_returns_attention_maps_activations_and_named_shapes(det, photo)
     assert hooks(model) == []
     assert model.config._attn_implementation == "sdpa"
     assert "encoder x1" in coco_detr.format_rows(r.rows)
+    found = r.as_detections()  # the Detections-like form of issue 23's Detect views
+    n = len(r.detections)
+    assert found.boxes.shape == (n, 4) and found.labels.tolist() == [d.class_id for d in r.detections]
+    assert found.attention.shape == (n, 2, h, w)
+    assert np.allclose(found.attention[0, -1].numpy(), r.query_map(r.detections[0].query), atol=1e-6)
 
 
 def test_eager_capture_path_agrees_with_sdpa(det, photo):

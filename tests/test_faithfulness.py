@@ -164,3 +164,30 @@ def test_faithfulness_command(capsys, tmp_path):
     assert set(saved) == {*fa.METHODS, "branches"} and 0 <= saved["relevance"]["pointing"] <= 1
     assert main(["faithfulness", "--fusion", "mid", "--n", "0"]) == 2
     assert "--n and --steps" in capsys.readouterr().err
+
+
+# ---- ROAD against pytorch-grad-cam (a test dependency) ------------------------------------------------
+@pytest.mark.parametrize("most_relevant_first", [True, False])
+def test_road_equals_pytorch_grad_cam(most_relevant_first):
+    metrics = pytest.importorskip("pytorch_grad_cam.metrics.road")
+    from pytorch_grad_cam.metrics.perturbation_confidence import RemoveLeastRelevantFirst, RemoveMostRelevantFirst
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+    torch.manual_seed(2)
+    model, images, maps = tiny_mid(), torch.randn(2, 3, 20, 20), torch.rand(2, 20, 20)
+    target = torch.tensor([1, 4])
+    ours = fa.road(model, images, maps, target, (20, 70), most_relevant_first, noise=0.0)
+    remove = RemoveMostRelevantFirst if most_relevant_first else RemoveLeastRelevantFirst
+    targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in target]
+    for j, p in enumerate((20, 70)):  # their imputer, noise off (theirs draws from the global generator)
+        metric = metrics.PerturbationConfidenceMetric(remove(p, metrics.NoisyLinearImputer(noise=0.0)))
+        theirs = metric(images, maps.numpy(), targets, model)
+        np.testing.assert_allclose(ours[:, j], theirs, atol=1e-5, rtol=0)
+
+
+def test_imputation_fills_only_the_removed_pixels_smoothly():
+    image = torch.linspace(0, 1, 64).reshape(1, 8, 8).expand(3, 8, 8).contiguous()
+    keep = np.ones((8, 8), bool)
+    keep[3:5, 3:5] = False
+    out = fa.impute(image, keep)
+    assert torch.equal(out[:, keep], image[:, keep])
+    torch.testing.assert_close(out, image, atol=0.02, rtol=0)  # a linear ramp is filled back almost exactly

@@ -93,7 +93,7 @@ INVALID = {"empty.png": "not an image", "text_renamed.png": "not an image", "svg
            "corrupt.png": "corrupt", "1x1.png": "1 x 1", "20000x20000.png": "too large",
            "declares_100000x100000.png": "too large", "declares_7000x7000.png": "7000 x 7000",
            "short_ihdr.png": "not an image", "declares_40mp_float.tiff": "decoding it would need",
-           "long_name.png": "not an image"}
+           "long_name.png": "not an image", "many_scans.jpg": "scans; the limit is 100"}
 
 
 def test_corpus_is_complete(corpus) -> None:
@@ -133,7 +133,8 @@ def test_bad_images_are_refused(client: Client, corpus, name: str) -> None:
 # ---- checkpoints ----------------------------------------------------------------------------------------
 SAVED_WITH = {"huge_classifier.safetensors": "holds no tensors", "nested_header.safetensors": "nested too deeply",
               "other_fusion.safetensors": "saved with fusion='cnn' (here 'mid')",
-              "in_chans_4.safetensors": "saved with in_chans=4", "degenerate_std.safetensors": "saved with std=(1e-09"}
+              "in_chans_4.safetensors": "saved with in_chans=4", "degenerate_std.safetensors": "saved with std=(1e-09",
+              "empty_objects.safetensors": "the limit is 10000"}
 
 
 def test_good_checkpoint_works(client: Client, corpus, checkpoints) -> None:
