@@ -41,7 +41,7 @@ def test_upload_run_click(page, server, tmp_path: Path) -> None:
     page.wait_for_selector("#run")
     fusion = page.locator("#fusion")
     page.wait_for_function("document.querySelector('#fusion input[value=vit]')?.checked")  # URL applied
-    page.locator("#preview button[aria-label=Clear]").click()  # the page starts with an example chosen
+    page.locator("#preview button[aria-label='Remove Image']").click()  # the page starts with an example chosen
     page.locator("#preview input[type=file]").set_input_files(str(ROOT / "assets/examples/shapes_star.png"))
     page.wait_for_selector("#preview img")
     fusion.get_by_label("mid").check()  # the bundled mid checkpoint where there is one, else the preset
