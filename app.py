@@ -2,8 +2,8 @@
 attends, what its convolutions respond to and the shape of the data at every step.
 
 The page's outline and launch only: each tab is laid out and wired by `build()` in its page module
-(convformer_app/explore_page.py, train_page.py, compare_page.py); the handlers live beside them in the
-package convformer_app/ (controls, weights, session, views, one module per tab). Here: the tabs, the state
+(convformer_app/explore/page.py, train/page.py, compare/page.py); the handlers live beside them
+(`handlers.py` of each tab) around the app's core (controls, weights, engine, views). Here: the tabs, the state
 they share, and the texts that follow the page's language. Run: python app.py [--host --port --share --device]
 """
 from __future__ import annotations
@@ -26,9 +26,11 @@ try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch touches CUD
 except ImportError:
     pass
 
-from convformer_app import compare, console, explore, imagenet, i18n, safety, session, train_tab  # noqa: E402
-from convformer_app import compare_page, explore_page, train_page  # noqa: E402
+from convformer_app import console, engine, gradio_patches, i18n, references, safety  # noqa: E402
+from convformer_app.compare import handlers as compare, page as compare_page  # noqa: E402
+from convformer_app.explore import handlers as explore, page as explore_page  # noqa: E402
 from convformer_app.i18n import tr  # noqa: E402
+from convformer_app.train import handlers as train_tab, page as train_page  # noqa: E402
 
 CSS = (Path(__file__).parent / "convformer_app" / "page.css").read_text()
 
@@ -55,10 +57,10 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     gr.on([demo.load, relang.click], train_tab.describe, train.described, train.model, api_name=False)
     gr.on([demo.load, relang.click], train_tab.axes, None, train.plots, api_name=False)
     demo.load(compare.headers, None, [comparison.split_table, comparison.split_plot], api_name=False)
-    demo.load(imagenet.empty_table, None, comparison.ref_table, api_name=False)
+    demo.load(references.empty_table, None, comparison.ref_table, api_name=False)
     demo.load(explore.gallery, None, page.gallery, api_name=False)  # the captions in the page's language
     demo.unload(train_tab.leave)  # a closed page stops its training run
-    i18n.localize(demo)  # every handler answers in the language of the page that called it
+    gradio_patches.localize(demo, i18n.localized)  # every handler answers in the language of the page that called it
 
 
 def main() -> None:
@@ -80,16 +82,16 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
            **extra) -> None:
     """Start the app: pick the device, start loading the default model, serve. `extra` goes to
     demo.launch (the tests pass prevent_thread_lock=True to serve from their own process)."""
-    print(f"ConvFormer Lab on {session.start(device)}")
-    safety.install_messages()  # every refusal: the app's own one-line message
+    print(f"ConvFormer Lab on {engine.start(device)}")
+    gradio_patches.install_messages(safety.message)  # every refusal: the app's own one-line message
     safety.bound_heap()  # freed memory goes back to the system: peaks do not pile up across sessions
     train_tab.start_up()  # ended processes' runs removed; a spare worker; the default run's data soon
     safety.start_janitor(Path(gr.utils.get_upload_folder()), [train_tab.prune, explore.prune_code])  # uploads, runs, /code
     explore.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
-    session.pace_queue(demo)  # Gradio polls its queue a thousand times a second: ten times less
+    gradio_patches.pace_queue(demo)  # Gradio polls its queue a thousand times a second: ten times less
     demo.launch(server_name=host, server_port=port, share=share, show_error=False,
-                allowed_paths=[str(session.EXAMPLES)], max_file_size="25mb", footer_links=["api", "settings"],
+                allowed_paths=[str(engine.EXAMPLES)], max_file_size="25mb", footer_links=["api", "settings"],
                 theme=gr.themes.Soft(), css=CSS, i18n=i18n.I18N, head=i18n.HEAD + console.HEAD, **extra)  # Settings: the language
 
 

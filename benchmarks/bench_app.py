@@ -144,7 +144,7 @@ def bare_inspection(image: Path, weights: str = "bundled") -> Callable[[], Any]:
     when there is one; random: convformer_mid_tiny at 224 px), and a function that decodes, preprocesses and
     inspects the image with Grad-CAM, as the handler must."""
     import convformer
-    from convformer.checkpoint import bundled_checkpoint
+    from convformer.export.checkpoint import bundled_checkpoint
     path = bundled_checkpoint("mid") if weights == "bundled" else None
     if path is not None:
         model = convformer.load_checkpoint(path).eval()
@@ -248,7 +248,7 @@ def requester(client: Any) -> Callable[..., Any]:
 
 def check_size(output: list, size: int) -> None:
     """The app must have run the same input size as the bare inspection (its shape table says)."""
-    from convformer_app.explore import PREDICT_OUTPUTS
+    from convformer_app.explore.handlers import PREDICT_OUTPUTS
     first = output[PREDICT_OUTPUTS.index("table")]["data"][0][2]
     if first != f"(B=1, C=3, H={size}, W={size})":  # named axes (convformer.axes)
         raise RuntimeError(f"the app ran a {first} input, the bare inspection {size} px: not comparable")

@@ -30,9 +30,9 @@ def forwards_needed(n: int, methods: int, steps: int) -> int:
 
 
 def measure(fusion: str, n: int, steps: int, sanity: int) -> dict:
-    from convformer import faithfulness as fa
-    from convformer.checkpoint import bundled_checkpoint, load_checkpoint
-    from convformer.faithfulness_cli import shapes_batch
+    from convformer.inspection import faithfulness as fa
+    from convformer.export.checkpoint import bundled_checkpoint, load_checkpoint
+    from convformer.inspection.faithfulness_cli import shapes_batch
     model = load_checkpoint(bundled_checkpoint(fusion)).eval()
     images, masks = shapes_batch(model, n)
     start = time.perf_counter()

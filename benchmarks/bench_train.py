@@ -3,7 +3,7 @@ same optimizer, same batches, same device, interleaved rounds.
 
     python -m benchmarks.bench_train [--threads 2] [--device cpu|cuda] [--fusion mid] [--quick]
 
-The model and batch are a recipe's (`convformer.recipe.RECIPES[fusion]`, default: the Train tab's default). `fit` runs one epoch
+The model and batch are a recipe's (`convformer.train.recipes.RECIPES[fusion]`, default: the Train tab's default). `fit` runs one epoch
 of the recipe's data with everything it does (shuffling, uint8 -> float, augmentation, label smoothing,
 gradient clipping, the schedule, progress reports, the evaluation after the epoch); its images/s counts the
 whole call. The bare loop runs the same number of steps over the same batches already as float tensors
@@ -58,9 +58,9 @@ def bare_loop(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Te
 def run(fusion: str | None = None, device: str = "cpu", rounds: int = 3, train_size: int | None = None,
         val_size: int | None = None, log=print) -> dict[str, Any]:
     """fit() vs bare loop images/s for the recipe's model and batch; on CUDA also the full default run."""
-    from convformer.datasets import make_datasets
+    from convformer.data.datasets import make_datasets
     from convformer.model import ConvFormer
-    from convformer.recipe import DEFAULT, RECIPES
+    from convformer.train.recipes import DEFAULT, RECIPES
     from convformer.train import fit
     fusion = fusion or DEFAULT
     recipe = RECIPES[fusion]

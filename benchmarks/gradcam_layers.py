@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convformer import shapes
-from convformer.checkpoint import bundled_checkpoint, load_checkpoint
+from convformer.data import shapes
+from convformer.export.checkpoint import bundled_checkpoint, load_checkpoint
 from convformer.data import preprocess
 from convformer.inspection import conv_layers, default_cam_layers, inspect
 

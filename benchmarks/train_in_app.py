@@ -59,7 +59,7 @@ def browser(url: str, fusion: str, what: str, requests: int = 15, quick: bool = 
     from safetensors import safe_open
 
     from benchmarks.http_client import HttpClient
-    from convformer.recipe import RECIPES
+    from convformer.train.recipes import RECIPES
     client, r = Client(url, verbose=False), RECIPES[fusion]
     run = {"epochs": r.epochs, "lr": r.lr, "batch_size": r.batch_size, "train_images": r.train_size,
            "train_img": r.img_size, "model": fusion, "api_name": "/train", **(QUICK if quick else {})}

@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_app import Server  # noqa: E402
-from convformer_app.train_tab import NICE  # noqa: E402
+from convformer_app.train.handlers import NICE  # noqa: E402
 
 
 def press(url: str) -> dict:
@@ -82,8 +82,8 @@ def cpu_phases() -> dict:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from convformer.recipe import RECIPES
-    from convformer.train import _save, evaluate, make_datasets, plot_curves
+    from convformer.train.recipes import RECIPES
+    from convformer.train.loop import _save, evaluate, make_datasets, plot_curves
 
     def children() -> float:
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -91,7 +91,7 @@ def cpu_phases() -> dict:
 
     out = {}
     before = children()
-    subprocess.run([sys.executable, "-c", "import convformer_app.train_worker"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-c", "import convformer_app.train.worker"], cwd=ROOT, check=True)
     out["worker start (python + torch)"] = children() - before
     r = RECIPES["late"]
     torch.set_num_threads(2)

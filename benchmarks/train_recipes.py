@@ -46,8 +46,8 @@ def _cpu_pairs() -> list[tuple[int, int]]:
 def _data(size: int, split: str, n: int, seed: int):
     """Rendered shapes as uint8 (N, 3, H, W), cached on disk per (split, seed, size)."""
     import torch
-    from convformer import shapes
-    from convformer.datasets import ImageTensors, materialize
+    from convformer.data import shapes
+    from convformer.data.datasets import ImageTensors, materialize
     path = CACHE / f"{split}-{seed}-{size}.pt"
     if path.exists():
         images, labels = torch.load(path)
@@ -301,9 +301,9 @@ GRIDS["vit5"] = _grid_vit5()
 
 def recipe_specs(fusions: list[str] | None = None, optimizer: str | None = None,
                  seeds: list[int] | None = None) -> list[dict[str, Any]]:
-    """Worker specs that train exactly the committed recipes (`convformer.recipe.RECIPES`), or with another
+    """Worker specs that train exactly the committed recipes (`convformer.train.recipes.RECIPES`), or with another
     optimizer (the side-by-side of NOTES section 10), once per seed (default: the recipe's seed 0)."""
-    from convformer.recipe import RECIPES
+    from convformer.train.recipes import RECIPES
     specs = []
     for fusion, r in RECIPES.items():
         if fusions and fusion not in fusions:

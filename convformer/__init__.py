@@ -1,5 +1,5 @@
 """ConvFormer Lab: hybrid conv + transformer image classifiers at early, mid and late fusion."""
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .export.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import FUSIONS, ConvFormerConfig
 from .data import ImageError, load_image, pick_device, preprocess
 from .inspection import Inspection, inspect

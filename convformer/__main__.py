@@ -1,4 +1,4 @@
-"""Command line: `python -m convformer info|predict|detect|train|code ...` (see --help)."""
+"""Command line: `python -m convformer info|predict|detect|segment|train|code ...` (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -7,15 +7,17 @@ import sys
 import torch
 
 from . import FUSIONS, PRESETS, create, inspect, load_checkpoint, load_image, pick_device, preprocess
-from .checkpoint import bundled_checkpoint
+from .export.checkpoint import bundled_checkpoint
+from .presets import preset_name
 from .data import RESIZES, fit
 from .axes import format_table, token_note
 from .inspection import human
 from .coco_cli import add_parser as add_coco_parser
 from .references_cli import add_parser as add_references_parser, predict_imagenet
-from .export import add_parser as add_code_parser
-from .faithfulness_cli import add_parser as add_faithfulness_parser
-from .train_cli import add_parser as add_train_parser
+from .export.code import add_parser as add_code_parser
+from .inspection.faithfulness_cli import add_parser as add_faithfulness_parser
+from .train.cli import add_parser as add_train_parser
+from .tasks import cli as tasks_cli
 
 
 def _model(args: argparse.Namespace, bundled: bool = False):
@@ -27,7 +29,7 @@ def _model(args: argparse.Namespace, bundled: bool = False):
         if path is not None:
             return load_checkpoint(path)
         print(f"note: no bundled checkpoint for {args.fusion!r}; using random weights", file=sys.stderr)
-    name = getattr(args, "preset", None) or f"convformer_{args.fusion}_tiny"
+    name = getattr(args, "preset", None) or preset_name(args.fusion)
     overrides = {"num_classes": args.num_classes} if getattr(args, "num_classes", None) else {}
     if getattr(args, "img_size", None):
         overrides["img_size"] = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", help="the table for this image, resized as predict does (its aspect kept)")
     p.add_argument("--resize", choices=RESIZES, default="keep", help="with --image: keep (default) or squash")
     p.set_defaults(func=info)
+    tasks_cli.attach(p, tasks_cli.info_task)
     p = sub.add_parser("predict", help="print the top-k classes for an image")
     p.add_argument("image")
     p.add_argument("--fusion", choices=FUSIONS, default="mid", help="uses the bundled checkpoint if any")
@@ -86,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", choices=("bundled", "imagenet"), default="bundled",
                    help="imagenet: the stage's ImageNet-trained timm reference (`references` lists them)")
     p.set_defaults(func=predict)
-    add_train_parser(sub)
-    add_code_parser(sub)
+    tasks_cli.attach(add_train_parser(sub), tasks_cli.train_task_command)
+    tasks_cli.attach(add_code_parser(sub), tasks_cli.code_task)
+    tasks_cli.add_parsers(sub)  # detect, segment
     add_references_parser(sub)
     add_faithfulness_parser(sub)
     add_coco_parser(sub)  # after the tasks' `detect`, if any: it adds --weights coco to it

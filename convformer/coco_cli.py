@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def detect(args: argparse.Namespace) -> None:
     from .coco_detr import detect as detect_coco, load
-    from .images import load_image
+    from .data.images import load_image
     from .references import WeightsUnavailable
 
     image = load_image(args.image)

@@ -47,8 +47,8 @@ PAPERS = {"early": ("Early Convolutions Help Transformers See Better", "arXiv:21
           "vit": ("Training data-efficient image transformers & distillation through attention", "arXiv:2012.12877")}
 
 
-# The checkpoints bundled in assets/checkpoints/{fusion}.safetensors: small models trained on the built-in
-# shapes data at 64 px (model cards in assets/checkpoints/README.md). Every token grid is 8 x 8: three
+# The checkpoints bundled in convformer/weights/{fusion}.safetensors: small models trained on the built-in
+# shapes data at 64 px (model cards in convformer/weights/README.md). Every token grid is 8 x 8: three
 # stride-2 conv stages for early / mid, 8 px patches for vit and late's ViT branch. Kept apart from
 # PRESETS (the architecture presets); `timm.create_model(name, pretrained=True)` loads the bundled weights.
 _SHAPES = dict(img_size=64, num_classes=10)
@@ -68,6 +68,11 @@ SHAPES_PRESETS: dict[str, ConvFormerConfig] = {
         fusion="vit", embed_dim=64, depth=4, num_heads=2, patch_size=8, pool="avg", **_SHAPES),
 }
 ALL = {**PRESETS, **SHAPES_PRESETS}
+
+
+def preset_name(fusion: str, family: str = "tiny") -> str:
+    """The one place a preset's name is made: `convformer_{fusion}_{family}` (family: tiny, small or shapes)."""
+    return f"convformer_{fusion}_{family}"
 BUNDLED_TAG = "bundled"
 _FIELDS = {f.name for f in fields(ConvFormerConfig)}
 
@@ -78,12 +83,12 @@ def _pretrained_cfgs(name: str, cfg: ConvFormerConfig) -> dict[str, dict[str, An
     base = timm_config(cfg)
     if cfg.fusion in PAPERS and name in PRESETS:
         base["paper_name"], base["paper_ids"] = PAPERS[cfg.fusion]
-    from .checkpoint import bundled_checkpoint
+    from .export.checkpoint import bundled_checkpoint
     path = bundled_checkpoint(cfg.fusion) if name in SHAPES_PRESETS else None
     if path is None:
         return {name: base}
     return {f"{name}.{BUNDLED_TAG}": {**base, "file": str(path),
-                                      "description": "trained on the built-in shapes data (assets/checkpoints)"}}
+                                      "description": "trained on the built-in shapes data (bundled with the package)"}}
 
 
 def checkpoint_filter_fn(state_dict: dict[str, Any], model: ConvFormer) -> dict[str, Any]:
@@ -112,16 +117,16 @@ def _build(name: str, pretrained: bool = False, **kwargs: Any) -> ConvFormer:
     known = {k: v for k, v in kwargs.items() if k in _FIELDS}
     if kwargs.get("features_only") and "out_indices" not in kwargs:
         kwargs["out_indices"] = default_out_indices(cfg.replace(**known))
-    model = build_model_with_cfg(partial(ConvFormer, cfg), name, pretrained,
-                                 pretrained_filter_fn=checkpoint_filter_fn, feature_cfg=dict(feature_cls="getter"),
-                                 **kwargs)
+    feature_cfg = {"feature_cls": "getter", **(kwargs.pop("feature_cfg", None) or {})}  # the caller's keys win
+    kwargs.setdefault("pretrained_filter_fn", checkpoint_filter_fn)
+    model = build_model_with_cfg(partial(ConvFormer, cfg), name, pretrained, feature_cfg=feature_cfg, **kwargs)
     net = getattr(model, "model", model)  # features_only wraps the model
     if isinstance(net, ConvFormer):  # the built config's own sizes, over the registry's for the preset
         own = timm_config(net.config)
         keep = {k: v for k, v in model.pretrained_cfg.items() if k not in own and v is not None}
         net.pretrained_cfg = net.default_cfg = {**own, **keep, "num_classes": net.num_classes}
         if pretrained and str(keep.get("file", "")).endswith(".safetensors"):
-            from .checkpoint import CheckpointError, read_info
+            from .export.checkpoint import CheckpointError, read_info
             try:
                 net.meta = read_info(keep["file"])["meta"]  # class names, metrics, ... as load_checkpoint gives
             except CheckpointError:

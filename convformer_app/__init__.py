@@ -1,8 +1,11 @@
 """ConvFormer Lab, the Gradio app around the `convformer` library (which never imports Gradio).
 
-One module per concern: `controls` (the `Controls` value the page's configuration travels in), `weights`
-(bundled / random / upload / trained, decided once), `session` (start-up, the model thread, the model
-cache, one inspection pass -> `Run`), `views` (pure pictures, tables, words), and one module per tab:
-`explore`, `train_tab`, `compare`, each with its page module (`explore_page`, `train_page`, `compare_page`:
-the tab's layout and events, `build()`). `app.py` at the repository root is the page's outline.
+A flat core, one module per concern: `controls` (the `Controls` value the page's configuration travels in),
+`weights` (bundled / random / upload / trained / the ImageNet references, decided once), `engine` (start-up,
+the model thread, the model cache, one inspection pass -> `Run`), `references` (the ImageNet references in the
+app), `views` (pure pictures, tables, words), `i18n` + `catalogue` (the page's language; every text, as data),
+`safety` (what a stranger can cost) and `gradio_patches` (every change to Gradio's internals). Around it one
+package per tab: `explore/`, `train/`, `compare/`, each with `page` (the tab's layout and events, `build()`)
+and `handlers` (`train/` also `worker`, the child process a run trains in). `app.py` at the repository root is
+the page's outline.
 """

@@ -19,10 +19,10 @@ import numpy as np
 from huggingface_hub import constants
 from PIL import Image, ImageDraw
 
-from convformer import viz
+from convformer.inspection import viz
 from convformer.coco_detr import REPO, THRESHOLD, Detection, Row, WeightsUnavailable
 
-from . import coco_texts, session, views
+from . import coco_texts, engine, views
 from .i18n import text
 
 coco_texts.register()
@@ -51,21 +51,21 @@ class CocoRun:
 
 
 def load():
-    """The detector on the app's device, built once per cache location (session.CACHE); gr.Error (one line)
+    """The detector on the app's device, built once per cache location (engine.CACHE); gr.Error (one line)
     when it cannot be had. Called on the model thread: the download's tqdm bar shows in gr.Progress."""
     from convformer import coco_detr
 
     def said(name: str, size: int | None) -> None:
         gr.Info(text("coco.downloading", name=name, size=text("coco.size", mb=f"{size / 1e6:.0f}") if size else ""))
 
-    def build() -> session.Loaded:
+    def build() -> engine.Loaded:
         try:
             det = coco_detr.load(on_download=said)
         except WeightsUnavailable as e:
             raise gr.Error(views.clean(e)) from None
-        det.model.to(session.DEVICE)
-        return session.Loaded(det, det.labels)
-    return session.CACHE.get((KIND, REPO, str(constants.HF_HUB_CACHE), str(session.DEVICE)), build)
+        det.model.to(engine.DEVICE)
+        return engine.Loaded(det, det.labels)
+    return engine.CACHE.get((KIND, REPO, str(constants.HF_HUB_CACHE), str(engine.DEVICE)), build)
 
 
 def display(image: Image.Image) -> Image.Image:
@@ -153,7 +153,7 @@ def detect(image: str | None, threshold: float = THRESHOLD,
 
     if not image:
         raise gr.Error(text("image.first"))
-    photo = session.picture(image)
+    photo = engine.picture(image)
     loaded = load()
     det = loaded.model
     with loaded.lock:  # inspect hooks the model: one at a time
@@ -168,7 +168,7 @@ def detect(image: str | None, threshold: float = THRESHOLD,
                   r.encoder.numpy().astype(np.float16), channels, image)
     h, w = r.input_hw
     summary = (text("coco.found", n=len(r.detections), t=f"{threshold:.2f}", model=f"`{html.escape(det.repo)}`",
-                    h=h, w=w, gh=r.grid[0], gw=r.grid[1], ms=f"{ms:.0f}", device=session.device_name())
+                    h=h, w=w, gh=r.grid[0], gw=r.grid[1], ms=f"{ms:.0f}", device=engine.device_name())
                if r.detections else text("coco.none", t=f"{threshold:.2f}"))
     table = [[i + 1, d.label, round(d.score, 3), *(round(v, 1) for v in d.box)] for i, d in enumerate(r.detections)]
     choices = object_choices(r.detections)
@@ -238,5 +238,5 @@ def cam(r: CocoRun | None, choice: str | None) -> Image.Image:
     d = r.detections[_object(r, choice)]
     loaded = load()
     with loaded.lock:
-        values = coco_detr.grad_cam(loaded.model, session.picture(r.image_path), d.query, d.class_id)
+        values = coco_detr.grad_cam(loaded.model, engine.picture(r.image_path), d.query, d.class_id)
     return draw_boxes(viz.overlay(r.photo, values, 0.5), r.size, [d])

@@ -7,7 +7,7 @@ import gradio as gr
 
 from convformer.coco_detr import THRESHOLD
 
-from . import coco, session  # coco registers its texts
+from . import coco, engine  # coco registers its texts
 from .i18n import tr
 
 
@@ -48,11 +48,11 @@ def build(image: gr.File) -> dict:
     named = dict(summary=summary, boxes=boxes, table=table, object=obj, query=query, layers=layers, pixel=pixel,
                  stage=stage, channels=channels, shapes=shapes, diagram=diagram, state=state)
     outputs = [named[k] for k in coco.OUTPUTS]
-    run.click(session.guard(coco.detect), [image, threshold], outputs, api_name="coco_detect")
-    gr.on([obj.input, head.input], session.handled(coco.object_maps), [state, obj, head], [query, layers],
+    run.click(engine.guard(coco.detect), [image, threshold], outputs, api_name="coco_detect")
+    gr.on([obj.input, head.input], engine.handled(coco.object_maps), [state, obj, head], [query, layers],
           api_name="coco_object")
-    pixel.select(session.handled(coco.click), [state, enc_layer], [px, py, pixel], api_name="coco_click")
-    enc_layer.change(session.handled(coco.pixel), [state, px, py, enc_layer], pixel, api_name="coco_pixel")
-    stage.input(session.handled(coco.channel_picture), [state, stage], channels, api_name="coco_channels")
-    cam_btn.click(session.guard(coco.cam), [state, obj], cam, api_name="coco_cam")
+    pixel.select(engine.handled(coco.click), [state, enc_layer], [px, py, pixel], api_name="coco_click")
+    enc_layer.change(engine.handled(coco.pixel), [state, px, py, enc_layer], pixel, api_name="coco_pixel")
+    stage.input(engine.handled(coco.channel_picture), [state, stage], channels, api_name="coco_channels")
+    cam_btn.click(engine.guard(coco.cam), [state, obj], cam, api_name="coco_cam")
     return dict(named, threshold=threshold, head=head, enc_layer=enc_layer, px=px, py=py, cam=cam)

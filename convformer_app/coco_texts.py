@@ -49,8 +49,8 @@ TEXT: dict[str, tuple[str, str]] = {
 
 def register() -> None:
     """Add TEXT to the app's catalogue and to the browser's translations (idempotent)."""
-    from . import i18n
+    from . import gradio_patches, i18n
     i18n.TEXT.update(TEXT)
-    for index, lang in enumerate(i18n.LANGS):
-        i18n.I18N.translations.setdefault(lang, {}).update(
-            {key: pair[index] for key, pair in TEXT.items() if "{" not in pair[0]})
+    for key, pair in TEXT.items():
+        if "{" not in pair[0]:
+            gradio_patches.add_translation(i18n.I18N, key, dict(zip(i18n.LANGS, pair)))

@@ -7,7 +7,7 @@ the page to the handlers, into the URL and to the Train tab. Gradio hands a hand
 once: every function after that takes the single value.
 
 Adding a control: a field here (its default is the API default; a new field goes last, after `checkpoint`,
-so positional API calls keep working), its component in explore_page.py's `parts` dict, and the code that reads it.
+so positional API calls keep working), its component in explore/page.py's `parts` dict, and the code that reads it.
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ import gradio as gr
 
 from convformer.config import FUSIONS, MERGES, ConvFormerConfig
 from convformer.messages import shown
-from convformer.presets import PRESETS, SHAPES_PRESETS
+from convformer.presets import PRESETS, SHAPES_PRESETS, preset_name
 
 RANDOM_CLASSES = 10
 ALL_PRESETS = {**PRESETS, **SHAPES_PRESETS}  # the Preset control's choices: architectures, then the bundled ones
-# (min, max, step) of each numeric control: explore_page builds its sliders from these, and a URL is clamped to them
+# (min, max, step) of each numeric control: explore/page.py builds its sliders from these, and a URL is clamped to them
 RANGES: dict[str, tuple[float, float, float]] = {
     "img_size": (32, 512, 8), "patch_size": (2, 64, 1), "embed_dim": (16, 768, 8), "depth": (0, 24, 1),
     "num_heads": (1, 16, 1), "mlp_ratio": (0.5, 8, 0.5)}
@@ -75,7 +75,7 @@ class Controls:
     @classmethod
     def of(cls, cfg: ConvFormerConfig, **fields: Any) -> Controls:
         """The controls that describe `cfg` (its fusion stage, its tiny preset unless `preset` is given)."""
-        return cls(**{"fusion": cfg.fusion, "preset": f"convformer_{cfg.fusion}_tiny", **hparams(cfg), **fields})
+        return cls(**{"fusion": cfg.fusion, "preset": preset_name(cfg.fusion), **hparams(cfg), **fields})
 
     def config(self, num_classes: int = RANDOM_CLASSES) -> ConvFormerConfig:
         """The validated config the controls describe, or gr.Error naming the field. The preset supplies what
@@ -84,7 +84,7 @@ class Controls:
         if self.fusion not in FUSIONS:
             raise gr.Error(f"fusion={shown(self.fusion)} is not allowed: expected one of {', '.join(FUSIONS)}")
         base = ALL_PRESETS[self.preset] if str(self.preset) in ALL_PRESETS and \
-            ALL_PRESETS[self.preset].fusion == self.fusion else PRESETS[f"convformer_{self.fusion}_tiny"]
+            ALL_PRESETS[self.preset].fusion == self.fusion else PRESETS[preset_name(self.fusion)]
         try:
             ratio = float(self.mlp_ratio)
         except (TypeError, ValueError, OverflowError):

@@ -7,9 +7,9 @@ uploads and training runs, and the words of every refusal.
 * `bound_heap`: memory a request frees goes back to the system, so peaks do not pile up across sessions.
 * `start_janitor`: at start-up and every JANITOR_S, partial uploads (Gradio's multipart temp files left by
   an upload cut off mid-way) and expired or over-budget training runs are removed.
-* `install_messages`: every failure a client can cause gets the app's own one-line message (Gradio's
-  validation and preprocessing errors included): never empty, no traceback, no server path, and at most
-  ECHO characters of what the client sent; the server's log gets one line per refusal, lines cut short.
+* `message`: every failure a client can cause gets the app's own one-line message (Gradio's validation and
+  preprocessing errors included; `gradio_patches.install_messages` routes Gradio's errors through it): never
+  empty, no traceback, no server path, and at most ECHO characters of what the client sent.
 """
 from __future__ import annotations
 
@@ -33,7 +33,6 @@ from PIL import Image
 
 from convformer.messages import one_line, shown
 
-from . import route_guards
 from .views import clean
 
 log = logging.getLogger(__name__)
@@ -265,49 +264,3 @@ def message(error: BaseException | None) -> str:
     kind = type(error).__name__ if error is not None else "unknown"
     return (f"This request cannot be used ({kind}). The server is fine; check the arguments against the API "
             "page, or try another image or configuration.")
-
-
-def _payload(error: BaseException | None, show_error: bool) -> dict[str, Any]:
-    content = _ORIGINAL(error, show_error)
-    content["error"] = route_guards.as_text(message(error))  # the toast renders HTML: a value shows as text
-    content.setdefault("visible", True)
-    return content
-
-
-_ORIGINAL = gr.utils.error_payload
-
-
-LOG_LINE = 500  # characters of one line of a logged error
-
-
-class _ShortTracebacks:
-    """What Gradio's queue and routes call `traceback.print_exc()` on: a refusal (gr.Error) is logged as one
-    line and any other error as its traceback, every line cut to LOG_LINE characters, so a client's 1 MB value
-    does not go into the server's log once per request."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(traceback, name)
-
-    @staticmethod
-    def print_exc(*args: Any, **kwargs: Any) -> None:
-        error = sys.exc_info()[1]
-        if isinstance(error, gr.Error):
-            text = f"refused: {message(error)}"
-        else:
-            text = traceback.format_exc()
-        print("\n".join(line if len(line) <= LOG_LINE else f"{line[:LOG_LINE]}… ({len(line)} characters)"
-                        for line in text.splitlines()), file=sys.stderr)
-
-
-def install_messages() -> None:
-    """Route every error payload Gradio sends (queue and HTTP routes) through `message`, and what it logs
-    through `_ShortTracebacks`."""
-    import gradio.queueing
-    import gradio.routes
-    import gradio.utils
-
-    route_guards.install()  # Gradio's routes: bodies capped, malformed requests one line, toasts escaped
-    gradio.utils.error_payload = _payload
-    gradio.queueing.error_payload = _payload
-    for module in (gradio.queueing, gradio.routes, gradio.utils):
-        module.traceback = _ShortTracebacks()

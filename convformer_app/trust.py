@@ -1,5 +1,5 @@
 """Explore's "Which map to trust?" panel: every map method of the model scored on the image in view
-(convformer.faithfulness), as a small chart, a table and one plain sentence of verdict.
+(convformer.inspection.faithfulness), as a small chart, a table and one plain sentence of verdict.
 
 * Deletion and insertion curves with their AUC, for every method, on this image and its predicted class.
 * The pointing game and mask IoU only when the image is a Shapes render whose object mask is known: one of the
@@ -8,7 +8,7 @@
 * The sanity check (cascading randomisation) on demand: it runs the model once per layer group.
 * Late fusion: which branch the prediction rests on (each branch's share of the logit, and the deletion AUC of
   the map that explains it).
-The model work runs on the model thread (session.guard) under the model's lock; the views are pure.
+The model work runs on the model thread (engine.guard) under the model's lock; the views are pure.
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from convformer import faithfulness as fa
+from convformer.inspection import faithfulness as fa
 from convformer.data import RESIZES, preprocess
-from convformer.shapes import render_with_mask
+from convformer.data.shapes import render_with_mask
 
-from . import session
+from . import engine
 from .controls import Controls, spread
 from .i18n import text
 from .weights import resolve
@@ -81,8 +81,8 @@ def _inputs(image: str | None, controls: Controls, trained: str | None, resize: 
     weights = resolve(controls, trained)
     if weights.kind == "imagenet":
         raise gr.Error(text("trust.imagenet"))
-    shown = session.picture(image)
-    loaded = session.load(weights, session.model_config(controls, weights))
+    shown = engine.picture(image)
+    loaded = engine.load(weights, engine.model_config(controls, weights))
     return shown, loaded, preprocess(shown, loaded.model, resize)
 
 

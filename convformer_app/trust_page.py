@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import session, trust
+from . import engine, trust
 from .i18n import tr
 
 
@@ -16,17 +16,18 @@ def build(image: gr.File, controls: list, trained: gr.State, resize: gr.Radio) -
             run = gr.Button(tr("trust.run"), variant="primary", size="sm", elem_id="trust-run")
             check = gr.Button(tr("trust.sanity_run"), size="sm", elem_id="trust-sanity")
         verdict = gr.Markdown(elem_id="trust-verdict")
-        with gr.Row():  # no legend title row (color_title=""): the methods name the colours
+        gr.Markdown(tr("trust.legend"))  # Gradio 6.31 clips the plots' own legend (under the x axis)
+        with gr.Row():
             deletion = gr.LinePlot(x="fraction", y="probability", color="method", color_map=trust.COLOURS,
-                                   y_lim=[0, 1], height=240, color_title="", label=tr("trust.deletion_plot"),
+                                   y_lim=[0, 1], height=300, color_title="", label=tr("trust.deletion_plot"),
                                    elem_id="trust-deletion")
             insertion = gr.LinePlot(x="fraction", y="probability", color="method", color_map=trust.COLOURS,
-                                    y_lim=[0, 1], height=240, color_title="", label=tr("trust.insertion_plot"),
+                                    y_lim=[0, 1], height=300, color_title="", label=tr("trust.insertion_plot"),
                                     elem_id="trust-insertion")
         table = gr.Dataframe(interactive=False, wrap=True, label=tr("trust.table"), elem_id="trust-table")
         branches = gr.Markdown(elem_id="trust-branches")
         sanity = gr.Dataframe(interactive=False, wrap=True, label=tr("trust.sanity_table"),
                               elem_id="trust-sanity-table")
     inputs = [image, *controls, trained, resize]
-    run.click(session.guard(trust.score), inputs, [deletion, insertion, table, verdict, branches], api_name="trust")
-    check.click(session.guard(trust.sanity), inputs, sanity, api_name="sanity")
+    run.click(engine.guard(trust.score), inputs, [deletion, insertion, table, verdict, branches], api_name="trust")
+    check.click(engine.guard(trust.sanity), inputs, sanity, api_name="sanity")

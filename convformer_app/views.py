@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from convformer import axes, viz
+from convformer import axes
+from convformer.inspection import viz
 from convformer.inspection import ShapeRow, human
 from convformer.messages import one_line
 from convformer.model import LAYOUTS
@@ -129,9 +130,6 @@ COLOURS = {"conv": "#3b82f6", "proj": "#6366f1", "patch": "#6366f1", "tokens": "
            "norm": "#f59e0b", "grid": "#f59e0b", "refine": "#3b82f6", "pool": "#9ca3af", "merge": "#22c55e",
            "head": "#22c55e", "input": "#9ca3af"}
 LANES = {branch for branches in LAYOUTS.values() for branch in branches}  # our models' branches
-# a timm model's row (the notes of convformer.inspect_timm) -> the kind of box it is
-OWN_KINDS = (("conv", "conv"), ("patchify", "patch"), ("grid -> tokens", "tokens"), ("transformer block", "blocks"),
-             ("transformer stage", "stage"), ("pool", "pool"), ("classifier", "head"), ("mean of", "merge"))
 KINDS = ("conv", "proj", "patch", "tokens", "blocks", "norm", "grid", "refine", "pool", "merge", "head", "input")
 # a box's title is the catalogue's "diagram.<kind>"
 
@@ -143,8 +141,8 @@ def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
     for r, (named_in, named_out) in zip(rows, axes.rows(rows)):
         parts = r.name.split(".")
         own = r.name not in ("input", "merge", "head") and parts[0] not in LANES  # a timm model's own steps
-        lane, kind = ("model", _kind(r.note)) if own else (parts[0], parts[1]) if len(parts) > 1 else (
-            "out" if r.name != "input" else "in", parts[0])
+        kind = r.kind  # the inspection engine says what each step is
+        lane = "model" if own else parts[0] if len(parts) > 1 else "out" if r.name != "input" else "in"
         boxes = lanes.setdefault(lane, [])
         title = text(f"diagram.{kind}") if kind in KINDS else kind
         if kind == "conv":
@@ -157,10 +155,6 @@ def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
             continue
         boxes.append((title, named_out if kind != "merge" else f"{named_in} → {named_out}", kind))
     return lanes
-
-
-def _kind(note: str) -> str:
-    return next((kind for start, kind in OWN_KINDS if note.startswith(start)), "norm" if "Norm" in note else note)
 
 
 def _box(title: str, shape: str, kind: str) -> str:
@@ -227,7 +221,7 @@ def channel_picture(maps: np.ndarray) -> Image.Image:
     return viz.tile(maps, cell=96)
 
 
-# ---- pictures from one run (a `session.Run`) ----------------------------------------------------------
+# ---- pictures from one run (an `engine.Run`) ----------------------------------------------------------
 def _grid(run, block: str | None = None) -> tuple[tuple[int, int], int]:
     """(h, w), prefix of the grid `block` attends over (a run's blocks may have grids of their own)."""
     h, w, prefix = run.grids.get(block) or run.grid

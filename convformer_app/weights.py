@@ -3,7 +3,7 @@ most once per file version) and returns a `Weights` that the weights notice, the
 all read. Nothing else asks "bundled or random?".
 
 A new weights choice: a `WEIGHTS` entry, a branch in `resolve` (and, if its models are not checkpoints
-on disk, one in session.load).
+on disk, one in engine.load).
 """
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convformer.checkpoint import CheckpointError, bundled_checkpoint, read_info
+from convformer.export.checkpoint import CheckpointError, bundled_checkpoint, read_info
 from convformer.config import FUSIONS, ConvFormerConfig
 from convformer.messages import one_line
+from convformer.presets import preset_name
 
 from . import i18n, views
 from .controls import ALL_PRESETS, Controls, hparams
@@ -22,7 +23,7 @@ from .views import clean
 
 WEIGHTS = {"bundled": "Bundled checkpoint (trained)", "random": "Random initialisation",
            "upload": "My checkpoint (.safetensors)", "trained": "Trained in this session (Train tab)",
-           "imagenet": "Pretrained on ImageNet"}  # a published timm model per stage (convformer_app/imagenet.py)
+           "imagenet": "Pretrained on ImageNet"}  # a published timm model per stage (convformer_app/references.py)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
     if kind == "random":
         return _random("You chose random initialisation.")
     if kind == "imagenet":
-        from .imagenet import weights as imagenet_weights
+        from .references import weights as imagenet_weights
         return imagenet_weights(fusion)
     if kind == "bundled":
         path = bundled_checkpoint(fusion) if fusion in FUSIONS else None
@@ -83,7 +84,7 @@ def resolve(controls: Controls, trained: str | None = None) -> Weights:
 def defaults(fusion: str, preset: str | None = None, weights: str = "bundled") -> Controls:
     """The controls for a fusion stage: the bundled checkpoint's architecture when that is what will run,
     else the preset's (the stage's tiny one unless `preset` is one of its own)."""
-    preset = preset if preset in ALL_PRESETS and ALL_PRESETS[preset].fusion == fusion else f"convformer_{fusion}_tiny"
+    preset = preset if preset in ALL_PRESETS and ALL_PRESETS[preset].fusion == fusion else preset_name(fusion)
     start = Controls(fusion=fusion, preset=preset, weights=weights, **hparams(ALL_PRESETS[preset]))
     return resolve(start).controls(start) if weights == "bundled" else start
 

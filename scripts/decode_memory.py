@@ -1,4 +1,4 @@
-"""Peak memory of decoding one large image with convformer.images.load_image, per kind of image.
+"""Peak memory of decoding one large image with convformer.data.images.load_image, per kind of image.
 
 Each image is written once (a gradient, compressed), then decoded in a fresh process that imports only
 images.py (no torch), and the growth of its peak resident memory is reported with images.decode_cost.
@@ -23,7 +23,7 @@ import io, sys, types
 sys.modules["convformer"] = types.ModuleType("convformer")  # images.py alone
 sys.modules["convformer"].__path__ = [sys.argv[1]]
 from PIL import Image
-from convformer.images import ImageError, decode_cost, load_image
+from convformer.data.images import ImageError, decode_cost, load_image
 data = open(sys.argv[2], "rb").read()
 side = int(sys.argv[3]) or None
 cost = decode_cost(Image.open(io.BytesIO(data)), side)

@@ -64,7 +64,7 @@ def run(item: str) -> dict:
         prepared["data"] = scans_jpeg()
     if item == "header":
         import torch  # noqa: F401
-        from convformer.checkpoint import save_checkpoint
+        from convformer.export.checkpoint import save_checkpoint
         from convformer.model import ConvFormer
         cfg = Controls(**small).config()
         good = save_checkpoint(ConvFormer(cfg), work / "good.safetensors", classes=[f"c{i}" for i in range(10)])
@@ -77,14 +77,15 @@ def run(item: str) -> dict:
         prepared["path"] = work / "objects.safetensors"
         save_file(state, str(prepared["path"]), metadata={"convformer": json.dumps(info), "format": "pt"})
         del state, info
-    from convformer_app import explore, weights  # noqa: F401 - imported before the baseline
+    from convformer_app import weights  # noqa: F401 - imported before the baseline
+    from convformer_app.explore import handlers as explore
     before = rss()
     start = time.perf_counter()
     if item == "translate":
         value = "=a" * 8000
         out = i18n.translate(f"conv_widths={value!r} is not allowed: expected a whole number", "zh-CN")
     elif item == "scans":
-        from convformer import images
+        from convformer.data import images
         try:
             out = images.load_image(prepared["data"], max_side=2048).size
         except images.ImageError as e:

@@ -326,7 +326,7 @@ def _settle(memory: Memory, temp_dir: Path | None, deadline: float) -> tuple[int
 
 
 def _checkpoints(folder: Path, img_size: int) -> tuple[Path, Path]:
-    from convformer.checkpoint import save_checkpoint
+    from convformer.export.checkpoint import save_checkpoint
     from convformer.config import ConvFormerConfig
     from convformer.model import ConvFormer
     from convformer.presets import PRESETS

@@ -217,7 +217,7 @@ def checkpoints(folder: Path, marker: Path, good: Path, other: Path) -> dict[str
         elif name == "nested_header.safetensors":
             save_file(state, str(path), metadata={"convformer": "[" * 100_000 + "]" * 100_000, "format": "pt"})
         else:  # a real model of another fusion stage, of 4 input channels, or with a degenerate std
-            from convformer.checkpoint import save_checkpoint
+            from convformer.export.checkpoint import save_checkpoint
             from convformer.config import ConvFormerConfig
             from convformer.model import ConvFormer
             cfg = ConvFormerConfig.from_dict(json.loads(meta["convformer"])["config"])

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import convformer as cf
-from convformer.shapes import render
+from convformer.data.shapes import render
 
 import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
@@ -146,10 +146,10 @@ def test_capture_and_example_endpoints_hand_over_a_file(client: Client, shape_pn
 def test_redraw_uses_the_sessions_last_run(server, shape_png: Path) -> None:
     session = Client(server.url, verbose=False)  # gr.State is per session
     with pytest.raises(AppError, match="Run the model first"):
-        session.predict("max", 0.5, "vit.blocks.0", "head 0", api_name="/attention")
-    session.predict(handle_file(str(shape_png)), "vit", img_size=64, weights="random", depth=2,
+        engine.predict("max", 0.5, "vit.blocks.0", "head 0", api_name="/attention")
+    engine.predict(handle_file(str(shape_png)), "vit", img_size=64, weights="random", depth=2,
                     api_name="/predict")
-    rollout, patch, query, blocks, heads = session.predict("max", 0.5, "vit.blocks.0", "head 0",
+    rollout, patch, query, blocks, heads = engine.predict("max", 0.5, "vit.blocks.0", "head 0",
                                                            api_name="/attention")
     assert Image.open(rollout).size == Image.open(query).size
 
@@ -172,12 +172,12 @@ def test_benchmark_http_client_gets_what_gradio_client_gets(client: Client, serv
 
 def test_served_queue_is_paced(server) -> None:
     """Gradio 6.31 polls its queue every millisecond and its progress every 10 ms, busy or not; the served app
-    keeps session.pace_queue's slower pace (the idle server's CPU and the training runs' slowdown it caused:
+    keeps gradio_patches.pace_queue's slower pace (the idle server's CPU and the training runs' slowdown it caused:
     benchmarks/NOTES.md section 11). Every other test of this module is served at that pace."""
-    from convformer_app import session
+    from convformer_app import gradio_patches
     queue = server.demo._queue
-    assert queue.sleep_when_free == session.QUEUE_POLL_S == 0.01
-    assert queue.progress_update_sleep_when_free == session.PROGRESS_POLL_S == 0.1
+    assert queue.sleep_when_free == gradio_patches.QUEUE_POLL_S == 0.01
+    assert queue.progress_update_sleep_when_free == gradio_patches.PROGRESS_POLL_S == 0.1
 
 
 def test_training_shows_gradio_progress_on_the_status_line_only(server) -> None:

@@ -11,7 +11,9 @@ from PIL import Image
 
 import convformer as cf
 from convformer.export import load
-from convformer_app import explore, session, views
+from convformer_app import views
+from convformer_app.explore import handlers as explore
+from convformer_app import engine
 from convformer_app.controls import Controls
 from convformer_app.weights import resolve
 
@@ -32,7 +34,7 @@ def test_code_view_is_the_running_model():
     assert Path(path).name == "convformer_mid.py" and Path(path).read_text() == source
     controls = Controls(fusion="mid")
     weights = resolve(controls)
-    loaded = session.load(weights, session.model_config(controls, weights))
+    loaded = engine.load(weights, engine.model_config(controls, weights))
     module = load(source)
     mine = module.ConvFormer().eval()
     mine.load_state_dict(loaded.model.state_dict(), strict=True)

@@ -10,9 +10,9 @@ import gradio as gr
 import pytest
 
 from convformer import FUSIONS
-from convformer.checkpoint import bundled_checkpoint
-from convformer.shapes import CLASSES, render
-from convformer_app import compare
+from convformer.export.checkpoint import bundled_checkpoint
+from convformer.data.shapes import CLASSES, render
+from convformer_app.compare import handlers as compare
 
 import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402

@@ -17,8 +17,8 @@ import gradio as gr
 import pytest
 
 import convformer as cf
-from convformer.shapes import CLASSES, render
-from convformer_app import train_tab
+from convformer.data.shapes import CLASSES, render
+from convformer_app.train import handlers as train_tab
 
 import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
@@ -184,14 +184,14 @@ def test_every_run_has_its_own_folder() -> None:
 
 
 def test_the_worker_process_speaks_json_lines_and_says_its_errors(tmp_path: Path, capsys) -> None:
-    """The child's protocol (convformer_app/train_worker.py), run in this process: the splits and settings in
+    """The child's protocol (convformer_app/train/worker.py), run in this process: the splits and settings in
     the run folder, one JSON line per progress report, a last line with the result, the checkpoint written;
     a run folder it cannot use is one error line and exit code 1, not a traceback."""
     import json
 
-    from convformer.datasets import make_datasets
+    from convformer.data.datasets import make_datasets
     from convformer.train import TrainConfig
-    from convformer_app import train_worker
+    from convformer_app.train import worker as train_worker
     data = make_datasets("shapes", 32, train_size=64, val_size=32, test_size=16, seed=0)
     cfg = cf.ConvFormerConfig(fusion="vit", img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2,
                               pos_embed="sincos", num_classes=10)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from convformer_app import train_tab
+from convformer_app.train import handlers as train_tab
 
 pytestmark = pytest.mark.app
 

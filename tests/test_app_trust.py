@@ -5,12 +5,12 @@ import pytest
 from PIL import Image
 
 import gradio as gr
-from convformer import faithfulness as fa
+from convformer.inspection import faithfulness as fa
 from convformer_app import i18n, trust
 from convformer_app.weights import defaults
 
 pytestmark = pytest.mark.app
-EXAMPLES = trust.session.EXAMPLES
+EXAMPLES = trust.engine.EXAMPLES
 
 
 def test_shapes_examples_are_recognised_by_their_pixels_only(tmp_path):
@@ -65,3 +65,9 @@ def test_sanity_check_on_demand():
 def test_imagenet_weights_are_refused_in_one_line():
     with pytest.raises(gr.Error, match="ImageNet references"):
         trust.score(str(EXAMPLES / "shapes_star.png"), *defaults("mid", weights="imagenet").inputs())
+
+
+def test_every_method_has_a_colour_named_in_the_legend():
+    assert set(trust.COLOURS) == set(fa.METHODS)
+    legend = trust.text("trust.legend", lang="en")
+    assert all(m in legend for m in fa.METHODS)

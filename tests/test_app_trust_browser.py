@@ -44,7 +44,7 @@ def test_relevance_map_after_run(page) -> None:
 
 def test_trust_endpoint(server) -> None:
     from gradio_client import Client, handle_file
-    from convformer_app.session import EXAMPLES
+    from convformer_app.engine import EXAMPLES
     client = Client(server.url, verbose=False)
     out = client.predict(handle_file(str(EXAMPLES / "shapes_heart.png")), "late", weights="bundled",
                          api_name="/trust")

@@ -13,10 +13,12 @@ import torch
 from PIL import Image
 
 import convformer as cf
-from convformer.shapes import render
-from convformer_app import explore, session, views
+from convformer.data.shapes import render
+from convformer_app import views
+from convformer_app.explore import handlers as explore
+from convformer_app import engine, gradio_patches
 from convformer_app.controls import HPARAMS, Controls
-from convformer_app.session import CACHE, ModelCache, Run
+from convformer_app.engine import CACHE, ModelCache, Run
 from convformer_app.weights import defaults, resolve
 
 pytestmark = pytest.mark.app
@@ -25,7 +27,7 @@ SMALL = {"img_size": 64, "weights": "random"}
 
 def run(image: str | None, fusion: str = "mid", **fields) -> Run:
     controls = Controls(fusion=fusion, **fields)
-    return session.run(image, controls, resolve(controls))
+    return engine.run(image, controls, resolve(controls))
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,7 @@ def test_bad_images_raise_clear_errors(tmp_path: Path) -> None:
 def test_an_image_is_decoded_once(image: str, monkeypatch) -> None:
     decoded = []
     monkeypatch.setattr(session, "load_image", lambda path, **kw: decoded.append(path) or Image.open(path).convert("RGB"))
-    session._decoded.cache_clear()
+    engine._decoded.cache_clear()
     explore.preview(image)
     run(image, "cnn", **SMALL)
     assert decoded == [image]
@@ -168,7 +170,7 @@ def test_messages_carry_no_server_paths() -> None:
     assert views.clean(OSError("[Errno 2] No such file: '/tmp/gradio/abc/secret.png'")) == \
         "[Errno 2] No such file: 'secret.png'"
 
-    @session.guard
+    @engine.guard
     def boom():
         raise RuntimeError("failed in /work/main/convformer/thing.py")
     with pytest.raises(gr.Error) as info:
@@ -194,8 +196,8 @@ def test_diagram_has_the_real_shapes(fusion: str) -> None:
 
 
 def test_bundled_checkpoint_is_used_and_described(image: str, tmp_path: Path, monkeypatch) -> None:
-    from convformer import checkpoint
-    from convformer.shapes import CLASSES
+    from convformer.export import checkpoint
+    from convformer.data.shapes import CLASSES
     monkeypatch.setattr(checkpoint, "BUNDLED", tmp_path)
     model = cf.create("convformer_mid_tiny", num_classes=len(CLASSES), img_size=64, embed_dim=32, depth=1,
                       num_heads=2, conv_widths=(8, 16, 24), conv_depths=(0, 1, 0))
@@ -238,10 +240,10 @@ def test_attention_maps_beyond_the_budget_are_refused_before_building() -> None:
     builds = CACHE.builds
     huge = Controls("vit", "convformer_vit_tiny", 512, 256, 24, 16, 4, 8, "32", "1", "concat", "random")
     with pytest.raises(gr.Error, match="attention maps"):  # 4096 tokens x 16 heads x 24 blocks
-        session.model_config(huge, resolve(huge))
+        engine.model_config(huge, resolve(huge))
     assert CACHE.builds == builds
     fine = huge.replace(img_size=224, embed_dim=192, depth=12, num_heads=3, patch_size=16)
-    assert session.model_config(fine, resolve(fine)).depth == 12
+    assert engine.model_config(fine, resolve(fine)).depth == 12
 
 
 def test_changing_fusion_with_trained_weights(tmp_path):
@@ -274,24 +276,24 @@ def test_handlers_run_on_one_model_thread() -> None:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    where = session.guard(lambda: (threading.current_thread().name, session.guard(threading.get_ident)()))
+    where = engine.guard(lambda: (threading.current_thread().name, engine.guard(threading.get_ident)()))
     with ThreadPoolExecutor(4) as pool:
         seen = set(pool.map(lambda _: where(), range(8)))
     assert len(seen) == 1
     (name, ident), = seen
     assert name.startswith("convformer-model") and ident != threading.get_ident()
     with pytest.raises(gr.Error, match="ZeroDivisionError"):  # failures still come back as a short message
-        session.guard(lambda: 1 / 0)()
-    redraw = session.handled(lambda: threading.current_thread().name)  # redraws need no model: not queued
+        engine.guard(lambda: 1 / 0)()
+    redraw = engine.handled(lambda: threading.current_thread().name)  # redraws need no model: not queued
     assert not redraw().startswith("convformer-model")
 
 
 def test_start_picks_the_device_and_makes_the_picture_cache_atomic() -> None:
     import gradio.processing_utils as pu
-    assert session.start("cpu").type == "cpu" and session.DEVICE.type == "cpu"
-    assert pu.save_pil_to_cache is session.save_pil_to_cache
+    assert engine.start("cpu").type == "cpu" and engine.DEVICE.type == "cpu"
+    assert pu.save_pil_to_cache is gradio_patches.save_pil_to_cache
     with pytest.raises(ValueError, match="not a device name"):
-        session.start("warp-drive")
+        engine.start("warp-drive")
 
 
 def test_a_failed_run_clears_the_previous_results() -> None:
@@ -309,15 +311,15 @@ def test_latency_is_timed_per_request_after_a_warm_up() -> None:
     x = torch.rand(1, 3, 32, 32)
     for request in range(2):  # nothing is remembered between requests
         calls.clear()
-        _, t = session._compute(model, x, None)
-        assert 0 < t.low <= t.median <= t.high and 3 <= t.runs <= session.LATENCY_RUNS
+        _, t = engine._compute(model, x, None)
+        assert 0 < t.low <= t.median <= t.high and 3 <= t.runs <= engine.LATENCY_RUNS
         assert len(calls) == 1 + 1 + t.runs  # inspection, warm-up, timed runs
 
 
 def test_parameters_are_counted_exactly_before_building() -> None:
     controls = Controls(fusion="late", weights="random", img_size=64)
     real = sum(p.numel() for p in cf.ConvFormer(controls.config()).parameters())
-    assert session.param_count(controls.config()) == real
+    assert engine.param_count(controls.config()) == real
     assert f"{views.human(real)} parameters" in explore.check_config(*controls.inputs())
 
 
@@ -353,13 +355,13 @@ def test_explore_starts_with_a_captioned_shape() -> None:
     assert Path(explore.first_example()).name.startswith("shapes_")
     captions = dict(explore.gallery())
     assert all(c.endswith("(photo)") for p, c in captions.items() if Path(p).name.startswith("photo_"))
-    assert captions[str(session.EXAMPLES / "shapes_star.png")] == "star"
+    assert captions[str(engine.EXAMPLES / "shapes_star.png")] == "star"
 
 
 def test_compare_chart_is_ranked_on_an_axis_that_shows_small_differences() -> None:
     import pandas as pd
 
-    from convformer_app import compare
+    from convformer_app.compare import handlers as compare
     table = pd.DataFrame([["early", "b", 95.1, 1, 1, 1], ["mid", "b", 98.0, 1, 1, 1], ["vit", "b", 93.4, 1, 1, 1]],
                          columns=compare.HEADERS)
     chart = compare.chart(table)

@@ -9,6 +9,7 @@ import torch
 import convformer as cf
 from benchmarks.gradcam_layers import score
 from convformer.inspection import conv_layers, default_cam_layers
+from convformer.export.checkpoint import bundled_checkpoint
 
 TINY = dict(img_size=32, num_classes=3, conv_widths=(8, 16, 16), conv_depths=(0, 1, 1), embed_dim=16, depth=1,
             num_heads=2, patch_size=8)
@@ -33,4 +34,4 @@ def test_bundled_mid_lands_on_the_object_where_refine_did_not():
     rows = score("mid", 20)
     default = next(r for r in rows.values() if r["default"])
     assert default["peak"] >= 0.4 and rows["mid.refine"]["peak"] <= 0.3, rows
-    assert set(rows) == set(conv_layers(cf.load_checkpoint(cf.checkpoint.bundled_checkpoint("mid"))))
+    assert set(rows) == set(conv_layers(cf.load_checkpoint(bundled_checkpoint("mid"))))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import convformer as cf
-from convformer.checkpoint import read_info
+from convformer.export.checkpoint import read_info
 from tests.test_model import tiny
 
 
@@ -100,7 +100,7 @@ def _header_only(path, info: dict, tensors: dict | None = None) -> None:
 @pytest.fixture
 def builds(monkeypatch):
     """The devices of every ConvFormer built through checkpoint.py (the meta device costs no memory)."""
-    import convformer.checkpoint as ck
+    import convformer.export.checkpoint as ck
     devices = []
 
     class Spy(ck.ConvFormer):

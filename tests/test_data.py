@@ -122,7 +122,7 @@ def _tiff_declaring(width: int, height: int, bits: int = 32, sample_format: int 
 
 
 def test_images_too_costly_to_decode_are_refused_from_the_header():
-    from convformer.images import MAX_DECODE_BYTES, decode_cost, open_image
+    from convformer.data.images import MAX_DECODE_BYTES, decode_cost, open_image
     data = _tiff_declaring(6300, 6300)  # 40 MP of 32-bit floats, in one strip
     with pytest.raises(cf.ImageError, match=r"6300 x 6300 px in mode F \(TIFF\); decoding it would need ~\d+ MB"):
         cf.load_image(data)
@@ -149,7 +149,7 @@ import numpy as np
 from PIL import Image
 sys.modules["convformer"] = types.ModuleType("convformer")  # images.py alone: no torch in this process
 sys.modules["convformer"].__path__ = [sys.argv[2]]
-from convformer.images import decode_cost, load_image
+from convformer.data.images import decode_cost, load_image
 w, h, mode = 2000, 2000, sys.argv[1]
 a = np.random.default_rng(0).random((h, w), dtype=np.float32)
 img = {"F": Image.fromarray(a), "I;16": Image.fromarray((a * 65535).astype(np.uint16)),

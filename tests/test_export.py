@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from convformer import ConvFormer, ConvFormerConfig, inspect, load_checkpoint
 from convformer import axes
 from convformer.__main__ import main
-from convformer.checkpoint import bundled_checkpoint
+from convformer.export.checkpoint import bundled_checkpoint
 from convformer.export import export, load
 from convformer.model import LAYOUTS
 from convformer.presets import PRESETS, SHAPES_PRESETS
@@ -116,7 +116,7 @@ def test_random_valid_configurations(cfg, extra):
 @pytest.mark.parametrize("fusion", ["early", "mid", "late", "cnn", "vit"])
 def test_bundled_checkpoint(fusion):
     path = bundled_checkpoint(fusion)
-    assert path is not None, f"assets/checkpoints/{fusion}.safetensors is missing"
+    assert path is not None, f"convformer/weights/{fusion}.safetensors is missing"
     model = load_checkpoint(path).eval()
     module, source = exported(model, classes=model.meta["classes"])
     mine = module.ConvFormer().eval()

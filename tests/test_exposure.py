@@ -40,7 +40,7 @@ def test_examples_are_served(server) -> None:
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "/etc/hostname", "/proc/self/environ", "app.py",
-                                  "{root}/app.py", "{root}/convformer/checkpoint.py", "{root}/README.md",
+                                  "{root}/app.py", "{root}/convformer/export/checkpoint.py", "{root}/README.md",
                                   "{root}/.git/config", "{root}/assets/README.md", "{root}/requirements.txt",
                                   "{root}/assets/examples/../../app.py", "assets/examples/../../app.py",
                                   "{root}/assets/examples/%2e%2e/%2e%2e/app.py", "{temp}/../server.log",

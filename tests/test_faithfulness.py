@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import convformer as cf
-from convformer import faithfulness as fa
+from convformer.inspection import faithfulness as fa
 from convformer.__main__ import main
-from convformer.checkpoint import bundled_checkpoint
+from convformer.export.checkpoint import bundled_checkpoint
 from tests.test_model import tiny
 
 
@@ -102,7 +102,7 @@ def test_method_maps_per_fusion_and_batched_rollout_matches_viz():
     assert set(maps) == set(fa.METHODS)
     assert all(m.shape == (2, grid.h, grid.w) and 0 <= m.min() and m.max() <= 1 for k, m in maps.items()
                if k != "gradcam")
-    from convformer import viz
+    from convformer.inspection import viz
     blocks = result.rollout_blocks()
     one = viz.rollout_map([result.attentions[b][1] for b in blocks], (grid.h, grid.w), grid.prefix)
     np.testing.assert_allclose(maps["rollout"][1].numpy(), one, atol=1e-4)  # min-max scaling of a flat map

@@ -5,8 +5,8 @@ import matplotlib
 import pytest
 from PIL import Image
 
-from convformer import shapes
-from convformer.familiarity import TEXTURE_LIMIT, texture, unlike_shapes
+from convformer.data import shapes
+from convformer.data.familiarity import TEXTURE_LIMIT, texture, unlike_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = [ROOT / "assets" / "examples" / "photo_chelsea_cat.jpg", ROOT / "assets" / "examples" / "photo_astronaut.jpg",

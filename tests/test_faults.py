@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convformer.checkpoint import save_checkpoint
+from convformer.export.checkpoint import save_checkpoint
 from convformer.model import ConvFormer
-from convformer_app import session
+from convformer_app import engine, gradio_patches
 from convformer_app.controls import Controls
 
 from ._appserver import ROOT, SMALL
@@ -232,9 +232,9 @@ def test_soak_small(server) -> None:
 
 def test_picture_cache_is_never_rewritten_in_place(server, tmp_path: Path) -> None:
     """Two sessions that get the same picture share one content-addressed file: the second save must not
-    truncate it while the first session may still be downloading it (see session.save_pil_to_cache)."""
+    truncate it while the first session may still be downloading it (see gradio_patches.save_pil_to_cache)."""
     import gradio.processing_utils as pu
-    assert pu.save_pil_to_cache is session.save_pil_to_cache  # installed by session.start
+    assert pu.save_pil_to_cache is gradio_patches.save_pil_to_cache  # installed by engine.start
     picture = Image.new("RGB", (32, 32), "red")
     first = Path(pu.save_pil_to_cache(picture, str(tmp_path)))
     inode, mtime = first.stat().st_ino, first.stat().st_mtime_ns

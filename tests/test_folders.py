@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convformer.folders import (DatasetError, FolderDataset, ImageFolderData, load_image_folder,
-                                safe_extract_zip, to_rgb)
-from convformer.shapes import CLASSES, write_samples
+from convformer.data.folders import DatasetError, FolderDataset, ImageFolderData, load_image_folder, safe_extract_zip
+from convformer.data.images import to_rgb
+from convformer.data.shapes import CLASSES, write_samples
 
 
 def _png_bytes(colour=(200, 30, 30), size=(8, 6), mode="RGB") -> bytes:
@@ -272,7 +272,7 @@ def test_folder_dataset_reports_a_file_broken_after_loading(tmp_path):
 # ---- Cancel and the time limit cover loading; limits per image before decoding; short messages -----------
 def test_cancel_stops_extraction_and_leaves_nothing(tmp_path):
     import threading
-    from convformer.folders import LoadingStopped, Stop
+    from convformer.data.folders import LoadingStopped, Stop
     z = _zip(tmp_path / "d.zip", {f"cat/{i}.png": _png_bytes() for i in range(20)})
     cancel = threading.Event()
     cancel.set()
@@ -283,7 +283,7 @@ def test_cancel_stops_extraction_and_leaves_nothing(tmp_path):
 
 def test_time_limit_stops_the_scan_and_the_decoding_per_image(tmp_path):
     import threading
-    from convformer.folders import LoadingStopped, Stop
+    from convformer.data.folders import LoadingStopped, Stop
     root = _folder(tmp_path / "d", {"cat": 3, "dog": 3})
     with pytest.raises(LoadingStopped, match="time limit was reached while checking images"):
         load_image_folder(root, stop=Stop.after(-1))

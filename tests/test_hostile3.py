@@ -22,10 +22,10 @@ import psutil
 import pytest
 from markdown_it import MarkdownIt
 
-from convformer import images
-from convformer.checkpoint import CheckpointError, read_info, save_checkpoint
+from convformer.data import images
+from convformer.export.checkpoint import CheckpointError, read_info, save_checkpoint
 from convformer.export import export, load
-from convformer.folders import DatasetError, _check_image, load_image_folder, safe_extract_zip
+from convformer.data.folders import DatasetError, _check_image, load_image_folder, safe_extract_zip
 from convformer.model import ConvFormer
 from convformer.presets import PRESETS
 from convformer_app import i18n, views
@@ -67,7 +67,7 @@ def test_translating_a_refusal_of_a_huge_value_is_bounded_and_whole() -> None:
 
 @pytest.mark.app
 def test_check_config_answers_a_megabyte_value_with_one_short_line() -> None:
-    from convformer_app import explore
+    from convformer_app.explore import handlers as explore
     controls = dict(SMALL, conv_widths="=a" * 500_000)
     for lang in i18n.LANGS:
         token = i18n.LANG.set(lang)
@@ -122,20 +122,21 @@ def test_the_app_keeps_only_what_it_reads_of_a_header(good: Path, tmp_path: Path
 # ---- 4: /code builds nothing; the model cache has a byte budget ---------------------------------------------
 @pytest.mark.app
 def test_code_for_the_largest_configuration_builds_no_model(monkeypatch, tmp_path: Path) -> None:
-    from convformer_app import explore, session
+    from convformer_app.explore import handlers as explore
+    from convformer_app import engine
     monkeypatch.setattr(explore, "CODE_DIR", tmp_path / "code")
     largest = dict(SMALL, fusion="vit", preset="convformer_vit_tiny", img_size=224, embed_dim=768, depth=24,
                    num_heads=16, mlp_ratio=8.0, patch_size=16)
-    builds, rss = session.CACHE.builds, psutil.Process().memory_info().rss
+    builds, rss = engine.CACHE.builds, psutil.Process().memory_info().rss
     source, path = explore.code(*[largest[k] for k in CONFIG_KEYS])
-    assert session.CACHE.builds == builds
+    assert engine.CACHE.builds == builds
     assert psutil.Process().memory_info().rss - rss < 300 * 2**20  # the model is 284 M parameters: 1.1 GB
     assert "EMBED_DIM = 768" in source and Path(path).read_text() == source
 
 
 @pytest.mark.app
 def test_the_model_cache_keeps_models_within_a_byte_budget() -> None:
-    from convformer_app.session import ModelCache
+    from convformer_app.engine import ModelCache
     sizes = {"a": 40, "b": 40, "c": 40, "huge": 500}
     cache, built = ModelCache(size=10, budget=100, size_of=lambda item: sizes[item]), []
     for key in ("a", "b", "c", "a", "huge", "huge"):
@@ -148,7 +149,7 @@ def test_the_model_cache_keeps_models_within_a_byte_budget() -> None:
 @pytest.mark.app
 def test_code_files_are_pruned_and_on_the_janitors_list(monkeypatch, tmp_path: Path) -> None:
     import app
-    from convformer_app import explore
+    from convformer_app.explore import handlers as explore
     folder = tmp_path / "code"
     monkeypatch.setattr(explore, "CODE_DIR", folder)
     monkeypatch.setattr(explore, "CODE_BUDGET", 100_000)
@@ -214,7 +215,8 @@ def test_a_hostile_checkpoint_notice_is_text(good: Path, tmp_path: Path) -> None
 
 @pytest.mark.app
 def test_refusals_in_markdown_and_toasts_are_escaped() -> None:
-    from convformer_app import explore, safety
+    from convformer_app import safety
+    from convformer_app.explore import handlers as explore
     link = _corpus.HOSTILE_NAMES[0]
     status = explore.check_config(*[dict(SMALL, conv_widths=link)[k] for k in CONFIG_KEYS])
     assert not live_markup(rendered(status)), status

@@ -213,7 +213,7 @@ NAMES = re.compile(r"`[^`]*`|<[^>]+>|ConvFormer|Grad-CAM|ImageNet|LayerNorm|Tran
 
 
 def english_left(text: str) -> list[str]:
-    from convformer.shapes import CLASSES
+    from convformer.data.shapes import CLASSES
     for name in CLASSES:
         text = re.sub(rf"\b{name}\b", "", text)
     return ENGLISH.findall(NAMES.sub(" ", re.sub(r"<style>.*?</style>", "", text, flags=re.S)))
@@ -228,17 +228,20 @@ def zh():
 
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory, zh):
-    from convformer.shapes import render
-    from convformer_app import explore
+    from convformer.data.shapes import render
+    from convformer_app.explore import handlers as explore
     path = tmp_path_factory.mktemp("i18n") / "shape.png"
     render(0, "test", 80)[0].save(path)
-    from convformer_app.explore import PREDICT_OUTPUTS
+    from convformer_app.explore.handlers import PREDICT_OUTPUTS
     return dict(zip(PREDICT_OUTPUTS, explore.predict(str(path), "late", img_size=64, weights="random", top_k=3)))
 
 
 def test_python_built_texts_come_from_the_catalogue(predicted, zh):
     """A run's texts in zh-CN: no English sentence left (values, names and code excepted)."""
-    from convformer_app import compare, explore, train_tab, views
+    from convformer_app import views
+    from convformer_app.compare import handlers as compare
+    from convformer_app.explore import handlers as explore
+    from convformer_app.train import handlers as train_tab
     texts = {name: predicted[name] for name in ("notice", "stats", "maps_note", "diagram", "cam_note")}
     table = predicted["table"]
     texts["table"] = " | ".join([*table["headers"], *(str(cell) for row in table["data"] for cell in row)])
@@ -265,21 +268,23 @@ def test_python_built_texts_come_from_the_catalogue(predicted, zh):
 def test_cautions_and_messages_come_from_the_catalogue(monkeypatch, zh):
     """The 'unlike the Shapes data' caution (the library gives a number), the message when a checkpoint fixes
     the architecture, and the ImageNet reference's notice and table headers, in zh-CN."""
-    from convformer_app import explore, imagenet
+    from convformer_app.explore import handlers as explore
+    from convformer_app import references
     from convformer_app.weights import defaults, resolve
     said = []
     monkeypatch.setattr(gr, "Info", said.append)
     explore.on_preset(*defaults("mid").replace(preset="convformer_mid_small").inputs())
     cat = ROOT / "assets" / "examples" / "photo_chelsea_cat.jpg"
     texts = {"caution": explore.caution(str(cat), resolve(defaults("mid"))), "fixed": said[0] if said else "",
-             "imagenet": imagenet.weights("mid").notice, "imagenet_headers": " | ".join(imagenet.headers())}
+             "imagenet": references.weights("mid").notice, "imagenet_headers": " | ".join(references.headers())}
     for name, value in texts.items():
         assert CJK.search(value) and not english_left(value), (name, value)
     assert "0." in texts["caution"] and "convformer_mid_small" in texts["fixed"]
 
 
 def test_errors_reach_the_page_in_its_language():
-    from convformer_app import compare, explore
+    from convformer_app.compare import handlers as compare
+    from convformer_app.explore import handlers as explore
     for handler, args in ((explore.predict, (None, "mid")), (compare.compare_split, (5,)),
                           (explore.redraw_channels, (None, None))):
         with pytest.raises(gr.Error) as caught:

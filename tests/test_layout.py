@@ -21,20 +21,20 @@ def _python(code: str, **env: str) -> str:
 
 def test_the_library_imports_no_gradio_or_pandas() -> None:
     loaded = _python("import importlib, pkgutil, sys, convformer\n"
-                     "for m in pkgutil.iter_modules(convformer.__path__):\n"
-                     "    importlib.import_module('convformer.' + m.name)\n"
+                     "for m in pkgutil.walk_packages(convformer.__path__, 'convformer.'):\n"
+                     "    importlib.import_module(m.name)\n"
                      "print(sorted(m for m in ('gradio', 'pandas') if m in sys.modules))")
     assert loaded == "[]"
 
 
 @pytest.mark.app
 def test_importing_the_app_package_changes_nothing() -> None:
-    """No device picked and no Gradio internals patched until session.start() (app.py's launch)."""
+    """No device picked and no Gradio internals patched until engine.start() (app.py's launch)."""
     out = _python("import gradio.processing_utils as pu; original = pu.save_pil_to_cache\n"
                   "import importlib, pkgutil, convformer_app\n"
-                  "for m in pkgutil.iter_modules(convformer_app.__path__):\n"
-                  "    importlib.import_module('convformer_app.' + m.name)\n"
-                  "from convformer_app import session\n"
-                  "print(pu.save_pil_to_cache is original, session.DEVICE)",
+                  "for m in pkgutil.walk_packages(convformer_app.__path__, 'convformer_app.'):\n"
+                  "    importlib.import_module(m.name)\n"
+                  "from convformer_app import engine\n"
+                  "print(pu.save_pil_to_cache is original, engine.DEVICE)",
                   CONVFORMER_DEVICE="meta")  # what the device choice would pick, were it made at import
     assert out == "True cpu"

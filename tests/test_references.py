@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from convformer import inspect, viz
+from convformer import inspect
+from convformer.inspection import viz
 from convformer.__main__ import main
 from convformer.references import (REFERENCES, WeightsUnavailable, cached_weights, download_size, fetch,
                                    imagenet_labels, is_cached, load_reference, params, preprocess, top_k, view)

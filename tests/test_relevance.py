@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import convformer as cf
-from convformer import relevance
+from convformer.inspection import relevance
 from convformer.config import FUSIONS
 from tests.test_model import tiny
 

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from convformer.checkpoint import save_checkpoint
+from convformer.export.checkpoint import save_checkpoint
 from convformer.config import FUSIONS, MERGES, ConvFormerConfig
-from convformer.folders import DatasetError, safe_extract_zip
+from convformer.data.folders import DatasetError, safe_extract_zip
 from convformer.model import ConvFormer
 from convformer.presets import PRESETS
 from convformer_app.controls import Controls
@@ -287,7 +287,7 @@ def test_kept_results_share_one_byte_budget(server, corpus, monkeypatch) -> None
 def test_a_training_run_releases_its_model_and_its_folder_is_pruned(server, monkeypatch) -> None:
     from types import SimpleNamespace
 
-    from convformer_app import train_tab
+    from convformer_app.train import handlers as train_tab
     owner = SimpleNamespace(session_hash="robustness-train")
     controls = {k: SMALL[k] for k in (*CONFIG_KEYS, "weights", "checkpoint")}
     for _ in train_tab.train("shapes", None, 1, 2e-3, 32, 100, 32, **controls, request=owner,
@@ -328,7 +328,7 @@ def test_uploads_cut_off_leave_no_partial_files(server) -> None:
 
 
 def test_compare_caches_keyed_by_a_request_value_are_bounded() -> None:
-    from convformer_app import compare
+    from convformer_app.compare import handlers as compare
     for n in (10, 20, 30, 40):
         assert len(compare._test_split((32, 32), n)) == n
     assert len(compare._DATA) <= compare.MAX_SPLITS
@@ -340,7 +340,7 @@ def test_the_time_limit_covers_loading_a_zip(server, tmp_path: Path, monkeypatch
     import zipfile
     from types import SimpleNamespace
 
-    from convformer_app import train_tab
+    from convformer_app.train import handlers as train_tab
     buf = io.BytesIO()
     Image.new("L", (2000, 2000)).save(buf, "PNG")
     with zipfile.ZipFile(tmp_path / "data.zip", "w", zipfile.ZIP_DEFLATED) as zf:

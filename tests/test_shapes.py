@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convformer.shapes import (CLASSES, ShapesDataset, render, render_with_mask, sample_grid,
+from convformer.data.shapes import (CLASSES, ShapesDataset, render, render_with_mask, sample_grid,
                                write_samples)
 
 

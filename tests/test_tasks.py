@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from convformer.checkpoint import CheckpointError, bundled_checkpoint
+from convformer.export.checkpoint import CheckpointError, bundled_checkpoint
 from convformer.config import FUSIONS
 from convformer.tasks import (HEADS, create_task_model, decode, detect, hungarian_match, load_task_checkpoint,
                               render_scene, save_task_checkpoint, scene_split, segment, task_shape_rows)

@@ -12,7 +12,7 @@ from timm.models._features import FeatureGetterNet
 from timm.models._manipulate import group_parameters
 
 import convformer as cf
-from convformer.checkpoint import bundled_checkpoint
+from convformer.export.checkpoint import bundled_checkpoint
 from convformer.config import FUSIONS
 from convformer.presets import checkpoint_filter_fn
 from tests.test_model import TINY, tiny
@@ -212,7 +212,7 @@ def test_unknown_keywords_raise_instead_of_being_dropped():
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_bundled_checkpoints_are_pretrained_tags(fusion):
     name = f"convformer_{fusion}_shapes"
-    assert bundled_checkpoint(fusion) is not None, f"assets/checkpoints/{fusion}.safetensors is missing"
+    assert bundled_checkpoint(fusion) is not None, f"convformer/weights/{fusion}.safetensors is missing"
     assert f"{name}.bundled" in timm.list_models(pretrained=True)
     ours = cf.load_checkpoint(bundled_checkpoint(fusion))
     model = timm.create_model(name, pretrained=True).eval()
@@ -259,3 +259,18 @@ def test_deit_tiny_weights_give_deit_tiny_logits(tmp_path):
         torch.testing.assert_close(ours.forward_head(ours.forward_features(x), pre_logits=True),
                                    deit.forward_head(deit.forward_features(x), pre_logits=True), rtol=0, atol=1e-5)
         assert expected.abs().max() > 1  # a real test: logits far from zero
+
+
+@pytest.mark.parametrize("feature_cls", ["getter", "hook", "fx"])
+def test_feature_cfg_and_build_keywords_pass_through(feature_cls) -> None:
+    """timm's factory keywords reach build_model_with_cfg: a caller's feature_cfg (here the feature class) and
+    pretrained_filter_fn win over the presets' own defaults instead of colliding with them."""
+    model = timm.create_model("convformer_mid_shapes", features_only=True, feature_cfg=dict(feature_cls=feature_cls))
+    outs = model(torch.zeros(1, 3, 64, 64))
+    assert type(model).__name__ == {"getter": "FeatureGetterNet", "hook": "FeatureHookNet",
+                                    "fx": "FeatureGraphNet"}[feature_cls]
+    assert [o.shape[0] for o in outs] == [1] * len(model.feature_info.channels())
+    seen = []
+    timm.create_model("convformer_mid_shapes", pretrained=True,
+                      pretrained_filter_fn=lambda state, m: seen.append(len(state)) or state)
+    assert seen and seen[0] > 0

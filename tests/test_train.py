@@ -14,12 +14,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from convformer import ConvFormerConfig, build_model, load_checkpoint, shapes
+from convformer import ConvFormerConfig, build_model, load_checkpoint
+from convformer.data import shapes
 from convformer.__main__ import main
-from convformer.datasets import SHAPES_CACHE, ShapesCache
-from convformer import muon
-from convformer.muon import Muon, orthogonalize
-from convformer.recipe import RECIPES, estimate_seconds, verdict
+from convformer.data.datasets import SHAPES_CACHE, ShapesCache
+from convformer.train import muon
+from convformer.train.muon import Muon, orthogonalize
+from convformer.train.recipes import RECIPES, estimate_seconds, verdict
 from convformer.train import (ImageTensors, TrainConfig, evaluate, fit, lr_factor, make_datasets,
                               optimizers, param_groups)
 
@@ -178,7 +179,7 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(fusion):
                                                    (True, "spectral_unclamped")])
 @pytest.mark.parametrize("ns_dtype", [torch.float32, torch.bfloat16])  # bf16: what a GPU computes in
 def test_batched_muon_steps_as_torch_muon(nesterov, adjust_lr_fn, ns_dtype, monkeypatch):
-    """convformer.muon.Muon batches the matrices of one shape; its steps are torch.optim.Muon's up to rounding
+    """convformer.train.muon.Muon batches the matrices of one shape; its steps are torch.optim.Muon's up to rounding
     (torch's iteration runs in bf16, ours in float32 on the CPU)."""
     monkeypatch.setattr(muon, "ns_dtype", lambda device: ns_dtype)
     torch.manual_seed(0)
@@ -376,10 +377,10 @@ def test_cli_recipe_uses_the_recipe(tmp_path, fusion):
 
 @pytest.mark.parametrize("fusion", ["early", "mid", "late", "cnn", "vit"])
 def test_bundled_checkpoint_reaches_its_recorded_accuracy(fusion):
-    from convformer.checkpoint import bundled_checkpoint
+    from convformer.export.checkpoint import bundled_checkpoint
     from convformer.presets import SHAPES_PRESETS
     path = bundled_checkpoint(fusion)
-    assert path is not None, f"assets/checkpoints/{fusion}.safetensors is missing"
+    assert path is not None, f"convformer/weights/{fusion}.safetensors is missing"
     model = load_checkpoint(path)
     assert model.config.fusion == fusion and model.meta["classes"] == list(shapes.CLASSES)
     assert model.config == SHAPES_PRESETS[f"convformer_{fusion}_shapes"]
@@ -399,8 +400,8 @@ def test_bundled_checkpoint_reaches_its_recorded_accuracy(fusion):
 @pytest.mark.app
 def test_the_train_tab_defaults_are_the_recipes(monkeypatch):
     import inspect
-    from convformer_app import train_tab
-    from convformer.recipe import DEFAULT
+    from convformer_app.train import handlers as train_tab
+    from convformer.train.recipes import DEFAULT
     from convformer_app.controls import Controls
     r = RECIPES[DEFAULT]
     assert r.time_to(0.9) is not None and r.time_to(0.9) <= 60  # the default passes 90 % within its minute

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from convformer import viz
+from convformer.inspection import viz
 
 # one head, a class token and two patches; block 1 then block 2
 A1 = np.array([[[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])

@@ -5,7 +5,7 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch, torch.nn.functional as F
-from convformer.recipe import RECIPES
+from convformer.train.recipes import RECIPES
 from convformer.model import ConvFormer
 from convformer.train import optimizers
 torch.set_num_threads(2)

@@ -1,12 +1,12 @@
 """Newton-Schulz iteration for the vit recipe's 8 hidden matrices (2 blocks x qkv, proj, fc1, fc2), 2 threads
 (NOTES section 12): torch.optim.Muon's own (bf16, one matrix at a time) against float32, and against one batched
-iteration per shape (convformer.muon.orthogonalize). Usage: python benchmarks/train_runs/muon_ns_probe.py"""
+iteration per shape (convformer.train.muon.orthogonalize). Usage: python benchmarks/train_runs/muon_ns_probe.py"""
 import sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch
 from torch.optim._muon import _zeropower_via_newtonschulz
-from convformer.muon import orthogonalize
+from convformer.train.muon import orthogonalize
 torch.set_num_threads(2)
 COEF = (3.4445, -4.7750, 2.0315)
 grads = [torch.randn(s) for s in [(288, 96), (96, 96), (384, 96), (96, 384)] * 2]

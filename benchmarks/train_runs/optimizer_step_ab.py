@@ -1,5 +1,5 @@
 """One training step of each recipe with the optimizers before and after NOTES section 12, interleaved in one
-process: torch.optim.Muon + for-loop AdamW (949a7fb) against convformer.muon.Muon (batched by shape, float32 on the
+process: torch.optim.Muon + for-loop AdamW (949a7fb) against convformer.train.muon.Muon (batched by shape, float32 on the
 CPU) + fused AdamW (`train.optimizers`). Forward, label-smoothed cross-entropy, backward, clipping, the steps;
 batch 128 at 40 px, 2 threads, 30 rounds of 3 steps each, median.
 Usage: python benchmarks/train_runs/optimizer_step_ab.py vit mid early late"""
@@ -7,9 +7,9 @@ import statistics, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch, torch.nn.functional as F
-from convformer.recipe import RECIPES
+from convformer.train.recipes import RECIPES
 from convformer.model import ConvFormer
-from convformer import train as T
+from convformer.train import loop as T
 torch.set_num_threads(2)
 
 

@@ -94,11 +94,11 @@ if "muon" in hacks:
             self.muon.zero_grad(set_to_none); self.adam.zero_grad(set_to_none)
     torch.optim.AdamW = Combo
 if spec.get("kd"):
-    from convformer.checkpoint import load_checkpoint
-    from convformer.datasets import ImageTensors
-    from convformer.train import evaluate, _normalizer
+    from convformer.export.checkpoint import load_checkpoint
+    from convformer.data.datasets import ImageTensors
+    from convformer.train.loop import _normalizer, evaluate
     t0 = time.perf_counter()
-    teacher = load_checkpoint("/work/main/assets/checkpoints/cnn.safetensors").eval()
+    teacher = load_checkpoint("/work/main/convformer/weights/cnn.safetensors").eval()
     big = _data(64, "train", spec["train"], 0)
     print("teacher val@64", evaluate(teacher, _data(64, "val", 1000, 0))["acc"], file=sys.stderr)
     norm = _normalizer(teacher, torch.device("cpu"))

@@ -16,8 +16,20 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Mlp, build_sincos2d_pos_embed
 from torch import nn
+
+# Plain torch only: `convformer.tasks.export` copies these classes into the one-file export as they are.
+
+
+def sincos_2d(h: int, w: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+    """Fixed 2-D sin-cos positions (1, h * w, dim), as DETR's: a quarter of the channels each sin / cos of y / x."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter)
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    y, x = ys.flatten()[:, None] * omega, xs.flatten()[:, None] * omega               # (h * w, dim / 4)
+    pos = torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], 1)
+    return F.pad(pos, (0, dim - 4 * quarter)).unsqueeze(0).to(dtype or torch.float32)
 
 
 class Neck(nn.Module):
@@ -52,20 +64,20 @@ class Neck(nn.Module):
         return self.fuse(x)  # (B, dim, h, w)
 
 
-def _branch(dim: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(), nn.Conv2d(dim, out, 1))
-
-
 class DenseHead(nn.Module):
     """(B, dim, h, w) -> heatmap logits (B, K, h, w), size (B, 2, h, w) as (w, h) in cells, offset (B, 2, h, w)
-    of the centre within its cell (x, y)."""
+    of the centre within its cell (x, y). One shared 3x3 conv + ReLU, then a 1x1 conv per output (CenterNet
+    gives each output its own 3x3 conv: three times the cost, the head's largest part, for no gain measured
+    here; benchmarks/NOTES.md)."""
 
     def __init__(self, dim: int, num_classes: int):
         super().__init__()
-        self.heatmap, self.size, self.offset = _branch(dim, num_classes), _branch(dim, 2), _branch(dim, 2)
-        nn.init.constant_(self.heatmap[-1].bias, -2.19)  # sigmoid = 0.1 at the start (CenterNet's prior)
+        self.trunk = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU())
+        self.heatmap, self.size, self.offset = nn.Conv2d(dim, num_classes, 1), nn.Conv2d(dim, 2, 1), nn.Conv2d(dim, 2, 1)
+        nn.init.constant_(self.heatmap.bias, -2.19)  # sigmoid = 0.1 at the start (CenterNet's prior)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.trunk(x)
         return {"heatmap": self.heatmap(x), "size": self.size(x), "offset": self.offset(x)}
 
 
@@ -77,7 +89,7 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.cross_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
 
     def forward(self, q: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor,
@@ -100,13 +112,13 @@ class SetHead(nn.Module):
         self.query_embed = nn.Embedding(queries, dim)
         self.layers = nn.ModuleList(DecoderLayer(dim, heads) for _ in range(layers))
         self.class_embed = nn.Linear(dim, num_classes + 1)
-        self.bbox_embed = Mlp(dim, dim, 4)
+        self.bbox_embed = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 4))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mem = self.input_proj(x)                                              # (B, D, h', w')
         b, d, h, w = mem.shape
         memory = mem.flatten(2).transpose(1, 2)                               # (B, N=h'*w', D)
-        pos = build_sincos2d_pos_embed([h, w], d, device=x.device, dtype=x.dtype).unsqueeze(0)  # (1, N, D)
+        pos = sincos_2d(h, w, d, x.device, x.dtype)                           # (1, N, D)
         query_pos = self.query_embed.weight.unsqueeze(0).repeat(b, 1, 1)     # (B, Q, D)
         q = torch.zeros_like(query_pos)
         outs, attns = [], []

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..config import ConvFormerConfig
 from ..model import ConvFormer, feature_taps
-from ..shapes import CLASSES
+from ..data.shapes import CLASSES
 from .heads import DenseHead, Neck, SegFormerHead, SetHead
 
 TASKS = ("classify", "detect", "segment")

@@ -79,11 +79,13 @@ def task_shape_rows(model: TaskModel, x: torch.Tensor) -> list[TaskRow]:
 
 def _dense_rows(r: _Rows, model: TaskModel, fused: torch.Tensor, hw: tuple[int, int]) -> None:
     head, k = model.head, model.head_config.max_detections
-    heat = r.step("head.heatmap", "class-centre heatmaps (CenterNet)", lambda: head.heatmap(fused), fused,
+    t = r.step("head.trunk", "shared 3x3 conv + ReLU", lambda: head.trunk(fused), fused, "B D h w", "B D h w",
+               head.trunk)
+    heat = r.step("head.heatmap", "class-centre heatmaps (CenterNet), 1x1 conv", lambda: head.heatmap(t), t,
                   "B D h w", "B K h w", head.heatmap)
-    size = r.step("head.size", "box width, height in cells", lambda: head.size(fused), fused, "B D h w", "B 2 h w",
-                  head.size)
-    offset = r.step("head.offset", "centre offset in its cell", lambda: head.offset(fused), fused, "B D h w",
+    size = r.step("head.size", "box width, height in cells, 1x1 conv", lambda: head.size(t), t, "B D h w",
+                  "B 2 h w", head.size)
+    offset = r.step("head.offset", "centre offset in its cell, 1x1 conv", lambda: head.offset(t), t, "B D h w",
                     "B 2 h w", head.offset)
     prob = r.step("decode.sigmoid", "heatmap probabilities", lambda: heat.sigmoid(), heat, "B K h w", "B K h w")
     top = r.step("decode.peaks", "3x3 max-pool equality: local maxima, no NMS", lambda: peaks(prob), prob,

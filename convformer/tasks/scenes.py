@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from safetensors.torch import load_file, save_file
 from torchvision.ops import masks_to_boxes
 
-from .. import shapes
-from ..shapes import CLASSES
+from ..data import shapes
+from ..data.shapes import CLASSES
 
 MAX_OBJECTS = 4                 # objects per scene: 1 .. MAX_OBJECTS
 RADIUS = (0.12, 0.24)           # object radius as a fraction of the short side
@@ -136,13 +138,17 @@ class SceneTensors:
 _CACHE: dict[tuple, SceneTensors] = {}
 
 
-def scene_split(split: str, n: int, size: int | Sequence[int] = 64, seed: int = 0) -> SceneTensors:
+def scene_split(split: str, n: int, size: int | Sequence[int] = 64, seed: int = 0,
+                cache_dir: str | Path | None = None) -> SceneTensors:
     """The first `n` scenes of a split as tensors (rendered once per process and kept; a longer request
-    renders only the missing scenes)."""
+    renders only the missing scenes). With `cache_dir`, also kept there as safetensors between processes."""
     hw = _check_size(size)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
         raise ValueError(f"n must be an int in [1, 100000], got {n!r}")
     key = (split, seed, hw)
+    file = Path(cache_dir) / f"scenes_{split}_{seed}_{hw[0]}x{hw[1]}.safetensors" if cache_dir else None
+    if file is not None and file.is_file() and len(_CACHE.get(key, ())) < n:
+        _CACHE[key] = SceneTensors(**load_file(str(file)))
     have = _CACHE.get(key)
     start = 0 if have is None else len(have)
     if start < n:
@@ -158,6 +164,9 @@ def scene_split(split: str, n: int, size: int | Sequence[int] = 64, seed: int = 
             new = SceneTensors(*(torch.cat([getattr(have, f), getattr(new, f)])
                                  for f in ("images", "semantic", "boxes", "labels")))
         _CACHE[key] = have = new
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            save_file({f: getattr(new, f).contiguous() for f in ("images", "semantic", "boxes", "labels")}, str(file))
     return SceneTensors(have.images[:n], have.semantic[:n], have.boxes[:n], have.labels[:n])
 
 

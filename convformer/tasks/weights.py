@@ -2,7 +2,7 @@
 
 A task checkpoint's header holds {"task", "config" (the backbone's ConvFormerConfig), "head" (HeadConfig),
 "meta" (class names, metrics, training record)} under the key "convformer_task", and the same JSON beside it.
-The bundled ones live in `convformer/tasks/weights/{task}_{fusion}.safetensors` (package data).
+The bundled ones live in `convformer/weights/{task}_{fusion}.safetensors` (package data, with the classifiers).
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import CheckpointError
+from ..export.checkpoint import CheckpointError
 from ..config import FUSIONS, ConvFormerConfig
 from ..messages import shown
 from .model import HEADS, TASKS, HeadConfig, TaskModel, split_overrides
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # package data, beside the classifiers'
 KEY = "convformer_task"
 MAX_BYTES, MAX_HEADER_BYTES = 500_000_000, 16_000_000
 
@@ -92,13 +92,13 @@ def load_task_checkpoint(path: str | Path, task: str | None = None) -> TaskModel
 
 
 def _backbone_config(fusion: str, overrides: dict[str, Any]) -> ConvFormerConfig:
-    from ..presets import SHAPES_PRESETS
-    return SHAPES_PRESETS[f"convformer_{fusion}_shapes"].replace(num_classes=0, **overrides)
+    from ..presets import SHAPES_PRESETS, preset_name
+    return SHAPES_PRESETS[preset_name(fusion, "shapes")].replace(num_classes=0, **overrides)
 
 
 def _load_backbone(model: TaskModel, fusion: str) -> bool:
     """The bundled classifier's weights (trained on the shapes images) into the backbone, when they fit."""
-    from ..checkpoint import bundled_checkpoint, load_checkpoint
+    from ..export.checkpoint import bundled_checkpoint, load_checkpoint
     path = bundled_checkpoint(fusion)
     if path is None:
         return False
@@ -139,10 +139,10 @@ def create_task_model(task: str, fusion: str = "mid", *, weights: str | Path = "
 
 
 def _classifier(fusion: str, weights: str | Path, config: dict[str, Any]):
-    from ..checkpoint import load_checkpoint
-    from ..presets import create
+    from ..export.checkpoint import load_checkpoint
+    from ..presets import create, preset_name
     if weights in ("bundled", "backbone", "random"):
-        model = create(f"convformer_{fusion}_shapes", pretrained=weights != "random", **config)
+        model = create(preset_name(fusion, "shapes"), pretrained=weights != "random", **config)
     else:
         model = load_checkpoint(weights)
     model.task = "classify"

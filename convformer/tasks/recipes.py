@@ -1,0 +1,97 @@
+"""Task recipes: what `train --task detect|segment` runs per fusion stage, found by measurement
+(benchmarks/NOTES.md, "Tasks"; `python -m benchmarks.bench_tasks`). Like the classification recipes
+(`convformer.recipe`), each becomes a `TrainConfig` for the shared optimizers and schedule; the backbone
+starts from the stage's bundled shapes classifier."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import FUSIONS
+from ..train import TrainConfig
+from .model import HEADS
+from .scenes import scene_split
+from .train import METRIC, TaskResult, fit_task
+from .weights import create_task_model
+
+
+@dataclass(frozen=True)
+class TaskRecipe:
+    task: str
+    fusion: str
+    head: str = ""
+    img_size: int = 64
+    train_size: int = 2000
+    val_size: int = 300
+    test_size: int = 500
+    epochs: int = 8
+    lr: float = 2e-3
+    batch_size: int = 32
+    warmup_epochs: float = 0.5
+    optimizer: str = "adamw"
+    augment: bool = True                # horizontal flips (boxes and masks mirrored with the image)
+    time_limit: float | None = None
+    weights: str = "backbone"           # backbone: start from the bundled shapes classifier; random: from scratch
+    model: dict[str, Any] = field(default_factory=dict)  # HeadConfig / backbone overrides
+    measured: tuple[tuple[float, float], ...] = ()     # (seconds, val metric) per epoch, reference run
+
+    @property
+    def metric(self) -> str:
+        return METRIC[self.task]
+
+    def replace(self, **changes: Any) -> "TaskRecipe":
+        return dataclasses.replace(self, **changes)
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        return TrainConfig(**{"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size,
+                              "warmup_epochs": min(self.warmup_epochs, self.epochs), "augment": self.augment,
+                              "optimizer": self.optimizer, "time_limit": self.time_limit, "label_smoothing": 0.0,
+                              "progress_bar": False, **overrides})
+
+    def command(self) -> str:
+        head = f" --head {self.head}" if self.head else ""
+        return f"python -m convformer train --task {self.task} --fusion {self.fusion}{head} --threads 2 --out runs/x"
+
+
+DEFAULTS = {"detect": TaskRecipe("detect", "mid"), "segment": TaskRecipe("segment", "mid")}
+RECIPES: dict[tuple[str, str, str], TaskRecipe] = {}
+
+
+def task_recipe(task: str, fusion: str, head: str = "") -> TaskRecipe:
+    """The measured recipe of (task, fusion, head), else the task's default settings for that stage."""
+    if task not in HEADS:
+        raise ValueError(f"task={task!r} has no recipe: expected one of {tuple(HEADS)}")
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion={fusion!r} is not allowed: expected one of {FUSIONS}")
+    head = "" if head == HEADS[task][0] else head
+    return RECIPES.get((task, fusion, head)) or DEFAULTS[task].replace(fusion=fusion, head=head)
+
+
+def run_recipe(recipe: TaskRecipe, *, out_dir: Path | None = None, seed: int = 0, quiet: bool = True,
+               progress=None, cancel=None, clock: str = "wall", cache_dir: str | Path | None = None) -> TaskResult:
+    """Render the scenes (cached; with `cache_dir` on disk too), build the model, train; test on an unseen split
+    (the test split, seed + 1000)."""
+    size = recipe.img_size
+    train = scene_split("train", recipe.train_size, size, seed, cache_dir)
+    val = scene_split("val", recipe.val_size, size, seed, cache_dir)
+    test = scene_split("test", recipe.test_size, size, seed + 1000, cache_dir) if recipe.test_size else None
+    torch.manual_seed(seed)
+    head = {"head": recipe.head} if recipe.head else {}
+    model = create_task_model(recipe.task, recipe.fusion, weights=recipe.weights, **head, **recipe.model)
+
+    def report(info: dict[str, Any]) -> None:
+        if progress is not None:
+            progress(info)
+        if not quiet and info["event"] == "epoch":
+            print(f"epoch {info['epoch']:g}: loss {info['train_loss']:.4f}  val {recipe.metric} "
+                  f"{info['val_metric']:.3f}  {info['time']:.0f} s", file=sys.stderr, flush=True)
+    meta = {"recipe": dataclasses.asdict(recipe), "seed": seed, "threads": torch.get_num_threads(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    return fit_task(model, train, val, recipe.train_config(seed=seed), progress=report, cancel=cancel,
+                    out_dir=out_dir, test=test, metadata=meta, clock=clock)

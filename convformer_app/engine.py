@@ -1,0 +1,350 @@
+"""The engine behind the app: the device, the model thread, a small model cache, and one inspection pass
+per request kept as a `Run` (what the pictures need).
+
+Nothing happens at import: `start()` (called by app.py's launch) picks the device and installs Gradio's
+atomic picture cache. Every problem a person can cause (a bad image, an impossible config, a checkpoint
+that does not fit) raises `gr.Error` with a message and no server paths.
+"""
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from convformer.inspection import viz
+from convformer.export.checkpoint import CheckpointError, load_checkpoint
+from convformer.config import ConvFormerConfig
+from convformer.data import RESIZES, ImageError, fit, load_image, pick_device, preprocess
+from convformer.inspection import ShapeRow, conv_layers, inspect
+from convformer.model import ConvFormer
+from convformer.timing import forward_latency
+
+from . import gradio_patches, i18n, views
+from .controls import Controls, hparams
+from .views import clean
+from .weights import Weights
+
+log = logging.getLogger(__name__)
+
+PREDICTED = "predicted class"
+ATTENTION_BUDGET = int(os.environ.get("CONVFORMER_ATTENTION_BUDGET", 128 * 2**20))  # floats kept per request
+EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
+DECODE_SIDE = 2048  # uploads are decoded reduced to this side: more than any model input or picture needs
+DEVICE = torch.device("cpu")  # until start()
+
+try:  # Hugging Face ZeroGPU: the GPU is attached only inside functions decorated with spaces.GPU
+    import spaces
+    gpu: Callable = spaces.GPU
+except ImportError:
+    def gpu(fn: Callable) -> Callable:
+        return fn
+
+
+# ---- start-up ------------------------------------------------------------------------------------------
+def start(device: str | None = None) -> torch.device:
+    """What the app does once at start, not at import: pick the device (an explicit name, else CUDA, then
+    MPS, then CPU; ValueError for an unknown one) and make Gradio's output-picture cache atomic."""
+    global DEVICE
+    DEVICE = pick_device(device)
+    gradio_patches.install_picture_cache()
+    return DEVICE
+
+
+def device_name() -> str:
+    if DEVICE.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(DEVICE)})"
+    return DEVICE.type
+
+
+# ---- the model thread ----------------------------------------------------------------------------------
+# Model work runs on ONE thread of its own. torch's OpenMP threads belong to the thread that starts them: run
+# from Gradio's pool of worker threads, each handler thread would start its own set, and on a small CPU those
+# sets spin against each other (the 224 px mid model: 45 ms a request from one thread, 60 ms once a second
+# thread had run it; benchmarks/NOTES.md). The model work is serialised anyway (one inspection per model at
+# a time) and uses every core by itself; Gradio's own work for other requests goes on meanwhile. Redraws
+# from a kept Run need no model and do not queue behind it (`handled`).
+MODEL_THREAD = ThreadPoolExecutor(1, thread_name_prefix="convformer-model")
+
+
+def on_model_thread(fn: Callable, *args, **kwargs):
+    """fn(*args, **kwargs) on MODEL_THREAD (directly when already there); its result or its exception."""
+    if threading.current_thread().name.startswith("convformer-model"):
+        return fn(*args, **kwargs)
+    # in the caller's context: Gradio finds the request's progress bar (gr.Progress, track_tqdm) through it
+    return MODEL_THREAD.submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
+
+
+def handled(fn: Callable) -> Callable:
+    """Wrap a handler so that an unexpected failure becomes a short message, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure in a handler (a model's forward, a full disk)
+            log.exception("handler %s failed", fn.__name__)
+            raise gr.Error(f"Something went wrong ({type(e).__name__}): {clean(e)}. The server is fine; "
+                           "try another image or configuration.") from None
+    return wrapper
+
+
+def guard(fn: Callable) -> Callable:
+    """`handled`, and run on MODEL_THREAD: for handlers that run a model."""
+    return handled(functools.wraps(fn)(lambda *args, **kwargs: on_model_thread(fn, *args, **kwargs)))
+
+
+# ---- the model cache -----------------------------------------------------------------------------------
+@dataclass
+class Loaded:
+    model: ConvFormer
+    classes: list[str]
+    lock: threading.Lock = field(default_factory=threading.Lock)  # inspect() hooks the model: one at a time
+
+
+def model_bytes(item: object) -> int:
+    """Bytes a cached model holds: its parameters and buffers (0 for anything that is not a Loaded)."""
+    model = getattr(item, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return 0
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+class ModelCache:
+    """At most `size` models and `budget` bytes of them (`model_bytes`), least recently used dropped first; a
+    model is built once per key. A model larger than the whole budget is built for its request, not kept."""
+
+    def __init__(self, size: int = 4, budget: int | None = None, size_of: Callable[[object], int] = model_bytes):
+        self.size, self.builds = size, 0
+        self.budget, self.size_of, self.nbytes = budget, size_of, 0
+        self._items: OrderedDict[tuple, tuple[Loaded, int]] = OrderedDict()
+        self._lock, self._build_lock = threading.Lock(), threading.Lock()
+
+    def get(self, key: tuple, build: Callable[[], Loaded]) -> Loaded:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+        with self._build_lock:  # one build at a time: each key once, and seeded init is not interleaved
+            with self._lock:
+                if key in self._items:
+                    return self._items[key][0]
+            item = build()  # outside self._lock: a slow build does not block cached requests
+            nbytes = self.size_of(item)
+            with self._lock:
+                self.builds += 1
+                if self.budget is not None and nbytes > self.budget:
+                    return item  # used by this request only
+                self._items[key] = (item, nbytes)
+                self.nbytes += nbytes
+                while len(self._items) > self.size or (self.budget is not None and self.nbytes > self.budget):
+                    _, (_, old) = self._items.popitem(last=False)
+                    self.nbytes -= old
+        return item
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+CACHE = ModelCache(int(os.environ.get("CONVFORMER_MODEL_CACHE", "4")),
+                   int(float(os.environ.get("CONVFORMER_MODEL_CACHE_MB", "768")) * 2**20))
+
+
+def check_budget(cfg: ConvFormerConfig) -> None:
+    """The app keeps every block's attention maps (heads x N x N) of a request: refuse configs whose maps
+    would not fit in ATTENTION_BUDGET floats, before anything is built."""
+    if not cfg.uses_transformer:
+        return
+    h, w = cfg.grid_size()
+    n = h * w + int(cfg.pool == "cls")
+    floats = cfg.depth * cfg.num_heads * n * n
+    if floats > ATTENTION_BUDGET:
+        raise gr.Error(f"depth={cfg.depth} is not allowed here: {cfg.depth} blocks x {cfg.num_heads} heads x "
+                       f"{n} x {n} tokens of attention maps ({floats * 4 / 2**30:.1f} GB) is more than this app "
+                       f"shows ({ATTENTION_BUDGET * 4 / 2**30:.1f} GB); use fewer tokens (a larger stride or a "
+                       "smaller image), blocks or heads")
+
+
+def model_config(controls: Controls, weights: Weights) -> ConvFormerConfig:
+    """The architecture a request runs: the checkpoint's when it fixes it, else the controls' (with what an
+    uploaded checkpoint says about classes, pooling and normalisation). Checked against the budget."""
+    if weights.problem:
+        raise gr.Error(weights.problem)
+    if weights.fixes_architecture:
+        return weights.config
+    cfg = controls.config()
+    if weights.kind == "upload":
+        s = weights.config
+        cfg = cfg.replace(num_classes=s.num_classes, pool=s.pool, mean=s.mean, std=s.std, in_chans=s.in_chans)
+    check_budget(cfg)
+    return cfg
+
+
+def param_count(cfg: ConvFormerConfig) -> int:
+    """The exact parameter count of `cfg`, from a model built on the meta device (no memory, no init);
+    remembered per config, since every control change asks again."""
+    key = repr(cfg)
+    if key not in _COUNTS:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in ConvFormer(cfg).parameters())
+        if len(_COUNTS) > 256:
+            _COUNTS.clear()
+        _COUNTS[key] = count
+    return _COUNTS[key]
+
+
+_COUNTS: dict[str, int] = {}
+
+
+def load(weights: Weights, cfg: ConvFormerConfig) -> Loaded:
+    """The model for resolved weights and a config (see model_config), from the cache when built before."""
+    if weights.kind == "random":
+        def build_random() -> Loaded:
+            with torch.random.fork_rng(devices=[]):  # seeded without touching other requests' random state
+                torch.manual_seed(0)  # the same random model for the same config, so results are repeatable
+                model = ConvFormer(cfg).to(DEVICE).eval()
+            return Loaded(model, numbered(cfg.num_classes))
+        return CACHE.get(("random", repr(cfg), str(DEVICE)), build_random)
+
+    def build() -> Loaded:
+        try:
+            model = load_checkpoint(weights.path, cfg if weights.kind == "upload" else None, device=DEVICE)
+        except CheckpointError as e:
+            if weights.kind != "upload":
+                raise gr.Error(f"The {weights.kind} checkpoint cannot be used: {clean(e)}") from None
+            saved = ", ".join(f"{k}={v}" for k, v in {"fusion": weights.config.fusion,
+                                                        **hparams(weights.config)}.items())
+            raise gr.Error(f"{clean(e)}. It was saved with {saved}: set these controls to load it.") from None
+        return Loaded(model, list(model.meta.get("classes") or numbered(model.num_classes)))
+    return CACHE.get((weights.kind, weights.stamp, repr(cfg) if weights.kind == "upload" else "", str(DEVICE)),
+                     build)
+
+
+def numbered(n: int) -> list[str]:
+    return [f"class {i}" for i in range(n)]
+
+
+# ---- images --------------------------------------------------------------------------------------------
+def picture(path: str | None) -> Image.Image:
+    """The decoded image at `path` (an upload), decoded once per file version however often it is shown
+    or run; gr.Error when it cannot be used."""
+    if not path:
+        raise gr.Error("Upload an image first (or pick an example).")
+    try:
+        stat = Path(path).stat()
+        return _decoded(str(path), stat.st_size, stat.st_mtime_ns)
+    except (ImageError, OSError) as e:
+        raise gr.Error(f"This image cannot be used: {clean(e)}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _decoded(path: str, size: int, mtime_ns: int) -> Image.Image:
+    return load_image(path, max_side=DECODE_SIDE)  # at most 8 x 16 MB kept, whatever was uploaded
+
+
+# ---- one inspection pass -------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One inspection, reduced to what the pictures need (small numpy arrays; kept in gr.State)."""
+    display: Image.Image                          # the image as the model sees it, DISPLAY px on the long side
+    fusion: str
+    classes: list[str]
+    probs: np.ndarray                             # (num_classes,)
+    attentions: dict[str, np.ndarray]             # block -> (heads, N, N), float16
+    grid: tuple[int, int, int] | None             # (h, w, prefix) of the transformer's tokens
+    channels: dict[str, tuple[np.ndarray, np.ndarray, int]]  # conv stage -> (top maps, their indices, C)
+    cam: dict[str, np.ndarray]                    # conv layer -> Grad-CAM (h, w) in [0, 1]
+    cam_class: str | None
+    shapes: list[ShapeRow]
+    stats: str
+    conv_layers: list[str] = field(default_factory=list)  # every conv activation Grad-CAM can explain
+    # models whose blocks attend over different grids (the ImageNet references, convformer_app/references.py):
+    grids: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # block -> (h, w, prefix)
+    rollout: list[str] = field(default_factory=list)  # the blocks rollout multiplies (one grid); empty: all
+    notes: list[str] = field(default_factory=list)    # what the attention maps are, said beside them
+    relevance: dict[str, np.ndarray] = field(default_factory=dict)  # token grid -> Chefer relevance (h, w) in [0, 1]
+    relevance_class: str | None = None
+
+
+LATENCY_RUNS = 9          # timed forwards per request (after one untimed warm-up; at least 3), unless ...
+LATENCY_BUDGET_S = 0.25   # ... they take longer than this together
+
+
+@gpu
+def _compute(model: ConvFormer, x: torch.Tensor, cam: int | str | None, layers: list[str] | None = None,
+             relevance: int | str | None = None):
+    """Inspect (one forward, plus the backward Grad-CAM needs), then time the plain forward pass of this
+    request: one untimed warm-up (the inspection ran another path: hooks, manual attention), then 3 to
+    LATENCY_RUNS timed runs within LATENCY_BUDGET_S: their median and quartiles (`convformer.timing`). Only the
+    model and tensors go in, so ZeroGPU can run this in its worker. `relevance`: the class Chefer et al.'s
+    relevance explains (None: none)."""
+    result = inspect(model, x, cam_class=cam, cam_layers=layers, relevance_class=relevance)
+    return result, forward_latency(model, x, LATENCY_RUNS, LATENCY_BUDGET_S)
+
+
+def explained_class(classes: list[str], cam_target: str) -> int | str:
+    """The class Grad-CAM and relevance explain: the chosen one's index, else "pred" (the predicted class)."""
+    return classes.index(cam_target) if cam_target in classes else "pred"
+
+
+def relevance_fields(result, classes: list[str]) -> dict:
+    """A Run's relevance and the class it explains, from one inspection."""
+    return {"relevance": {k: viz.to_numpy(v[0]) for k, v in result.relevance.items()},
+            "relevance_class": classes[int(result.relevance_class[0])] if result.relevance_class is not None else None}
+
+
+def run(image: str | None, controls: Controls, weights: Weights, cam_target: str = PREDICTED,
+        cam_layer: str | None = None,
+        resize: str = "keep") -> Run:
+    """Decode the image, get the model, inspect once, keep what the pictures need. Grad-CAM explains
+    `cam_layer` (one of the model's conv_layers; else the last conv layer of each branch). resize: "keep" the image's
+    aspect (the short side to the model's input size) or "squash" it to the input size (data.fit)."""
+    if resize not in RESIZES:
+        raise gr.Error(f"resize={resize!r} is not allowed: expected one of {', '.join(RESIZES)}")
+    if weights.kind == "imagenet":  # a published timm model, not a ConvFormer: its own preprocessing and grids
+        from .references import run as run_reference
+        return run_reference(image, controls.fusion, cam_target, cam_layer)
+    shown = picture(image)
+    loaded = load(weights, model_config(controls, weights))
+    model = loaded.model
+    explained = explained_class(loaded.classes, cam_target)
+    cam = explained if model.config.uses_conv else None
+    layers = conv_layers(model)
+    try:
+        fitted = fit(shown.size, model, resize)
+        x = preprocess(shown, model, resize)
+        with loaded.lock:  # inspect() hooks the model: one request at a time per model
+            result, latency = _compute(model, x, cam, [cam_layer] if cam_layer in layers else None,
+                                       explained if model.config.uses_transformer else None)
+    except torch.OutOfMemoryError:
+        raise gr.Error("The model ran out of memory on this device: choose a smaller configuration.") from None
+    branch, tg = next(iter(result.token_grid.items()), (None, None))
+    acts = {}
+    for stage, act in result.activations.items():
+        a = viz.to_numpy(act[0])
+        top = viz.top_channels(a, 16)
+        acts[stage] = (a[top], top, a.shape[0])
+    cam_class = loaded.classes[int(result.cam_class[0])] if result.cam_class is not None else None
+    size = tuple(x.shape[-2:])  # (H, W) the model ran: the maps and the shape table follow this grid
+    return Run(display=views.display_image(shown, size), fusion=model.config.fusion, classes=loaded.classes,
+               probs=result.probs[0].float().cpu().numpy(),
+               attentions={k: viz.to_numpy(v[0]).astype(np.float16) for k, v in result.attentions.items()},
+               grid=(tg.h, tg.w, tg.prefix) if tg else None, channels=acts,
+               cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()}, cam_class=cam_class, conv_layers=layers,
+               shapes=result.shapes, **relevance_fields(result, loaded.classes),
+               stats=views.stats_markdown(result.params, result.flops, latency, device_name(), size)
+               + i18n.text("stats.input", detail=i18n.translate(fitted.message())))

@@ -1,0 +1,208 @@
+"""The Explore tab's layout and events; its handlers live in handlers.py (and engine.py, views.py). app.py
+calls `build` inside the tab and wires the returned texts into the ones that follow the page's language."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from convformer.config import FUSIONS, MERGES
+
+from .. import coco_page, engine, i18n, trust_page
+from . import handlers
+from ..tasks import page as task_page
+from ..controls import ALL_PRESETS, RANGES, Controls
+from ..i18n import tr
+from ..weights import WEIGHTS, defaults, resolve
+
+D = defaults("mid")
+D_NOTICE = i18n.fixed(lambda: resolve(D).notice)  # the start page's notice, in each language
+
+
+@dataclass(frozen=True)
+class ExplorePage:
+    """What the rest of the page wires to."""
+    controls: list       # one component per field of Controls, in order: handlers take them as `*controls`
+    set_controls: list   # handlers.CONTROL_OUTPUTS: what a change of stage, preset, weights or a trained run sets
+    retold: list         # texts built in Python (handlers.retell): notice, config status, maps note, table, diagram
+    gallery: gr.Gallery  # the examples (captions in the page's language)
+
+
+def slider(name: str) -> gr.Slider:
+    """A hyperparameter slider with the range of controls.RANGES (which a URL is clamped to)."""
+    lo, hi, step = RANGES[name]
+    return gr.Slider(lo, hi, getattr(D, name), step=step, label=tr(f"ctl.{name}"))
+
+
+def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePage:
+    """Lay out the Explore tab (call it inside the tab) and wire its events. `run_state`: the session's last run;
+    `point`: a clicked patch; `trained`: the session's Train-tab checkpoint path."""
+    notice = gr.Markdown(D_NOTICE, elem_id="weights-notice")
+    # three columns on a laptop: the image | the controls, Run and the prediction under it | the examples; on a
+    # phone they stack in that order, so Run and the prediction come before the examples (page.css)
+    with gr.Row(equal_height=False, elem_id="cf-first-row"):
+        with gr.Column(scale=1, min_width=260):
+            # the image area is the drop zone (and the webcam and the clipboard); the file it holds is `image`,
+            # which /predict reads. Gradio passes the file on undecoded (filepath, image_mode=None):
+            # load_image decodes it, with the app's limits
+            preview = gr.Image(handlers.preview(handlers.first_example())[0], label=tr("image.drop"),
+                               sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None,
+                               format="jpeg", height=240, elem_id="preview")
+            image = gr.File(handlers.first_example(), label=tr("image.file"), file_types=["image"],
+                            type="filepath", elem_id="image-file", visible="hidden")
+            gr.Markdown(tr("image.drop_info"), elem_classes="cf-hint")
+            image_status = gr.Markdown(elem_id="image-status")
+            task_scene = task_page.scene_controls()
+        with gr.Column(scale=2, min_width=340, elem_id="cf-controls"):
+            task = task_page.choice()
+            fusion = gr.Radio(i18n.choices({f: f"fusion.{f}" for f in FUSIONS}), value=D.fusion,
+                              label=tr("ctl.fusion"), elem_id="fusion", info=tr("ctl.fusion_info"))
+            with gr.Row():
+                preset = gr.Dropdown(list(ALL_PRESETS), value=D.preset, allow_custom_value=True, label=tr("ctl.preset"),
+                                     info=tr("ctl.preset_info"), min_width=200, elem_id="preset")
+                weights = gr.Dropdown(i18n.choices({k: f"weights.{k}" for k in WEIGHTS}), value=D.weights,
+                                      label=tr("ctl.weights"), min_width=200)
+            checkpoint = gr.File(label=tr("ctl.checkpoint"), file_types=[".safetensors"],
+                                 type="filepath", visible=False, height=100)
+            config_status = gr.Markdown(elem_id="config-status")
+            with gr.Row():
+                run_btn = gr.Button(tr("ctl.run"), variant="primary", elem_id="run", scale=2)
+                task_buttons = task_page.buttons()
+                link_btn = gr.Button(tr("ctl.link"), size="sm", scale=1, elem_id="link")
+            link_box = gr.Textbox(label=tr("ctl.link_box"), interactive=False, visible=False, buttons=["copy"],
+                                  elem_id="link-box")
+            label = gr.Label(num_top_classes=10, label=tr("ctl.prediction"), elem_id="label")
+            caution = gr.Markdown(elem_id="caution")  # Shapes weights on an image unlike Shapes
+            stats = gr.Markdown(elem_id="stats")
+            top_k = gr.Slider(1, 10, 5, step=1, label=tr("ctl.top_k"))
+            with gr.Accordion(tr("ctl.hparams"), open=False) as hparams:
+                with gr.Row():
+                    img_size = slider("img_size")
+                    patch_size = slider("patch_size")
+                with gr.Row():
+                    embed_dim = slider("embed_dim")
+                    depth = slider("depth")
+                with gr.Row():
+                    num_heads = slider("num_heads")
+                    mlp_ratio = slider("mlp_ratio")
+                with gr.Row():
+                    conv_widths = gr.Textbox(D.conv_widths, label=tr("ctl.conv_widths"),
+                                             elem_classes="cf-small")
+                    conv_depths = gr.Textbox(D.conv_depths, label=tr("ctl.conv_depths"),
+                                             elem_classes="cf-small")
+                merge = gr.Radio(list(MERGES), value=D.merge, label=tr("ctl.merge"))
+        with gr.Column(scale=1, min_width=260, elem_id="cf-examples-col"):
+            gr.Markdown(tr("image.examples"), elem_id="examples-title")  # a title above, not over, the first row
+            gallery = gr.Gallery(handlers.gallery(), label=tr("image.examples"), show_label=False, columns=4,
+                                 height="auto", allow_preview=False, interactive=False, object_fit="cover",
+                                 elem_id="examples")
+            resize = gr.Radio(i18n.choices({"keep": "resize.keep", "squash": "resize.squash"}), value="keep",
+                              label=tr("image.resize"), elem_id="resize", info=tr("image.resize_info"))
+    task_panels = task_page.panels()
+    maps_note = gr.Markdown()
+    with gr.Tabs(overflow_behavior="wrap"):  # on a phone every picture stays one tap away
+        with gr.Tab(tr("tab.rollout")):
+            gr.Markdown(tr("rollout.explain"))
+            with gr.Row():
+                rollout = gr.Image(label=tr("rollout.image"), interactive=False, format="jpeg",
+                                   elem_id="rollout")
+                with gr.Column():
+                    head_fusion = gr.Radio(i18n.choices({h: f"head_fusion.{h}" for h in handlers.HEAD_FUSIONS}),
+                                           value="mean", label=tr("rollout.head_fusion"))
+                    discard = gr.Slider(0, 0.95, 0.0, step=0.05, elem_id="discard", label=tr("rollout.discard"))
+        with gr.Tab(tr("tab.per_block")):
+            gr.Markdown(tr("per_block.explain"))
+            with gr.Row():
+                block = gr.Dropdown([], label=tr("per_block.block"), allow_custom_value=True)
+                head = gr.Dropdown([(tr("per_block.mean"), "mean of heads")], value="mean of heads",
+                                   label=tr("per_block.head"), allow_custom_value=True)
+            with gr.Row():
+                patch = gr.Image(label=tr("per_block.patch"), interactive=False, format="jpeg", elem_id="patch")
+                query = gr.Image(label=tr("per_block.query"), interactive=False, format="jpeg", elem_id="query")
+            with gr.Row():
+                blocks = gr.Image(label=tr("per_block.blocks"), interactive=False, format="jpeg")
+                heads = gr.Image(label=tr("per_block.heads"), interactive=False, format="jpeg")
+        with gr.Tab(tr("tab.channels")):
+            gr.Markdown(tr("channels.explain"))
+            stage = gr.Dropdown([], label=tr("channels.stage"), allow_custom_value=True)
+            channels = gr.Image(label=tr("channels.image"), interactive=False, format="jpeg",
+                                elem_id="channels")
+        with gr.Tab(tr("tab.cam")):
+            gr.Markdown(tr("cam.explain"))
+            cam_target = gr.Dropdown([(tr("cam.predicted"), engine.PREDICTED)], value=engine.PREDICTED,
+                                     label=tr("cam.target"),
+                                     allow_custom_value=True)
+            cam_layer = gr.Dropdown([], value="", label=tr("cam.layer"), allow_custom_value=True,
+                                    elem_id="cam-layer")
+            task_cams = task_page.cam_controls()
+            cam_note = gr.Markdown(elem_id="cam-note")
+            cam = gr.Image(label=tr("cam.image"), interactive=False, format="jpeg", elem_id="cam")
+        with gr.Tab(tr("tab.relevance")):
+            gr.Markdown(tr("relevance.explain"))
+            relevance_note = gr.Markdown(elem_id="relevance-note")
+            relevance = gr.Image(label=tr("relevance.image"), interactive=False, format="jpeg", elem_id="relevance")
+        with gr.Tab(tr("tab.shapes")):
+            gr.Markdown(tr("shapes.explain"))
+            diagram = gr.HTML(elem_id="diagram")
+            table = gr.Dataframe(headers=["step", "input", "output", "params", "FLOPs", "what"],
+                                 interactive=False, wrap=True, elem_id="shape-table", max_height=2000)
+        with gr.Tab(tr("tab.code")) as code_tab:
+            gr.Markdown(tr("code.explain"))
+            code_btn = gr.Button(tr("code.write"), size="sm", elem_id="code-run")
+            code_view = gr.Code(language="python", interactive=False, lines=20, max_lines=40,
+                                buttons=["copy", "download"], elem_id="code")
+            code_file = gr.File(label=tr("code.file"), interactive=False, elem_id="code-file",
+                                height=80)
+    coco_page.build(image)  # Photos: Pretrained on COCO (DETR), on the same image
+    address = gr.Textbox(visible=False)  # the query string of the controls, for the address bar
+
+    # the Explore controls, one component per field of Controls: handlers take them as `*controls` (spread)
+    parts = dict(fusion=fusion, preset=preset, img_size=img_size, embed_dim=embed_dim, depth=depth,
+                 num_heads=num_heads, mlp_ratio=mlp_ratio, patch_size=patch_size, conv_widths=conv_widths,
+                 conv_depths=conv_depths, merge=merge, weights=weights, checkpoint=checkpoint)
+    controls = [parts[k] for k in Controls.names()]
+    trust_page.build(image, controls, trained, resize)  # Which map to trust? (an accordion under the maps)
+    named = dict(parts, label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout,
+                 patch=patch, query=query, blocks=blocks, heads=heads, channels=channels, cam=cam, table=table,
+                 diagram=diagram, run=run_state, point=point, block=block, head=head, stage=stage,
+                 cam_target=cam_target, cam_layer=cam_layer, cam_note=cam_note, caution=caution,
+                 relevance=relevance, relevance_note=relevance_note)
+    set_controls = [named[k] for k in handlers.CONTROL_OUTPUTS]
+
+    predict_inputs = [image, *controls, cam_target, top_k, head_fusion, discard, cam_layer, trained, resize]
+    predict_outputs = [named[k] for k in handlers.PREDICT_OUTPUTS]
+    attention_outputs = [rollout, patch, query, blocks, heads]
+
+    run_btn.click(engine.guard(handlers.predict), predict_inputs, predict_outputs, api_name="predict").failure(
+        handlers.cleared, None, predict_outputs, api_visibility="private")  # no old results under the error
+    gr.on([cam_target.input, cam_layer.input], engine.guard(handlers.predict), predict_inputs, predict_outputs,
+          api_name="explain")
+    image.change(handlers.preview, image, [preview, image_status], api_name="preview")
+    gr.on([code_tab.select, code_btn.click], engine.guard(handlers.code), [*controls, trained], [code_view, code_file],
+          api_name="code")
+    preview.input(lambda path: path, preview, image, api_name="capture")  # dropped, picked, pasted or captured
+    gallery.select(handlers.pick_example, None, image, api_name="example")
+    fusion.input(handlers.on_fusion, [*controls, trained], set_controls, api_name="fusion_defaults")
+    preset.input(handlers.on_preset, [*controls, trained], set_controls, api_name="preset_defaults")
+    weights.input(handlers.on_weights, [*controls, trained], set_controls, api_name="weights_defaults")
+    weights.change(lambda w: gr.update(visible=w == "upload"), weights, checkpoint, api_visibility="private")
+    checkpoint.change(handlers.on_weights, [*controls, trained], set_controls, api_name="checkpoint_notice")
+    gr.on([c.change for c in controls], handlers.check_config, [*controls, trained], config_status,
+          api_name="check_config", show_progress="hidden")  # the status line, not a timer, while it is checked
+    gr.on([c.change for c in controls], handlers.link, controls, address, api_name="address",
+          api_visibility="private", queue=False,
+          show_progress="hidden").then(None, address, None, api_visibility="private",  # the address bar follows
+                                       js="(q) => { if (q) history.replaceState(null, '', location.pathname + q); }")
+    redraw = [run_state, head_fusion, discard, block, head, point]
+    gr.on([head_fusion.input, discard.change, block.input, head.input],  # change: dragged, or typed + Enter
+          engine.handled(handlers.redraw_attention), redraw, attention_outputs, api_name="attention",
+          trigger_mode="always_last")
+    patch.select(engine.handled(handlers.click), [run_state, block, head], [point, patch, query], api_name="click")
+    stage.input(engine.handled(handlers.redraw_channels), [run_state, stage], channels, api_name="channels")
+    task_page.wire(task, run_btn, task_buttons, task_scene, task_panels, task_cams,
+                   dict(named, image=image, top_k=top_k, hparams=hparams, config_status=config_status), resize, trained)
+    link_btn.click(handlers.link, controls, link_box, api_name="link").then(
+        None, link_box, link_box, js="(q) => { const url = window.location.origin + window.location.pathname + q;"
+        " navigator.clipboard?.writeText(url).catch(() => {}); return url; }", api_name="copy_link").then(
+        lambda: gr.update(visible=True), None, link_box, api_name="show_link")
+    return ExplorePage(controls, set_controls, [notice, config_status, maps_note, table, diagram], gallery)

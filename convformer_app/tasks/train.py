@@ -1,0 +1,103 @@
+"""Train, per task: a detector or segmenter of a fusion stage on Shapes scenes (the library's measured recipe,
+`convformer.tasks.recipes`, through the same `fit` parts as classification), its metric (mAP@0.5 or mIoU on
+the validation scenes) drawn live against time. The checkpoint becomes this session's "trained" weights, which
+Explore's Detect / Segment read.
+
+The run is a thread of the server (a task run is short and small; classification's child process is not
+reused here), at most one per session; leaving the page or pressing Stop ends it after the current step.
+"""
+from __future__ import annotations
+
+import queue
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from ..train import handlers as train_tab
+from ..i18n import text
+from . import handlers
+
+MAX_SECONDS = 300
+_CANCEL: dict[str, threading.Event] = {}  # session -> its running task's stop switch
+_LOCK = threading.Lock()
+
+
+def curve(history: list[dict], metric: str) -> pd.DataFrame:
+    """The metric against training time: (seconds, value, series)."""
+    return pd.DataFrame([(float(h.get("time", 0.0)), float(h["val_metric"]), metric) for h in history
+                         if h.get("val_metric") is not None], columns=["seconds", "metric", "series"])
+
+
+def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", seconds: float = 60,
+               request: gr.Request = None) -> Iterator[tuple]:
+    """Train `task` on `fusion` for at most `seconds`; yields (status, curve, checkpoint path) as it goes; the
+    last checkpoint path is the session's trained weights."""
+    from convformer.tasks.recipes import task_recipe, run_recipe
+    if task not in ("detect", "segment"):
+        raise gr.Error(text("task.unknown", task=repr(task)[:40], choices="detect, segment"))
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 10 <= seconds <= MAX_SECONDS:
+        raise gr.Error(f"seconds={seconds!r} is not allowed: expected a number from 10 to {MAX_SECONDS}")
+    recipe = task_recipe(task, fusion, head if task == "detect" else "").replace(time_limit=seconds)
+    session = getattr(request, "session_hash", None) or "no-session"
+    cancel, events = threading.Event(), queue.Queue()
+    with _LOCK:
+        if session in _CANCEL:
+            raise gr.Error(text("ttrain.busy"))
+        _CANCEL[session] = cancel
+    # in the Train tab's run folder: pruned with its runs, and removed with the session (train_tab.forget)
+    out_dir = Path(tempfile.mkdtemp(prefix=f"{task}-{fusion}-", dir=train_tab.run_root()))
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["result"] = run_recipe(recipe, out_dir=out_dir, progress=events.put, cancel=cancel)
+        except Exception as e:  # noqa: BLE001 - said on the page in one line
+            box["error"] = handlers.clean(e)
+        finally:
+            events.put({"event": "end"})
+
+    thread = threading.Thread(target=work, name=f"convformer-task-train-{session[:8]}", daemon=True)
+    thread.start()
+    metric = recipe.metric
+    history: list[dict] = []
+    try:
+        yield text("ttrain.starting", task=task, fusion=fusion, s=f"{seconds:g}"), curve(history, metric), gr.skip()
+        while True:
+            info = events.get()
+            if info["event"] == "end":
+                break
+            if info["event"] == "epoch":
+                history = info["history"]
+                said = text("ttrain.epoch", epoch=f"{info['epoch']:g}", metric=metric,
+                            value=f"{info['val_metric']:.3f}", t=f"{info['time']:.0f}")
+                yield said, curve(history, metric), gr.skip()
+    finally:
+        cancel.set()  # the page went away or Stop: the thread ends after its step
+        with _LOCK:
+            _CANCEL.pop(session, None)
+    thread.join()
+    if "error" in box:
+        raise gr.Error(text("ttrain.failed", error=box["error"]))
+    r = box["result"]
+    test = (r.test or {}).get(metric)
+    done = text("ttrain.done", metric=metric, best=f"{r.best.get('val_metric', 0):.3f}", t=f"{r.train_time:.0f}",
+                test=f"{test:.3f}" if test is not None else "—")
+    yield done, curve(r.history, metric), str(r.checkpoint) if r.checkpoint else gr.skip()
+
+
+def stop(request: gr.Request = None) -> str:
+    """Stop this session's task run after its current step."""
+    with _LOCK:
+        cancel = _CANCEL.get(getattr(request, "session_hash", None) or "no-session")
+    if cancel is None:
+        return text("ttrain.nothing")
+    cancel.set()
+    return text("ttrain.stopping")
