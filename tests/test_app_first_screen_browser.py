@@ -29,6 +29,8 @@ def open_page(browser, server):
         page.on("pageerror", lambda e: page.console.append(f"pageerror: {e}"))
         page.goto(f"{server.url}/{query}")
         page.wait_for_selector("#run")
+        # the load events are done (a drop before Gradio wired its drop target went nowhere)
+        page.wait_for_function("document.querySelector('#config-status')?.innerText.trim().length > 0")
         pages.append(page)
         return page
     yield open_
@@ -134,7 +136,6 @@ def test_chart_axis_labels_lie_inside_their_plots(open_page):
 
 def test_no_console_warnings_or_errors_on_load_run_train_and_cancel(open_page):
     page = open_page()
-    page.wait_for_function("document.querySelector('#config-status')?.innerText.trim().length > 0")  # load events done
     run_and_wait(page)
     page.get_by_role("tab", name="Train").click()
     page.locator("#train").click()
