@@ -26,7 +26,7 @@ try:  # Hugging Face ZeroGPU: `spaces` must be imported before torch touches CUD
 except ImportError:
     pass
 
-from convformer_app import engine, gradio_patches, i18n, references, safety  # noqa: E402
+from convformer_app import console, engine, gradio_patches, i18n, references, safety  # noqa: E402
 from convformer_app.compare import handlers as compare, page as compare_page  # noqa: E402
 from convformer_app.explore import handlers as explore, page as explore_page  # noqa: E402
 from convformer_app import study, study_page  # noqa: E402
@@ -89,14 +89,14 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     print(f"ConvFormer Lab on {engine.start(device)}")
     gradio_patches.install_messages(safety.message)  # every refusal: the app's own one-line message
     safety.bound_heap()  # freed memory goes back to the system: peaks do not pile up across sessions
-    train_tab.clean_start()  # runs of an earlier process: their sessions are gone
+    train_tab.start_up()  # ended processes' runs removed; a spare worker; the default run's data soon
     safety.start_janitor(Path(gr.utils.get_upload_folder()), [train_tab.prune, explore.prune_code])  # uploads, runs, /code
     explore.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
     gradio_patches.pace_queue(demo)  # Gradio polls its queue a thousand times a second: ten times less
     demo.launch(server_name=host, server_port=port, share=share, show_error=False,
                 allowed_paths=[str(engine.EXAMPLES)], max_file_size="25mb", footer_links=["api", "settings"],
-                theme=gr.themes.Soft(), css=CSS, i18n=i18n.I18N, head=i18n.HEAD, **extra)  # Settings: the language
+                theme=gr.themes.Soft(), css=CSS, i18n=i18n.I18N, head=i18n.HEAD + console.HEAD, **extra)  # Settings: the language
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "keep：短边缩放到模型的输入尺寸，保持宽高比（词元网格随之变化）· squash：精确缩放到输入尺寸"),
     "resize.keep": ("Keep the aspect", "保持宽高比"),
     "resize.squash": ("Squash to a square", "压缩成正方形"),
-    "image.photo": ("{name} (photo: not a shape)", "{name}（照片，非形状）"),
+    "image.photo": ("{name} (photo)", "{name}（照片）"),
     "image.capture": ("Capture", "拍摄"),
     "image.preview": ("Preview", "预览"),
-    "image.examples": ("Examples (click one)", "示例（点击选择）"),
+    "image.examples": ("Examples (click one; the photos are not shapes)", "示例（点击选择；照片不是形状）"),
     "image.cannot": ("This image cannot be used: {detail}", "无法使用这张图像：{detail}"),
     "image.first": ("Upload an image first (or pick an example).", "请先上传一张图像（或选择一个示例）。"),
     "image.no_example": ("example {index} does not exist: choose one from 0 to {last}",
@@ -90,7 +90,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "fixed.preset": ("preset", "预设"),
     "config.impossible": ("⚠ **This combination is impossible:** {detail}", "⚠ **这个组合不可行**：{detail}"),
     "config.ok": ("✓ {fusion} fusion, {params} parameters{grid}.", "✓ {fusion} 融合，{params} 个参数{grid}。"),
-    "config.grid": (", {h} x {w} = {tokens} tokens{cls}", "，{h} x {w} = {tokens} 个词元{cls}"),
+    "config.grid": (", {w} x {h} = {tokens} tokens{cls}", "，{w} x {h} = {tokens} 个词元{cls}"),
     "config.cls": (" + a class token", " + 一个类别词元"),
     "config.imagenet": (
         "✓ The ImageNet reference of **{fusion}** fusion has its own architecture; the preset and hyperparameters "
@@ -144,10 +144,10 @@ TEXT: dict[str, tuple[str, str]] = {
     # ---- results ----
     "stats.line": (
         "**{params}** parameters ({mb} MB in float32) · **{flops}** per image · **{ms} ms** per forward pass on "
-        "**{device}** (batch 1, {h} x {w} px; median of {runs} runs after a warm-up, half of them within "
+        "**{device}** (batch 1, {w} x {h} px; median of {runs} runs after a warm-up, half of them within "
         "{low}-{high} ms)",
         "**{params}** 个参数（float32 下 {mb} MB）· 每张图像 **{flops}** · 在 **{device}** 上每次前向传播 "
-        "**{ms} ms**（批大小 1，{h} x {w} 像素；预热后 {runs} 次计时的中位数，其中一半在 {low}-{high} ms 之间）"),
+        "**{ms} ms**（批大小 1，{w} x {h} 像素；预热后 {runs} 次计时的中位数，其中一半在 {low}-{high} ms 之间）"),
     "stats.busy": (" · ⚠ **the machine is busy** (load {load} per core): this time includes waiting for other work, "
                    "not only the model", " · ⚠ **机器正忙**（每个核心的负载为 {load}）：这个时间包含等待其他任务的时间，"
                    "不只是模型本身"),
@@ -159,8 +159,8 @@ TEXT: dict[str, tuple[str, str]] = {
                  "ViT 基线没有卷积，因此没有卷积激活，也没有类激活图 (Grad-CAM)。"),
     "maps.hybrid": ("In {fusion} fusion the transformer attends over the conv trunk's feature grid.",
                     "在 {fusion} 融合中，Transformer 在卷积主干的特征网格上做注意力。"),
-    "maps.grid": (" Token grid: {h} x {w}.", "词元网格：{h} x {w}。"),
-    "maps.grid_cls": (" Token grid: {h} x {w} plus a class token.", "词元网格：{h} x {w}，外加一个类别词元。"),
+    "maps.grid": (" Token grid: {w} x {h}.", "词元网格：{w} x {h}。"),
+    "maps.grid_cls": (" Token grid: {w} x {h} plus a class token.", "词元网格：{w} x {h}，外加一个类别词元。"),
     "maps.cam": (" Grad-CAM explains **{name}** at `{layer}`.", "类激活图 (Grad-CAM) 在 `{layer}` 处解释 **{name}**。"),
     "tab.rollout": ("Attention rollout", "注意力展开"),
     "rollout.explain": (
@@ -339,11 +339,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "train.train": ("Train", "训练"),
     "train.cancel": ("Cancel", "取消"),
     "train.press": ("Press **Train** to start.", "按**训练**开始。"),
-    "train.loss_plot": ("Loss (blue: training, smoothed; orange: validation)", "损失（蓝色：训练，已平滑；橙色：验证）"),
-    "train.acc_plot": ("Validation accuracy (%) against seconds (orange: this run); pale: each stage's typical curve "
-                       "with its recipe (late green, cnn grey, mid purple, early yellow, vit red)",
-                       "验证准确率（%）随时间（秒）变化（橙色：本次训练）；浅色：各阶段按其配方的典型曲线（late 绿色、cnn 灰色、"
-                       "mid 紫色、early 黄色、vit 红色）"),
+    "train.loss_plot": ("Loss", "损失"),
+    "train.acc_plot": ("Validation accuracy (%)", "验证准确率（%）"),
     "train.file": ("Trained checkpoint (.safetensors): download", "训练得到的检查点（.safetensors）：下载"),
     "train.series_train": ("train (per step, smoothed)", "训练（逐步，已平滑）"),
     "train.series_val": ("validation", "验证"),
@@ -805,4 +802,13 @@ TEXT: dict[str, tuple[str, str]] = {
     'study.too_big': ('The quick study trains on {images} images; this server allows {limit}.',
                       '快速版研究需要 {images} 张训练图像；本服务器最多允许 {limit} 张。'),
     'study.failed': ('The study failed: {detail}', '研究失败：{detail}'),
+    # ---- issue 27 ----
+    "image.drop": ("Your image (drop a file here)", "你的图像（把文件拖到这里）"),
+    "image.drop_info": ("Drop an image on the picture, or pick one, paste one or use the webcam with the buttons "
+                        "under it.", "把图像拖到上面的图片上，或用图片下方的按钮选择、粘贴或使用摄像头。"),
+    "train.plots_legend": (
+        "Loss: blue training (smoothed), orange validation. Validation accuracy against seconds: orange this run; "
+        "pale each stage's typical curve with its recipe (late green, cnn grey, mid purple, early yellow, vit red).",
+        "损失：蓝色为训练（已平滑），橙色为验证。验证准确率随时间（秒）变化：橙色为本次训练；浅色为各阶段按其配方的典型"
+        "曲线（late 绿色、cnn 灰色、mid 紫色、early 黄色、vit 红色）。"),
 }

@@ -83,7 +83,7 @@ def stats_markdown(params: int, flops: int, latency: Latency, device: str, size:
     """Size, FLOPs and the forward pass's latency as a median with its quartiles; a busy machine said so."""
     line = text("stats.line", params=human(params), mb=f"{params * 4 / 2**20:.1f}", flops=human(flops, "FLOPs"),
                 ms=rounded(latency.median), low=rounded(latency.low), high=rounded(latency.high), runs=latency.runs,
-                device=device, h=size[1], w=size[0])  # width x height
+                device=device, h=size[0], w=size[1])  # said width x height, as image sizes are read
     return line + (text("stats.busy", load=f"{latency.load:.1f}") if latency.busy else "")
 
 

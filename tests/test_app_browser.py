@@ -41,8 +41,8 @@ def test_upload_run_click(page, server, tmp_path: Path) -> None:
     page.wait_for_selector("#run")
     fusion = page.locator("#fusion")
     page.wait_for_function("document.querySelector('#fusion input[value=vit]')?.checked")  # URL applied
-    page.locator("#image-file button[aria-label=Clear]").click()  # the page starts with an example chosen
-    page.locator("#image-file input[type=file]").set_input_files(str(ROOT / "assets/examples/shapes_star.png"))
+    page.locator("#preview button[aria-label='Remove Image']").click()  # the page starts with an example chosen
+    page.locator("#preview input[type=file]").set_input_files(str(ROOT / "assets/examples/shapes_star.png"))
     page.wait_for_selector("#preview img")
     fusion.get_by_label("mid").check()  # the bundled mid checkpoint where there is one, else the preset
     page.locator("#run").click()
@@ -155,7 +155,7 @@ def test_training_status_stays_readable_with_the_bar_under_it(browser, server) -
         assert page.evaluate(faded) == "1"
         assert bar["y"] >= text["y"] + text["height"] - 1 and bar["width"] > 0
         page.locator("#cancel").click()
-        page.wait_for_function("document.querySelector('#train-status').innerText.includes('Stopped early')")
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('Cancelled')")
         assert not page.locator("#train-status .progress-level").is_visible()
     finally:
         page.close()

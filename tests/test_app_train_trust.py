@@ -70,3 +70,12 @@ def test_where_the_time_went():
         assert part in line, (part, line)
     job.phases.pop("kept")
     assert train_tab.where_the_time_went(job) == ""  # a run that did not get to the end says nothing
+
+
+def test_a_spare_worker_waits_with_torch_imported_and_ends_with_its_server():
+    train_tab.spare()
+    proc = train_tab._SPARE
+    assert proc is not None and proc.poll() is None
+    assert train_tab._worker() is proc and train_tab._SPARE is None  # the next run takes it
+    proc.stdin.close()  # the server went away before a run came
+    assert proc.wait(60) == 0 and proc.stdout.read() == ""

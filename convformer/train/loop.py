@@ -72,6 +72,7 @@ class TrainConfig:
     distributed: bool = False          # DDP; also on when the environment has WORLD_SIZE > 1 (torchrun)
     eval_batch_size: int = 512
     progress_bar: bool = True          # tqdm on the terminal (rank 0)
+    curves: bool = True                # with out_dir: also draw curves.png at the end (imports matplotlib)
     max_epochs: int = 300              # refuse longer runs
     max_images: int = 200_000          # refuse larger training splits
     time_limit: float | None = None    # seconds; stop (like cancel) when reached
@@ -469,7 +470,8 @@ def _save(model, out_dir: Path, classes, best, history, cfg, metadata, train_tim
             {"best": best, "test": test, "history": history, "cancelled": cancelled, "stop": stop, "train_time": train_time,
              "step_losses": step_losses, "config": model.config.to_dict(), "meta": meta},
             indent=2, default=list) + "\n")
-        plot_curves(history, step_losses, out_dir / "curves.png")
+        if cfg.curves:
+            plot_curves(history, step_losses, out_dir / "curves.png")
     return path
 
 

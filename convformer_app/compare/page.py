@@ -36,8 +36,10 @@ def build() -> ComparePage:
         for f in FUSIONS:
             with gr.Column(min_width=180):
                 outputs += [gr.Markdown(f"### {f}"), gr.Label(num_top_classes=3, label=tr("compare.top")),
-                            gr.Image(label=tr(handlers.OVERLAY[f]), interactive=False, format="jpeg", height=180),
-                            gr.Image(label=tr(handlers.CHANNELS[f]), interactive=False, format="jpeg", height=180)]
+                            gr.Image(label=tr(handlers.OVERLAY[f]), interactive=False, format="jpeg", height=180,
+                                     elem_classes="cf-stage-picture"),
+                            gr.Image(label=tr(handlers.CHANNELS[f]), interactive=False, format="jpeg", height=180,
+                                     elem_classes="cf-stage-picture")]
     task_page.compare_section(image)  # detect and segment: the stages side by side (issue 23)
     gr.Markdown(tr("compare.split"))
     with gr.Row(equal_height=False):

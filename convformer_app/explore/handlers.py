@@ -191,8 +191,10 @@ def first_example() -> str | None:
     return str(found[0]) if found else None
 
 
-def pick_example(evt: gr.SelectData | None = None) -> str:
-    """A click on the examples gallery: that example becomes the image."""
+def pick_example(evt: gr.SelectData = None) -> str:  # type: ignore[assignment]
+    """A click on the examples gallery: that example becomes the image. The annotation must be the bare class:
+    Gradio 6.31 injects the event data only then (with `gr.SelectData | None` it passed nothing); an API call
+    has no event data and gets the default."""
     found, index = examples(), getattr(evt, "index", None)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(found):
         raise gr.Error(f"example {safety.shown(index, 40)} does not exist: choose one from 0 to {len(found) - 1}")

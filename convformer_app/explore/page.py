@@ -38,33 +38,43 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
     """Lay out the Explore tab (call it inside the tab) and wire its events. `run_state`: the session's last run;
     `point`: a clicked patch; `trained`: the session's Train-tab checkpoint path."""
     notice = gr.Markdown(D_NOTICE, elem_id="weights-notice")
-    with gr.Row(equal_height=False):
+    # three columns on a laptop: the image | the controls, Run and the prediction under it | the examples; on a
+    # phone they stack in that order, so Run and the prediction come before the examples (page.css)
+    with gr.Row(equal_height=False, elem_id="cf-first-row"):
         with gr.Column(scale=1, min_width=260):
+            # the image area is the drop zone (and the webcam and the clipboard); the file it holds is `image`,
+            # which /predict reads. Gradio passes the file on undecoded (filepath, image_mode=None):
+            # load_image decodes it, with the app's limits
+            preview = gr.Image(handlers.preview(handlers.first_example())[0], label=tr("image.drop"),
+                               sources=["upload", "webcam", "clipboard"], type="filepath", image_mode=None,
+                               format="jpeg", height=240, elem_id="preview")
             image = gr.File(handlers.first_example(), label=tr("image.file"), file_types=["image"],
-                            type="filepath", elem_id="image-file", height=100)
-            with gr.Accordion(tr("image.capture_box"), open=False):
-                capture = gr.Image(sources=["webcam", "clipboard"], type="filepath", label=tr("image.capture"),
-                                   image_mode=None)  # Gradio passes the file on undecoded: load_image decodes
-            preview = gr.Image(handlers.preview(handlers.first_example())[0], label=tr("image.preview"),
-                               interactive=False, format="jpeg", height=220, elem_id="preview")
-            image_status = gr.Markdown()
+                            type="filepath", elem_id="image-file", visible="hidden")
+            gr.Markdown(tr("image.drop_info"), elem_classes="cf-hint")
+            image_status = gr.Markdown(elem_id="image-status")
             task_scene = task_page.scene_controls()
-            resize = gr.Radio(i18n.choices({"keep": "resize.keep", "squash": "resize.squash"}), value="keep",
-                              label=tr("image.resize"), elem_id="resize", info=tr("image.resize_info"))
-        with gr.Column(scale=1, min_width=260):
-            gallery = gr.Gallery(handlers.gallery(), label=tr("image.examples"), columns=3, height=330,
-                                 allow_preview=False, interactive=False, object_fit="cover", elem_id="examples")
-        with gr.Column(scale=2, min_width=380):
+        with gr.Column(scale=2, min_width=340, elem_id="cf-controls"):
             task = task_page.choice()
             fusion = gr.Radio(i18n.choices({f: f"fusion.{f}" for f in FUSIONS}), value=D.fusion,
                               label=tr("ctl.fusion"), elem_id="fusion", info=tr("ctl.fusion_info"))
             with gr.Row():
                 preset = gr.Dropdown(list(ALL_PRESETS), value=D.preset, allow_custom_value=True, label=tr("ctl.preset"),
-                                     info=tr("ctl.preset_info"))
+                                     info=tr("ctl.preset_info"), min_width=200, elem_id="preset")
                 weights = gr.Dropdown(i18n.choices({k: f"weights.{k}" for k in WEIGHTS}), value=D.weights,
-                                      label=tr("ctl.weights"))
+                                      label=tr("ctl.weights"), min_width=200)
             checkpoint = gr.File(label=tr("ctl.checkpoint"), file_types=[".safetensors"],
                                  type="filepath", visible=False, height=100)
+            config_status = gr.Markdown(elem_id="config-status")
+            with gr.Row():
+                run_btn = gr.Button(tr("ctl.run"), variant="primary", elem_id="run", scale=2)
+                task_buttons = task_page.buttons()
+                link_btn = gr.Button(tr("ctl.link"), size="sm", scale=1, elem_id="link")
+            link_box = gr.Textbox(label=tr("ctl.link_box"), interactive=False, visible=False, buttons=["copy"],
+                                  elem_id="link-box")
+            label = gr.Label(num_top_classes=10, label=tr("ctl.prediction"), elem_id="label")
+            caution = gr.Markdown(elem_id="caution")  # Shapes weights on an image unlike Shapes
+            stats = gr.Markdown(elem_id="stats")
+            top_k = gr.Slider(1, 10, 5, step=1, label=tr("ctl.top_k"))
             with gr.Accordion(tr("ctl.hparams"), open=False) as hparams:
                 with gr.Row():
                     img_size = slider("img_size")
@@ -81,21 +91,15 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
                     conv_depths = gr.Textbox(D.conv_depths, label=tr("ctl.conv_depths"),
                                              elem_classes="cf-small")
                 merge = gr.Radio(list(MERGES), value=D.merge, label=tr("ctl.merge"))
-            config_status = gr.Markdown(elem_id="config-status")
-            top_k = gr.Slider(1, 10, 5, step=1, label=tr("ctl.top_k"))
-            with gr.Row():
-                run_btn = gr.Button(tr("ctl.run"), variant="primary", elem_id="run", scale=2)
-                task_buttons = task_page.buttons()
-                link_btn = gr.Button(tr("ctl.link"), size="sm", scale=1, elem_id="link")
-            link_box = gr.Textbox(label=tr("ctl.link_box"), interactive=False, visible=False, buttons=["copy"],
-                                  elem_id="link-box")
+        with gr.Column(scale=1, min_width=260, elem_id="cf-examples-col"):
+            gr.Markdown(tr("image.examples"), elem_id="examples-title")  # a title above, not over, the first row
+            gallery = gr.Gallery(handlers.gallery(), label=tr("image.examples"), show_label=False, columns=4,
+                                 height="auto", allow_preview=False, interactive=False, object_fit="cover",
+                                 elem_id="examples")
+            resize = gr.Radio(i18n.choices({"keep": "resize.keep", "squash": "resize.squash"}), value="keep",
+                              label=tr("image.resize"), elem_id="resize", info=tr("image.resize_info"))
     task_panels = task_page.panels()
-    with gr.Row(equal_height=False):
-        label = gr.Label(num_top_classes=10, label=tr("ctl.prediction"), elem_id="label", scale=1)
-        with gr.Column(scale=2):
-            caution = gr.Markdown(elem_id="caution")  # Shapes weights on an image unlike Shapes
-            stats = gr.Markdown(elem_id="stats")
-            maps_note = gr.Markdown()
+    maps_note = gr.Markdown()
     with gr.Tabs(overflow_behavior="wrap"):  # on a phone every picture stays one tap away
         with gr.Tab(tr("tab.rollout")):
             gr.Markdown(tr("rollout.explain"))
@@ -176,7 +180,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
     image.change(handlers.preview, image, [preview, image_status], api_name="preview")
     gr.on([code_tab.select, code_btn.click], engine.guard(handlers.code), [*controls, trained], [code_view, code_file],
           api_name="code")
-    capture.input(lambda path: path, capture, image, api_name="capture")
+    preview.input(lambda path: path, preview, image, api_name="capture")  # dropped, picked, pasted or captured
     gallery.select(handlers.pick_example, None, image, api_name="example")
     fusion.input(handlers.on_fusion, [*controls, trained], set_controls, api_name="fusion_defaults")
     preset.input(handlers.on_preset, [*controls, trained], set_controls, api_name="preset_defaults")

@@ -149,6 +149,21 @@ def clean_start() -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+WARM_AFTER_S = 5.0  # start-up: the default run's data renders this long after, once the server is serving
+
+
+def start_up() -> None:
+    """At start-up: remove ended processes' runs, start a spare worker (its own process, nice NICE), and
+    shortly after render the default run's data in the background, so that the first Train press of the
+    default run waits for neither (benchmarks/NOTES.md, "The default Train press")."""
+    clean_start()
+    spare()
+    cfg = R.model_config().replace(img_size=min(R.img_size, limits().max_img_size))
+    timer = threading.Timer(WARM_AFTER_S, warm, (cfg, min(R.train_size, limits().max_images)))
+    timer.daemon = True
+    timer.start()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
@@ -378,14 +393,17 @@ def _work(job: Job, cfg, tcfg: TrainConfig, dataset: str, upload: str | None, im
     finally:
         job.running = False
         job.events.put(None)
+        spare()  # the next run's worker imports torch now, while nobody is training in this page
 
 
-def run_child(job: Job, argv: list[str], report: Callable[[dict[str, Any]], None]) -> tuple[dict[str, Any], int]:
-    """Run `argv` (a Python child of this package: its own OpenMP team and heap) until it ends, passing each
+def run_child(job: Job, argv: list[str] | subprocess.Popen, report: Callable[[dict[str, Any]], None]
+              ) -> tuple[dict[str, Any], int]:
+    """Run `argv` (a Python child of this package: its own OpenMP team and heap; or such a child already
+    started, stdout piped, e.g. the spare worker) until it ends, passing each
     JSON line it prints to `report`; Cancel (or the page gone: job.cancel) becomes SIGTERM, once. Returns (the
     last JSON line, exit code). The Train tab's worker and the Study tab's study run through it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+    proc = argv if isinstance(argv, subprocess.Popen) else subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
+                                                                            env=_child_env())
 
     def pass_cancel() -> None:  # until the child ends: Cancel (or the page gone) becomes SIGTERM, once
         while proc.poll() is None:
@@ -412,9 +430,11 @@ def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
     reports passed on to `report`, Cancel passed on as SIGTERM; the result without a model (the checkpoint
     is in job.out_dir). Raises ValueError for what `fit` refuses, TrainingFailed for any other failure."""
     splits = {"train": data.train, "val": data.val, **({"test": data.test} if data.test is not None else {})}
-    worker.write_run(job.out_dir, splits, cfg, tcfg, meta)
+    worker.write_run(job.out_dir, splits, cfg, dataclasses.replace(tcfg, curves=False), meta)
     job.phases["written"] = time.time()
-    argv = [sys.executable, "-m", "convformer_app.train.worker", str(job.out_dir), str(NICE)]
+    proc = _worker()  # the spare worker, torch already imported; it reads its run folder from stdin
+    proc.stdin.write(f"{job.out_dir}\n")
+    proc.stdin.close()
 
     def relay(info: dict[str, Any]) -> None:
         if info["event"] == "phase":
@@ -422,7 +442,7 @@ def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
         elif info["event"] not in ("result", "error"):
             report(info)
     try:
-        last, code = run_child(job, argv, relay)
+        last, code = run_child(job, proc, relay)
         job.phases["ended"] = time.time()
     finally:
         (job.out_dir / "data.safetensors").unlink(missing_ok=True)  # the child removes it once read; or it died
@@ -434,6 +454,36 @@ def _fit_in_child(job: Job, cfg, tcfg: TrainConfig, data, meta: dict[str, Any],
     if last.get("event") == "error":
         raise TrainingFailed(last["message"], kind=last["kind"])
     raise TrainingFailed(f"the training process ended with exit code {code}")
+
+
+_SPARE: subprocess.Popen | None = None  # a worker that has imported torch and waits for its run folder
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+
+
+def _spawn() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "convformer_app.train.worker", "-", str(NICE)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_child_env())
+
+
+def _worker() -> subprocess.Popen:
+    """The spare worker when there is one (its 2-3 s of starting Python and importing torch already spent),
+    else a new one; a new spare starts when this run ends (`spare`)."""
+    global _SPARE
+    with _LOCK:
+        proc, _SPARE = _SPARE, None
+    return proc if proc is not None and proc.poll() is None else _spawn()
+
+
+def spare() -> None:
+    """Start a spare worker if there is none (at start-up, and after every run): it waits at nice NICE,
+    holding ~0.2 GB, and ends with the server (its stdin closes)."""
+    global _SPARE
+    with _LOCK:
+        if _SPARE is None or _SPARE.poll() is not None:
+            _SPARE = _spawn()
 
 
 class TrainingFailed(RuntimeError):

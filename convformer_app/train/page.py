@@ -46,17 +46,20 @@ def build(controls: list, trained: gr.State, set_controls: list) -> TrainPage:
                 batch_size = gr.Slider(8, 256, r.batch_size, step=8, label=tr("train.batch_size"))
             lr = gr.Number(r.lr, label=tr("train.lr"), minimum=1e-6, maximum=1)
             gr.Markdown(i18n.fixed(handlers.limits_text))
+        with gr.Column(scale=2, min_width=400):
+            # Train, Cancel and the status line together, at the top of the results: in view on a laptop, and
+            # right after the settings on a phone
             with gr.Row():
                 train_btn = gr.Button(tr("train.train"), variant="primary", elem_id="train")
                 cancel_btn = gr.Button(tr("train.cancel"), variant="stop", elem_id="cancel")
-        with gr.Column(scale=2, min_width=400):
             status = gr.Markdown(tr("train.press"), elem_id="train-status")
-            with gr.Row():  # no legend title row (color_title=""): the label names the colours; a title row
-                # pushed the x axis title out of the plot
+            # short plot labels (a long one took the plot's height and cut its x axis off); the colours below
+            gr.Markdown(tr("train.plots_legend"), elem_id="train-legend")
+            with gr.Row():  # no legend title row (color_title=""): the line above names the colours
                 loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=handlers.COLOURS,
-                                        label=tr("train.loss_plot"), color_title="", height=260, elem_id="loss-plot")
+                                        label=tr("train.loss_plot"), color_title="", height=300, elem_id="loss-plot")
                 acc_plot = gr.LinePlot(x="seconds", y="accuracy", color="series", color_map=handlers.COLOURS,
-                                       y_lim=[0, 100], height=260, label=tr("train.acc_plot"), color_title="",
+                                       y_lim=[0, 100], height=300, label=tr("train.acc_plot"), color_title="",
                                        elem_id="acc-plot")
             trained_file = gr.File(label=tr("train.file"), interactive=False, elem_id="trained-file", height=80)
 

@@ -46,6 +46,16 @@ def _emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
+def at_nice(nice: int) -> None:
+    """Run at niceness `nice` (not `nice` more than the parent: a worker started from the tab's training thread
+    inherits that thread's +10, and an increment made it +19, last behind every other job of a busy machine)."""
+    if hasattr(os, "setpriority"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, max(nice, os.getpriority(os.PRIO_PROCESS, 0)))
+        except OSError:
+            pass
+
+
 def _progress(info: dict[str, Any]) -> None:
     """fit's reports as JSON lines; its "done" report also ends the trained / tested / saved phases."""
     event = info.pop("event")
@@ -58,8 +68,7 @@ def _progress(info: dict[str, Any]) -> None:
 
 def main(run_dir: Path, nice: int = 10) -> int:
     _emit("phase", name="started", at=time.time())  # Python and torch are imported
-    if hasattr(os, "nice"):
-        os.nice(nice)
+    at_nice(nice)
     cancel = threading.Event()
     before = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     try:
@@ -88,5 +97,13 @@ def main(run_dir: Path, nice: int = 10) -> int:
     return 0
 
 
-if __name__ == "__main__":  # RUN_DIR [NICE]
-    sys.exit(main(Path(sys.argv[1]), *map(int, sys.argv[2:3])))
+def wait_for_run() -> Path | None:
+    """A spare worker (RUN_DIR given as "-"): Python and torch are imported; wait for the run folder on
+    stdin. None when stdin closes (the server went away) before a run came."""
+    line = sys.stdin.readline().strip()
+    return Path(line) if line else None
+
+
+if __name__ == "__main__":  # RUN_DIR|- [NICE]
+    run = Path(sys.argv[1]) if sys.argv[1] != "-" else wait_for_run()
+    sys.exit(main(run, *map(int, sys.argv[2:3])) if run is not None else 0)
