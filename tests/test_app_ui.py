@@ -126,7 +126,7 @@ def test_bad_images_raise_clear_errors(tmp_path: Path) -> None:
 
 def test_an_image_is_decoded_once(image: str, monkeypatch) -> None:
     decoded = []
-    monkeypatch.setattr(session, "load_image", lambda path, **kw: decoded.append(path) or Image.open(path).convert("RGB"))
+    monkeypatch.setattr(engine, "load_image", lambda path, **kw: decoded.append(path) or Image.open(path).convert("RGB"))
     engine._decoded.cache_clear()
     explore.preview(image)
     run(image, "cnn", **SMALL)
