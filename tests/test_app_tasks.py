@@ -239,8 +239,8 @@ def test_browser_detect_draws_boxes_and_a_click_picks_one(browser, server, scene
         page.locator("#task").get_by_label("detect").check()
         page.wait_for_selector("#detect-run", state="visible")
         assert page.locator("#run").is_hidden() and page.locator("#label").is_hidden()
-        page.locator("#image-file button[aria-label=Clear]").click()
-        page.locator("#image-file input[type=file]").set_input_files(str(scene))
+        page.locator("#preview button[aria-label='Remove Image']").click()  # the page starts with an example
+        page.locator("#preview input[type=file]").set_input_files(str(scene))  # the picture is the drop zone
         page.wait_for_selector("#preview img")
         page.locator("#detect-head").get_by_label("set").check()  # queries: each box has its cross-attention
         page.locator("#threshold input[type=range]").press("Home")  # threshold 0: every query's box
