@@ -180,7 +180,9 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
     image.change(handlers.preview, image, [preview, image_status], api_name="preview")
     gr.on([code_tab.select, code_btn.click], engine.guard(handlers.code), [*controls, trained], [code_view, code_file],
           api_name="code")
-    preview.input(lambda path: path, preview, image, api_name="capture")  # dropped, picked, pasted or captured
+    # dropped, picked, pasted or captured: `upload` fires on the user's picture only. (`input` also fired when
+    # `preview` showed the enlarged copy, which then replaced the user's file: boxes in the copy's pixels.)
+    preview.upload(lambda path: path, preview, image, api_name="capture")
     gallery.select(handlers.pick_example, None, image, api_name="example")
     fusion.input(handlers.on_fusion, [*controls, trained], set_controls, api_name="fusion_defaults")
     preset.input(handlers.on_preset, [*controls, trained], set_controls, api_name="preset_defaults")
