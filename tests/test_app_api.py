@@ -146,11 +146,11 @@ def test_capture_and_example_endpoints_hand_over_a_file(client: Client, shape_pn
 def test_redraw_uses_the_sessions_last_run(server, shape_png: Path) -> None:
     session = Client(server.url, verbose=False)  # gr.State is per session
     with pytest.raises(AppError, match="Run the model first"):
-        engine.predict("max", 0.5, "vit.blocks.0", "head 0", api_name="/attention")
-    engine.predict(handle_file(str(shape_png)), "vit", img_size=64, weights="random", depth=2,
-                    api_name="/predict")
-    rollout, patch, query, blocks, heads = engine.predict("max", 0.5, "vit.blocks.0", "head 0",
-                                                           api_name="/attention")
+        session.predict("max", 0.5, "vit.blocks.0", "head 0", api_name="/attention")
+    session.predict(handle_file(str(shape_png)), "vit", img_size=64, weights="random", depth=2,
+                     api_name="/predict")
+    rollout, patch, query, blocks, heads = session.predict("max", 0.5, "vit.blocks.0", "head 0",
+                                                            api_name="/attention")
     assert Image.open(rollout).size == Image.open(query).size
 
 
