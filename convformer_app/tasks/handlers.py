@@ -98,7 +98,9 @@ def weights_line(loaded: TaskLoaded, weights: str) -> str:
     model = loaded.model
     meta = getattr(model, "meta", {}) or {}
     metrics = meta.get("metrics") or {}
-    scored = html.escape(", ".join(f"{k} {v:.3f}" for k, v in metrics.items()  # a header's keys: escaped
+    # the headline only: the metric on the unseen test split (the record's other keys are for the curious)
+    shown = {k: metrics[k] for k in ("test_map_50", "test_miou") if k in metrics} or metrics
+    scored = html.escape(", ".join(f"{k} {v:.3f}" for k, v in shown.items()  # a header's keys: escaped
                                    if isinstance(v, (int, float)) and not isinstance(v, bool))[:200])
     what = text(f"task.weights_{weights}") + (f" ({scored})" if scored else "")
     line = text("task.weights", task=model.task, fusion=model.config.fusion, head=model.head_kind, weights=what)
