@@ -333,11 +333,7 @@ def run(image: str | None, controls: Controls, weights: Weights, cam_target: str
     except torch.OutOfMemoryError:
         raise gr.Error("The model ran out of memory on this device: choose a smaller configuration.") from None
     branch, tg = next(iter(result.token_grid.items()), (None, None))
-    acts = {}
-    for stage, act in result.activations.items():
-        a = viz.to_numpy(act[0])
-        top = viz.top_channels(a, 16)
-        acts[stage] = (a[top], top, a.shape[0])
+    acts = viz.top_activations(result.activations)
     cam_class = loaded.classes[int(result.cam_class[0])] if result.cam_class is not None else None
     size = tuple(x.shape[-2:])  # (H, W) the model ran: the maps and the shape table follow this grid
     return Run(display=views.display_image(shown, size), fusion=model.config.fusion, classes=loaded.classes,

@@ -98,11 +98,7 @@ def measured(image: str | None, fusion: str, cam_target: str = PREDICTED,
         result, latency = engine._compute(model, x, cam, [cam_layer] if cam_layer in layers else None, explained)
     grids = {b: (g.h, g.w, g.prefix) for b in result.attentions if (g := result.grid_of(b)) is not None}
     rollout = result.rollout_blocks()
-    acts = {}
-    for stage, act in result.activations.items():
-        a = viz.to_numpy(act[0])
-        top = viz.top_channels(a, 16)
-        acts[stage] = (a[top], top, a.shape[0])
+    acts = viz.top_activations(result.activations)
     size = tuple(x.shape[-2:])
     return Run(display=views.display_image(view(shown, model), size), fusion=fusion, classes=loaded.classes,
                probs=result.probs[0].float().cpu().numpy(),

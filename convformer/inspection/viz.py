@@ -148,6 +148,17 @@ def top_channels(act, k: int = 16) -> np.ndarray:
     return np.argsort(-means, kind="stable")[:k]
 
 
+
+def top_activations(activations: dict, k: int = 16) -> dict:
+    """{stage: (B, C, h, w) tensor} -> {stage: (its k most active channels (k, h, w), their indices, C)} for the
+    first image: what the conv-activation views draw."""
+    out = {}
+    for stage, act in activations.items():
+        a = to_numpy(act[0])
+        top = top_channels(a, k)
+        out[stage] = (a[top], top, a.shape[0])
+    return out
+
 def channel_grid(act, k: int = 16, cell: int = 64, cmap: str = "viridis") -> Image.Image:
     """The k most active channels of a conv activation (C, h, w) as a grid of heatmaps."""
     act = to_numpy(act)

@@ -114,11 +114,7 @@ def task_run(loaded, shown, cam_target: str = PREDICTED, cam_layer: str | None =
         cam, cam_class = task_cam(model, x, layer, cam_target, boxes_hw) if layer else (None, None)
         latency = forward_latency(model, x, session.LATENCY_RUNS, session.LATENCY_BUDGET_S)
     branch, tg = next(iter(result.token_grid.items()), (None, None))
-    acts = {}
-    for stage, act in result.activations.items():
-        a = viz.to_numpy(act[0])
-        top = viz.top_channels(a, 16)
-        acts[stage] = (a[top], top, a.shape[0])
+    acts = viz.top_activations(result.activations)
     size = tuple(x.shape[-2:])
     params = sum(p.numel() for p in model.parameters())
     flops = sum(r.flops for r in result.shapes) + sum(r.flops for r in rows)
