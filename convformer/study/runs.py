@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..data.datasets import ImageTensors, make_datasets
 from ..model import ConvFormer
-from ..train.loop import _normalizer, evaluate, lr_factor, param_groups
+from ..train.loop import evaluate, lr_factor, normalizer, param_groups
 from .protocol import Protocol, RunSpec, model_config
 
 __all__ = ["Splits", "high_frequency_noise", "load_splits", "train_run"]
@@ -75,7 +75,7 @@ def train_run(spec: RunSpec, p: Protocol, splits: Splits, device: torch.device |
     opt = _optimizer(model, spec, p)
     warmup = max(1, round(p.warmup * p.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, p.steps, warmup, 0.01))
-    norm, gen = _normalizer(model, device), torch.Generator().manual_seed(spec.seed)
+    norm, gen = normalizer(model, device), torch.Generator().manual_seed(spec.seed)
     order = torch.empty(0, dtype=torch.long)
     curve, trained = [], 0.0
     for step in range(1, p.steps + 1):
