@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_app import Server  # noqa: E402
-from convformer_app.train.handlers import NICE  # noqa: E402
+from convformer_app.train.jobs import NICE  # noqa: E402
 
 
 def press(url: str) -> dict:
