@@ -78,7 +78,9 @@ class Knob:
             return text.replace(",", ", ") if re.fullmatch(r"\d+(,\s*\d+)*", text) else None
         if not re.fullmatch(r"\d+(\.\d+)?", text):
             return None
-        return _clamp(self, float(text), notes) if self.range else (float(text) if self.kind == "float" else int(float(text)))
+        if self.range:
+            return _clamp(self, float(text), notes)
+        return float(text) if self.kind == "float" else int(float(text))
 
     def to_url(self, value: Any) -> Any:
         if self.kind == "ints":

@@ -289,4 +289,5 @@ def measured(image: str | None, controls: Controls, weights: Weights, cam_target
                conv_layers=layers if cam is not None else [], shapes=result.shapes,
                **relevance_fields(result, loaded.classes), grids=grids, rollout=rollout,
                notes=[*weights.notes, *result.notes],
-               stats=views.stats_markdown(result.params, result.flops, latency, device_name(), size) + prepared.note), latency
+               stats=views.stats_markdown(result.params, result.flops, latency, device_name(), size)
+               + prepared.note), latency

@@ -44,7 +44,8 @@ def export(model_or_config: ConvFormer | ConvFormerConfig, name: str = "", comma
     skeleton = _skeleton(cfg, model)
     outs, ins = _dry_run(skeleton)
     facts = _facts(model if model is not None else skeleton)
-    return Writer(cfg, outs, ins, facts, name, command, list(classes) if classes else None).source()
+    return Writer(cfg, outs, ins, facts, name=name, command=command,
+                  classes=list(classes) if classes else None).source()
 
 
 def load(source: str, name: str = "convformer_export") -> types.ModuleType:

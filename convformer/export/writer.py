@@ -68,7 +68,7 @@ class Writer:
     """outs / ins: output and input shape of every named module of the library model (and "input");
     facts: numbers and choices read from its modules (norm epsilons, GELU flavour, MLP width, ...)."""
 
-    def __init__(self, cfg: ConvFormerConfig, outs: dict[str, tuple], ins: dict[str, Any], facts: dict[str, Any],
+    def __init__(self, cfg: ConvFormerConfig, outs: dict[str, tuple], ins: dict[str, Any], facts: dict[str, Any], *,
                  name: str = "", command: str = "", classes: list[str] | None = None):
         self.cfg, self.name, self.command, self.classes = cfg, name, command, classes
         self.layout = LAYOUTS[cfg.fusion]

@@ -10,7 +10,7 @@ FUSIONS = ("early", "mid", "late", "cnn", "vit")
 COLOURS = {"early": "#d97706", "mid": "#9333ea", "late": "#16a34a", "cnn": "#64748b", "vit": "#dc2626"}
 
 
-def _bar(ax, names, summaries, title, ylabel, scale=100.0, colours=None):
+def _bar(ax, names, summaries, title, ylabel, *, scale=100.0, colours=None):
     """Bars at the means, error bars from min to max."""
     means = [(s["mean"] or 0) * scale if s.get("n") else 0 for s in summaries]
     err = [[(s["mean"] - s["min"]) * scale if s.get("n", 0) > 1 else 0 for s in summaries],

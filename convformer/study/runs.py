@@ -100,10 +100,10 @@ def train_run(spec: RunSpec, p: Protocol, splits: Splits, device: torch.device |
             curve.append((step, round(trained, 3), acc))
             if progress is not None:
                 progress({"step": step, "steps": p.steps, "val_acc": acc})
-    return _scores(model, spec, p, splits, curve, trained, device, loss.item())
+    return _scores(model, spec, p, splits, curve=curve, trained=trained, device=device, loss=loss.item())
 
 
-def _scores(model, spec, p, splits, curve, trained, device, loss) -> dict[str, Any]:
+def _scores(model, spec, p, splits, *, curve, trained, device, loss) -> dict[str, Any]:
     reached = next(((s, t) for s, t, a in curve if a >= p.threshold), (None, None))
     own = ImageTensors(splits["train"].images[:min(spec.train_size, p.train_eval_size)],
                        splits["train"].labels[:min(spec.train_size, p.train_eval_size)], [])

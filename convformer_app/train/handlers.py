@@ -38,8 +38,8 @@ from convformer.train import make_datasets, recipes
 from .. import engine, i18n, views
 from ..controls import Controls, spread
 from ..i18n import text
-from .jobs import (JOBS, LOCK, TEST_IMAGES, Job, claim, clean_start, limits, lower_priority, session_of, spare, val_size,
-                   work)
+from .jobs import (JOBS, LOCK, TEST_IMAGES, Job, claim, clean_start, limits, lower_priority, session_of, spare,
+                   val_size, work)
 
 log = logging.getLogger(__name__)
 
