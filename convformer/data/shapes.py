@@ -32,7 +32,7 @@ CLASSES: tuple[str, ...] = (
 )
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 MIN_SIZE, MAX_SIZE = 32, 4096
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB -> luma (ITU-R BT.601)
 
 
 def _circle(r: float = 1.0, cx: float = 0.0, cy: float = 0.0, n: int = 64) -> np.ndarray:
@@ -62,7 +62,7 @@ _CROSS = np.array([(.28, .28), (.28, 1), (-.28, 1), (-.28, .28), (-1, .28), (-1,
 
 # Each shape is a list of (polygon in unit coordinates, fill); fill 0 cuts a hole.
 # The first polygon bounds the whole shape.
-_SHAPES: dict[str, list[tuple[np.ndarray, int]]] = {
+OUTLINES: dict[str, list[tuple[np.ndarray, int]]] = {
     "circle": [(_circle(), 255)],
     "square": [(np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)]) * 0.8, 255)],
     "triangle": [(_regular(3), 255)],
@@ -74,7 +74,7 @@ _SHAPES: dict[str, list[tuple[np.ndarray, int]]] = {
     "hexagon": [(_regular(6), 255)],
     "crescent": [(_circle(), 255), (_circle(0.8, 0.5, 0.0), 0)],
 }
-assert tuple(_SHAPES) == CLASSES
+assert tuple(OUTLINES) == CLASSES
 
 
 def check_size(img_size: int | Sequence[int]) -> tuple[int, int]:
@@ -157,7 +157,7 @@ def _object_mask(rng: np.random.Generator, label: int, h: int, w: int) -> np.nda
     radius = rng.uniform(0.30, 0.65) * s / 2
     a = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    polys = [(pts @ rot.T * radius, fill) for pts, fill in _SHAPES[CLASSES[label]]]
+    polys = [(pts @ rot.T * radius, fill) for pts, fill in OUTLINES[CLASSES[label]]]
     lo, hi = polys[0][0].min(0), polys[0][0].max(0)
     slack = 0.1 * (hi - lo)  # up to 10 % of the object's extent may fall outside
     u = rng.uniform(0, 1, 2)
@@ -174,7 +174,7 @@ def _object_mask(rng: np.random.Generator, label: int, h: int, w: int) -> np.nda
 def contrasting(rng: np.random.Generator, bg_luma: float) -> np.ndarray:
     """A random colour whose luminance differs from ``bg_luma`` by at least 0.3."""
     rgb = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.4, 1), rng.uniform(0.5, 1)))
-    luma = float(rgb @ _LUMA)
+    luma = float(rgb @ LUMA)
     gap = 0.3 + rng.uniform(0, 0.15)
     if bg_luma < 0.5:
         target = min(1.0, bg_luma + gap)
@@ -203,7 +203,7 @@ def render_with_mask(index: int, split: str, img_size: int | Sequence[int],
     distractors(rng, canvas, base)
     bg = np.asarray(canvas, dtype=np.float32) / 255
     mask = _object_mask(rng, label, h, w)
-    bg_luma = float((bg @ _LUMA * mask).sum() / max(float(mask.sum()), 1e-6))
+    bg_luma = float((bg @ LUMA * mask).sum() / max(float(mask.sum()), 1e-6))
     colour = contrasting(rng, bg_luma)
     noise_amp = rng.uniform(0.01, 0.04)
     m = mask[..., None]

@@ -45,7 +45,7 @@ class Scene:
 def _polygons(rng: np.random.Generator, label: int, radius: float) -> tuple[list, np.ndarray, np.ndarray]:
     a = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    polys = [(pts @ rot.T * radius, fill) for pts, fill in shapes._SHAPES[CLASSES[label]]]
+    polys = [(pts @ rot.T * radius, fill) for pts, fill in shapes.OUTLINES[CLASSES[label]]]
     return polys, polys[0][0].min(0), polys[0][0].max(0)
 
 
@@ -95,7 +95,7 @@ def render_scene(index: int, split: str = "val", seed: int = 0, size: int | Sequ
         soft = _place(rng, label, h, w, hard)
         if soft is None:
             continue
-        luma = float((out @ shapes._LUMA * soft).sum() / max(float(soft.sum()), 1e-6))
+        luma = float((out @ shapes.LUMA * soft).sum() / max(float(soft.sum()), 1e-6))
         out = out * (1 - soft[..., None]) + shapes.contrasting(rng, luma) * soft[..., None]
         hard = [m & ~(soft >= 0.5) for m in hard] + [soft >= 0.5]  # the new object hides what it covers
         labels.append(label)
