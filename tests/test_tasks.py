@@ -227,3 +227,16 @@ def test_mean_iou_background_included():
     target = torch.tensor([[[0, 1], [2, 0]]])
     out = mean_iou(pred, target, 11)
     assert out["per_class"][:3] == pytest.approx([0.5, 1.0, 0.5]) and out["miou"] == pytest.approx(2 / 3)
+    assert all(v != v for v in out["per_class"][3:])  # NaN: in neither
+
+
+def test_mean_iou_is_dataset_level_not_per_image():
+    """Two images: class 1 fills image 0 and is right; image 1 has 1 stray pixel of class 1 on background.
+    Dataset-level: class 1 IoU = 4 / 5; torchmetrics' MeanIoU: the mean over (image, class) pairs present."""
+    from convformer.tasks import mean_iou
+    pred = torch.tensor([[[1, 1], [1, 1]], [[1, 0], [0, 0]]])
+    target = torch.tensor([[[1, 1], [1, 1]], [[0, 0], [0, 0]]])
+    out = mean_iou(pred, target, 3)
+    assert out["per_class"][:2] == pytest.approx([3 / 4, 4 / 5])
+    assert out["miou"] == pytest.approx((3 / 4 + 4 / 5) / 2)
+    assert out["miou_per_image"] == pytest.approx((1 + 3 / 4 + 0) / 3)

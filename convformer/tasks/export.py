@@ -74,7 +74,7 @@ def export_task(model: TaskModel, name: str = "", command: str = "") -> str:
     if model.head_kind == "set":
         parts = [heads.sincos_2d, heads.Neck, heads.DecoderLayer]
     parts.append(head_cls)
-    head_args = {"dense": f"DIM, NUM_OBJECT_CLASSES", "segformer": "DIM, NUM_OBJECT_CLASSES",
+    head_args = {"dense": f"DIM, NUM_OBJECT_CLASSES", "segformer": f"DIM, NUM_OBJECT_CLASSES, {hc.refine}",
                  "set": f"DIM, NUM_OBJECT_CLASSES, {hc.queries}, {hc.decoder_layers}, {hc.decoder_heads}"}
     decoders = [peaks, topk, dense_decode] if model.head_kind == "dense" else \
         [set_decode] if model.head_kind == "set" else []

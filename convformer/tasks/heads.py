@@ -10,7 +10,8 @@
 - `SetHead`: DETR (Carion et al. 2020): Q learned object queries, each decoder layer self-attention among the
   queries then cross-attention to the backbone's tokens (the fused map at stride 8, with 2-D sin-cos
   positions), a class (K + 1, the last is "no object") and a box (cx, cy, w, h normalised) per query.
-- `SegFormerHead`: a 1x1 classifier over the fused map to K + 1 classes (0 = background), upsampled to the input.
+- `SegFormerHead`: optional 3x3 conv refinement, then a 1x1 classifier over the fused map to K + 1 classes
+  (0 = background), upsampled to the input.
 """
 from __future__ import annotations
 
@@ -133,13 +134,17 @@ class SetHead(nn.Module):
 
 
 class SegFormerHead(nn.Module):
-    """(B, dim, h, w) -> logits (B, K+1, H, W) at the input size (0 = background)."""
+    """(B, dim, h, w) -> logits (B, K+1, H, W) at the input size (0 = background). SegFormer's classifier is one
+    1x1 conv on its fused map; `refine` 3x3 conv-BN-ReLU blocks before it give each cell the context of its
+    neighbours (a shape's class is read from its outline, a few cells wide at stride 4; benchmarks/NOTES.md)."""
 
-    def __init__(self, dim: int, num_classes: int):
+    def __init__(self, dim: int, num_classes: int, refine: int = 0):
         super().__init__()
+        self.refine = nn.Sequential(*(nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.BatchNorm2d(dim),
+                                                    nn.ReLU()) for _ in range(refine)))
         self.drop = nn.Dropout2d(0.1)
         self.classify = nn.Conv2d(dim, num_classes + 1, 1)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        logits = self.classify(self.drop(x))                                  # (B, K+1, h, w)
+        logits = self.classify(self.drop(self.refine(x)))                     # (B, K+1, h, w)
         return {"logits": F.interpolate(logits, size=size, mode="bilinear", align_corners=False)}

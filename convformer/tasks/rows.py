@@ -70,7 +70,9 @@ def task_shape_rows(model: TaskModel, x: torch.Tensor) -> list[TaskRow]:
     elif model.head_kind == "set":
         _set_rows(r, model, fused, hw)
     else:
-        out = r.step("head.classify", "1x1 conv to K+1 classes, upsampled to the input", lambda: model.head(fused, hw),
+        refine = model.head_config.refine
+        what = f"{refine} x (3x3 conv, BN, ReLU), " if refine else ""
+        out = r.step("head.classify", what + "1x1 conv to K+1 classes, upsampled to the input", lambda: model.head(fused, hw),
                      fused, "B D h w", "B K+1 H W", model.head)
         r.step("argmax", "class per pixel (0 = background)", lambda: out["logits"].argmax(1), out["logits"],
                "B K+1 H W", "B H W")
