@@ -74,9 +74,10 @@ def task_recipe(task: str, fusion: str, head: str = "") -> TaskRecipe:
 
 
 def run_recipe(recipe: TaskRecipe, *, out_dir: Path | None = None, seed: int = 0, quiet: bool = True,
-               progress=None, cancel=None, clock: str = "wall", cache_dir: str | Path | None = None) -> TaskResult:
+               progress=None, cancel=None, clock: str = "wall", cache_dir: str | Path | None = None,
+               metadata: dict[str, Any] | None = None) -> TaskResult:
     """Render the scenes (cached; with `cache_dir` on disk too), build the model, train; test on an unseen split
-    (the test split, seed + 1000)."""
+    (the test split, seed + 1000). `metadata` goes into the checkpoint's record (e.g. the command)."""
     size = recipe.img_size
     train = scene_split("train", recipe.train_size, size, seed, cache_dir)
     val = scene_split("val", recipe.val_size, size, seed, cache_dir)
@@ -92,6 +93,6 @@ def run_recipe(recipe: TaskRecipe, *, out_dir: Path | None = None, seed: int = 0
             print(f"epoch {info['epoch']:g}: loss {info['train_loss']:.4f}  val {recipe.metric} "
                   f"{info['val_metric']:.3f}  {info['time']:.0f} s", file=sys.stderr, flush=True)
     meta = {"recipe": dataclasses.asdict(recipe), "seed": seed, "threads": torch.get_num_threads(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), **(metadata or {})}
     return fit_task(model, train, val, recipe.train_config(seed=seed), progress=report, cancel=cancel,
                     out_dir=out_dir, test=test, metadata=meta, clock=clock)
