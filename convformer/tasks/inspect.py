@@ -50,6 +50,6 @@ def inspect_task(model: TaskModel, x: torch.Tensor, *, cam_class: int | str | No
     model.eval()
     with torch.no_grad():
         fused = model.neck([_as_map(model, n, found[n], grids) for n in names])
-        out = model.head(fused, x.shape[-2:]) if model.task == "segment" else model.head(fused)
+        out = model.head(fused, x) if model.task == "segment" else model.head(fused)
     model.train(was_training)
     return result, out
