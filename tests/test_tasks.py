@@ -167,7 +167,7 @@ def test_bad_input_one_clear_line(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)["heatmap"], model(x)["heatmap"])
-    assert loaded.meta == {"note": "x"}
+    assert loaded.meta == {"note": "x", "stored_dtype": "float32"}
     with pytest.raises(CheckpointError, match="classification checkpoint"):
         load_task_checkpoint(bundled_checkpoint("mid"), "detect")
     with pytest.raises(ValueError, match="task='track' is not allowed"):
