@@ -86,7 +86,7 @@ def figure(doc: dict[str, Any] | None):
     if doc is None:
         return None
     from convformer.study.plots import figure as draw
-    keys = ("final", "steps", "sizes", "gap", "sgd", "noise", "late", "placement", "acc", "points", "steps_axis",
+    keys = ("final", "steps", "half", "sizes", "gap", "sgd", "noise", "late", "placement", "acc", "points", "steps_axis",
             "images")
     font = _cjk_font()
     if LANG.get() != "en" and font is None:
