@@ -75,7 +75,7 @@ def export_task(model: TaskModel, name: str = "", command: str = "") -> str:
         parts = [heads.sincos_2d, heads.Neck, heads.DecoderLayer]
     parts.append(head_cls)
     if model.head_kind == "segformer":
-        parts.append(heads._conv_bn)
+        parts.append(heads.conv_bn)
     head_args = {"dense": f"DIM, NUM_OBJECT_CLASSES", "segformer": f"DIM, NUM_OBJECT_CLASSES, {hc.refine}, {hc.skip}",
                  "set": f"DIM, NUM_OBJECT_CLASSES, {hc.queries}, {hc.decoder_layers}, {hc.decoder_heads}"}
     decoders = [peaks, topk, dense_decode] if model.head_kind == "dense" else \

@@ -143,11 +143,11 @@ class SegFormerHead(nn.Module):
 
     def __init__(self, dim: int, num_classes: int, refine: int = 0, skip: int = 0):
         super().__init__()
-        self.refine = nn.Sequential(*(_conv_bn(dim, dim) for _ in range(refine)))
+        self.refine = nn.Sequential(*(conv_bn(dim, dim) for _ in range(refine)))
         self.drop = nn.Dropout2d(0.1)
-        self.skip = _conv_bn(3, skip, stride=2) if skip else None
+        self.skip = conv_bn(3, skip, stride=2) if skip else None
         self.reduce = nn.Conv2d(dim, dim // 2, 1) if skip else None
-        self.fine = _conv_bn(dim // 2 + skip, dim // 2) if skip else None
+        self.fine = conv_bn(dim // 2 + skip, dim // 2) if skip else None
         self.classify = nn.Conv2d(dim // 2 if skip else dim, num_classes + 1, 1)
 
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -160,6 +160,6 @@ class SegFormerHead(nn.Module):
         return {"logits": F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)}
 
 
-def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """3x3 conv (no bias), BatchNorm, ReLU."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
