@@ -254,7 +254,7 @@ def _split(args: tuple, kwargs: dict, own: bool) -> tuple[tuple, dict, Any]:
     return args, kwargs, request
 
 
-def _translated(e: gr.Error) -> gr.Error:
+def _error_translated(e: gr.Error) -> gr.Error:
     e.message = translate(str(e.message))
     e.args = (e.message,)
     return e
@@ -278,7 +278,7 @@ def _localized_stream(fn: Callable, own: bool) -> Callable:
             except StopIteration:
                 return
             except gr.Error as e:
-                raise _translated(e) from None
+                raise _error_translated(e) from None
             finally:
                 LANG.reset(token)
             yield item
@@ -294,7 +294,7 @@ def _localized_call(fn: Callable, own: bool) -> Callable:
         try:
             return fn(*args, **kwargs)
         except gr.Error as e:
-            raise _translated(e) from None
+            raise _error_translated(e) from None
         finally:
             LANG.reset(token)
     return call
