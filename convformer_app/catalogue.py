@@ -159,8 +159,8 @@ TEXT: dict[str, tuple[str, str]] = {
                  "ViT 基线没有卷积，因此没有卷积激活，也没有类激活图 (Grad-CAM)。"),
     "maps.hybrid": ("In {fusion} fusion the transformer attends over the conv trunk's feature grid.",
                     "在 {fusion} 融合中，Transformer 在卷积主干的特征网格上做注意力。"),
-    "maps.grid": (" Token grid: {w} x {h}.", "词元网格：{w} x {h}。"),
-    "maps.grid_cls": (" Token grid: {w} x {h} plus a class token.", "词元网格：{w} x {h}，外加一个类别词元。"),
+    "maps.grid": (" Token grid: {h} x {w} (h x w).", "词元网格：{h} x {w}（高 x 宽）。"),
+    "maps.grid_cls": (" Token grid: {h} x {w} (h x w) plus a class token.", "词元网格：{h} x {w}（高 x 宽），外加一个类别词元。"),
     "maps.cam": (" Grad-CAM explains **{name}** at `{layer}`.", "类激活图 (Grad-CAM) 在 `{layer}` 处解释 **{name}**。"),
     "tab.rollout": ("Attention rollout", "注意力展开"),
     "rollout.explain": (

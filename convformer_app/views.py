@@ -33,7 +33,8 @@ def clean(error: BaseException | str) -> str:
     return re.sub(r"(/[\w.\-]+){2,}/?", lambda m: Path(m.group(0)).name or "<path>", str(error))
 
 
-_MARKDOWN = re.compile(r"([\\`\[\]!|$~*_])")  # what makes a link, an image, code, a table, a formula or emphasis
+_MARKDOWN = re.compile(r"([\\`\[\]!|$~*]|(?<![^\W_])_|_(?![^\W_]))")  # what makes a link, an image, code, a table,
+# a formula or emphasis (an `_` between two letters or digits never does: `embed_dim` stays as it is)
 _BARE_LINK = re.compile(r"(?i)(?<=www)\.|(?<=:)//")  # what GitHub-flavoured Markdown turns into a link by itself
 
 
@@ -41,7 +42,7 @@ def plain(value: object, limit: int = 200) -> str:
     """Text from outside (a class name, a file name, a value from a URL, a refusal that repeats one) as it must
     meet Markdown or HTML: on one line, cut to `limit` characters, HTML escaped and what makes Markdown a link,
     an image, code or a formula backslash-escaped (a bare `https://` or `www.` too), so a link or a password
-    form shows as the characters it is; emphasis marks (`*`, `_`) too, so `my_data_v2` keeps its underscores."""
+    form shows as the characters it is; emphasis marks (`*`, an `_` at a word's edge) too."""
     text = _MARKDOWN.sub(r"\\\1", one_line(str(value), limit))
     return html.escape(_BARE_LINK.sub(lambda m: "\\" + "\\".join(m.group(0)), text), quote=False)
 
