@@ -259,7 +259,7 @@ def scene_truth(path: str | None, shown: Image.Image) -> np.ndarray | None:
 # what `explain` returns, in order: names of explore_page's components (cam_target / cam_layer are the task's own)
 EXPLAIN_OUTPUTS = ("stats", "maps_note", "rollout", "patch", "query", "blocks", "heads", "channels", "cam", "table",
                    "diagram", "run", "point", "block", "head", "stage", "task_cam_target", "task_cam_layer",
-                   "cam_note")
+                   "cam_note", "relevance", "relevance_note")
 
 
 def explain(image: str | None, task: str = "detect", fusion: str = "mid", weights: str = "bundled",
@@ -271,8 +271,10 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
     EXPLAIN_OUTPUTS. `kept`: the last detections, whose boxes Grad-CAM can explain ("box i")."""
     from convformer.data import RESIZES
     from ..explore import handlers as explore
-    if task == "detect" and detector == "coco":  # DETR's insides: Explore's COCO accordion (issue 24)
-        return tuple(gr.skip() for _ in EXPLAIN_OUTPUTS)
+    if task == "detect" and detector == "coco":  # DETR's own maps, not the previous model's (issue 24)
+        from . import detr_views
+        views_ = detr_views.explain(image)
+        return tuple(views_[k] for k in EXPLAIN_OUTPUTS)
     if resize not in RESIZES:
         raise gr.Error(f"resize={safety.shown(resize, 40)} is not allowed: expected one of {', '.join(RESIZES)}")
     shown = session.picture(image)
@@ -300,7 +302,8 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
             gr.update(choices=explore.head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
             gr.update(choices=targets, value=cam_target),
-            gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r))
+            gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r),
+            None, text("tview.relevance_task"))  # relevance explains a classifier's class
 
 
 def _box_targets(kept: DetectResult, model) -> np.ndarray:
