@@ -163,6 +163,7 @@ def compare_section(image) -> None:
     table = gr.Dataframe(headers=compare.HEADERS, interactive=False, label=tr("tcompare.table"),
                          elem_id="compare-task-table")
     run.click(session.guard(compare.compare_task), [task, image], [gallery, table], api_name="compare_task")
+    gr.on(None, compare.empty_table, None, table, api_name=False, show_progress="hidden")  # on load: its language
 
 
 def train_section(trained: gr.State) -> None:
