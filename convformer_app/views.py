@@ -218,6 +218,32 @@ def tile(maps: np.ndarray, cell: int = 128) -> Image.Image:
     return viz.tile(maps, cols=min(len(maps), 6), cell=cell)
 
 
+def captioned_tile(maps: np.ndarray, captions: Sequence[str], cell: int = 128, cmap: str = "viridis") -> Image.Image:
+    """(n, h, w) maps in rows of up to 6, each under its caption (a block's name, a head's number), and a colour
+    scale under them: every map is scaled on its own, from 0 (its smallest value) to its largest ("max")."""
+    from .tasks.draw import font
+    maps = np.asarray(maps, dtype=np.float32)
+    n, (h, w) = len(maps), maps.shape[-2:]
+    cols, gap = min(n, 6), 6
+    rows = -(-n // cols)
+    ch, cw = (cell, max(1, round(cell * w / h))) if h >= w else (max(1, round(cell * h / w)), cell)
+    f = font(max(12, cell // 9))
+    line = f.size + 6
+    width = max(cols * (cw + gap) - gap, 160)
+    out = Image.new("RGB", (width, rows * (line + ch + gap) + 2 * line + 4), "white")
+    pen = ImageDraw.Draw(out)
+    for i, m in enumerate(maps):
+        x, y = (i % cols) * (cw + gap), (i // cols) * (line + ch + gap)
+        pen.text((x + 1, y + 2), str(captions[i])[:24], fill=(30, 30, 30), font=f)
+        out.paste(Image.fromarray(viz.heatmap(m, cmap)).resize((cw, ch), Image.Resampling.NEAREST), (x, y + line))
+    top, bar = rows * (line + ch + gap) + 2, min(width, 240)
+    ramp = viz.colour_table(cmap)[np.linspace(0, 255, bar).astype(np.uint8)][None].repeat(line - 6, 0)
+    out.paste(Image.fromarray(ramp), (0, top))
+    pen.text((0, top + line - 4), "0", fill=(30, 30, 30), font=f)
+    pen.text((bar - pen.textlength("max", font=f), top + line - 4), "max", fill=(30, 30, 30), font=f)
+    return out
+
+
 def channel_picture(maps: np.ndarray) -> Image.Image:
     return viz.tile(maps, cell=96)
 
@@ -279,10 +305,10 @@ def block_pictures(run, block: str | None) -> tuple[Image.Image | None, Image.Im
         return None, None
     block = _block(run, block)
     grid, prefix = _grid(run, block)
-    same = [a for b, a in run.attentions.items() if _grid(run, b) == (grid, prefix)]  # the blocks of this grid
-    received = [viz.head_maps(a.astype(np.float32), grid, prefix).mean(0) for a in same]
-    attn = run.attentions[block]
-    return tile(np.stack(received)), tile(viz.head_maps(attn.astype(np.float32), grid, prefix))
+    same = {b: a for b, a in run.attentions.items() if _grid(run, b) == (grid, prefix)}  # the blocks of this grid
+    received = [viz.head_maps(a.astype(np.float32), grid, prefix).mean(0) for a in same.values()]
+    heads = viz.head_maps(run.attentions[block].astype(np.float32), grid, prefix)
+    return captioned_tile(np.stack(received), list(same)), captioned_tile(heads, [str(i) for i in range(len(heads))])
 
 
 def channels_picture(run, stage: str | None) -> Image.Image | None:

@@ -8,7 +8,7 @@ import gradio as gr
 
 from convformer.config import FUSIONS, MERGES
 
-from .. import coco_page, engine, i18n, trust_page
+from .. import absent, coco_page, engine, i18n, trust_page
 from . import handlers
 from ..tasks import page as task_page
 from ..controls import ALL_PRESETS, RANGES, Controls
@@ -201,6 +201,8 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
           trigger_mode="always_last")
     patch.select(engine.handled(handlers.click), [run_state, block, head], [point, patch, query], api_name="click")
     stage.input(engine.handled(handlers.redraw_channels), [run_state, stage], channels, api_name="channels")
+    run_state.change(absent.labels, run_state, [rollout, patch, query, blocks, heads, channels, cam],  # why empty
+                     api_visibility="private", queue=False, show_progress="hidden")
     task_page.wire(task, run_btn, task_buttons, task_scene, task_panels, task_cams,
                    dict(named, image=image, top_k=top_k, hparams=hparams, config_status=config_status), resize, trained)
     link_btn.click(handlers.link, controls, link_box, api_name="link").then(
