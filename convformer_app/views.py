@@ -52,8 +52,18 @@ def code_span(value: object, limit: int = 200) -> str:
     return one_line(str(value), limit).replace("`", "'")
 
 
+SHAPES_NAMES = ("circle", "square", "triangle", "star", "cross", "ring", "heart", "arrow", "hexagon", "crescent",
+                "background")  # convformer.data.shapes.CLASSES, and a segmenter's class 0
+
+
+def class_name(name: str) -> str:
+    """A class's name as the page shows it: a Shapes class (or the background) with its Chinese name beside it on a
+    zh-CN page ("circle 圆形": the English one stays, it is the API's value); any other name as it is."""
+    return text(f"class.{name}") if name in SHAPES_NAMES else name
+
+
 def classes_text(classes: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(plain(c) for c in classes[:limit])
+    shown = ", ".join(plain(class_name(c)) for c in classes[:limit])
     return shown + (text("notice.more", n=len(classes)) if len(classes) > limit else "")
 
 

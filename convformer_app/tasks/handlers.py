@@ -150,7 +150,7 @@ def show_detections(r: DetectResult, notice: str = "") -> tuple:
     n = len(r.boxes)
     summary = text("detect.found", n=n, t=f"{r.threshold:g}") if n else text("detect.none", t=f"{r.threshold:g}")
     summary = f"{notice}  \n{summary}" if notice else summary
-    classes = [(name, str(i)) for i, name in enumerate(r.class_names)]
+    classes = [(views.class_name(name), str(i)) for i, name in enumerate(r.class_names)]
     first = str(int(r.labels[0])) if n else "0"
     chooser = gr.update(choices=classes, value=first, visible=r.heatmaps is not None)
     query = results.query_picture(r, 0 if n else None)
@@ -163,13 +163,14 @@ def show_detections(r: DetectResult, notice: str = "") -> tuple:
 def detection_table(r: DetectResult) -> dict:
     """The detections table, its headers in the page's language."""
     headers = ["#", text("detect.col_class"), text("detect.col_score"), "x1", "y1", "x2", "y2"]
-    return {"headers": headers, "data": results.detection_rows(r)}
+    rows = [[i, views.class_name(name), *rest] for i, name, *rest in results.detection_rows(r)]  # names: the page's
+    return {"headers": headers, "data": rows}
 
 
 def query_note(r: DetectResult, i: int) -> str:
     if r.attention is None:
         return text("detect.no_query")
-    return text("detect.query_of", i=i, name=r.name(i), score=f"{r.scores[i]:.2f}")
+    return text("detect.query_of", i=i, name=views.class_name(r.name(i)), score=f"{r.scores[i]:.2f}")
 
 
 def redraw_heatmap(r: DetectResult | None, class_index: str | None) -> Image.Image | None:
@@ -210,12 +211,13 @@ def segment(image: str | None, fusion: str = "mid", weights: str = "bundled", ch
     names = list(found.class_names)  # "background" first
     r = SegmentResult.of(found, shown, names, scene_truth(image, shown))
     rows = results.iou_rows(r)
-    present = [r.class_names[c] for c in np.unique(r.mask) if 0 < c < len(r.class_names)]
+    present = [views.class_name(r.class_names[c]) for c in np.unique(r.mask) if 0 < c < len(r.class_names)]
     summary = text("segment.found", names=", ".join(present)) if present else text("segment.none")
     miou = results.mean_iou(rows)
     summary += text("segment.miou", miou=f"{miou:.3f}") if miou is not None else text("segment.no_truth")
     summary = f"{weights_line(loaded, weights)}  \n{summary}"
     headers = [text("detect.col_class"), "IoU", text("segment.col_pred"), text("segment.col_true")]
+    rows = [[views.class_name(name), *rest] for name, *rest in rows]  # the class names in the page's language
     return results.mask_picture(r), {"headers": headers, "data": rows}, summary, safety.keep(r)
 
 
@@ -292,7 +294,7 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
     patch, query = views.query_pictures(r, block, None, None)
     stages = list(r.channels)
     n_boxes = len(boxes) if boxes is not None else 0
-    targets = [(text("cam.predicted"), inspect.PREDICTED), *r.classes,
+    targets = [(text("cam.predicted"), inspect.PREDICTED), *((views.class_name(c), c) for c in r.classes),
                *((f"{inspect.BOX}{i} ({kept.name(i)})", f"{inspect.BOX}{i}") for i in range(n_boxes))]
     heads = len(r.attentions[block]) if block else 0
     return (r.stats, explore.maps_note(r), views.rollout_picture(r), patch, query, *views.block_pictures(r, block),
