@@ -169,6 +169,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "class.hexagon": ("hexagon", "hexagon 六边形"),
     "class.crescent": ("crescent", "crescent 新月"),
     "class.background": ("background", "background 背景"),
+    "refs.unavailable": ("The ImageNet references are not on this machine and cannot be downloaded now (no "
+                         "connection to Hugging Face): the Shapes models above work without them.",
+                         "本机没有 ImageNet 参考模型，现在也无法下载（连不上 Hugging Face）：上面的 Shapes 模型不需要它们。"),
     "absent.attention": ("No attention map: this model has no attention (a pure CNN)",
                          "没有注意力图：这个模型没有注意力（纯 CNN）"),
     "absent.conv": ("No conv activations: this model has no convolutions (a pure ViT)",
