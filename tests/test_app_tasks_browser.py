@@ -76,7 +76,8 @@ def test_segment_shows_the_mask_a_legend_and_iou_and_every_view(open_page):
     page.locator("#segment-run").click()
     page.wait_for_function("document.querySelector('#segment-summary').innerText.includes('Mean IoU')")
     # the mask over the image (640 px wide), a legend strip under it
-    w, h = page.evaluate("(el) => [el.naturalWidth, el.naturalHeight]", page.locator("#segment-mask img").element_handle())
+    w, h = page.wait_for_function("() => { const i = document.querySelector('#segment-mask img');"
+                                  " return i?.naturalWidth ? [i.naturalWidth, i.naturalHeight] : null; }").json_value()
     assert w == 640 and h > 640
     iou = table_text(page, "#segment-iou")
     assert "background" in iou and "IoU" in iou

@@ -132,7 +132,7 @@ TEXT: dict[str, tuple[str, str]] = {
                        "softmax，去掉无对象，cxcywh -> xyxy 像素：x1 y1 x2 y2 置信度 类别"),
     # ---- what the model is ----
     "task.weights": ("{task} model, **{fusion}** backbone, {head} head; {weights}.",
-                     "{task} 模型，**{fusion}** 主干，{head} 检测头；{weights}。"),
+                     "{task} 模型，**{fusion}** 主干，{head} 任务头；{weights}。"),
     "task.weights_bundled": ("the bundled checkpoint", "内置检查点"),
     "task.weights_random": ("random weights (predictions mean nothing)", "随机权重（预测没有意义）"),
     "task.weights_upload": ("your checkpoint", "你的检查点"),
