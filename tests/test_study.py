@@ -129,3 +129,28 @@ def test_report_and_figure_from_a_document():
 def test_command_refuses_bad_seeds(capsys):
     assert main(["study", "--seeds", "0", "--out", "unused"]) == 2
     assert "--seeds 0 is not allowed" in capsys.readouterr().err
+
+
+def test_two_walkers_share_one_folder_and_collect_every_run(tmp_path):
+    """--workers: a second process walks the plan from its end (`reverse`) on the same folder (`resume`); each
+    run is done once, and `collect` builds the whole document from runs.jsonl."""
+    from convformer.study.study import collect
+    stop = __import__("threading").Event()
+
+    def progress(info):
+        if info["event"] == "run" and info["run"] == 3:
+            stop.set()  # the forward walker stops after two runs
+    run_study(TINY, tmp_path, progress=progress, cancel=stop)
+    seen = []
+    run_study(TINY, tmp_path, resume=True, reverse=True, progress=lambda i: seen.append(i["run"]) if i["event"] == "run" else None)
+    assert seen == [5, 4, 3]  # from the plan's end, skipping the two runs already there
+    rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert len(rows) == len({(r["model"], r["seed"], r["train_size"], r["optimizer"]) for r in rows}) == 5
+    doc = collect(TINY, tmp_path, {"wall_s": 1.0, "workers": 2})
+    assert doc["complete"] is True and doc["runs_done"] == 5 and doc["where"]["workers"] == 2
+    assert [r["model"] for r in doc["runs"]] == [s.model for s in plan(TINY)]  # plan order, whoever ran it
+
+
+def test_command_refuses_bad_workers(capsys):
+    assert main(["study", "--workers", "9", "--out", "unused"]) == 2
+    assert "--workers 9 is not allowed" in capsys.readouterr().err

@@ -8,7 +8,9 @@ import json
 import os
 import signal
 import sys
+import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default="runs/study", help="output folder (default runs/study)")
     p.add_argument("--resume", action="store_true", help="keep the runs already in OUT/runs.jsonl")
     p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads (per process)")
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the runs (2 on 2 CPU cores: one thread "
+                   "each, the second walking the plan from its costly end); default 1")
+    p.add_argument("--reverse", action="store_true", help=argparse.SUPPRESS)  # a worker started by --workers
     p.add_argument("--time-limit", type=float, help="seconds; stop (keeping the finished runs) when reached")
     p.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N (Linux nice)")
     p.add_argument("--report", action="store_true", help="only write results.json and study.png from the runs "
@@ -41,7 +46,7 @@ def study_command(args: argparse.Namespace) -> None:
     from . import FULL, QUICK
     from .plots import save
     from .report import markdown
-    from .study import finish, report_only, run_study
+    from .study import collect, finish, report_only, reset, run_study
     p = QUICK if args.quick else FULL
     if args.seeds is not None:
         if not 1 <= args.seeds <= 10:
@@ -51,6 +56,10 @@ def study_command(args: argparse.Namespace) -> None:
         if not 1 <= args.steps <= 100_000:
             raise ValueError(f"--steps {args.steps} is not allowed: expected 1 to 100000")
         p = p.replace(steps=args.steps, eval_every=min(p.eval_every, args.steps))
+    if not 1 <= args.workers <= 8:
+        raise ValueError(f"--workers {args.workers} is not allowed: expected 1 to 8")
+    if args.workers > 1 and not args.threads:
+        args.threads = max(1, (os.cpu_count() or 1) // args.workers)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.nice and hasattr(os, "nice"):
@@ -60,8 +69,12 @@ def study_command(args: argparse.Namespace) -> None:
           "quiet CPU cores (estimated from FLOPs against the late recipe's measured speed)", file=sys.stderr, flush=True)
     cancel, started = threading.Event(), threading.Event()
 
+    children: list[subprocess.Popen] = []
+
     def on_term(*_: Any) -> None:  # Cancel: stop after the current step; while the images render, at once
         cancel.set()
+        for child in children:
+            child.terminate()
         if not started.is_set():
             raise _Stopped
 
@@ -78,9 +91,20 @@ def study_command(args: argparse.Namespace) -> None:
         signal.signal(signal.SIGTERM, on_term)
         if args.json_progress:
             print(json.dumps({"event": "start", "runs": len(plan(p))}), flush=True)
+        start, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
+        if args.workers > 1:
+            if not args.resume:
+                reset(args.out)
+            children += [subprocess.Popen(_worker_argv(args, reverse=k % 2 == 1), stdout=subprocess.DEVNULL)
+                         for k in range(1, args.workers)]
         try:
-            doc = run_study(p, args.out, device=args.device, resume=args.resume, progress=report, cancel=cancel,
-                            time_limit=args.time_limit)
+            doc = run_study(p, args.out, device=args.device, resume=args.resume or args.workers > 1,
+                            progress=report, cancel=cancel, time_limit=args.time_limit, reverse=args.reverse)
+            if children:
+                for child in children:
+                    child.wait()
+                doc = collect(p, args.out, {**doc["where"], "workers": args.workers, "load_before": load_before,
+                                            "wall_s": round(time.perf_counter() - start, 1)})
         except _Stopped:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             doc = finish(p, args.out, [])
@@ -90,6 +114,19 @@ def study_command(args: argparse.Namespace) -> None:
               flush=True)
     else:
         print(markdown(doc))
+
+
+def _worker_argv(args: argparse.Namespace, *, reverse: bool) -> list[str]:
+    """The command of one more process on the same folder: the same protocol flags, --resume, one share of the
+    threads; stderr stays the terminal's, so its runs are listed too."""
+    argv = [sys.executable, "-m", "convformer", "study", "--out", str(args.out), "--resume",
+            "--threads", str(args.threads)]
+    argv += ["--quick"] * args.quick + ["--reverse"] * reverse
+    for flag in ("seeds", "steps", "device", "time_limit", "nice"):
+        value = getattr(args, flag)
+        if value:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    return argv
 
 
 class _Stopped(Exception):

@@ -23,7 +23,7 @@ from .protocol import MODELS, Protocol, RunSpec, estimate_seconds, model_table, 
 from .runs import load_splits, train_run
 from .stats import CLAIMS, metrics, verdicts
 
-__all__ = ["document", "finish", "report_only", "run_study"]
+__all__ = ["document", "finish", "collect", "report_only", "reset", "run_study"]
 
 
 def _load() -> list[float] | None:
@@ -42,18 +42,18 @@ def _done(path: Path) -> dict[str, dict]:
 
 def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | None = None, resume: bool = False,
               progress: Callable[[dict[str, Any]], None] | None = None, cancel: threading.Event | None = None,
-              time_limit: float | None = None) -> dict[str, Any]:
+              time_limit: float | None = None, reverse: bool = False) -> dict[str, Any]:
     """Run every run of `plan(p)` (skipping those in out_dir/runs.jsonl with `resume`; several processes started
-    with `resume` on one folder share the runs, each claiming the next free one), then write and return
-    the results document. `progress(info)` gets {"event": "run" | "step", "run", "runs", "model", ...};
+    with `resume` on one folder share the runs, each claiming the next free one; `reverse` walks the plan from
+    its end, so a second process takes the costly placement runs while the first takes the cheap ones), then
+    write and return the results document. `progress(info)` gets {"event": "run" | "step", "run", "runs", "model", ...};
     `cancel` or `time_limit` (seconds) stop after the current step, and the document says `complete: false`."""
     from ..data.preprocess import pick_device
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
     if not resume:
-        log.unlink(missing_ok=True)
-        shutil.rmtree(out / "claims", ignore_errors=True)
+        reset(out)
     done = _done(log)
     device = pick_device(str(device) if device else None)
     start, load_before = time.perf_counter(), _load()
@@ -61,7 +61,8 @@ def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | 
     render_s = time.perf_counter() - start
     todo = plan(p)
     stopped = False
-    for i, spec in enumerate(todo):
+    order = list(enumerate(todo))
+    for i, spec in reversed(order) if reverse else order:
         done.update(_done(log))  # another process on the same folder (--resume) may have finished it
         if spec.key in done or not _claim(out, spec):
             continue
@@ -81,10 +82,19 @@ def run_study(p: Protocol, out_dir: str | Path, *, device: str | torch.device | 
         done[spec.key] = record
         with log.open("a") as f:  # one write of one line (O_APPEND): processes sharing the folder do not mix
             f.write(json.dumps(record) + "\n")
+    done.update(_done(log))
     runs = [done[s.key] for s in todo if s.key in done]
     return finish(p, out, runs, complete=not stopped and len(runs) == len(todo),
                   where={"device": str(device), "load_before": load_before,
                          "wall_s": round(time.perf_counter() - start, 1), "render_s": round(render_s, 1)})
+
+
+def reset(out_dir: str | Path) -> None:
+    """Forget the runs in out_dir (runs.jsonl and the claims), as a study without --resume does."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(out / "claims", ignore_errors=True)
 
 
 def finish(p: Protocol, out_dir: str | Path, runs: list[dict], *, complete: bool = False,
@@ -96,6 +106,13 @@ def finish(p: Protocol, out_dir: str | Path, runs: list[dict], *, complete: bool
     doc = document(p, runs, complete=complete, planned=len(plan(p)), where=where)
     (Path(out_dir) / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc
+
+
+def collect(p: Protocol, out_dir: str | Path, where: dict[str, Any]) -> dict[str, Any]:
+    """The document of every run in out_dir/runs.jsonl once all the processes sharing it have stopped."""
+    done = _done(Path(out_dir) / "runs.jsonl")
+    runs = [done[s.key] for s in plan(p) if s.key in done]
+    return finish(p, out_dir, runs, complete=len(runs) == len(plan(p)), where=where)
 
 
 def report_only(p: Protocol, out_dir: str | Path) -> dict[str, Any]:
