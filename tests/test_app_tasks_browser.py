@@ -88,7 +88,8 @@ def test_segment_shows_the_mask_a_legend_and_iou_and_every_view(open_page):
         for selector in selectors:
             page.wait_for_function("(s) => document.querySelector(s + ' img')?.src", arg=selector)
     page.get_by_role("tab", name="Shapes").click()
-    page.wait_for_function("document.querySelector('#shape-table')?.textContent.includes('decode')")
+    page.wait_for_function("document.querySelector('#shape-table')?.textContent.includes('head.classify')")
+    assert 'argmax' in page.locator('#diagram').text_content()  # the head and its decoding, past the backbone
     page.get_by_role("tab", name="Relevance (Chefer et al.)").click()
     assert "classify" in page.locator("#relevance-note").inner_text()  # said in place, not an old map
     assert not src(page, "#relevance")
