@@ -96,6 +96,23 @@ def test_segment_shows_the_mask_a_legend_and_iou_and_every_view(open_page):
     assert not page.console, page.console
 
 
+def test_detect_views_and_grad_cam_for_a_chosen_box(open_page):
+    page = open_page()
+    choose_task_and_scene(page, "detect")
+    page.locator("#detect-run").click()
+    page.wait_for_function("document.querySelector('#detect-summary').innerText.includes('found at score')")
+    page.wait_for_function("document.querySelector('#stats').innerText.includes('FLOPs')")
+    for tab, selectors in VIEWS.items():  # attention, click-a-patch, activations, Grad-CAM: all on the detector
+        page.get_by_role("tab", name=tab).click()
+        for selector in selectors:
+            page.wait_for_function("(s) => document.querySelector(s + ' img')?.src", arg=selector)
+    before = src(page, "#cam")
+    page.locator("#task-cam-target input").click()
+    page.get_by_role("option", name="box 0", exact=False).first.click()  # "box 0 (star)": the strongest box
+    page.wait_for_function("(s) => (document.querySelector('#cam img')?.src || s) !== s", arg=before)
+    assert not page.console, page.console
+
+
 def test_detect_with_detr_refills_the_views_below(open_page, hub):
     page = open_page()
     page.locator("#run").click()  # a classifier's maps first: they must not stay under DETR's boxes

@@ -156,7 +156,7 @@ TEXT: dict[str, tuple[str, str]] = {
                         "where it looked); conv activations from the ResNet. Where each object's query looked: the "
                         "Detect panel above.",
                         "DETR：注意力图是它的 Transformer 编码器在 ResNet 的 {gh} x {gw} 词元网格上的自注意力（每个"
-                        "编码器层算一个块，各头平均；点击一个图块看它关注了哪里）；卷积激活来自 ResNet。每个对象的查询"
+                        "编码器层算一个块，各头平均；点击一个图像块看它关注了哪里）；卷积激活来自 ResNet。每个对象的查询"
                         "关注了哪里：见上方的检测面板。"),
     "tview.detr_cam": ("Grad-CAM for a DETR box: open *Photos: Pretrained on COCO* below, choose the object and "
                        "press *Grad-CAM for this object*.",
