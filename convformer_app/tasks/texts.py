@@ -80,7 +80,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "tcompare.boxes": ("{n} boxes", "{n} 个框"),
     "tcompare.background": ("background only", "只有背景"),
     "tcompare.bundled": ("bundled checkpoint", "内置检查点"),
-    "tcompare.untrained": ("no bundled checkpoint: head untrained", "无内置检查点：检测头未训练"),
+    "tcompare.untrained": ("no bundled checkpoint: head untrained", "无内置检查点：任务头未训练"),
     # ---- train ----
     "ttrain.title": ("### Train a detector or a segmenter", "### 训练一个检测器或分割器"),
     "ttrain.explain": (
