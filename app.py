@@ -31,7 +31,7 @@ from convformer_app.compare import handlers as compare, page as compare_page  # 
 from convformer_app.explore import handlers as explore, page as explore_page  # noqa: E402
 from convformer_app import study, study_page  # noqa: E402
 from convformer_app.i18n import tr  # noqa: E402
-from convformer_app.train import handlers as train_tab, page as train_page  # noqa: E402
+from convformer_app.train import handlers as train_tab, jobs as train_jobs, page as train_page  # noqa: E402
 
 CSS = (Path(__file__).parent / "convformer_app" / "page.css").read_text()
 
@@ -39,7 +39,7 @@ CSS = (Path(__file__).parent / "convformer_app" / "page.css").read_text()
 with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
     gr.Markdown(tr("app.intro"))
     run_state, point = gr.State(None, time_to_live=3600), gr.State(None)  # the last run; a clicked patch
-    trained = gr.State(None, delete_callback=train_tab.forget)  # this session's Train-tab checkpoint path
+    trained = gr.State(None, delete_callback=train_jobs.forget)  # this session's Train-tab checkpoint path
     with gr.Tabs(elem_id="pages"):
         with gr.Tab(tr("tab.explore"), id="explore"):
             page = explore_page.build(run_state, point, trained)
@@ -90,7 +90,7 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     gradio_patches.install_messages(safety.message)  # every refusal: the app's own one-line message
     safety.bound_heap()  # freed memory goes back to the system: peaks do not pile up across sessions
     train_tab.start_up()  # ended processes' runs removed; a spare worker; the default run's data soon
-    safety.start_janitor(Path(gr.utils.get_upload_folder()), [train_tab.prune, explore.prune_code])  # uploads, runs, /code
+    safety.start_janitor(Path(gr.utils.get_upload_folder()), [train_jobs.prune, explore.prune_code])  # uploads, runs, /code
     explore.warm_up()  # the default model loads while the server starts
     demo.queue(default_concurrency_limit=2, max_size=32)
     gradio_patches.pace_queue(demo)  # Gradio polls its queue a thousand times a second: ten times less

@@ -8,14 +8,16 @@
 run: the metric after every epoch with wall and CPU seconds, the test metric on an unseen split, and the
 machine's load (`os.getloadavg()`) before and after, because on a shared machine wall time says little
 alone. CPU seconds / threads is what the run would take on idle cores, an estimate.
-`infer`: per stage and task, a plain backbone forward vs the task model's forward + decoding vs
-`task_shape_rows`, as ratios in the same run.
+`infer`: per stage and task, the classifier's forward vs the task model's forward + decoding vs its
+inspection (`convformer.tasks.inspect.inspect_task`, + decoding), as ratios in the same run (medians of
+interleaved rounds, CPU time, one thread).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,8 +51,9 @@ def train(args: argparse.Namespace) -> None:
                       f"{info['time']:.0f} s wall, {info['cpu_time']:.0f} CPU s", flush=True)
         save = Path(args.save) / f"{recipe.task}_{recipe.fusion}{'_' + recipe.head if recipe.head else ''}" \
             if args.save else None
+        command = "python -m benchmarks.bench_tasks " + " ".join(sys.argv[1:])
         result = run_recipe(recipe, seed=seed, progress=progress, out_dir=save, clock=args.clock,
-                            cache_dir=args.scene_cache)
+                            cache_dir=args.scene_cache, metadata={"command": command, "load_before": load0})
         row = {"task": recipe.task, "fusion": recipe.fusion, "head": recipe.head or "default", "seed": seed,
                "changes": {**changes, **{f"model.{k}": v for k, v in model_changes.items()}},
                "metric": recipe.metric, "best_val": round(result.best["val_metric"], 4),
@@ -65,33 +68,72 @@ def train(args: argparse.Namespace) -> None:
                 f.write(json.dumps(row) + "\n")
 
 
+def _medians(fns: dict[str, Any], rounds: int) -> dict[str, float]:
+    """Seconds per call of each fn: median over `rounds`, the fns interleaved within a round (a shared
+    machine's load then hits them alike), CPU time of this process (one thread)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.process_time()
+            fn()
+            times[k].append(time.process_time() - t)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+
+
 def infer(args: argparse.Namespace) -> None:
+    """Per stage, task and head: the classifier's forward (the reference), the task model's forward +
+    decoding, and its inspection (`inspect_task`: the backbone's attention / activations / token grids and the
+    head's outputs from one recorded forward, + decoding), as ratios measured in the same run."""
     from convformer.config import FUSIONS
-    from convformer.tasks import HEADS, create_task_model, decode, task_shape_rows
+    from convformer.tasks import HEADS, create_task_model, decode
+    from convformer.tasks.inspect import inspect_task
     torch.set_num_threads(args.threads)
     x = torch.randn(1, 3, 64, 64)
     rows = []
 
-    def clock(fn, n: int = 20) -> float:
-        fn()
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - t) / n
-    for fusion in FUSIONS:
+    def finish(model, out):
+        return decode(out, (64, 64)) if model.task == "detect" else out["logits"].argmax(1)
+    for fusion in args.fusions or FUSIONS:
+        classifier = create_task_model("classify", fusion, weights="random")
         for task, heads in HEADS.items():
             for head in heads:
                 model = create_task_model(task, fusion, weights="random", head=head).eval()
-                with torch.inference_mode():
-                    base = clock(lambda: model.backbone(x))
-                    full = clock(lambda: decode(model(x), (64, 64)) if task == "detect" else model(x)["logits"].argmax(1))
-                shapes = clock(lambda: task_shape_rows(model, x), 5)
-                rows.append({"fusion": fusion, "task": task, "head": head, "backbone_ms": round(base * 1e3, 2),
-                             "task_ms": round(full * 1e3, 2), "task_over_backbone": round(full / base, 2),
-                             "shape_rows_over_task": round(shapes / full, 2), "load": os.getloadavg()[0]})
+                fns = {"classify": torch.inference_mode()(lambda: classifier(x)),
+                       "task": torch.inference_mode()(lambda: finish(model, model(x))),
+                       "inspect": lambda: finish(model, inspect_task(model, x, flops=False)[1])}
+                t = _medians(fns, args.rounds)
+                rows.append({"fusion": fusion, "task": task, "head": head, "classify_ms": round(t["classify"] * 1e3, 2),
+                             "task_ms": round(t["task"] * 1e3, 2), "inspect_ms": round(t["inspect"] * 1e3, 2),
+                             "task_over_classify": round(t["task"] / t["classify"], 2),
+                             "inspect_over_task": round(t["inspect"] / t["task"], 2),
+                             "threads": args.threads, "load": round(os.getloadavg()[0], 2)})
                 print(json.dumps(rows[-1]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def bundle(args: argparse.Namespace) -> None:
+    """A run's best.safetensors -> convformer/weights/{task}_{fusion}[_{head}].safetensors (+ .json), its
+    floating-point tensors stored as float16; the float16 model re-scored on the record's test split."""
+    from convformer.tasks import load_task_checkpoint, save_task_checkpoint, scene_split
+    from convformer.tasks.model import HEADS
+    from convformer.tasks.train import evaluate_task
+    from convformer.tasks.weights import WEIGHTS_DIR
+    torch.set_num_threads(args.threads)
+    model = load_task_checkpoint(Path(args.run) / "best.safetensors")
+    meta, recipe = model.meta, model.meta["recipe"]
+    head = "" if model.head_kind == HEADS[model.task][0] else model.head_kind
+    dest = WEIGHTS_DIR / f"{model.task}_{recipe['fusion']}{'_' + head if head else ''}.safetensors"
+    save_task_checkpoint(model, dest, half=True, **meta)
+    half = load_task_checkpoint(dest, model.task)
+    test = scene_split("test", recipe["test_size"], recipe["img_size"], meta["seed"] + 1000, args.scene_cache)
+    score = evaluate_task(half, test)["metric"]
+    meta = {**meta, "metrics": {**meta["metrics"], "test_metric_float16": score}}
+    save_task_checkpoint(model, dest, half=True, **meta)
+    print(f"{dest.name}: {dest.stat().st_size / 1e6:.2f} MB, test {meta['metrics']['test_metric']:.4f} "
+          f"(float32) / {score:.4f} (float16)")
 
 
 def main() -> None:
@@ -111,9 +153,16 @@ def main() -> None:
                    help="what time_limit counts: cpu = CPU seconds / threads (default; the machine is shared)")
     p.set_defaults(func=train)
     p = sub.add_parser("infer")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--fusions", nargs="*")
     p.add_argument("--out")
     p.set_defaults(func=infer)
+    p = sub.add_parser("bundle")
+    p.add_argument("run", help="a --save folder, e.g. runs/x/segment_mid")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--scene-cache", default="runs/scenes")
+    p.set_defaults(func=bundle)
     args = parser.parse_args()
     args.func(args)
 

@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_app import Server  # noqa: E402
-from convformer_app.train.handlers import NICE  # noqa: E402
+from convformer_app.train.jobs import NICE  # noqa: E402
 
 
 def press(url: str) -> dict:
@@ -83,7 +83,7 @@ def cpu_phases() -> dict:
     from safetensors.torch import load_file, save_file
 
     from convformer.train.recipes import RECIPES
-    from convformer.train.loop import _save, evaluate, make_datasets, plot_curves
+    from convformer.train.loop import evaluate, make_datasets, plot_curves, save_best
 
     def children() -> float:
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -113,8 +113,8 @@ def cpu_phases() -> dict:
         out["final test (400 images)"] = time.process_time() - t
         history = [{"epoch": 1, "val_acc": 0.5, "val_loss": 1.0, "train_loss": 1.0, "step": 1, "time": 1.0}]
         t = time.process_time()
-        _save(net, Path(tmp), list(data.classes), history[0], history, r.train_config(), {}, 1.0, None,
-              step_losses=[1.0] * 500)  # the checkpoint, metrics.json, and curves.png (r.train_config().curves)
+        save_best(net, Path(tmp), classes=list(data.classes), best=history[0], history=history, cfg=r.train_config(),
+                  metadata={}, train_time=1.0, step_losses=[1.0] * 500)  # the checkpoint, metrics.json, and curves.png (r.train_config().curves)
         out["checkpoint + curves.png"] = time.process_time() - t
         t = time.process_time()
         plot_curves(history, [1.0] * 500, Path(tmp) / "again.png")

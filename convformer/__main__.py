@@ -6,9 +6,9 @@ import sys
 
 import torch
 
-from . import FUSIONS, PRESETS, create, inspect, load_checkpoint, load_image, pick_device, preprocess
+from . import PRESETS, create, inspect, load_checkpoint, load_image, pick_device, preprocess
 from .export.checkpoint import bundled_checkpoint
-from .presets import preset_name
+from .flags import add_config_flags, add_model_flags, overrides, preset_of
 from .data import RESIZES, fit
 from .axes import format_table, token_note
 from .inspection import human
@@ -30,11 +30,7 @@ def _model(args: argparse.Namespace, bundled: bool = False):
         if path is not None:
             return load_checkpoint(path)
         print(f"note: no bundled checkpoint for {args.fusion!r}; using random weights", file=sys.stderr)
-    name = getattr(args, "preset", None) or preset_name(args.fusion)
-    overrides = {"num_classes": args.num_classes} if getattr(args, "num_classes", None) else {}
-    if getattr(args, "img_size", None):
-        overrides["img_size"] = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]
-    return create(name, **overrides).eval()
+    return create(preset_of(args), **overrides(args, ("num_classes", "img_size"))).eval()
 
 
 def info(args: argparse.Namespace) -> None:
@@ -69,11 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convformer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="print the shape table: input to output, params, FLOPs")
-    p.add_argument("--fusion", choices=FUSIONS, default="mid")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="default: convformer_<fusion>_tiny")
-    p.add_argument("--checkpoint", help="a .safetensors checkpoint instead of a preset")
-    p.add_argument("--img-size", type=int, nargs="+", metavar="PX", help="one side, or H W")
-    p.add_argument("--num-classes", type=int)
+    add_model_flags(p, presets=sorted(PRESETS))
+    add_config_flags(p, ("img_size", "num_classes"))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--image", help="the table for this image, resized as predict does (its aspect kept)")
     p.add_argument("--resize", choices=RESIZES, default="keep", help="with --image: keep (default) or squash")
@@ -81,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks_cli.attach(p, tasks_cli.info_task)
     p = sub.add_parser("predict", help="print the top-k classes for an image")
     p.add_argument("image")
-    p.add_argument("--fusion", choices=FUSIONS, default="mid", help="uses the bundled checkpoint if any")
-    p.add_argument("--checkpoint", help="a .safetensors checkpoint (local path or hf://owner/repo/file)")
+    add_model_flags(p, fusion_help="uses the bundled checkpoint if any", preset_help=None,
+                    checkpoint_help="a .safetensors checkpoint (local path or hf://owner/repo/file)")
     p.add_argument("--device", help="cpu, cuda, mps (default: $CONVFORMER_DEVICE, else the best available)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--resize", choices=RESIZES, default="keep",

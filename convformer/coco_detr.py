@@ -36,7 +36,8 @@ from PIL import Image
 from torch import nn
 from torchvision.ops import box_convert
 
-from .references import HUB_TIMEOUT, WeightsUnavailable, _reason
+from .messages import reason
+from .references import HUB_TIMEOUT, WeightsUnavailable
 
 REPO = "facebook/detr-resnet-50"
 FILES = ("config.json", "preprocessor_config.json", "model.safetensors")  # what from_pretrained reads
@@ -141,7 +142,7 @@ def download_size(repo: str = REPO, timeout: float = HUB_TIMEOUT) -> int | None:
     try:
         return get_hf_file_metadata(hf_hub_url(repo, FILES[-1]), timeout=timeout).size
     except Exception as e:  # refused, DNS, timeout, proxy, HTTP error: all mean "cannot download"
-        raise WeightsUnavailable(f"cannot download {repo}: the Hugging Face Hub is unreachable ({_reason(e)}) "
+        raise WeightsUnavailable(f"cannot download {repo}: the Hugging Face Hub is unreachable ({reason(e)}) "
                                  f"and it is not in the cache ({constants.HF_HUB_CACHE})") from None
 
 
@@ -159,7 +160,7 @@ def load(repo: str = REPO, on_download: Callable[[str, int | None], None] | None
         processor = AutoImageProcessor.from_pretrained(repo, local_files_only=local)
         model = AutoModelForObjectDetection.from_pretrained(repo, local_files_only=local, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as e:
-        raise WeightsUnavailable(f"cannot load {repo}: {_reason(e)}") from None
+        raise WeightsUnavailable(f"cannot load {repo}: {reason(e)}") from None
     return Detector(model.eval(), processor, repo)
 
 

@@ -132,7 +132,14 @@ def _float(cfg: ConvFormerConfig, name: str, lo: float, hi: float, hi_open: bool
 
 
 def validate(cfg: ConvFormerConfig) -> None:
-    """Raise ValueError naming the field, its value and what is allowed."""
+    """Raise ValueError naming the field, its value and what is allowed: each field alone, then the rules that
+    tie fields together and the model's size."""
+    _check_fields(cfg)
+    _check_together(cfg)
+
+
+def _check_fields(cfg: ConvFormerConfig) -> None:
+    """Each field's type and range."""
     if cfg.fusion not in FUSIONS:
         _fail("fusion", cfg.fusion, f"expected one of {FUSIONS}")
     if cfg.pool not in POOLS:
@@ -169,6 +176,11 @@ def validate(cfg: ConvFormerConfig) -> None:
             _fail(name, value, "expected three numbers, one per RGB channel")
     if any(s <= 0 for s in cfg.std):
         _fail("std", cfg.std, "expected positive numbers")
+
+
+def _check_together(cfg: ConvFormerConfig) -> None:
+    """The rules across fields (heads divide the width, mid pools its grid, ...) and the size limits (LIMITS)."""
+    size, widths = cfg.img_size, cfg.conv_widths
     if cfg.uses_transformer:
         if cfg.embed_dim % cfg.num_heads:
             _fail("embed_dim", cfg.embed_dim,

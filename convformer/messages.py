@@ -18,3 +18,10 @@ def one_line(text: str, limit: int = 300) -> str:
     """A message on one line, at most `limit` characters."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+def reason(error: BaseException, limit: int = 160) -> str:
+    """Why something failed, for a message: the exception's text on one line (its type when it has none), cut
+    to `limit` characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -32,6 +32,8 @@ from PIL import Image
 from timm.data import ImageNetInfo, create_transform, resolve_data_config
 from torch import nn
 
+from .messages import reason
+
 WEIGHTS_FILE = "model.safetensors"
 HUB_TIMEOUT = float(os.environ.get("CONVFORMER_HUB_TIMEOUT", "5"))  # seconds for the one size request
 
@@ -127,7 +129,7 @@ def download_size(name: str, timeout: float = HUB_TIMEOUT, endpoint: str | None 
         return get_hf_file_metadata(hf_hub_url(hub_repo(name), WEIGHTS_FILE, endpoint=endpoint), timeout=timeout).size
     except Exception as e:  # connection refused, DNS, timeout, proxy, HTTP error: all mean "cannot download"
         raise WeightsUnavailable(f"cannot download {name}: the Hugging Face Hub is unreachable "
-                                 f"({_reason(e)}) and it is not in the cache ({cache_location()})") from None
+                                 f"({reason(e)}) and it is not in the cache ({cache_location()})") from None
 
 
 def create(name: str, pretrained: bool = True, cache_dir: str | None = None,
@@ -149,7 +151,7 @@ def create(name: str, pretrained: bool = True, cache_dir: str | None = None,
     try:
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, cache_dir=cache_dir).eval()
     except (OSError, RuntimeError, ValueError) as e:
-        raise WeightsUnavailable(f"cannot load {name}: {_reason(e)}") from None
+        raise WeightsUnavailable(f"cannot load {name}: {reason(e)}") from None
 
 
 def is_cached(fusion: str) -> bool:
@@ -170,7 +172,7 @@ def fetch(fusion: str, on_download: Callable[[str, int | None], None] | None = N
             try:
                 hf_hub_download(hub_repo(name), WEIGHTS_FILE)
             except Exception as e:  # a dropped connection, a full disk: the download did not happen
-                raise WeightsUnavailable(f"cannot download {name}: {_reason(e)}") from None
+                raise WeightsUnavailable(f"cannot download {name}: {reason(e)}") from None
 
 
 def load_reference(fusion: str, pretrained: bool = True, cache_dir: str | None = None,
@@ -224,11 +226,6 @@ def top_k(probs: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
     top = probs.float().topk(min(k, len(probs)))
     labels = imagenet_labels()
     return [(labels[i], p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
-
-
-def _reason(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 __all__ = ["REFERENCES", "LateFusion", "ProbabilityMean", "Reference", "WeightsUnavailable", "cached_weights",

@@ -798,6 +798,7 @@ TEXT: dict[str, tuple[str, str]] = {
     'study.scale.late_misses_interaction': ("d'Ascoli et al. 2021 (ConViT) and Dai et al. 2021 (CoAtNet) gain most from letting convolutional and attention features interact inside the network, especially with little data.", "d'Ascoli 等 2021（ConViT）与 Dai 等 2021（CoAtNet）的收益主要来自让卷积特征与注意力特征在网络内部交互，数据少时尤其如此。"),
     'study.plot.final': ('final accuracy', '最终准确率'),
     'study.plot.steps': ('steps to 80 % (reached only)', '达到 80% 的步数（仅已达到者）'),
+    'study.plot.half': ('val. accuracy half-way\n(no run reached 80 %)', '训练过半时的验证准确率\n（无一达到 80%）'),
     'study.plot.sizes': ('accuracy vs training images', '准确率与训练图像数'),
     'study.plot.gap': ('train - test gap', '训练-测试差距'),
     'study.plot.sgd': ('AdamW - SGD', 'AdamW 减 SGD'),

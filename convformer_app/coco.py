@@ -108,7 +108,7 @@ KINDS = {"input": "input", "backbone": "conv", "input_projection": "proj", "toke
 def diagram_html(rows: list[Row]) -> str:
     """The pipeline as boxes with the live model's output shapes (views' diagram style)."""
     arrow = '<span class="cf-arrow">→</span>'
-    boxes = [views._box(r.name, r.output, KINDS.get(r.name.split(".")[0].split(" ")[0], "norm")) for r in rows]
+    boxes = [views.box(r.name, r.output, KINDS.get(r.name.split(".")[0].split(" ")[0], "norm")) for r in rows]
     style = ("<style>.cf-flow{display:flex;align-items:center;gap:6px;flex-wrap:wrap;font-size:12px}"
              ".cf-box{border:1px solid var(--border-color-primary);border-left:5px solid;border-radius:6px;"
              "padding:3px 6px;text-align:center;background:var(--background-fill-secondary);"

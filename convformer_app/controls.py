@@ -6,8 +6,10 @@ the page to the handlers, into the URL and to the Train tab. Gradio hands a hand
 (named and defaulted as the fields below, so the API lists them as before) and builds ONE `Controls` at
 once: every function after that takes the single value.
 
-Adding a control: a field here (its default is the API default; a new field goes last, after `checkpoint`,
-so positional API calls keep working), its component in explore/page.py's `parts` dict, and the code that reads it.
+Adding a hyperparameter control: a `Knob` in KNOBS (name, kind, default, range, row, whether a checkpoint fixes
+it) and its label in the catalogue (`ctl.<name>`, both languages). The Controls field, its parsing into the
+config, the URL query (and clamping), the page's component and what a checkpoint or a preset sets all come from
+the Knob (tests/test_app_ui.py adds one and follows it through).
 """
 from __future__ import annotations
 
@@ -29,31 +31,85 @@ from convformer.presets import PRESETS, SHAPES_PRESETS, preset_name
 
 RANDOM_CLASSES = 10
 ALL_PRESETS = {**PRESETS, **SHAPES_PRESETS}  # the Preset control's choices: architectures, then the bundled ones
-# (min, max, step) of each numeric control: explore/page.py builds its sliders from these, and a URL is clamped to them
-RANGES: dict[str, tuple[float, float, float]] = {
-    "img_size": (32, 512, 8), "patch_size": (2, 64, 1), "embed_dim": (16, 768, 8), "depth": (0, 24, 1),
-    "num_heads": (1, 16, 1), "mlp_ratio": (0.5, 8, 0.5)}
-HPARAMS = ("img_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size", "conv_widths",
-           "conv_depths", "merge")  # what a checkpoint fixes (and a preset sets)
+KINDS = ("int", "float", "ints", "choice")  # a whole number, a number, numbers separated by commas, one of `choices`
 
 
 @dataclass(frozen=True)
-class Controls:
-    """The Explore configuration, as the page holds it (numbers as the sliders send them; `config()` checks
-    them). Field order is the order of the /predict API's parameters after the image."""
-    fusion: str = "mid"
-    preset: str = "convformer_mid_tiny"
-    img_size: int = 224
-    embed_dim: int = 192
-    depth: int = 4
-    num_heads: int = 3
-    mlp_ratio: float = 4.0
-    patch_size: int = 16
-    conv_widths: str = "32, 64, 128, 192"
-    conv_depths: str = "1, 1, 2, 2"
-    merge: str = "concat"
-    weights: str = "bundled"          # bundled | random | upload | trained (weights.WEIGHTS)
-    checkpoint: str | None = None     # the uploaded .safetensors, for weights == "upload"
+class Knob:
+    """One hyperparameter control of the Explore page, stated once: the Controls field, the URL key and the
+    ConvFormerConfig field it sets are all `name`; the page builds its component, the URL is parsed and clamped,
+    and the config is made from this. Its label is the catalogue's `ctl.<name>`."""
+    name: str
+    kind: str                                      # one of KINDS
+    default: Any                                   # the /predict API's default
+    range: tuple[float, float, float] | None = None  # (min, max, step) of its slider; a URL is clamped to it
+    choices: tuple[str, ...] = ()                  # kind "choice": the allowed values
+    row: int | None = None                         # knobs with the same row sit side by side on the page
+    fixed: bool = True                             # a checkpoint fixes it (and a preset sets it)
+
+    @property
+    def label(self) -> str:
+        return f"ctl.{self.name}"
+
+    def parse(self, value: Any) -> Any:
+        """The config's value from the control's, or gr.Error naming the field (ranges are the library's check)."""
+        if self.kind == "int":
+            return _int(self.name, value)
+        if self.kind == "ints":
+            return _ints(self.name, value)
+        if self.kind == "float":
+            try:
+                return float(value)
+            except (TypeError, ValueError, OverflowError):
+                raise gr.Error(f"{self.name}={shown(value)} is not allowed: expected a number") from None
+        return value
+
+    def shown(self, value: Any) -> Any:
+        """The control's value for a config's (an image size's side, numbers joined by commas)."""
+        if self.kind == "ints":
+            return ", ".join(map(str, value))
+        return value[0] if self.kind == "int" and isinstance(value, (tuple, list)) else value
+
+    def from_url(self, text: str, notes: list[str]) -> Any:
+        """The control's value from a URL's text (clamped to `range`), or None when it is not usable."""
+        if self.kind == "choice":
+            return text if text in self.choices else None
+        if self.kind == "ints":
+            return text.replace(",", ", ") if re.fullmatch(r"\d+(,\s*\d+)*", text) else None
+        if not re.fullmatch(r"\d+(\.\d+)?", text):
+            return None
+        if self.range:
+            return _clamp(self, float(text), notes)
+        return float(text) if self.kind == "float" else int(float(text))
+
+    def to_url(self, value: Any) -> Any:
+        if self.kind == "ints":
+            return ",".join(re.split(r"[,\s]+", str(value).strip()))
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# The hyperparameter controls, in the order of the /predict API's parameters (after fusion and preset). Adding
+# one: a Knob here (a new one goes last so that positional API calls keep working, after `merge`: the fields
+# `weights` and `checkpoint` follow the knobs) and its label `ctl.<name>` in the catalogue. Its ConvFormerConfig
+# field must exist under the same name.
+KNOBS: tuple[Knob, ...] = (
+    Knob("img_size", "int", 224, (32, 512, 8), row=0),
+    Knob("embed_dim", "int", 192, (16, 768, 8), row=1),
+    Knob("depth", "int", 4, (0, 24, 1), row=1),
+    Knob("num_heads", "int", 3, (1, 16, 1), row=2),
+    Knob("mlp_ratio", "float", 4.0, (0.5, 8, 0.5), row=2),
+    Knob("patch_size", "int", 16, (2, 64, 1), row=0),
+    Knob("conv_widths", "ints", "32, 64, 128, 192", row=3),
+    Knob("conv_depths", "ints", "1, 1, 2, 2", row=3),
+    Knob("merge", "choice", "concat", choices=tuple(MERGES)),
+)
+KNOB = {k.name: k for k in KNOBS}
+RANGES: dict[str, tuple[float, float, float]] = {k.name: k.range for k in KNOBS if k.range}  # the sliders'
+HPARAMS = tuple(k.name for k in KNOBS if k.fixed)  # what a checkpoint fixes (and a preset sets)
+
+
+class _ControlsMethods:
+    """What a Controls value does (its fields come from KNOBS: see `Controls` below)."""
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -62,7 +118,7 @@ class Controls:
     @classmethod
     def from_inputs(cls, *values: Any) -> Controls:
         """The value of the components listed in `names()` order (whole floats from sliders become ints)."""
-        return cls(*(int(v) if isinstance(v, float) and v.is_integer() and name != "mlp_ratio" else v
+        return cls(*(int(v) if isinstance(v, float) and v.is_integer() and _kind(name) != "float" else v
                      for name, v in zip(cls.names(), values)))
 
     def inputs(self) -> tuple:
@@ -85,30 +141,17 @@ class Controls:
             raise gr.Error(f"fusion={shown(self.fusion)} is not allowed: expected one of {', '.join(FUSIONS)}")
         base = ALL_PRESETS[self.preset] if str(self.preset) in ALL_PRESETS and \
             ALL_PRESETS[self.preset].fusion == self.fusion else PRESETS[preset_name(self.fusion)]
+        values = {k.name: k.parse(getattr(self, k.name)) for k in KNOBS}  # gr.Error naming the field
         try:
-            ratio = float(self.mlp_ratio)
-        except (TypeError, ValueError, OverflowError):
-            raise gr.Error(f"mlp_ratio={shown(self.mlp_ratio)} is not allowed: expected a number") from None
-        try:
-            cfg = base.replace(
-                img_size=_int("img_size", self.img_size), embed_dim=_int("embed_dim", self.embed_dim),
-                depth=_int("depth", self.depth), num_heads=_int("num_heads", self.num_heads), mlp_ratio=ratio,
-                patch_size=_int("patch_size", self.patch_size), conv_widths=_ints("conv_widths", self.conv_widths),
-                conv_depths=_ints("conv_depths", self.conv_depths), merge=self.merge, num_classes=num_classes)
-        except gr.Error:  # _int / _ints: already the message (str() of a gr.Error is its repr)
-            raise
+            return base.replace(**values, num_classes=num_classes)
         except (ValueError, TypeError) as e:  # the library's own check names the field
             raise gr.Error(str(e)) from None
-        return cfg
 
     # ---- the configuration in the URL ----
     def query(self) -> str:
         """The query string (?fusion=mid&depth=6&...) that re-creates these controls (no uploaded file)."""
         values = {k: v for k, v in dataclasses.asdict(self).items() if k != "checkpoint"}
-        values = {k: (int(v) if isinstance(v, float) and v.is_integer() else v) for k, v in values.items()}
-        for key in ("conv_widths", "conv_depths"):
-            values[key] = ",".join(re.split(r"[,\s]+", str(values[key]).strip()))
-        return "?" + urlencode(values)
+        return "?" + urlencode({k: KNOB[k].to_url(v) if k in KNOB else v for k, v in values.items()})
 
     @classmethod
     def from_query(cls, params: Mapping[str, str], start: Callable[[str, str | None, str], Controls]
@@ -127,42 +170,49 @@ class Controls:
         choice = params.get("weights") or ("random" if any(k in params for k in HPARAMS) else "bundled")
         first = start(fusion, params.get("preset"), choice)
         values: dict[str, Any] = {}
-        for key in HPARAMS:
-            if key not in params:
-                continue
-            text = params[key]
-            if key == "merge":
-                ok = text in MERGES
-                value: Any = text
-            elif key in ("conv_widths", "conv_depths"):
-                ok = bool(re.fullmatch(r"\d+(,\s*\d+)*", text))
-                value = text.replace(",", ", ")
+        for key in (k for k in HPARAMS if k in params):
+            value = KNOB[key].from_url(params[key], notes)
+            if value is None:
+                notes.append(f"{key}={params[key]!r} is not usable")
             else:
-                ok = bool(re.fullmatch(r"\d+(\.\d+)?", text))
-                value = _clamp(key, float(text), notes) if ok else None
-            if ok:
                 values[key] = value
-            else:
-                notes.append(f"{key}={text!r} is not usable")
         return first.replace(**values), notes
+
+
+# The Explore configuration, as the page holds it (numbers as the sliders send them; `config()` checks them).
+# Field order is the order of the /predict API's parameters after the image: fusion, preset, the KNOBS, weights,
+# checkpoint.
+Controls = dataclasses.make_dataclass(
+    "Controls",
+    [("fusion", "str", dataclasses.field(default="mid")),
+     ("preset", "str", dataclasses.field(default="convformer_mid_tiny")),
+     *((k.name, {"int": "int", "float": "float"}.get(k.kind, "str"), dataclasses.field(default=k.default))
+       for k in KNOBS),
+     ("weights", "str", dataclasses.field(default="bundled")),  # bundled | random | upload | trained | imagenet
+     ("checkpoint", "str | None", dataclasses.field(default=None))],  # the uploaded .safetensors (weights=upload)
+    bases=(_ControlsMethods,), frozen=True)
+Controls.__module__ = __name__
+Controls.__doc__ = """The Explore configuration as one typed value (fields: fusion, preset, the KNOBS, weights,
+checkpoint); numbers as the sliders send them, checked by `config()`."""
+
+
+def _kind(name: str) -> str | None:
+    return KNOB[name].kind if name in KNOB else None
 
 
 def hparams(cfg: ConvFormerConfig) -> dict[str, Any]:
     """The hyperparameter control values (HPARAMS) that describe `cfg`."""
-    return {"img_size": cfg.img_size[0], "embed_dim": cfg.embed_dim, "depth": cfg.depth,
-            "num_heads": cfg.num_heads, "mlp_ratio": cfg.mlp_ratio, "patch_size": cfg.patch_size,
-            "conv_widths": ", ".join(map(str, cfg.conv_widths)),
-            "conv_depths": ", ".join(map(str, cfg.conv_depths)), "merge": cfg.merge}
+    return {name: KNOB[name].shown(getattr(cfg, name)) for name in HPARAMS}
 
 
-def _clamp(key: str, value: float, notes: list[str]) -> float | int:
-    lo, hi, step = RANGES[key]
+def _clamp(knob: Knob, value: float, notes: list[str]) -> float | int:
+    lo, hi, step = knob.range
     clamped = min(max(value, lo), hi)
     clamped = lo + round((clamped - lo) / step) * step
     if clamped != value:
-        notes.append(f"{key}={value:g} became {clamped:g} (the control goes from {lo:g} to {hi:g} in steps of "
-                     f"{step:g})")
-    return clamped if key == "mlp_ratio" else int(clamped)
+        notes.append(f"{knob.name}={value:g} became {clamped:g} (the control goes from {lo:g} to {hi:g} in steps "
+                     f"of {step:g})")
+    return clamped if knob.kind == "float" else int(clamped)
 
 
 def _int(name: str, value: Any) -> int:

@@ -24,22 +24,20 @@ import torch
 from PIL import Image
 
 from convformer.inspection import viz
-from convformer.export.checkpoint import CheckpointError, load_checkpoint
 from convformer.config import ConvFormerConfig
-from convformer.data import RESIZES, ImageError, fit, load_image, pick_device, preprocess
+from convformer.data import RESIZES, ImageError, load_image, pick_device
 from convformer.inspection import ShapeRow, conv_layers, inspect
 from convformer.model import ConvFormer
-from convformer.timing import forward_latency
+from convformer.timing import Latency, forward_latency
 
-from . import gradio_patches, i18n, views
-from .controls import Controls, hparams
+from . import gradio_patches, views
+from .controls import Controls
 from .views import clean
-from .weights import Weights
+from .weights import Loaded, Weights
 
 log = logging.getLogger(__name__)
 
 PREDICTED = "predicted class"
-ATTENTION_BUDGET = int(os.environ.get("CONVFORMER_ATTENTION_BUDGET", 128 * 2**20))  # floats kept per request
 EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
 DECODE_SIDE = 2048  # uploads are decoded reduced to this side: more than any model input or picture needs
 DEVICE = torch.device("cpu")  # until start()
@@ -107,13 +105,6 @@ def guard(fn: Callable) -> Callable:
 
 
 # ---- the model cache -----------------------------------------------------------------------------------
-@dataclass
-class Loaded:
-    model: ConvFormer
-    classes: list[str]
-    lock: threading.Lock = field(default_factory=threading.Lock)  # inspect() hooks the model: one at a time
-
-
 def model_bytes(item: object) -> int:
     """Bytes a cached model holds: its parameters and buffers (0 for anything that is not a Loaded)."""
     model = getattr(item, "model", None)
@@ -164,34 +155,9 @@ CACHE = ModelCache(int(os.environ.get("CONVFORMER_MODEL_CACHE", "4")),
                    int(float(os.environ.get("CONVFORMER_MODEL_CACHE_MB", "768")) * 2**20))
 
 
-def check_budget(cfg: ConvFormerConfig) -> None:
-    """The app keeps every block's attention maps (heads x N x N) of a request: refuse configs whose maps
-    would not fit in ATTENTION_BUDGET floats, before anything is built."""
-    if not cfg.uses_transformer:
-        return
-    h, w = cfg.grid_size()
-    n = h * w + int(cfg.pool == "cls")
-    floats = cfg.depth * cfg.num_heads * n * n
-    if floats > ATTENTION_BUDGET:
-        raise gr.Error(f"depth={cfg.depth} is not allowed here: {cfg.depth} blocks x {cfg.num_heads} heads x "
-                       f"{n} x {n} tokens of attention maps ({floats * 4 / 2**30:.1f} GB) is more than this app "
-                       f"shows ({ATTENTION_BUDGET * 4 / 2**30:.1f} GB); use fewer tokens (a larger stride or a "
-                       "smaller image), blocks or heads")
-
-
 def model_config(controls: Controls, weights: Weights) -> ConvFormerConfig:
-    """The architecture a request runs: the checkpoint's when it fixes it, else the controls' (with what an
-    uploaded checkpoint says about classes, pooling and normalisation). Checked against the budget."""
-    if weights.problem:
-        raise gr.Error(weights.problem)
-    if weights.fixes_architecture:
-        return weights.config
-    cfg = controls.config()
-    if weights.kind == "upload":
-        s = weights.config
-        cfg = cfg.replace(num_classes=s.num_classes, pool=s.pool, mean=s.mean, std=s.std, in_chans=s.in_chans)
-    check_budget(cfg)
-    return cfg
+    """The architecture a request runs (Weights.model_config: the checkpoint's, else the controls')."""
+    return weights.model_config(controls)
 
 
 def param_count(cfg: ConvFormerConfig) -> int:
@@ -211,31 +177,9 @@ _COUNTS: dict[str, int] = {}
 
 
 def load(weights: Weights, cfg: ConvFormerConfig) -> Loaded:
-    """The model for resolved weights and a config (see model_config), from the cache when built before."""
-    if weights.kind == "random":
-        def build_random() -> Loaded:
-            with torch.random.fork_rng(devices=[]):  # seeded without touching other requests' random state
-                torch.manual_seed(0)  # the same random model for the same config, so results are repeatable
-                model = ConvFormer(cfg).to(DEVICE).eval()
-            return Loaded(model, numbered(cfg.num_classes))
-        return CACHE.get(("random", repr(cfg), str(DEVICE)), build_random)
-
-    def build() -> Loaded:
-        try:
-            model = load_checkpoint(weights.path, cfg if weights.kind == "upload" else None, device=DEVICE)
-        except CheckpointError as e:
-            if weights.kind != "upload":
-                raise gr.Error(f"The {weights.kind} checkpoint cannot be used: {clean(e)}") from None
-            saved = ", ".join(f"{k}={v}" for k, v in {"fusion": weights.config.fusion,
-                                                        **hparams(weights.config)}.items())
-            raise gr.Error(f"{clean(e)}. It was saved with {saved}: set these controls to load it.") from None
-        return Loaded(model, list(model.meta.get("classes") or numbered(model.num_classes)))
-    return CACHE.get((weights.kind, weights.stamp, repr(cfg) if weights.kind == "upload" else "", str(DEVICE)),
-                     build)
-
-
-def numbered(n: int) -> list[str]:
-    return [f"class {i}" for i in range(n)]
+    """The model for resolved weights and a config (see model_config) on the app's device, from the cache when
+    built before."""
+    return weights.build(cfg, DEVICE, CACHE)
 
 
 # ---- images --------------------------------------------------------------------------------------------
@@ -308,39 +252,42 @@ def relevance_fields(result, classes: list[str]) -> dict:
 
 
 def run(image: str | None, controls: Controls, weights: Weights, cam_target: str = PREDICTED,
-        cam_layer: str | None = None,
-        resize: str = "keep") -> Run:
-    """Decode the image, get the model, inspect once, keep what the pictures need. Grad-CAM explains
-    `cam_layer` (one of the model's conv_layers; else the last conv layer of each branch). resize: "keep" the image's
-    aspect (the short side to the model's input size) or "squash" it to the input size (data.fit)."""
+        cam_layer: str | None = None, resize: str = "keep") -> Run:
+    """Decode the image, get the model, inspect once, keep what the pictures need: the one Run path of every
+    weights choice (the weights load their model and prepare the picture). Grad-CAM explains `cam_layer` (one
+    of the model's conv_layers; else the last conv layer of each branch). resize: "keep" the image's aspect
+    (the short side to the model's input size) or "squash" it to the input size (data.fit)."""
+    return measured(image, controls, weights, cam_target, cam_layer, resize)[0]
+
+
+def measured(image: str | None, controls: Controls, weights: Weights, cam_target: str = PREDICTED,
+             cam_layer: str | None = None, resize: str = "keep") -> tuple[Run, Latency]:
+    """`run`, and the latency of a plain forward pass on this device."""
     if resize not in RESIZES:
         raise gr.Error(f"resize={resize!r} is not allowed: expected one of {', '.join(RESIZES)}")
-    if weights.kind == "imagenet":  # a published timm model, not a ConvFormer: its own preprocessing and grids
-        from .references import run as run_reference
-        return run_reference(image, controls.fusion, cam_target, cam_layer)
     shown = picture(image)
-    loaded = load(weights, model_config(controls, weights))
+    loaded = weights.load(controls, DEVICE, CACHE)
     model = loaded.model
-    explained = explained_class(loaded.classes, cam_target)
-    cam = explained if model.config.uses_conv else None
+    cam, relevance = weights.explains(model, explained_class(loaded.classes, cam_target))
     layers = conv_layers(model)
     try:
-        fitted = fit(shown.size, model, resize)
-        x = preprocess(shown, model, resize)
+        prepared = weights.prepare(shown, model, resize)
+        x = prepared.x.to(DEVICE)
         with loaded.lock:  # inspect() hooks the model: one request at a time per model
-            result, latency = _compute(model, x, cam, [cam_layer] if cam_layer in layers else None,
-                                       explained if model.config.uses_transformer else None)
+            result, latency = _compute(model, x, cam, [cam_layer] if cam_layer in layers else None, relevance)
     except torch.OutOfMemoryError:
         raise gr.Error("The model ran out of memory on this device: choose a smaller configuration.") from None
-    branch, tg = next(iter(result.token_grid.items()), (None, None))
-    acts = viz.top_activations(result.activations)
-    cam_class = loaded.classes[int(result.cam_class[0])] if result.cam_class is not None else None
+    grids = {b: (g.h, g.w, g.prefix) for b in result.attentions if (g := result.grid_of(b)) is not None}
+    rollout = result.rollout_blocks()
     size = tuple(x.shape[-2:])  # (H, W) the model ran: the maps and the shape table follow this grid
-    return Run(display=views.display_image(shown, size), fusion=model.config.fusion, classes=loaded.classes,
-               probs=result.probs[0].float().cpu().numpy(),
+    return Run(display=views.display_image(prepared.display, size), fusion=weights.fusion(model),
+               classes=loaded.classes, probs=result.probs[0].float().cpu().numpy(),
                attentions={k: viz.to_numpy(v[0]).astype(np.float16) for k, v in result.attentions.items()},
-               grid=(tg.h, tg.w, tg.prefix) if tg else None, channels=acts,
-               cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()}, cam_class=cam_class, conv_layers=layers,
-               shapes=result.shapes, **relevance_fields(result, loaded.classes),
+               grid=grids.get(rollout[-1]) if rollout else None, channels=viz.top_activations(result.activations),
+               cam={k: viz.to_numpy(v[0]) for k, v in result.cam.items()},
+               cam_class=loaded.classes[int(result.cam_class[0])] if result.cam_class is not None else None,
+               conv_layers=layers if cam is not None else [], shapes=result.shapes,
+               **relevance_fields(result, loaded.classes), grids=grids, rollout=rollout,
+               notes=[*weights.notes, *result.notes],
                stats=views.stats_markdown(result.params, result.flops, latency, device_name(), size)
-               + i18n.text("stats.input", detail=i18n.translate(fitted.message())))
+               + prepared.note), latency

@@ -1,9 +1,9 @@
 """The Study tab: the committed results of the fusion study (`python -m convformer study`, docs/study.md) with
 their figure and verdicts in the page's language, and the quick study run live with progress and Cancel.
 
-A live study is one of the Train tab's jobs (`train_tab.Job` in `train_tab.JOBS`, so the server's limit on
+A live study is one of the Train tab's jobs (`train.jobs`: a `Job` in `JOBS`, claimed by `claim`, so the server's limit on
 concurrent runs and one run per page cover both tabs): `python -m convformer study --quick --json-progress` in a
-child process at the Train tab's nice and time limit, started and stopped by `train_tab.run_child` (Cancel:
+child process at the Train tab's nice and time limit, started and stopped by `jobs.run_child` (Cancel:
 SIGTERM; the child keeps the runs it finished and writes a partial document).
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import queue
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,8 @@ from convformer.study import QUICK, RESULTS
 from convformer.study.report import cells, columns, fmt, table
 
 from . import engine
-from .train import handlers as train_tab
+from .train import jobs as train_tab
+from .train.handlers import UPDATE_S
 from .i18n import LANG, text
 
 CLAIM_IDS = ("early_faster", "early_loses_local", "mid_placement", "late_best", "late_misses_interaction")
@@ -86,7 +86,7 @@ def figure(doc: dict[str, Any] | None):
     if doc is None:
         return None
     from convformer.study.plots import figure as draw
-    keys = ("final", "steps", "sizes", "gap", "sgd", "noise", "late", "placement", "acc", "points", "steps_axis",
+    keys = ("final", "steps", "half", "sizes", "gap", "sgd", "noise", "late", "placement", "acc", "points", "steps_axis",
             "images")
     font = _cjk_font()
     if LANG.get() != "en" and font is None:
@@ -125,13 +125,13 @@ def run_quick(request: gr.Request = None, progress: gr.Progress = gr.Progress())
         while True:
             job.last_seen = time.monotonic()
             try:
-                info = job.events.get(timeout=train_tab.UPDATE_S)
+                info = job.events.get(timeout=UPDATE_S)
             except queue.Empty:
                 continue
             if info is None:
                 break
             job.last = info
-            if time.monotonic() - shown < train_tab.UPDATE_S and info["event"] == "step":
+            if time.monotonic() - shown < UPDATE_S and info["event"] == "step":
                 continue
             shown = time.monotonic()
             if "run" in info:
@@ -144,18 +144,11 @@ def run_quick(request: gr.Request = None, progress: gr.Progress = gr.Progress())
 
 
 def _start(request: gr.Request | None) -> train_tab.Job:
-    lim, owner = train_tab.limits(), train_tab._session(request)
+    lim, owner = train_tab.limits(), train_tab.session_of(request)
     if QUICK.full_size > lim.max_images:
         raise gr.Error(text("study.too_big", images=QUICK.full_size, limit=lim.max_images))
-    with train_tab._LOCK:
-        mine = train_tab.JOBS.get(owner)
-        if mine is not None and mine.running:
-            raise gr.Error(text("study.busy_page"))
-        busy = sum(j.running for j in train_tab.JOBS.values())
-        if busy >= lim.max_jobs:
-            raise gr.Error(text("study.busy_server", busy=busy, limit=lim.max_jobs))
-        job = train_tab.JOBS[owner] = train_tab.Job(Path(tempfile.mkdtemp(prefix="study-", dir=train_tab.run_root())))
-    train_tab.prune()
+    job = train_tab.claim(owner, "study-", lambda busy, limit: text("study.busy_page") if busy is None else
+                          text("study.busy_server", busy=busy, limit=limit))
     job.thread = threading.Thread(target=_work, args=(job, lim.time_limit), name=f"study-{owner[:8]}", daemon=True)
     job.thread.start()
     return job
@@ -191,7 +184,7 @@ def finished(job: train_tab.Job) -> tuple:
 
 def cancel(request: gr.Request = None) -> str:
     """The Cancel button: the study stops after the current step."""
-    job = train_tab.JOBS.get(train_tab._session(request))
+    job = train_tab.JOBS.get(train_tab.session_of(request))
     if job is None or not job.running:
         return text("study.nothing")
     job.cancel.set()
@@ -200,7 +193,7 @@ def cancel(request: gr.Request = None) -> str:
 
 def after_cancel(request: gr.Request = None) -> tuple:
     """After Cancel: wait for the child to write what it has, then show it."""
-    job = train_tab.JOBS.get(train_tab._session(request))
+    job = train_tab.JOBS.get(train_tab.session_of(request))
     if job is None or job.thread is None:
         return (gr.skip(),) * len(STUDY_OUTPUTS)
     job.thread.join(timeout=120)

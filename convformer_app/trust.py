@@ -80,7 +80,7 @@ def _inputs(image: str | None, controls: Controls, trained: str | None, resize: 
     if resize not in RESIZES:
         raise gr.Error(f"resize={resize!r} is not allowed: expected one of {', '.join(RESIZES)}")
     weights = resolve(controls, trained)
-    if weights.kind == "imagenet":
+    if not weights.runs_convformer:
         raise gr.Error(text("trust.imagenet"))
     shown = engine.picture(image)
     loaded = engine.load(weights, engine.model_config(controls, weights))

@@ -168,7 +168,8 @@ def _stages(rows: Sequence[ShapeRow]) -> dict[str, list[tuple[str, str, str]]]:
     return lanes
 
 
-def _box(title: str, shape: str, kind: str) -> str:
+def box(title: str, shape: str, kind: str) -> str:
+    """One step of the diagram: its title, its output shape, the stripe of its kind."""
     return (f'<div class="cf-box" style="border-left-color:{COLOURS.get(kind, "#9ca3af")}">'
             f"<b>{html.escape(title)}</b><br><code>{html.escape(shape)}</code></div>")
 
@@ -181,10 +182,10 @@ def diagram_html(rows: Sequence[ShapeRow], fusion: str) -> str:
     for name, boxes in lanes.items():
         if name in ("in", "out"):
             continue
-        body = arrow.join(_box(*b) for b in boxes)
+        body = arrow.join(box(*b) for b in boxes)
         lane_html.append(f'<div class="cf-lane"><span class="cf-tag">{html.escape(name)}</span>{body}</div>')
-    start = "".join(_box(*b) for b in lanes.get("in", []))
-    end = arrow.join(_box(*b) for b in lanes.get("out", []))
+    start = "".join(box(*b) for b in lanes.get("in", []))
+    end = arrow.join(box(*b) for b in lanes.get("out", []))
     style = ("<style>.cf-flow{display:flex;align-items:center;gap:6px;flex-wrap:wrap;font-size:12px}"
              ".cf-lanes{display:flex;flex-direction:column;gap:6px}.cf-lane{display:flex;align-items:center;"
              "flex-wrap:wrap;gap:4px;border:1px dashed var(--border-color-primary);border-radius:8px;padding:4px}"

@@ -128,7 +128,7 @@ def test_download_progress_is_said_on_the_page(monkeypatch, tmp_path, hub):
     from huggingface_hub import constants
 
     from convformer import references
-    from convformer_app import references as app_references
+    from convformer_app.weights import reference
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(references, "download_size", lambda name, **kw: 23_000_000)
 
@@ -138,7 +138,7 @@ def test_download_progress_is_said_on_the_page(monkeypatch, tmp_path, hub):
         return str(references.cached_weights(repo.split("/", 1)[1]))
     monkeypatch.setattr(references, "hf_hub_download", download)
     said = []
-    app_references.download("vit", progress=lambda *a, **k: said.append(k.get("desc")))
+    reference("vit").fetch(progress=lambda *a, **k: said.append(k.get("desc")))
     assert said == ["Downloading deit_tiny_patch16_224.fb_in1k (23 MB) into the Hugging Face cache, once"]
     assert references.is_cached("vit")
 

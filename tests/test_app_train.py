@@ -18,7 +18,7 @@ import pytest
 
 import convformer as cf
 from convformer.data.shapes import CLASSES, render
-from convformer_app.train import handlers as train_tab
+from convformer_app.train import handlers as train_tab, jobs
 
 import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
@@ -167,7 +167,7 @@ def test_closing_the_page_stops_the_run() -> None:
     assert job.result.model is None  # released when the run ended
     train_tab.leave(request)
     assert "close-test" not in train_tab.JOBS
-    train_tab.forget(str(job.checkpoint))
+    jobs.forget(str(job.checkpoint))
     assert not job.out_dir.exists()
 
 
@@ -180,7 +180,7 @@ def test_every_run_has_its_own_folder() -> None:
     for t in threads:
         t.join(120)
     dirs = [train_tab.JOBS[r.session_hash].out_dir for r in requests]
-    assert dirs[0] != dirs[1] and all(d.parent == train_tab.run_root() for d in dirs)
+    assert dirs[0] != dirs[1] and all(d.parent == jobs.run_root() for d in dirs)
 
 
 def test_the_worker_process_speaks_json_lines_and_says_its_errors(tmp_path: Path, capsys) -> None:

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from convformer_app.train import handlers as train_tab
+from convformer_app.train import handlers as train_tab, jobs
 
 pytestmark = pytest.mark.app
 
 
 def test_each_app_process_has_its_own_run_folder_and_removes_only_dead_ones():
-    root = train_tab.run_root()
+    root = jobs.run_root()
     assert root.name == str(os.getpid())
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = root.parent / gone.stdout.strip()           # a process that has ended
@@ -25,11 +25,11 @@ def test_each_app_process_has_its_own_run_folder_and_removes_only_dead_ones():
     mine = root / "run-mine"
     for d in (dead, alive, legacy, mine):
         (d / "x").mkdir(parents=True, exist_ok=True)
-    train_tab.clean_start()
+    jobs.clean_start()
     assert not dead.exists() and not legacy.exists()
     assert alive.exists() and mine.exists()
     for d in (alive, mine):
-        train_tab.shutil.rmtree(d)
+        jobs.shutil.rmtree(d)
 
 
 INFO = dict(epoch=1, epochs=5, total_steps=400, loss=1.234, val_acc=None, images_per_s=100.0)
@@ -73,9 +73,9 @@ def test_where_the_time_went():
 
 
 def test_a_spare_worker_waits_with_torch_imported_and_ends_with_its_server():
-    train_tab.spare()
-    proc = train_tab._SPARE
+    jobs.spare()
+    proc = jobs._SPARE
     assert proc is not None and proc.poll() is None
-    assert train_tab._worker() is proc and train_tab._SPARE is None  # the next run takes it
+    assert jobs._worker() is proc and jobs._SPARE is None  # the next run takes it
     proc.stdin.close()  # the server went away before a run came
     assert proc.wait(60) == 0 and proc.stdout.read() == ""

@@ -366,3 +366,44 @@ def test_compare_chart_is_ranked_on_an_axis_that_shows_small_differences() -> No
                          columns=compare.HEADERS)
     chart = compare.chart(table)
     assert chart["sort"] == ["mid", "early", "vit"] and chart["y_lim"] == [91, 100]
+
+
+def test_a_new_knob_flows_through_from_its_spec(monkeypatch) -> None:
+    """Adding an Explore hyperparameter is two edits: a Knob in controls.KNOBS and its label in the catalogue.
+    A copy of controls.py with one more Knob (and the label added): the Controls field, the config, the URL
+    (clamped), what a checkpoint fixes and the page's slider all follow."""
+    import importlib.util
+    import sys
+    import convformer_app.controls as controls_module
+    from convformer_app import i18n
+    from convformer_app.explore import page
+    source = Path(controls_module.__file__).read_text()
+    last = '    Knob("merge", "choice", "concat", choices=tuple(MERGES)),\n'
+    assert source.count(last) == 1
+    source = source.replace(last, last + '    Knob("drop_path_rate", "float", 0.0, (0, 0.5, 0.05)),\n')  # edit 1
+    spec = importlib.util.spec_from_loader("convformer_app.controls_probe", loader=None)
+    probe = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, probe)  # dataclasses look their module up
+    exec(compile(source, "controls_probe.py", "exec"), probe.__dict__)
+    with pytest.raises(KeyError, match="ctl.drop_path_rate"):
+        i18n.tr("ctl.drop_path_rate")  # without its label the page cannot name it
+    monkeypatch.setitem(i18n.TEXT, "ctl.drop_path_rate", ("Stochastic depth", "随机深度"))  # edit 2
+
+    C = probe.Controls
+    assert C.names()[-3:] == ("drop_path_rate", "weights", "checkpoint")  # after the knobs: positional calls hold
+    assert C(drop_path_rate=0.2).config().drop_path_rate == 0.2
+    assert probe.hparams(C(drop_path_rate=0.1).config())["drop_path_rate"] == 0.1  # a checkpoint fixes it
+    assert "drop_path_rate=0.3" in C(drop_path_rate=0.3).query()
+    start = lambda fusion, preset, weights: C(fusion=fusion, weights=weights)  # noqa: E731
+    back, notes = C.from_query({"drop_path_rate": "0.9"}, start)
+    assert back.drop_path_rate == 0.5 and "drop_path_rate=0.9 became 0.5" in notes[0]
+    with pytest.raises(gr.Error, match="drop_path_rate"):
+        C(drop_path_rate="lots").config()
+    monkeypatch.setattr(page, "KNOBS", probe.KNOBS)
+    monkeypatch.setattr(page, "RANGES", probe.RANGES)
+    monkeypatch.setattr(page, "D", C())
+    with gr.Blocks():
+        made = page.knob_components()
+    assert set(made) == set(probe.KNOB)
+    slider = made["drop_path_rate"]
+    assert isinstance(slider, gr.Slider) and (slider.minimum, slider.maximum, slider.step) == (0, 0.5, 0.05)

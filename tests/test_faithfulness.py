@@ -175,7 +175,7 @@ def test_road_equals_pytorch_grad_cam(most_relevant_first):
     torch.manual_seed(2)
     model, images, maps = tiny_mid(), torch.randn(2, 3, 20, 20), torch.rand(2, 20, 20)
     target = torch.tensor([1, 4])
-    ours = fa.road(model, images, maps, target, (20, 70), most_relevant_first, noise=0.0)
+    ours = fa.road(model, images, maps, target, (20, 70), most_relevant_first=most_relevant_first, noise=0.0)
     remove = RemoveMostRelevantFirst if most_relevant_first else RemoveLeastRelevantFirst
     targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in target]
     for j, p in enumerate((20, 70)):  # their imputer, noise off (theirs draws from the global generator)

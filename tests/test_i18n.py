@@ -270,13 +270,13 @@ def test_cautions_and_messages_come_from_the_catalogue(monkeypatch, zh):
     the architecture, and the ImageNet reference's notice and table headers, in zh-CN."""
     from convformer_app.explore import handlers as explore
     from convformer_app import references
-    from convformer_app.weights import defaults, resolve
+    from convformer_app.weights import defaults, reference, resolve
     said = []
     monkeypatch.setattr(gr, "Info", said.append)
     explore.on_preset(*defaults("mid").replace(preset="convformer_mid_small").inputs())
     cat = ROOT / "assets" / "examples" / "photo_chelsea_cat.jpg"
     texts = {"caution": explore.caution(str(cat), resolve(defaults("mid"))), "fixed": said[0] if said else "",
-             "imagenet": references.weights("mid").notice, "imagenet_headers": " | ".join(references.headers())}
+             "imagenet": reference("mid").notice, "imagenet_headers": " | ".join(references.headers())}
     for name, value in texts.items():
         assert CJK.search(value) and not english_left(value), (name, value)
     assert "0." in texts["caution"] and "convformer_mid_small" in texts["fixed"]

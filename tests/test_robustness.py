@@ -289,7 +289,7 @@ def test_kept_results_share_one_byte_budget(server, corpus, monkeypatch) -> None
 def test_a_training_run_releases_its_model_and_its_folder_is_pruned(server, monkeypatch) -> None:
     from types import SimpleNamespace
 
-    from convformer_app.train import handlers as train_tab
+    from convformer_app.train import handlers as train_tab, jobs
     owner = SimpleNamespace(session_hash="robustness-train")
     controls = {k: SMALL[k] for k in (*CONFIG_KEYS, "weights", "checkpoint")}
     for _ in train_tab.train("shapes", None, 1, 2e-3, 32, 100, 32, **controls, request=owner,
@@ -299,7 +299,7 @@ def test_a_training_run_releases_its_model_and_its_folder_is_pruned(server, monk
     assert not job.running and job.result.model is None  # the model is released when the run ends
     assert job.checkpoint.is_file() and len(list(job.out_dir.glob("*.safetensors"))) == 1
     monkeypatch.setenv("CONVFORMER_TRAIN_DISK_MB", "0")
-    train_tab.prune()
+    jobs.prune()
     assert not job.out_dir.exists() and owner.session_hash not in train_tab.JOBS
 
 

@@ -167,7 +167,7 @@ def test_bad_input_one_clear_line(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)["heatmap"], model(x)["heatmap"])
-    assert loaded.meta == {"note": "x"}
+    assert loaded.meta == {"note": "x", "stored_dtype": "float32"}
     with pytest.raises(CheckpointError, match="classification checkpoint"):
         load_task_checkpoint(bundled_checkpoint("mid"), "detect")
     with pytest.raises(ValueError, match="task='track' is not allowed"):
@@ -227,3 +227,67 @@ def test_mean_iou_background_included():
     target = torch.tensor([[[0, 1], [2, 0]]])
     out = mean_iou(pred, target, 11)
     assert out["per_class"][:3] == pytest.approx([0.5, 1.0, 0.5]) and out["miou"] == pytest.approx(2 / 3)
+    assert all(v != v for v in out["per_class"][3:])  # NaN: in neither
+
+
+def test_mean_iou_is_dataset_level_not_per_image():
+    """Two images: class 1 fills image 0 and is right; image 1 has 1 stray pixel of class 1 on background.
+    Dataset-level: class 1 IoU = 4 / 5; torchmetrics' MeanIoU: the mean over (image, class) pairs present."""
+    from convformer.tasks import mean_iou
+    pred = torch.tensor([[[1, 1], [1, 1]], [[1, 0], [0, 0]]])
+    target = torch.tensor([[[1, 1], [1, 1]], [[0, 0], [0, 0]]])
+    out = mean_iou(pred, target, 3)
+    assert out["per_class"][:2] == pytest.approx([3 / 4, 4 / 5])
+    assert out["miou"] == pytest.approx((3 / 4 + 4 / 5) / 2)
+    assert out["miou_per_image"] == pytest.approx((1 + 3 / 4 + 0) / 3)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_inspect_task_gives_the_heads_outputs_from_one_recorded_forward(fusion):
+    from convformer.tasks.inspect import inspect_task
+    model = _model("segment", "segformer", fusion).eval()
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        plain = model(x)["logits"]
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    result, out = inspect_task(model, x, flops=False)
+    torch.testing.assert_close(out["logits"], plain, atol=1e-4, rtol=1e-4)  # explicit attention vs SDPA
+    assert result.attentions or fusion == "cnn"
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks
+
+
+def test_segmenter_refinement_and_dice_loss(tmp_path):
+    from convformer.tasks.losses import dice_loss
+    model = create_task_model("segment", "cnn", weights="random", refine=2, dice=1.0)
+    assert len(model.head.refine) == 2 and model(torch.zeros(1, 3, 32, 48))["logits"].shape == (1, 11, 32, 48)
+    target = torch.randint(0, 11, (2, 8, 8))
+    perfect = torch.nn.functional.one_hot(target, 11).permute(0, 3, 1, 2).float() * 50
+    assert float(dice_loss(perfect, target)) == pytest.approx(0.0, abs=1e-4)
+    assert float(dice_loss(-perfect, target)) > 0.9
+    with pytest.raises(ValueError, match="dice="):
+        create_task_model("segment", "cnn", weights="random", dice=-1.0)
+
+
+def test_float16_checkpoint_loads_as_float32_with_the_same_outputs(tmp_path):
+    model = _model("detect", "dense", "mid").eval()
+    path = save_task_checkpoint(model, tmp_path / "half.safetensors", half=True)
+    full = save_task_checkpoint(model, tmp_path / "full.safetensors")
+    assert path.stat().st_size < 0.6 * full.stat().st_size
+    back = load_task_checkpoint(path, "detect")
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x)["heatmap"], model(x)["heatmap"], atol=0.05, rtol=0.01)
+
+
+def test_naming_the_set_head_loads_its_own_bundled_file(tmp_path, monkeypatch):
+    import warnings
+    from convformer.tasks import weights
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    with pytest.warns(UserWarning, match="no bundled set-head detect checkpoint for 'mid'"):
+        create_task_model("detect", "mid", head="set")
+    save_task_checkpoint(_model("detect", "set", "mid"), tmp_path / "detect_mid_set.safetensors", half=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = create_task_model("detect", "mid", head="set")
+    assert model.head_kind == "set" and model.meta["stored_dtype"] == "float16"

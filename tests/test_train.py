@@ -400,7 +400,7 @@ def test_bundled_checkpoint_reaches_its_recorded_accuracy(fusion):
 @pytest.mark.app
 def test_the_train_tab_defaults_are_the_recipes(monkeypatch):
     import inspect
-    from convformer_app.train import handlers as train_tab
+    from convformer_app.train import handlers as train_tab, jobs
     from convformer.train.recipes import DEFAULT
     from convformer_app.controls import Controls
     r = RECIPES[DEFAULT]
@@ -411,7 +411,7 @@ def test_the_train_tab_defaults_are_the_recipes(monkeypatch):
     for fusion, rec in RECIPES.items():
         assert train_tab.on_model(fusion) == (rec.epochs, rec.lr, rec.batch_size, rec.train_size, rec.img_size)
         assert train_tab._model_config(fusion, Controls(), rec.img_size) == rec.model_config()
-    assert train_tab._val_size(r.train_size) == r.val_size
+    assert jobs.val_size(r.train_size) == r.val_size
     warmed = []
     monkeypatch.setattr(train_tab, "warm", lambda cfg, images: warmed.append((cfg.img_size, images)))
     cold = SHAPES_CACHE.cached("train", 0, (r.img_size, r.img_size)) < r.train_size

@@ -96,12 +96,12 @@ if "muon" in hacks:
 if spec.get("kd"):
     from convformer.export.checkpoint import load_checkpoint
     from convformer.data.datasets import ImageTensors
-    from convformer.train.loop import _normalizer, evaluate
+    from convformer.train.loop import evaluate, normalizer
     t0 = time.perf_counter()
     teacher = load_checkpoint("/work/main/convformer/weights/cnn.safetensors").eval()
     big = _data(64, "train", spec["train"], 0)
     print("teacher val@64", evaluate(teacher, _data(64, "val", 1000, 0))["acc"], file=sys.stderr)
-    norm = _normalizer(teacher, torch.device("cpu"))
+    norm = normalizer(teacher, torch.device("cpu"))
     with torch.inference_mode():
         logits = torch.cat([teacher(norm(big.images[i:i + 500].float() / 255)) for i in range(0, len(big), 500)])
     T, a = spec["kd"]

@@ -32,7 +32,7 @@ CLASSES: tuple[str, ...] = (
 )
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 MIN_SIZE, MAX_SIZE = 32, 4096
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB -> luma (ITU-R BT.601)
 
 
 def _circle(r: float = 1.0, cx: float = 0.0, cy: float = 0.0, n: int = 64) -> np.ndarray:
@@ -62,7 +62,7 @@ _CROSS = np.array([(.28, .28), (.28, 1), (-.28, 1), (-.28, .28), (-1, .28), (-1,
 
 # Each shape is a list of (polygon in unit coordinates, fill); fill 0 cuts a hole.
 # The first polygon bounds the whole shape.
-_SHAPES: dict[str, list[tuple[np.ndarray, int]]] = {
+OUTLINES: dict[str, list[tuple[np.ndarray, int]]] = {
     "circle": [(_circle(), 255)],
     "square": [(np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)]) * 0.8, 255)],
     "triangle": [(_regular(3), 255)],
@@ -74,10 +74,10 @@ _SHAPES: dict[str, list[tuple[np.ndarray, int]]] = {
     "hexagon": [(_regular(6), 255)],
     "crescent": [(_circle(), 255), (_circle(0.8, 0.5, 0.0), 0)],
 }
-assert tuple(_SHAPES) == CLASSES
+assert tuple(OUTLINES) == CLASSES
 
 
-def _check_size(img_size: int | Sequence[int]) -> tuple[int, int]:
+def check_size(img_size: int | Sequence[int]) -> tuple[int, int]:
     """Return (H, W) from an int or an (H, W) pair, validated."""
     if isinstance(img_size, (int, np.integer)) and not isinstance(img_size, bool):
         hw = (int(img_size), int(img_size))
@@ -91,13 +91,13 @@ def _check_size(img_size: int | Sequence[int]) -> tuple[int, int]:
     return hw
 
 
-def _check_split(split: str) -> int:
+def check_split(split: str) -> int:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
     return SPLITS[split]
 
 
-def _check_nonneg(name: str, value: int) -> int:
+def check_nonneg(name: str, value: int) -> int:
     try:
         value = operator.index(value)
     except TypeError:
@@ -107,7 +107,7 @@ def _check_nonneg(name: str, value: int) -> int:
     return value
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Low-contrast gradient + optional stripes + blotches, float32 (H, W, 3) in [0, 1]."""
     s = min(h, w)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / s
@@ -127,7 +127,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(bg, 0, 1)
 
 
-def _distractors(rng: np.random.Generator, img: Image.Image, base: np.ndarray) -> None:
+def distractors(rng: np.random.Generator, img: Image.Image, base: np.ndarray) -> None:
     """Draw a few small strokes, arcs and blobs (none of them a class) onto ``img`` in place."""
     w, h = img.size
     s = min(h, w)
@@ -157,7 +157,7 @@ def _object_mask(rng: np.random.Generator, label: int, h: int, w: int) -> np.nda
     radius = rng.uniform(0.30, 0.65) * s / 2
     a = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    polys = [(pts @ rot.T * radius, fill) for pts, fill in _SHAPES[CLASSES[label]]]
+    polys = [(pts @ rot.T * radius, fill) for pts, fill in OUTLINES[CLASSES[label]]]
     lo, hi = polys[0][0].min(0), polys[0][0].max(0)
     slack = 0.1 * (hi - lo)  # up to 10 % of the object's extent may fall outside
     u = rng.uniform(0, 1, 2)
@@ -171,10 +171,10 @@ def _object_mask(rng: np.random.Generator, label: int, h: int, w: int) -> np.nda
     return np.asarray(mask.reduce(2), dtype=np.float32) / 255
 
 
-def _contrasting(rng: np.random.Generator, bg_luma: float) -> np.ndarray:
+def contrasting(rng: np.random.Generator, bg_luma: float) -> np.ndarray:
     """A random colour whose luminance differs from ``bg_luma`` by at least 0.3."""
     rgb = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.4, 1), rng.uniform(0.5, 1)))
-    luma = float(rgb @ _LUMA)
+    luma = float(rgb @ LUMA)
     gap = 0.3 + rng.uniform(0, 0.15)
     if bg_luma < 0.5:
         target = min(1.0, bg_luma + gap)
@@ -193,18 +193,18 @@ def render_with_mask(index: int, split: str, img_size: int | Sequence[int],
 
     The mask says where the object is, e.g. to score whether attention lands on it.
     """
-    index, seed = _check_nonneg("index", index), _check_nonneg("seed", seed)
-    h, w = _check_size(img_size)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, _check_split(split), index]))
+    index, seed = check_nonneg("index", index), check_nonneg("seed", seed)
+    h, w = check_size(img_size)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, check_split(split), index]))
     label = index % len(CLASSES)
-    bg = _background(rng, h, w)
+    bg = background(rng, h, w)
     base = bg.mean((0, 1))
     canvas = Image.fromarray((bg * 255).astype(np.uint8))
-    _distractors(rng, canvas, base)
+    distractors(rng, canvas, base)
     bg = np.asarray(canvas, dtype=np.float32) / 255
     mask = _object_mask(rng, label, h, w)
-    bg_luma = float((bg @ _LUMA * mask).sum() / max(float(mask.sum()), 1e-6))
-    colour = _contrasting(rng, bg_luma)
+    bg_luma = float((bg @ LUMA * mask).sum() / max(float(mask.sum()), 1e-6))
+    colour = contrasting(rng, bg_luma)
     noise_amp = rng.uniform(0.01, 0.04)
     m = mask[..., None]
     out = bg * (1 - m) + colour * m
@@ -234,11 +234,11 @@ class ShapesDataset(torch.utils.data.Dataset):
     def __init__(self, split: str = "train", size: int = 2000, img_size: int | Sequence[int] = 64,
                  seed: int = 0, transform: Callable[[Image.Image], Any] | None = None,
                  cache: bool = False) -> None:
-        _check_split(split)
+        check_split(split)
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"size must be an int >= 1, got {size!r}")
-        self.split, self.size, self.seed = split, int(size), _check_nonneg("seed", seed)
-        self.img_size = _check_size(img_size)
+        self.split, self.size, self.seed = split, int(size), check_nonneg("seed", seed)
+        self.img_size = check_size(img_size)
         self.transform = transform
         self.classes: list[str] = list(CLASSES)
         self.class_to_idx: dict[str, int] = {c: i for i, c in enumerate(CLASSES)}
@@ -268,8 +268,8 @@ def write_samples(folder: str | Path, per_class: int = 4, img_size: int | Sequen
     """Write ``per_class`` PNGs per class as ``folder/<class>/<index>.png`` (an image folder)."""
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
         raise ValueError(f"per_class must be an int >= 1, got {per_class!r}")
-    _check_split(split)
-    _check_size(img_size)
+    check_split(split)
+    check_size(img_size)
     paths = []
     for label, name in enumerate(CLASSES):
         (Path(folder) / name).mkdir(parents=True, exist_ok=True)
@@ -286,7 +286,7 @@ def sample_grid(n_per_class: int = 1, img_size: int = 64, seed: int = 0) -> Imag
     """A labelled grid: one column per class, ``n_per_class`` rows (test split), white margins."""
     if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class < 1:
         raise ValueError(f"n_per_class must be an int >= 1, got {n_per_class!r}")
-    h, w = _check_size(img_size)
+    h, w = check_size(img_size)
     pad, text_h = 4, max(12, h // 5)
     font = ImageFont.load_default(size=max(9, text_h - 3))
     grid = Image.new("RGB", (pad + len(CLASSES) * (w + pad), text_h + pad + n_per_class * (h + pad)), "white")

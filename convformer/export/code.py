@@ -44,7 +44,8 @@ def export(model_or_config: ConvFormer | ConvFormerConfig, name: str = "", comma
     skeleton = _skeleton(cfg, model)
     outs, ins = _dry_run(skeleton)
     facts = _facts(model if model is not None else skeleton)
-    return Writer(cfg, outs, ins, facts, name, command, list(classes) if classes else None).source()
+    return Writer(cfg, outs, ins, facts, name=name, command=command,
+                  classes=list(classes) if classes else None).source()
 
 
 def load(source: str, name: str = "convformer_export") -> types.ModuleType:
@@ -148,25 +149,17 @@ def _facts(model: ConvFormer) -> dict[str, Any]:
 
 
 # ---- command line ----------------------------------------------------------------------------------------
-_FLAGS = {"img_size": (int, "+"), "in_chans": (int, None), "num_classes": (int, None),
-          "conv_widths": (int, "+"), "conv_depths": (int, "+"), "embed_dim": (int, None), "depth": (int, None),
-          "num_heads": (int, None), "mlp_ratio": (float, None), "patch_size": (int, None),
-          "pool": (str, None), "pos_embed": (str, None), "merge": (str, None), "drop_rate": (float, None),
-          "attn_drop_rate": (float, None), "drop_path_rate": (float, None)}
-
-
 def add_parser(subparsers: Any) -> Any:
     """Register `code` on the `python -m convformer` sub-command parser."""
-    from ..config import FUSIONS
+    from ..flags import add_config_flags, add_model_flags
     p = subparsers.add_parser("code", help="write the configured model as one self-contained PyTorch file",
                               description="Write ONE Python file (torch + stdlib) defining ConvFormer for a preset, "
                               "a configuration or a checkpoint's configuration; its state_dict is the library's.")
-    p.add_argument("--preset", help="a preset name (default: convformer_<fusion>_tiny)")
-    p.add_argument("--fusion", choices=FUSIONS, help="default: mid, or the preset's")
-    p.add_argument("--checkpoint", help="a .safetensors checkpoint: its configuration and class names")
+    add_model_flags(p, fusion=None, fusion_help="default: mid, or the preset's",
+                    preset_help="a preset name (default: convformer_<fusion>_tiny)",
+                    checkpoint_help="a .safetensors checkpoint: its configuration and class names")
     p.add_argument("-o", "--out", help="write here instead of printing")
-    for name, (kind, nargs) in _FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), type=kind, nargs=nargs)
+    add_config_flags(p)
     p.set_defaults(func=code_command)
     return p
 
@@ -174,10 +167,11 @@ def add_parser(subparsers: Any) -> Any:
 def command_for(cfg: ConvFormerConfig) -> str:
     """The `python -m convformer code` command that writes the file for `cfg` (every field that differs from
     the fusion stage's tiny preset, as flags)."""
+    from ..flags import CONFIG_FLAGS
     from ..presets import PRESETS, preset_name
     base = PRESETS[preset_name(cfg.fusion)]
     words = [f"python -m convformer code --fusion {cfg.fusion}"]
-    for name in _FLAGS:
+    for name in CONFIG_FLAGS:
         value = getattr(cfg, name)
         if value != getattr(base, name):
             text = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
@@ -186,8 +180,9 @@ def command_for(cfg: ConvFormerConfig) -> str:
 
 
 def _command(args: Any) -> str:
+    from ..flags import CONFIG_FLAGS
     words = ["python -m convformer code"]
-    for name in ("preset", "fusion", "checkpoint", *_FLAGS):
+    for name in ("preset", "fusion", "checkpoint", *CONFIG_FLAGS):
         value = getattr(args, name, None)
         if value is not None:
             text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -200,14 +195,9 @@ def code_command(args: Any) -> None:
     from pathlib import Path
 
     from .checkpoint import load_checkpoint
-    from ..presets import PRESETS, SHAPES_PRESETS, create, preset_name
-    overrides = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
-    for key in ("img_size", "conv_widths", "conv_depths"):
-        if key in overrides:
-            overrides[key] = tuple(overrides[key]) if len(overrides[key]) > 1 or key != "img_size" \
-                else overrides[key][0]
-    if "conv_widths" in overrides and "conv_depths" not in overrides:
-        overrides["conv_depths"] = (1,) * len(overrides["conv_widths"])
+    from ..flags import overrides as config_overrides, preset_of
+    from ..presets import PRESETS, SHAPES_PRESETS, create
+    overrides = config_overrides(args)
     if args.checkpoint:
         if overrides or args.preset or args.fusion:
             raise ValueError("--checkpoint fixes the configuration: leave out --preset, --fusion and config flags")
@@ -215,7 +205,7 @@ def code_command(args: Any) -> None:
         name = Path(args.checkpoint).name
         classes = getattr(model, "meta", {}).get("classes")
     else:
-        name = args.preset or preset_name(args.fusion or "mid")
+        name = preset_of(args)
         if args.preset and args.preset not in PRESETS and args.preset not in SHAPES_PRESETS:
             raise ValueError(f"unknown preset {args.preset!r}; available: {sorted(PRESETS) + sorted(SHAPES_PRESETS)}")
         if args.fusion:

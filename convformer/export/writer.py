@@ -68,7 +68,7 @@ class Writer:
     """outs / ins: output and input shape of every named module of the library model (and "input");
     facts: numbers and choices read from its modules (norm epsilons, GELU flavour, MLP width, ...)."""
 
-    def __init__(self, cfg: ConvFormerConfig, outs: dict[str, tuple], ins: dict[str, Any], facts: dict[str, Any],
+    def __init__(self, cfg: ConvFormerConfig, outs: dict[str, tuple], ins: dict[str, Any], facts: dict[str, Any], *,
                  name: str = "", command: str = "", classes: list[str] | None = None):
         self.cfg, self.name, self.command, self.classes = cfg, name, command, classes
         self.layout = LAYOUTS[cfg.fusion]
@@ -348,20 +348,24 @@ class Writer:
             @LINES@''', WHAT=what, POS="fixed sin-cos" if sincos else "learned", INIT="\n".join(init),
                      LINES=_aligned(lines, 8))
 
+    def attention_lines(self, n: int, d: int) -> list[tuple[str, str]]:
+        """The attention's forward over N = `n` tokens of width `d`, line by line beside its shapes."""
+        nh, hs = self.cfg.num_heads, d // self.cfg.num_heads
+        sdpa = "F.scaled_dot_product_attention(q, k, v" + (
+            ", dropout_p=ATTN_DROP_RATE if self.training else 0.0)" if self.cfg.attn_drop_rate > 0 else ")")
+        return [("B, N, D = x.shape", f"(B, {n}, {d})"),
+                ("qkv = self.qkv(x).reshape(B, N, 3, NUM_HEADS, D // NUM_HEADS)", f"(B, {n}, 3, {nh}, {hs})"),
+                ("q, k, v = qkv.permute(2, 0, 3, 1, 4)", f"(B, {nh}, {n}, {hs}) each: (B, nh, N, hs)"),
+                (f"x = {sdpa}", f"softmax(q k^T / sqrt({hs})) v"),
+                ("x = x.transpose(1, 2).reshape(B, N, D)", f"(B, {n}, {d}): heads side by side")]
+
     def transformer(self) -> str:
         cfg, f = self.cfg, self.facts
         blk = f"branches.{self.branch_with('blocks')}.blocks.0"
         _, n, d = self.inp[blk]
-        nh, hs = cfg.num_heads, d // cfg.num_heads
-        drop, attn_drop, dp = cfg.drop_rate > 0, cfg.attn_drop_rate > 0, cfg.drop_path_rate > 0
+        drop, dp = cfg.drop_rate > 0, cfg.drop_path_rate > 0
         gelu = "F.gelu(self.fc1(x))" if f["gelu"] == "none" else f'F.gelu(self.fc1(x), approximate="{f["gelu"]}")'
-        sdpa = "F.scaled_dot_product_attention(q, k, v" + (
-            ", dropout_p=ATTN_DROP_RATE if self.training else 0.0)" if attn_drop else ")")
-        attn_lines = [("B, N, D = x.shape", f"(B, {n}, {d})"),
-                      ("qkv = self.qkv(x).reshape(B, N, 3, NUM_HEADS, D // NUM_HEADS)", f"(B, {n}, 3, {nh}, {hs})"),
-                      ("q, k, v = qkv.permute(2, 0, 3, 1, 4)", f"(B, {nh}, {n}, {hs}) each: (B, nh, N, hs)"),
-                      (f"x = {sdpa}", f"softmax(q k^T / sqrt({hs})) v"),
-                      ("x = x.transpose(1, 2).reshape(B, N, D)", f"(B, {n}, {d}): heads side by side")]
+        attn_lines = self.attention_lines(n, d)
         attn_ret = "return self.drop(self.proj(x))" if drop else "return self.proj(x)"
         mlp_fwd = (f"x = self.drop({gelu})" if drop else f"x = {gelu}", f"(B, N, {d}) -> (B, N, {f['mlp_hidden']})")
         mlp_ret = ("return self.drop(self.fc2(x))" if drop else "return self.fc2(x)", f"-> (B, N, {d})")

@@ -144,7 +144,7 @@ def probabilities(model: nn.Module, images: torch.Tensor, target: torch.Tensor, 
 
 
 def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: dict[str, torch.Tensor],
-                        target: torch.Tensor, steps: int = 8, baseline: str | torch.Tensor = "mean",
+                        target: torch.Tensor, *, steps: int = 8, baseline: str | torch.Tensor = "mean",
                         batch: int = 256) -> dict[str, Curves]:
     """Deletion and insertion curves for every method's maps on `images` (B, C, H, W), batched: every
     perturbed image of every method goes through the model in batches of `batch`."""
@@ -207,7 +207,7 @@ def impute(image: torch.Tensor, keep: np.ndarray, noise: float = 0.0, generator:
 
 
 def road(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
-         percentiles: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90), most_relevant_first: bool = True,
+         percentiles: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90), *, most_relevant_first: bool = True,
          noise: float = 0.01, seed: int = 0) -> np.ndarray:
     """ROAD (Rong et al. 2022): the change of the class probability (B, P) when the pixels at or above each
     percentile of the map (most relevant first; else below it, least relevant first) are imputed, not blanked
@@ -299,7 +299,7 @@ class Score:
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor | None = None,
-             target: int | torch.Tensor | str = "pred", methods: tuple[str, ...] = METHODS, steps: int = 8,
+             target: int | torch.Tensor | str = "pred", *, methods: tuple[str, ...] = METHODS, steps: int = 8,
              baseline: str | torch.Tensor = "mean", sanity_images: int = 16, chunk: int = 32) -> dict[str, Score]:
     """Every score for every map method the model has, over `images` (B, C, H, W) and, when given, their object
     masks (B, H, W) in [0, 1]. Images go in chunks of `chunk`; the sanity check uses the first `sanity_images`
@@ -312,7 +312,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, masks: torch.Tensor | None 
                                    else target[i:i + chunk], methods)
         t = result.relevance_class if result.relevance_class is not None else result.cam_class
         targets.append(t)
-        curves = perturbation_curves(model, x, maps, t, steps, baseline)
+        curves = perturbation_curves(model, x, maps, t, steps=steps, baseline=baseline)
         for m, c in curves.items():
             got = sums.setdefault(m, {"deletion": [], "insertion": [], "pointing": [], "iou": []})
             got["deletion"].append(c.deletion_auc)

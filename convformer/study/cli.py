@@ -28,8 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--resume", action="store_true", help="keep the runs already in OUT/runs.jsonl")
     p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--threads", type=int, help="torch CPU threads (per process)")
-    p.add_argument("--workers", type=int, default=1, help="processes sharing the runs (2 on 2 CPU cores: one thread "
-                   "each, the second walking the plan from its costly end); default 1")
+    p.add_argument("--workers", type=int, help="processes sharing the runs, one thread each, the second walking the "
+                   "plan from its costly end (default: 2 on a CPU with 2 or more cores, else 1)")
     p.add_argument("--reverse", action="store_true", help=argparse.SUPPRESS)  # a worker started by --workers
     p.add_argument("--time-limit", type=float, help="seconds; stop (keeping the finished runs) when reached")
     p.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N (Linux nice)")
@@ -56,6 +56,10 @@ def study_command(args: argparse.Namespace) -> None:
         if not 1 <= args.steps <= 100_000:
             raise ValueError(f"--steps {args.steps} is not allowed: expected 1 to 100000")
         p = p.replace(steps=args.steps, eval_every=min(p.eval_every, args.steps))
+    if args.workers is None:  # tiny models use a second thread poorly: a second process does more (NOTES 15)
+        from ..data.preprocess import pick_device
+        cpu = pick_device(args.device).type == "cpu"
+        args.workers = 2 if cpu and (os.cpu_count() or 1) >= 2 and not args.json_progress else 1
     if not 1 <= args.workers <= 8:
         raise ValueError(f"--workers {args.workers} is not allowed: expected 1 to 8")
     if args.workers > 1 and not args.threads:
@@ -119,7 +123,7 @@ def study_command(args: argparse.Namespace) -> None:
 def _worker_argv(args: argparse.Namespace, *, reverse: bool) -> list[str]:
     """The command of one more process on the same folder: the same protocol flags, --resume, one share of the
     threads; stderr stays the terminal's, so its runs are listed too."""
-    argv = [sys.executable, "-m", "convformer", "study", "--out", str(args.out), "--resume",
+    argv = [sys.executable, "-m", "convformer", "study", "--out", str(args.out), "--resume", "--workers", "1",
             "--threads", str(args.threads)]
     argv += ["--quick"] * args.quick + ["--reverse"] * reverse
     for flag in ("seeds", "steps", "device", "time_limit", "nice"):

@@ -58,6 +58,15 @@ def table(head: list[str], rows: list[list[str]]) -> str:
                       *("| " + " | ".join(r) + " |" for r in rows)])
 
 
+def _threads(where: dict[str, Any]) -> str:
+    """", 2 threads" or ", 2 processes x 1 thread" (a study run with --workers)."""
+    threads, workers = where.get("threads"), where.get("workers") or 1
+    if not threads:
+        return ""
+    unit = "thread" if threads == 1 else "threads"
+    return f", {workers} processes x {threads} {unit}" if workers > 1 else f", {threads} {unit}"
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """The table, the late / placement lines and the verdicts, with how the study ran."""
     p, m, w = doc["protocol"], doc["metrics"], doc["where"]
@@ -66,7 +75,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"Study `{p['name']}`: {doc['runs_done']}/{doc['runs_planned']} runs"
              + ("" if doc["complete"] else " (**partial**: stopped before the end)")
              + f", seeds {', '.join(map(str, p['seeds']))}, {p['steps']} steps of {p['batch_size']} images at "
-             f"32 px; {w['device']}" + (f", {w['threads']} threads" if w.get("threads") else "") + f", {w['wall_s']:.0f} s, load average "
+             f"32 px; {w['device']}" + _threads(w) + f", {w['wall_s']:.0f} s of wall time, load average "
              f"{w['load_before']} before, {w['load_after']} after." + (f" ({w['note']})" if w.get("note") else ""), "",
              "Values: mean [min, max] over seeds; accuracies in %, gaps and drops in points.", "",
              table(head, cells(doc)), "",

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..data.datasets import ImageTensors, make_datasets
 from ..model import ConvFormer
-from ..train.loop import _normalizer, evaluate, lr_factor, param_groups
+from ..train.loop import evaluate, lr_factor, normalizer, param_groups
 from .protocol import Protocol, RunSpec, model_config
 
 __all__ = ["Splits", "high_frequency_noise", "load_splits", "train_run"]
@@ -75,7 +75,7 @@ def train_run(spec: RunSpec, p: Protocol, splits: Splits, device: torch.device |
     opt = _optimizer(model, spec, p)
     warmup = max(1, round(p.warmup * p.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, p.steps, warmup, 0.01))
-    norm, gen = _normalizer(model, device), torch.Generator().manual_seed(spec.seed)
+    norm, gen = normalizer(model, device), torch.Generator().manual_seed(spec.seed)
     order = torch.empty(0, dtype=torch.long)
     curve, trained = [], 0.0
     for step in range(1, p.steps + 1):
@@ -100,10 +100,10 @@ def train_run(spec: RunSpec, p: Protocol, splits: Splits, device: torch.device |
             curve.append((step, round(trained, 3), acc))
             if progress is not None:
                 progress({"step": step, "steps": p.steps, "val_acc": acc})
-    return _scores(model, spec, p, splits, curve, trained, device, loss.item())
+    return _scores(model, spec, p, splits, curve=curve, trained=trained, device=device, loss=loss.item())
 
 
-def _scores(model, spec, p, splits, curve, trained, device, loss) -> dict[str, Any]:
+def _scores(model, spec, p, splits, *, curve, trained, device, loss) -> dict[str, Any]:
     reached = next(((s, t) for s, t, a in curve if a >= p.threshold), (None, None))
     own = ImageTensors(splits["train"].images[:min(spec.train_size, p.train_eval_size)],
                        splits["train"].labels[:min(spec.train_size, p.train_eval_size)], [])

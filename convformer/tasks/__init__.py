@@ -36,12 +36,19 @@ API (everything in the input image's own pixels unless said otherwise):
       output_axes)]: taps -> neck -> head outputs -> each decoding step, e.g. heatmap (B=1, K=10, h=16, w=16)
       -> detections (B=1, N=100, 6).
 
-  save_task_checkpoint(model, path, **meta), load_task_checkpoint(path, task=None) (another task's
-  checkpoint, or a classifier's: CheckpointError in one line), bundled_task_checkpoint(task, fusion).
-  hungarian_match, mean_ap, mean_iou: matcher and metrics (torchmetrics, pycocotools backend).
+  inspect_task(model, x, cam_class=None, flops=True) -> (Inspection of the backbone, the head's outputs): one
+      recorded forward (attention, activations, token grids; the taps kept by hooks for the head).
+
+  save_task_checkpoint(model, path, half=False, **meta) (half: float16 tensors, upcast on load),
+  load_task_checkpoint(path, task=None) (another task's checkpoint, or a classifier's: CheckpointError in one
+  line), bundled_task_checkpoint(task, fusion, head="") (a non-default head has its own file, e.g.
+  detect_mid_set; `create_task_model(task, fusion, head=...)` loads it).
+  hungarian_match, mean_ap, mean_iou: matcher and metrics (torchmetrics, pycocotools backend; mIoU is
+  dataset-level, the standard, with torchmetrics' per-image MeanIoU beside it).
 """
 from .decode import decode
 from .infer import Detections, Segmentation, detect, segment
+from .inspect import inspect_task
 from .matcher import hungarian_match
 from .metrics import mean_ap, mean_iou
 from .model import HEADS, TASKS, HeadConfig, TaskModel, pick_taps
@@ -50,6 +57,6 @@ from .scenes import Scene, SceneTensors, render_scene, scene_split
 from .weights import bundled_task_checkpoint, create_task_model, load_task_checkpoint, save_task_checkpoint
 
 __all__ = ["HEADS", "TASKS", "Detections", "HeadConfig", "Scene", "SceneTensors", "Segmentation", "TaskModel",
-           "TaskRow", "bundled_task_checkpoint", "create_task_model", "decode", "detect", "hungarian_match",
+           "TaskRow", "bundled_task_checkpoint", "create_task_model", "decode", "detect", "hungarian_match", "inspect_task",
            "load_task_checkpoint", "mean_ap", "mean_iou", "pick_taps", "render_scene", "save_task_checkpoint", "scene_split", "segment",
            "task_shape_rows"]

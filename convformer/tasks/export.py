@@ -57,7 +57,7 @@ class TaskModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         f = self.neck(self.forward_taps(x))  # (B, DIM, H / 4, W / 4)
-        return self.head(f, x.shape[-2:]) if TASK == "segment" else self.head(f)
+        return self.head(f, x) if TASK == "segment" else self.head(f)
 
     def detect(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, N, 6): x1, y1, x2, y2 (input pixels), score, class."""
@@ -74,7 +74,9 @@ def export_task(model: TaskModel, name: str = "", command: str = "") -> str:
     if model.head_kind == "set":
         parts = [heads.sincos_2d, heads.Neck, heads.DecoderLayer]
     parts.append(head_cls)
-    head_args = {"dense": f"DIM, NUM_OBJECT_CLASSES", "segformer": "DIM, NUM_OBJECT_CLASSES",
+    if model.head_kind == "segformer":
+        parts.append(heads.conv_bn)
+    head_args = {"dense": f"DIM, NUM_OBJECT_CLASSES", "segformer": f"DIM, NUM_OBJECT_CLASSES, {hc.refine}, {hc.skip}",
                  "set": f"DIM, NUM_OBJECT_CLASSES, {hc.queries}, {hc.decoder_layers}, {hc.decoder_heads}"}
     decoders = [peaks, topk, dense_decode] if model.head_kind == "dense" else \
         [set_decode] if model.head_kind == "set" else []

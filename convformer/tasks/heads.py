@@ -10,7 +10,8 @@
 - `SetHead`: DETR (Carion et al. 2020): Q learned object queries, each decoder layer self-attention among the
   queries then cross-attention to the backbone's tokens (the fused map at stride 8, with 2-D sin-cos
   positions), a class (K + 1, the last is "no object") and a box (cx, cy, w, h normalised) per query.
-- `SegFormerHead`: a 1x1 classifier over the fused map to K + 1 classes (0 = background), upsampled to the input.
+- `SegFormerHead`: optional 3x3 conv refinement and a DeepLabv3+-style low-level path from the image, then a
+  1x1 classifier to K + 1 classes (0 = background), upsampled to the input.
 """
 from __future__ import annotations
 
@@ -133,13 +134,32 @@ class SetHead(nn.Module):
 
 
 class SegFormerHead(nn.Module):
-    """(B, dim, h, w) -> logits (B, K+1, H, W) at the input size (0 = background)."""
+    """(B, dim, h, w) fused map and the input image (B, 3, H, W) -> logits (B, K+1, H, W) (0 = background).
+    SegFormer's classifier is one 1x1 conv on its fused map; `refine` 3x3 conv-BN-ReLU blocks before it give each
+    cell its neighbours' context (a shape's class is read from its outline, a few cells wide at stride 4), and
+    `skip` > 0 adds DeepLabv3+'s low-level path (Chen et al. 2018) with the image itself as the low level: a
+    stride-2 3x3 conv of the image (`skip` channels) beside the map upsampled to stride 2, a 3x3 conv, then the
+    classifier at stride 2, so object edges are placed at 2 px instead of 4 (benchmarks/NOTES.md, 13b)."""
 
-    def __init__(self, dim: int, num_classes: int):
+    def __init__(self, dim: int, num_classes: int, refine: int = 0, skip: int = 0):
         super().__init__()
+        self.refine = nn.Sequential(*(conv_bn(dim, dim) for _ in range(refine)))
         self.drop = nn.Dropout2d(0.1)
-        self.classify = nn.Conv2d(dim, num_classes + 1, 1)
+        self.skip = conv_bn(3, skip, stride=2) if skip else None
+        self.reduce = nn.Conv2d(dim, dim // 2, 1) if skip else None
+        self.fine = conv_bn(dim // 2 + skip, dim // 2) if skip else None
+        self.classify = nn.Conv2d(dim // 2 if skip else dim, num_classes + 1, 1)
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        logits = self.classify(self.drop(x))                                  # (B, K+1, h, w)
-        return {"logits": F.interpolate(logits, size=size, mode="bilinear", align_corners=False)}
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.drop(self.refine(x))                                         # (B, dim, h, w)
+        if self.skip is not None:
+            low = self.skip(image)                                            # (B, skip, H/2, W/2)
+            up = F.interpolate(self.reduce(x), size=low.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.fine(torch.cat([up, low], 1))                            # (B, dim/2, H/2, W/2)
+        logits = self.classify(x)                                             # (B, K+1, h, w) or (H/2, W/2)
+        return {"logits": F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)}
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv (no bias), BatchNorm, ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())

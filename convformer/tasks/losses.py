@@ -4,7 +4,7 @@
   the box's geometric-mean side), L1 on size and offset at the centre cells.
 - set (DETR): Hungarian matching per decoder layer, cross-entropy with "no object" down-weighted (eos_coef),
   L1 and GIoU on the matched boxes, every layer's outputs supervised (DETR's auxiliary losses).
-- segformer: pixel cross-entropy over background + classes.
+- segformer: pixel cross-entropy over background + classes, optionally plus a dice loss.
 """
 from __future__ import annotations
 
@@ -92,8 +92,19 @@ def set_loss(out: dict[str, torch.Tensor], boxes: torch.Tensor, labels: torch.Te
     return total
 
 
-def segment_loss(out: dict[str, torch.Tensor], semantic: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(out["logits"], semantic.long())
+def dice_loss(logits: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
+    """1 - the soft dice (Milletari et al. 2016, V-Net) per class over the whole batch, averaged over the classes
+    in the batch's targets: every class counts alike, however few its pixels (background is most of a scene)."""
+    p = logits.softmax(1)                                                                # (B, K+1, H, W)
+    onehot = F.one_hot(semantic.long(), logits.shape[1]).permute(0, 3, 1, 2).to(p.dtype)
+    inter, total = (p * onehot).sum((0, 2, 3)), (p + onehot).sum((0, 2, 3))
+    present = onehot.sum((0, 2, 3)) > 0
+    return 1 - (2 * inter[present] / total[present].clamp(min=1e-6)).mean()
+
+
+def segment_loss(out: dict[str, torch.Tensor], semantic: torch.Tensor, dice: float = 0.0) -> torch.Tensor:
+    loss = F.cross_entropy(out["logits"], semantic.long())
+    return loss + dice * dice_loss(out["logits"], semantic) if dice else loss
 
 
 def task_loss(model, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
@@ -103,4 +114,4 @@ def task_loss(model, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
         return dense_loss(out, batch["boxes"], batch["labels"], input_hw)
     if model.head_kind == "set":
         return set_loss(out, batch["boxes"], batch["labels"], input_hw)
-    return segment_loss(out, batch["semantic"])
+    return segment_loss(out, batch["semantic"], model.head_config.dice)

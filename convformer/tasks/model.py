@@ -36,6 +36,9 @@ class HeadConfig:
     decoder_layers: int = 2       # set: decoder layers L
     decoder_heads: int = 4        # set: attention heads; dim % decoder_heads == 0
     max_detections: int = 100     # dense: top-K peaks decoded
+    refine: int = 0               # segformer: 3x3 conv-BN-ReLU blocks before the 1x1 classifier
+    skip: int = 0                 # segformer: channels of the image's stride-2 low-level path (0 = none)
+    dice: float = 0.0             # segformer: weight of the dice loss beside the pixel cross-entropy
 
     def __post_init__(self) -> None:
         if self.task not in HEADS:
@@ -44,10 +47,13 @@ class HeadConfig:
         if self.head not in HEADS[self.task]:
             raise ValueError(f"head={self.head!r} is not a {self.task} head: expected one of {HEADS[self.task]}")
         for name, lo, hi in (("dim", 4, 1024), ("num_classes", 1, 1000), ("queries", 1, 300),
-                             ("decoder_layers", 1, 12), ("decoder_heads", 1, 32), ("max_detections", 1, 1000)):
+                             ("decoder_layers", 1, 12), ("decoder_heads", 1, 32), ("max_detections", 1, 1000),
+                             ("refine", 0, 8), ("skip", 0, 256)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name}={value!r} is not allowed: expected an integer in [{lo}, {hi}]")
+        if isinstance(self.dice, bool) or not isinstance(self.dice, (int, float)) or not 0 <= self.dice <= 10:
+            raise ValueError(f"dice={self.dice!r} is not allowed: expected a number in [0, 10]")
         if self.dim % self.decoder_heads:
             raise ValueError(f"dim={self.dim} must be divisible by decoder_heads={self.decoder_heads}")
 
@@ -82,7 +88,7 @@ class TaskModel(nn.Module):
         self.taps = pick_taps(self.config)
         self.neck = Neck([(c, s) for _, c, s in self.taps], head.dim)
         k = head.num_classes
-        self.head = {"dense": lambda: DenseHead(head.dim, k), "segformer": lambda: SegFormerHead(head.dim, k),
+        self.head = {"dense": lambda: DenseHead(head.dim, k), "segformer": lambda: SegFormerHead(head.dim, k, head.refine, head.skip),
                      "set": lambda: SetHead(head.dim, k, head.queries, head.decoder_layers, head.decoder_heads),
                      }[head.head]()
         self.meta: dict[str, Any] = {}
@@ -98,7 +104,7 @@ class TaskModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         f = self.forward_features(x)
-        return self.head(f, x.shape[-2:]) if self.task == "segment" else self.head(f)
+        return self.head(f, x) if self.task == "segment" else self.head(f)
 
     def get_classifier(self) -> nn.Module:
         """The head (training keeps it with AdamW, as the classifier; Muon takes the backbone's matrices)."""

@@ -70,7 +70,10 @@ def task_shape_rows(model: TaskModel, x: torch.Tensor) -> list[TaskRow]:
     elif model.head_kind == "set":
         _set_rows(r, model, fused, hw)
     else:
-        out = r.step("head.classify", "1x1 conv to K+1 classes, upsampled to the input", lambda: model.head(fused, hw),
+        hc = model.head_config
+        what = (f"{hc.refine} x (3x3 conv, BN, ReLU), " if hc.refine else "") + \
+            (f"+ the image's stride-2 path ({hc.skip} ch) at stride 2, " if hc.skip else "")
+        out = r.step("head.classify", what + "1x1 conv to K+1 classes, upsampled to the input", lambda: model.head(fused, x),
                      fused, "B D h w", "B K+1 H W", model.head)
         r.step("argmax", "class per pixel (0 = background)", lambda: out["logits"].argmax(1), out["logits"],
                "B K+1 H W", "B H W")

@@ -45,7 +45,7 @@ class Scene:
 def _polygons(rng: np.random.Generator, label: int, radius: float) -> tuple[list, np.ndarray, np.ndarray]:
     a = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    polys = [(pts @ rot.T * radius, fill) for pts, fill in shapes._SHAPES[CLASSES[label]]]
+    polys = [(pts @ rot.T * radius, fill) for pts, fill in shapes.OUTLINES[CLASSES[label]]]
     return polys, polys[0][0].min(0), polys[0][0].max(0)
 
 
@@ -75,19 +75,19 @@ def _place(rng: np.random.Generator, label: int, h: int, w: int, taken: list[np.
 
 
 def _check_size(size: int | Sequence[int]) -> tuple[int, int]:
-    return shapes._check_size(size)
+    return shapes.check_size(size)
 
 
 def render_scene(index: int, split: str = "val", seed: int = 0, size: int | Sequence[int] = (64, 64)) -> Scene:
     """Scene `index` of `split` ("train" | "val" | "test") at `size` (H, W) or a side, >= 32 px. The same
     arguments give the same pixels and targets; scenes are drawn in fractions of the image, so one index is
     the same scene at any size or aspect."""
-    index, seed = shapes._check_nonneg("index", index), shapes._check_nonneg("seed", seed)
+    index, seed = shapes.check_nonneg("index", index), shapes.check_nonneg("seed", seed)
     h, w = _check_size(size)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, shapes._check_split(split), index, SALT]))
-    bg = shapes._background(rng, h, w)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, shapes.check_split(split), index, SALT]))
+    bg = shapes.background(rng, h, w)
     canvas = Image.fromarray((bg * 255).astype(np.uint8))
-    shapes._distractors(rng, canvas, bg.mean((0, 1)))
+    shapes.distractors(rng, canvas, bg.mean((0, 1)))
     out = np.asarray(canvas, dtype=np.float32) / 255
     labels, hard = [], []
     for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
@@ -95,8 +95,8 @@ def render_scene(index: int, split: str = "val", seed: int = 0, size: int | Sequ
         soft = _place(rng, label, h, w, hard)
         if soft is None:
             continue
-        luma = float((out @ shapes._LUMA * soft).sum() / max(float(soft.sum()), 1e-6))
-        out = out * (1 - soft[..., None]) + shapes._contrasting(rng, luma) * soft[..., None]
+        luma = float((out @ shapes.LUMA * soft).sum() / max(float(soft.sum()), 1e-6))
+        out = out * (1 - soft[..., None]) + shapes.contrasting(rng, luma) * soft[..., None]
         hard = [m & ~(soft >= 0.5) for m in hard] + [soft >= 0.5]  # the new object hides what it covers
         labels.append(label)
     out += rng.standard_normal((h, w, 3), dtype=np.float32) * rng.uniform(0.01, 0.04)

@@ -83,7 +83,8 @@ def evaluate_task(model: TaskModel, data: SceneTensors, batch_size: int = 128,
         return {"metric": ap["map_50"], "map_50": ap["map_50"], "map": ap["map"], "map_75": ap["map_75"],
                 "n": len(data)}
     iou = mean_iou(torch.cat(masks), data.semantic.long(), model.head_config.num_classes + 1)
-    return {"metric": iou["miou"], "miou": iou["miou"], "per_class_iou": iou["per_class"], "n": len(data)}
+    return {"metric": iou["miou"], "miou": iou["miou"], "miou_per_image": iou["miou_per_image"],
+            "per_class_iou": iou["per_class"], "n": len(data)}
 
 
 @dataclass

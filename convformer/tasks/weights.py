@@ -31,13 +31,15 @@ def bundled_task_checkpoint(task: str, fusion: str, head: str = "") -> Path | No
     return path if path.is_file() else None
 
 
-def save_task_checkpoint(model: TaskModel, path: str | Path, **meta: Any) -> Path:
-    """Write `path` (.safetensors) and `path.json`: weights, backbone and head configs, metadata."""
+def save_task_checkpoint(model: TaskModel, path: str | Path, *, half: bool = False, **meta: Any) -> Path:
+    """Write `path` (.safetensors) and `path.json`: weights, backbone and head configs, metadata. `half`: store
+    the floating-point tensors as float16 (half the file; loading upcasts them to the model's float32)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"task": model.task, "config": model.config.to_dict(), "head": model.head_config.to_dict(),
-                       "meta": meta}, indent=2, default=list)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+                       "meta": {**meta, "stored_dtype": "float16" if half else "float32"}}, indent=2, default=list)
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu()
+             for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={KEY: text, "format": "pt"})
     path.with_suffix(".json").write_text(text + "\n")
     return path
@@ -128,9 +130,10 @@ def create_task_model(task: str, fusion: str = "mid", *, weights: str | Path = "
     head = HeadConfig(task=task, **head_fields)
     if weights == "bundled":
         path = bundled_task_checkpoint(task, fusion, "" if head.head == HEADS[task][0] else head.head)
-        if path is not None and not config:
+        if path is not None and not {k for k in config if k != "head"}:  # naming a head picks that head's file
             return load_task_checkpoint(path, task)
-        warnings.warn(f"no bundled {task} checkpoint for {fusion!r}{' with these settings' if path else ''}; "
+        which = f"{head.head}-head {task}" if head.head != HEADS[task][0] else task
+        warnings.warn(f"no bundled {which} checkpoint for {fusion!r}{' with these settings' if path else ''}; "
                       "the head has random weights", stacklevel=2)
     model = TaskModel(_backbone_config(fusion, backbone_fields), head)
     if weights != "random" and not backbone_fields:

@@ -13,20 +13,21 @@ from typing import Any
 
 import torch
 
-from ..config import FUSIONS, MERGES, POOLS
+from ..config import FUSIONS
 from ..data.datasets import make_datasets
-from .loop import OPTIMIZERS, TrainConfig, fit
+from ..flags import add_config_flags, add_model_flags, overrides as config_overrides, preset_of
+from ..presets import create, preset_name
+from .config import OPTIMIZERS, TrainConfig
+from .loop import fit
 
 __all__ = ["add_parser", "train_command"]
 
-_OVERRIDES = {"embed_dim": int, "depth": int, "num_heads": int, "patch_size": int, "mlp_ratio": float,
-              "drop_rate": float, "drop_path_rate": float}
-# flags a recipe fills in when they are not given: flag -> (recipe field, default without a recipe)
-_FROM_RECIPE = {"epochs": ("epochs", 10), "img_size": ("img_size", [64]), "lr": ("lr", 2e-3),
-                "batch_size": ("batch_size", 128), "warmup_epochs": ("warmup_epochs", 1.0),
-                "label_smoothing": ("label_smoothing", 0.1), "augment": ("augment", True),
-                "train_size": ("train_size", 10000), "val_size": ("val_size", 1000),
-                "optimizer": ("optimizer", "adamw")}
+CONFIG = ("embed_dim", "depth", "num_heads", "patch_size", "mlp_ratio", "drop_rate", "drop_path_rate", "conv_widths",
+          "conv_depths", "pool", "merge")  # the model's config flags (convformer.flags), besides --img-size
+# data and model flags a recipe fills in when they are not given: flag -> default without a recipe
+_FROM_RECIPE = {"img_size": [64], "train_size": 10000, "val_size": 1000}
+# TrainConfig fields a recipe sets (Recipe.train_config); a flag given explicitly wins
+_TRAINING = ("epochs", "lr", "batch_size", "warmup_epochs", "label_smoothing", "augment", "optimizer")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,14 +36,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               description="Train on the built-in shapes data or an image folder / zip.")
     p.add_argument("--recipe", choices=FUSIONS, help="the measured one-minute recipe of this fusion stage "
                    "(model, image size, data size, epochs, lr, ...); flags given explicitly override it")
-    p.add_argument("--fusion", choices=FUSIONS, help="default: mid, or the preset's")
-    p.add_argument("--preset", help="start from this preset's config (default: convformer_<fusion>_tiny)")
+    add_model_flags(p, fusion=None, fusion_help="default: mid, or the preset's",
+                    preset_help="start from this preset's config (default: convformer_<fusion>_tiny)",
+                    checkpoint_help=None)
     p.add_argument("--dataset", default="shapes", help="'shapes', or a folder root/<class>/*.png, or a .zip")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--init", metavar="CHECKPOINT", help="start from these weights and their config (fine-tune); "
                    "config flags are then not allowed")
     p.add_argument("--epochs", type=int, help="default 10")
-    p.add_argument("--img-size", type=int, nargs="+", metavar="PX", help="one side, or H W (default 64)")
+    add_config_flags(p, ("img_size",), help={"img_size": "one side, or H W (default 64)"})
     p.add_argument("--lr", type=float, help="default 2e-3")
     p.add_argument("--min-lr", type=float, default=1e-5)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -67,12 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--distributed", action="store_true", help="DDP (implied under torchrun with >1 process)")
     p.add_argument("--time-limit", type=float, help="seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    for name, kind in _OVERRIDES.items():
-        p.add_argument("--" + name.replace("_", "-"), type=kind)
-    p.add_argument("--conv-widths", type=int, nargs="+")
-    p.add_argument("--conv-depths", type=int, nargs="+")
-    p.add_argument("--pool", choices=POOLS)
-    p.add_argument("--merge", choices=MERGES)
+    add_config_flags(p, CONFIG, checked=True)
     p.set_defaults(func=train_command)
     return p
 
@@ -85,33 +82,33 @@ def _fill(args: argparse.Namespace) -> None:
         recipe = RECIPES[args.recipe]
         if args.fusion and args.fusion != args.recipe or args.preset or args.init:
             raise ValueError("--recipe picks the model: drop --fusion / --preset / --init")
-    for flag, (fld, default) in _FROM_RECIPE.items():
+    for flag, default in _FROM_RECIPE.items():
         if getattr(args, flag) is None:
-            value = getattr(recipe, fld) if recipe else default
+            value = getattr(recipe, flag) if recipe else default
             setattr(args, flag, [value] if flag == "img_size" and isinstance(value, int) else value)
     args.recipe_obj = recipe
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the flags describe: the recipe's (Recipe.train_config, the one place a recipe becomes a
+    TrainConfig) or TrainConfig's defaults, with every training flag given explicitly winning."""
+    recipe = args.recipe_obj
+    given = {k: getattr(args, k) for k in _TRAINING if getattr(args, k) is not None}
+    lr = given.get("lr", recipe.lr if recipe else TrainConfig.lr)
+    rest = dict(min_lr=min(args.min_lr, lr), weight_decay=args.weight_decay, seed=args.seed, hflip=args.hflip,
+                num_workers=args.num_workers, amp=args.amp, device=args.device, channels_last=args.channels_last,
+                distributed=args.distributed, time_limit=args.time_limit, progress_bar=not args.quiet)
+    return recipe.train_config(**given, **rest) if recipe else TrainConfig(**given, **rest)
+
+
 def train_command(args: argparse.Namespace) -> None:
-    from ..presets import create, preset_name
     _fill(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     size = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in (*_OVERRIDES, "pool", "merge")}
-    overrides.update(conv_widths=tuple(args.conv_widths) if args.conv_widths else None,
-                     conv_depths=tuple(args.conv_depths) if args.conv_depths else None,
-                     fusion=args.fusion, img_size=size)
-    if args.conv_widths and not args.conv_depths:
-        overrides["conv_depths"] = (1,) * len(args.conv_widths)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, min_lr=min(args.min_lr, args.lr),
-                      weight_decay=args.weight_decay, optimizer=args.optimizer, batch_size=args.batch_size,
-                      warmup_epochs=args.warmup_epochs,
-                      label_smoothing=args.label_smoothing, seed=args.seed, augment=args.augment,
-                      hflip=args.hflip, num_workers=args.num_workers, amp=args.amp, device=args.device,
-                      channels_last=args.channels_last, distributed=args.distributed, time_limit=args.time_limit,
-                      progress_bar=not args.quiet)
-    name = args.preset or preset_name(args.fusion or "mid")
+    overrides: dict[str, Any] = {**config_overrides(args, CONFIG), "fusion": args.fusion, "img_size": size}
+    cfg = train_config(args)
+    name = preset_of(args)
     if args.recipe_obj is not None:
         name = preset_name(args.recipe, "shapes")
         overrides = {**args.recipe_obj.model, **{k: v for k, v in overrides.items() if v is not None},

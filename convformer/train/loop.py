@@ -20,13 +20,12 @@ step, where reading costs nothing), and the progress reports of those steps foll
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,125 +35,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
-from ..export.checkpoint import save_checkpoint
 from ..data.datasets import Datasets, ImageTensors, make_datasets, materialize
 from ..model import ConvFormer
-from .muon import Muon
+from .config import OPTIMIZERS, STOPS, TrainConfig, TrainResult
+from .optim import lr_factor, optimizers, param_groups
+from .results import plot_curves, save_best
 
-__all__ = ["Datasets", "ImageTensors", "TrainConfig", "TrainResult", "evaluate", "fit",
-           "make_datasets", "materialize", "plot_curves"]
-
-
-OPTIMIZERS = ("adamw", "muon")
-
-
-@dataclass
-class TrainConfig:
-    """How to train. Limits (`max_epochs`, `max_images`, `time_limit`) keep a web session bounded."""
-
-    epochs: int = 10                   # passes over the training split
-    lr: float = 2e-3                   # peak learning rate (AdamW, and Muon), reached after warm-up
-    min_lr: float = 1e-5               # end of the cosine schedule
-    weight_decay: float = 0.05         # not applied to norms, biases, pos_embed, cls_token
-    optimizer: str = "adamw"           # adamw | muon: Muon on the hidden weight matrices, AdamW on the rest
-    batch_size: int = 128              # per process
-    warmup_epochs: float = 1.0         # linear warm-up, then cosine, stepped every batch
-    label_smoothing: float = 0.1
-    grad_clip: float | None = 1.0      # max gradient norm; None: no clipping
-    seed: int = 0                      # same seed, same device -> same loss curve
-    augment: bool = True               # mild random resized crop (+ flip) on the training batches
-    crop_scale: tuple[float, float] = (0.75, 1.0)  # area fraction kept by the random crop
-    hflip: bool = True                 # random horizontal flip; turn off when mirroring changes the class
-    num_workers: int = 0               # decode workers when loading folders; training reads memory
-    amp: bool = True                   # mixed precision (bfloat16 autocast), used only on CUDA
-    channels_last: bool = False        # NHWC model and batches (oneDNN / cuDNN convolutions prefer it)
-    device: str | None = None          # default: $CONVFORMER_DEVICE, CUDA, MPS, then CPU
-    distributed: bool = False          # DDP; also on when the environment has WORLD_SIZE > 1 (torchrun)
-    eval_batch_size: int = 512
-    progress_bar: bool = True          # tqdm on the terminal (rank 0)
-    curves: bool = True                # with out_dir: also draw curves.png at the end (imports matplotlib)
-    max_epochs: int = 300              # refuse longer runs
-    max_images: int = 200_000          # refuse larger training splits
-    time_limit: float | None = None    # seconds; stop (like cancel) when reached
-    target_acc: float | None = None    # stop at the end of the first epoch whose validation accuracy reaches it
-    read_loss_every: int | None = None  # steps between loss read-backs (and progress); None: 1 on CPU, 16 on GPU
-
-    def __post_init__(self) -> None:
-        self.crop_scale = tuple(self.crop_scale)
-        checks = {  # field: (ok, what is allowed)
-            "epochs": (1 <= self.epochs <= self.max_epochs, f"an integer in [1, max_epochs={self.max_epochs}]"),
-            "lr": (0 < self.lr < 10, "a number in (0, 10)"),
-            "min_lr": (0 <= self.min_lr <= self.lr, "a number in [0, lr]"),
-            "weight_decay": (0 <= self.weight_decay < 10, "a number in [0, 10)"),
-            "optimizer": (self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            "batch_size": (1 <= self.batch_size <= 65536, "an integer in [1, 65536]"),
-            "warmup_epochs": (0 <= self.warmup_epochs <= self.epochs, "a number in [0, epochs]"),
-            "label_smoothing": (0 <= self.label_smoothing < 1, "a number in [0, 1)"),
-            "grad_clip": (self.grad_clip is None or self.grad_clip > 0, "None or a positive number"),
-            "seed": (0 <= self.seed < 2 ** 32, "an integer in [0, 2**32)"),
-            "crop_scale": (len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
-                           "(low, high) with 0 < low <= high <= 1"),
-            "num_workers": (0 <= self.num_workers <= 64, "an integer in [0, 64]"),
-            "eval_batch_size": (self.eval_batch_size >= 1, "a positive integer"),
-            "time_limit": (self.time_limit is None or self.time_limit > 0, "None or a positive number of seconds"),
-            "target_acc": (self.target_acc is None or 0 < self.target_acc <= 1, "None or a number in (0, 1]"),
-            "read_loss_every": (self.read_loss_every is None or 1 <= self.read_loss_every <= 10_000,
-                                "None or an integer in [1, 10000]"),
-        }
-        for name, (ok, allowed) in checks.items():
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: expected {allowed}")
-
-
-@dataclass
-class TrainResult:
-    """What `fit` returns. `model` holds the best weights (by validation accuracy)."""
-
-    model: ConvFormer
-    history: list[dict[str, float]]    # one entry per epoch: epoch, train_loss, val_loss, val_acc, lr, time
-    best: dict[str, float]             # the best epoch's entry
-    step_losses: list[float]
-    train_time: float                  # seconds
-    cancelled: bool                    # stopped by `cancel` or `time_limit`
-    checkpoint: Path | None = None     # out_dir/best.safetensors
-    test: dict[str, Any] | None = None  # `evaluate` on test_set, if given
-    stop: str = "completed"            # why it ended: one of STOPS
-
-
-STOPS = ("completed", "cancelled", "time_limit", "target_acc")  # every epoch ran; cancel; time_limit; target_acc
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on weight matrices and kernels only, not on norms, biases, embeddings."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token"))
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def optimizers(model: nn.Module, cfg: "TrainConfig") -> list[torch.optim.Optimizer]:
-    """[AdamW over `param_groups`], or with cfg.optimizer == "muon" [Muon, AdamW]: Muon takes the 2-D weight
-    matrices of the hidden layers (not the classifier, whose rows are per class; conv kernels are 4-D and stay
-    with AdamW, as do norms, biases and embeddings)."""
-    groups = param_groups(model, cfg.weight_decay)
-    head = {id(p) for p in model.get_classifier().parameters()}
-    hidden = [p for p in groups[0]["params"] if p.ndim == 2 and id(p) not in head]
-    if cfg.optimizer == "adamw" or not hidden:  # a pure CNN has no hidden matrices: AdamW alone
-        return [torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=True)]
-    groups[0]["params"] = [p for p in groups[0]["params"] if p.ndim != 2 or id(p) in head]
-    return [Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
-            torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=True)]
-
-
-def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
-    """Linear warm-up from 1 / warmup to 1 over `warmup` steps, then cosine from 1 down to `floor`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+__all__ = ["OPTIMIZERS", "STOPS", "Datasets", "ImageTensors", "TrainConfig", "TrainResult", "evaluate", "fit",
+           "lr_factor", "make_datasets", "materialize", "normalizer", "optimizers", "param_groups", "plot_curves",
+           "save_best"]
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, scale: tuple[float, float], hflip: bool) -> torch.Tensor:
@@ -172,7 +61,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, scale: tuple[float, float], h
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _normalizer(model: ConvFormer, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def normalizer(model: ConvFormer, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     c = model.config.in_chans
     mean, std = torch.tensor(model.config.mean), torch.tensor(model.config.std)
     if c != 3:
@@ -216,7 +105,7 @@ def evaluate(model: ConvFormer, data: Dataset, *, batch_size: int = 512, device:
     if not isinstance(data, ImageTensors):
         data = materialize(data, model.config.img_size, model.config.in_chans)
     _check_data(model, data, "evaluation data")
-    norm, k = _normalizer(model, device), model.config.num_classes
+    norm, k = normalizer(model, device), model.config.num_classes
     was_training = model.training
     model.eval()
     idx = torch.arange(len(data)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
@@ -291,210 +180,215 @@ def fit(model: ConvFormer, train_set: Dataset, val_set: Dataset, cfg: TrainConfi
             raise ValueError("the training and validation splits need at least one image each")
         cuda = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # seeds its own RNG; the caller's is restored afterwards
-            return _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress, cancel,
-                        Path(out_dir) if out_dir is not None else None, test_set, metadata or {})
+            return _Training(model, train_set, val_set, cfg, _Place(device, rank, world, on_dist), progress=progress,
+                             cancel=cancel, out_dir=Path(out_dir) if out_dir is not None else None,
+                             test_set=test_set, metadata=metadata).run()
     finally:
         if created:
             dist.destroy_process_group()
 
 
-def _fit(model, train_set, val_set, cfg, device, rank, world, on_dist, progress, cancel, out_dir, test_set,
-         metadata) -> TrainResult:
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed + rank)  # augmentation randomness, per process
-    model.to(device).train()
-    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model.to(memory_format=layout)
-    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
-        if on_dist else model
-    sampler = DistributedSampler(range(len(train_set)), num_replicas=world, rank=rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=False)
-    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    opts = optimizers(model, cfg)
-    opt = opts[-1]  # AdamW: its learning rate is the one reported (every group follows the same schedule)
-    floor = cfg.min_lr / cfg.lr
-    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, total, warmup, floor)) for o in opts]
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    norm = _normalizer(model, device)
-    val_shard = list(range(rank, len(val_set), world))
-    fetch, resident = _batch_source(train_set, device)
-    read_every = cfg.read_loss_every or (1 if device.type == "cpu" else 16)
-    writer = rank == 0 and out_dir is not None
-    classes = list(train_set.classes) or [str(i) for i in range(model.config.num_classes)]
+@dataclass
+class _Place:
+    """Where a run trains: its device, this process's rank among `world`, and whether DDP is on."""
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    on_dist: bool = False
 
-    history: list[dict[str, float]] = []
-    step_losses: list[float] = []
-    pending: list[tuple[torch.Tensor, float]] = []  # (loss on the device, lr) of the steps not read back yet
-    best: dict[str, float] = {}
-    best_state: dict[str, torch.Tensor] | None = None
-    step, stopped, start, cpu_start = 0, False, time.perf_counter(), time.process_time()
-    reason = "completed"
-    bar = None
-    if cfg.progress_bar and rank == 0:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, desc="train", unit="step", dynamic_ncols=True)
 
-    def info(event: str, epoch: int, at: int | None = None, lr: float | None = None,
-             **extra: Any) -> dict[str, Any]:
-        elapsed, at = time.perf_counter() - start, step if at is None else at
-        return {"event": event, "epoch": epoch, "epochs": cfg.epochs, "step": at, "total_steps": total,
-                "loss": step_losses[-1] if step_losses else None,
-                "lr": opt.param_groups[0]["lr"] if lr is None else lr,
-                "val_loss": history[-1]["val_loss"] if history else None,
-                "val_acc": history[-1]["val_acc"] if history else None,
-                "best_val_acc": best.get("val_acc"), "elapsed": elapsed,
-                "images_per_s": at * cfg.batch_size * world / max(elapsed, 1e-9),
-                "history": history, **extra}
+class _Training:
+    """The state of one `fit`: the model and how it is stepped (optimizers, schedules, precision), the history
+    so far, the best model and the clock. `run()` is the loop; each part of it is one method below."""
 
-    def read_back(epoch: int, losses: list[float]) -> None:
+    def __init__(self, model: ConvFormer, train_set: ImageTensors, val_set: ImageTensors, cfg: TrainConfig,
+                 place: _Place, *, progress=None, cancel=None, out_dir: Path | None = None,
+                 test_set: Dataset | None = None, metadata: dict[str, Any] | None = None) -> None:
+        self.model, self.train_set, self.val_set, self.cfg, self.place = model, train_set, val_set, cfg, place
+        self.progress, self.cancel, self.out_dir, self.test_set = progress, cancel, out_dir, test_set
+        self.metadata = metadata or {}
+        device, rank, world = place.device, place.rank, place.world
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + rank)  # augmentation randomness, per process
+        model.to(device).train()
+        self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model.to(memory_format=self.layout)
+        self.net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None) if place.on_dist else model
+        self.sampler = DistributedSampler(range(len(train_set)), num_replicas=world, rank=rank, shuffle=True,
+                                          seed=cfg.seed, drop_last=False)
+        self.steps_per_epoch = math.ceil(len(self.sampler) / cfg.batch_size)
+        self.total = total = self.steps_per_epoch * cfg.epochs
+        warmup, floor = round(cfg.warmup_epochs * self.steps_per_epoch), cfg.min_lr / cfg.lr
+        self.opts = optimizers(model, cfg)
+        self.opt = self.opts[-1]  # AdamW: its learning rate is the one reported (every group follows the same schedule)
+        self.scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, total, warmup, floor))
+                       for o in self.opts]
+        self.use_amp = cfg.amp and device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.norm = normalizer(model, device)
+        self.val_shard = list(range(rank, len(val_set), world))
+        self.fetch, self.resident = _batch_source(train_set, device)
+        self.read_every = cfg.read_loss_every or (1 if device.type == "cpu" else 16)
+        self.writer = rank == 0 and out_dir is not None
+        self.classes = list(train_set.classes) or [str(i) for i in range(model.config.num_classes)]
+        self.history: list[dict[str, float]] = []
+        self.step_losses: list[float] = []
+        self.pending: list[tuple[torch.Tensor, float]] = []  # (loss on the device, lr) of the steps not read back yet
+        self.best: dict[str, float] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.step, self.stopped, self.reason = 0, False, "completed"
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.bar = None
+        if cfg.progress_bar and rank == 0:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, desc="train", unit="step", dynamic_ncols=True)
+
+    def report(self, event: str, epoch: int, at: int | None = None, lr: float | None = None, **extra: Any) -> None:
+        """`progress(info)` on rank 0 (see `fit` for what info holds)."""
+        if self.progress is None or self.place.rank != 0:
+            return
+        elapsed, at = time.perf_counter() - self.start, self.step if at is None else at
+        history, cfg = self.history, self.cfg
+        self.progress({"event": event, "epoch": epoch, "epochs": cfg.epochs, "step": at, "total_steps": self.total,
+                       "loss": self.step_losses[-1] if self.step_losses else None,
+                       "lr": self.opt.param_groups[0]["lr"] if lr is None else lr,
+                       "val_loss": history[-1]["val_loss"] if history else None,
+                       "val_acc": history[-1]["val_acc"] if history else None,
+                       "best_val_acc": self.best.get("val_acc"), "elapsed": elapsed,
+                       "images_per_s": at * cfg.batch_size * self.place.world / max(elapsed, 1e-9),
+                       "history": history, **extra})
+
+    def read_back(self, epoch: int, losses: list[float]) -> None:
         """The pending steps' losses in one device-to-host copy (the one wait for the GPU), then their
         progress reports, step by step."""
-        if not pending:
+        if not self.pending:
             return
-        values = torch.stack([loss for loss, _ in pending]).tolist()
-        first = step - len(values) + 1
-        for i, (value, (_, lr)) in enumerate(zip(values, pending)):
+        values = torch.stack([loss for loss, _ in self.pending]).tolist()
+        first = self.step - len(values) + 1
+        for i, (value, (_, lr)) in enumerate(zip(values, self.pending)):
             losses.append(value)
-            step_losses.append(value)
-            if progress is not None and rank == 0:
-                progress(info("step", epoch, at=first + i, lr=lr))
-        pending.clear()
-        if bar is not None:
-            bar.update(len(values))
-            bar.set_postfix(epoch=epoch, loss=f"{values[-1]:.3f}", refresh=False)
+            self.step_losses.append(value)
+            self.report("step", epoch, at=first + i, lr=lr)
+        self.pending.clear()
+        if self.bar is not None:
+            self.bar.update(len(values))
+            self.bar.set_postfix(epoch=epoch, loss=f"{values[-1]:.3f}", refresh=False)
 
-    def end_epoch(epoch: float, losses: list[float]) -> None:
-        nonlocal best, best_state
-        ev = evaluate(model, val_set, batch_size=cfg.eval_batch_size, device=device, indices=val_shard)
-        sums = _reduce([ev["loss"] * ev["n"], ev["correct"], ev["n"], sum(losses), len(losses)], device, on_dist)
-        row = {"epoch": epoch, "train_loss": sums[3] / max(sums[4], 1), "val_loss": sums[0] / max(sums[2], 1),
-               "val_acc": sums[1] / max(sums[2], 1), "lr": opt.param_groups[0]["lr"], "step": step,
-               "time": time.perf_counter() - start}
-        history.append(row)
-        if not best or row["val_acc"] > best["val_acc"]:
-            best = dict(row)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if writer:
-                _save(model, out_dir, classes, best, history, cfg, metadata, row["time"], None)
-        if bar is not None:
-            bar.write(f"epoch {epoch:g}: train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-                      f"val_acc {row['val_acc']:.2%}")
+    def train_step(self, batch: torch.Tensor) -> None:
+        """One optimizer step on the images at `batch` (indices); its loss stays on the device (`pending`)."""
+        cfg, opts, device = self.cfg, self.opts, self.place.device
+        x, y = self.fetch(batch)
+        x = x.float().div_(255)
+        if cfg.augment:
+            x = augment(x, self.gen, cfg.crop_scale, cfg.hflip)
+        x = x.contiguous(memory_format=self.layout)
+        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            loss = F.cross_entropy(self.net(self.norm(x)), y, label_smoothing=cfg.label_smoothing)
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            for o in opts:
+                self.scaler.unscale_(o)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        for o in opts:
+            self.scaler.step(o)
+        self.scaler.update()
+        for sched in self.scheds:
+            sched.step()
+        self.step += 1
+        self.pending.append((loss.detach(), self.opt.param_groups[0]["lr"]))
 
-    for epoch in range(cfg.epochs):
-        sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler), dtype=torch.long)
-        if resident:
-            order = order.to(device)  # one copy per epoch; the batches are then cut on the device
+    def should_stop(self, read: bool) -> tuple[bool, bool]:
+        """(stop now, because of the time limit): cancel or time_limit; under DDP every rank agrees (one wait,
+        where the losses are read)."""
+        over_time = self.cfg.time_limit is not None and time.perf_counter() - self.start > self.cfg.time_limit
+        stop = bool(self.cancel is not None and self.cancel.is_set()) or over_time
+        if self.place.on_dist:
+            stop = read and _reduce([float(stop)], self.place.device, True)[0] > 0
+        return stop, over_time
+
+    def train_epoch(self, epoch: int) -> list[float]:
+        """One pass over this process's shard; its step losses. Sets `stopped` when cancelled or out of time."""
+        self.sampler.set_epoch(epoch)
+        order = torch.tensor(list(self.sampler), dtype=torch.long)
+        if self.resident:
+            order = order.to(self.place.device)  # one copy per epoch; the batches are then cut on the device
         losses: list[float] = []
-        batches = order.split(cfg.batch_size)
+        batches = order.split(self.cfg.batch_size)
         for i, batch in enumerate(batches):
-            x, y = fetch(batch)
-            x = x.float().div_(255)
-            if cfg.augment:
-                x = augment(x, gen, cfg.crop_scale, cfg.hflip)
-            x = x.contiguous(memory_format=layout)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = F.cross_entropy(net(norm(x)), y, label_smoothing=cfg.label_smoothing)
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                for o in opts:
-                    scaler.unscale_(o)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            for o in opts:
-                scaler.step(o)
-            scaler.update()
-            for sched in scheds:
-                sched.step()
-            step += 1
-            pending.append((loss.detach(), opt.param_groups[0]["lr"]))
-            read = len(pending) >= read_every or i == len(batches) - 1
+            self.train_step(batch)
+            read = len(self.pending) >= self.read_every or i == len(batches) - 1
             if read:
-                read_back(epoch + 1, losses)
-            over_time = cfg.time_limit is not None and time.perf_counter() - start > cfg.time_limit
-            stop = bool(cancel is not None and cancel.is_set()) or over_time
-            if on_dist:  # every rank stops at the same step: agreed (one wait) where the losses are read
-                stop = read and _reduce([float(stop)], device, on_dist)[0] > 0
+                self.read_back(epoch + 1, losses)
+            stop, over_time = self.should_stop(read)
             if stop:
-                read_back(epoch + 1, losses)
-                stopped, reason = True, "time_limit" if over_time else "cancelled"
+                self.read_back(epoch + 1, losses)
+                self.stopped, self.reason = True, "time_limit" if over_time else "cancelled"
                 break
-        if not stopped or not history:
-            end_epoch(epoch + 1 if not stopped else round(epoch + len(losses) / steps_per_epoch, 3), losses)
-            if progress is not None and rank == 0:
-                progress(info("epoch", epoch + 1))
-        if not stopped and cfg.target_acc is not None and history[-1]["val_acc"] >= cfg.target_acc \
-                and epoch + 1 < cfg.epochs:
-            reason = "target_acc"  # every rank has the same (reduced) accuracy: they stop together
-            break
-        if stopped:
-            break
-    if bar is not None:
-        bar.close()
-    train_time = time.perf_counter() - start
-    metadata = {**metadata, "cpu_time": round(time.process_time() - cpu_start, 1)}  # all threads of this process
-    model.load_state_dict(best_state)
-    model.eval()
-    test, timing = None, {"train": train_time}
-    if test_set is not None:
-        test = evaluate(model, test_set, batch_size=cfg.eval_batch_size, device=device)
-    timing["test"] = time.perf_counter() - start - train_time
-    checkpoint = None
-    if writer:
-        checkpoint = _save(model, out_dir, classes, best, history, cfg, metadata, train_time, test,
-                           step_losses=step_losses, cancelled=stopped, stop=reason)
-    timing["save"] = time.perf_counter() - start - train_time - timing["test"]
-    result = TrainResult(model, history, best, step_losses, train_time, stopped, checkpoint, test, reason)
-    if progress is not None and rank == 0:
-        progress(info("done", int(math.ceil(history[-1]["epoch"])), cancelled=stopped, test=test, stop=reason,
-                      timing=timing))
-    return result
+        return losses
 
+    def end_epoch(self, epoch: float, losses: list[float]) -> None:
+        """Evaluate on the validation split (reduced over ranks), add the history row, keep the best model."""
+        model, device = self.model, self.place.device
+        ev = evaluate(model, self.val_set, batch_size=self.cfg.eval_batch_size, device=device, indices=self.val_shard)
+        sums = _reduce([ev["loss"] * ev["n"], ev["correct"], ev["n"], sum(losses), len(losses)], device,
+                       self.place.on_dist)
+        row = {"epoch": epoch, "train_loss": sums[3] / max(sums[4], 1), "val_loss": sums[0] / max(sums[2], 1),
+               "val_acc": sums[1] / max(sums[2], 1), "lr": self.opt.param_groups[0]["lr"], "step": self.step,
+               "time": time.perf_counter() - self.start}
+        self.history.append(row)
+        if not self.best or row["val_acc"] > self.best["val_acc"]:
+            self.best = dict(row)
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if self.writer:
+                self.save(row["time"])
+        if self.bar is not None:
+            self.bar.write(f"epoch {epoch:g}: train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+                           f"val_acc {row['val_acc']:.2%}")
 
-def _save(model, out_dir: Path, classes, best, history, cfg, metadata, train_time, test, *,
-          step_losses=None, cancelled=False, stop="completed") -> Path:
-    """best.safetensors (+ .json); at the end also metrics.json and curves.png."""
-    metrics = {k: best[k] for k in ("val_acc", "val_loss", "train_loss", "epoch")}
-    if test is not None:
-        metrics.update(test_acc=test["acc"], test_loss=test["loss"], test_n=test["n"])
-    meta = {"classes": classes, **metadata, "metrics": metrics, "epochs": history[-1]["epoch"],
-            "train_time": round(train_time, 1), "train_config": asdict(cfg)}
-    path = save_checkpoint(model, out_dir / "best.safetensors", **meta)
-    if step_losses is not None:
-        (out_dir / "metrics.json").write_text(json.dumps(
-            {"best": best, "test": test, "history": history, "cancelled": cancelled, "stop": stop, "train_time": train_time,
-             "step_losses": step_losses, "config": model.config.to_dict(), "meta": meta},
-            indent=2, default=list) + "\n")
-        if cfg.curves:
-            plot_curves(history, step_losses, out_dir / "curves.png")
-    return path
+    def save(self, train_time: float, test: dict[str, Any] | None = None, *, final: bool = False) -> Path:
+        """The best model so far as a checkpoint (`save_best`); `final`: with metrics.json and curves.png."""
+        return save_best(self.model, self.out_dir, classes=self.classes, best=self.best, history=self.history,
+                         cfg=self.cfg, metadata=self.metadata, train_time=train_time, test=test,
+                         step_losses=self.step_losses if final else None, cancelled=self.stopped, stop=self.reason)
 
+    def run(self) -> TrainResult:
+        """Every epoch (or until a stop), then the best model restored, tested and saved."""
+        cfg = self.cfg
+        for epoch in range(cfg.epochs):
+            losses = self.train_epoch(epoch)
+            if not self.stopped or not self.history:
+                self.end_epoch(epoch + 1 if not self.stopped else
+                               round(epoch + len(losses) / self.steps_per_epoch, 3), losses)
+                self.report("epoch", epoch + 1)
+            if not self.stopped and cfg.target_acc is not None and self.history[-1]["val_acc"] >= cfg.target_acc \
+                    and epoch + 1 < cfg.epochs:
+                self.reason = "target_acc"  # every rank has the same (reduced) accuracy: they stop together
+                break
+            if self.stopped:
+                break
+        if self.bar is not None:
+            self.bar.close()
+        return self.finish()
 
-def plot_curves(history: list[dict[str, float]], step_losses: list[float], path: str | Path) -> Path:
-    """Training curves as a PNG: train loss per step and per epoch, val loss, val accuracy."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure  # no pyplot: no global state, safe from threads
-    fig = Figure(figsize=(9, 3.4), dpi=100, layout="constrained")
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    spe = history[-1]["step"] / history[-1]["epoch"] if history and history[-1]["epoch"] else 1
-    if step_losses:
-        ax_loss.plot([(i + 1) / spe for i in range(len(step_losses))], step_losses, lw=0.6, alpha=0.4,
-                     color="tab:blue", label="train (step)")
-    epochs = [h["epoch"] for h in history]
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train")
-    ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", color="tab:orange", label="val")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_loss.legend()
-    ax_acc.plot(epochs, [100 * h["val_acc"] for h in history], "o-", color="tab:green")
-    ax_acc.set(xlabel="epoch", ylabel="%", title="validation accuracy", ylim=(0, 100))
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-    fig.savefig(path)
-    return Path(path)
-
+    def finish(self) -> TrainResult:
+        """The best weights back in the model; the test split; the final checkpoint; the "done" report."""
+        model, start = self.model, self.start
+        train_time = time.perf_counter() - start
+        self.metadata = {**self.metadata, "cpu_time": round(time.process_time() - self.cpu_start, 1)}  # all threads
+        model.load_state_dict(self.best_state)
+        model.eval()
+        test, timing = None, {"train": train_time}
+        if self.test_set is not None:
+            test = evaluate(model, self.test_set, batch_size=self.cfg.eval_batch_size, device=self.place.device)
+        timing["test"] = time.perf_counter() - start - train_time
+        checkpoint = self.save(train_time, test, final=True) if self.writer else None
+        timing["save"] = time.perf_counter() - start - train_time - timing["test"]
+        result = TrainResult(model, self.history, self.best, self.step_losses, train_time, self.stopped, checkpoint,
+                             test, self.reason)
+        self.report("done", int(math.ceil(self.history[-1]["epoch"])), cancelled=self.stopped, test=test,
+                    stop=self.reason, timing=timing)
+        return result

@@ -21,7 +21,7 @@ from PIL import Image
 from convformer.export import command_for, export
 from convformer.data.familiarity import TEXTURE_LIMIT, unlike_shapes
 
-from .. import engine, references, views
+from .. import engine, views
 from .. import safety
 from ..controls import ALL_PRESETS, Controls, spread
 from ..i18n import text
@@ -51,8 +51,8 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
     the session's Train-tab checkpoint (a gr.State), used when weights == "trained". ImageNet weights are
     downloaded first if they are not cached (the progress bar follows the download)."""
     weights = resolve(controls, trained)
-    if weights.kind == "imagenet" and not weights.problem:
-        references.download(controls.fusion, progress)
+    if not weights.problem:
+        weights.fetch(progress)
     r = engine.run(image, controls, weights, cam_target, cam_layer or None, resize=resize)
     k = max(1, min(int(top_k), len(r.classes)))
     top = np.argsort(-r.probs, kind="stable")[:k]
@@ -206,7 +206,7 @@ def pick_example(evt: gr.SelectData = None) -> str:  # type: ignore[assignment]
 def check_config(controls: Controls, trained: str | None = None) -> str:
     """A one-line verdict on the controls, shown next to them: what the model will be, or what is wrong."""
     weights = resolve(controls, trained)
-    if weights.kind == "imagenet":
+    if not weights.runs_convformer:
         return views.plain(i18n.translate(weights.problem), 600) if weights.problem else \
             text("config.imagenet", fusion=views.plain(controls.fusion, 40))
     if weights.fixes_architecture:
@@ -312,7 +312,7 @@ def code(controls: Controls, trained: str | None = None) -> tuple[str, str]:
     configuration alone (convformer.export builds its skeleton on the meta device): no weights are loaded or
     built, whatever the size; a checkpoint gives its configuration and class names from its header."""
     weights = resolve(controls, trained)
-    if weights.kind == "imagenet":
+    if not weights.runs_convformer:
         raise gr.Error(text("code.imagenet"))
     cfg = engine.model_config(controls, weights)
     if weights.kind == "random":

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from convformer.config import FUSIONS, MERGES
+from convformer.config import FUSIONS
 
 from .. import absent, coco_page, engine, i18n, trust_page
 from . import handlers
 from ..tasks import page as task_page
-from ..controls import ALL_PRESETS, RANGES, Controls
+from ..controls import ALL_PRESETS, KNOBS, RANGES, Controls, Knob
 from ..i18n import tr
 from ..weights import WEIGHTS, defaults, resolve
 
@@ -32,6 +32,30 @@ def slider(name: str) -> gr.Slider:
     """A hyperparameter slider with the range of controls.RANGES (which a URL is clamped to)."""
     lo, hi, step = RANGES[name]
     return gr.Slider(lo, hi, getattr(D, name), step=step, label=tr(f"ctl.{name}"))
+
+
+def component(knob: Knob) -> gr.components.Component:
+    """A knob's control: a slider over its range, a text box for numbers separated by commas, else a radio."""
+    if knob.range:
+        return slider(knob.name)
+    if knob.kind == "ints":
+        return gr.Textbox(getattr(D, knob.name), label=tr(knob.label), elem_classes="cf-small")
+    return gr.Radio(list(knob.choices), value=getattr(D, knob.name), label=tr(knob.label))
+
+
+def knob_components() -> dict[str, gr.components.Component]:
+    """Every knob's control, laid out in rows (knobs that share a `row` side by side), by name."""
+    made: dict[str, gr.components.Component] = {}
+    for knob in KNOBS:
+        if knob.name in made:
+            continue
+        if knob.row is None:
+            made[knob.name] = component(knob)
+            continue
+        with gr.Row():
+            for k in (k for k in KNOBS if k.row == knob.row):
+                made[k.name] = component(k)
+    return made
 
 
 def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePage:
@@ -76,21 +100,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
             stats = gr.Markdown(elem_id="stats")
             top_k = gr.Slider(1, 10, 5, step=1, label=tr("ctl.top_k"))
             with gr.Accordion(tr("ctl.hparams"), open=False) as hparams:
-                with gr.Row():
-                    img_size = slider("img_size")
-                    patch_size = slider("patch_size")
-                with gr.Row():
-                    embed_dim = slider("embed_dim")
-                    depth = slider("depth")
-                with gr.Row():
-                    num_heads = slider("num_heads")
-                    mlp_ratio = slider("mlp_ratio")
-                with gr.Row():
-                    conv_widths = gr.Textbox(D.conv_widths, label=tr("ctl.conv_widths"),
-                                             elem_classes="cf-small")
-                    conv_depths = gr.Textbox(D.conv_depths, label=tr("ctl.conv_depths"),
-                                             elem_classes="cf-small")
-                merge = gr.Radio(list(MERGES), value=D.merge, label=tr("ctl.merge"))
+                knobs = knob_components()  # controls.KNOBS
         with gr.Column(scale=1, min_width=260, elem_id="cf-examples-col"):
             gr.Markdown(tr("image.examples"), elem_id="examples-title")  # a title above, not over, the first row
             gallery = gr.Gallery(handlers.gallery(), label=tr("image.examples"), show_label=False, columns=4,
@@ -157,9 +167,7 @@ def build(run_state: gr.State, point: gr.State, trained: gr.State) -> ExplorePag
     address = gr.Textbox(visible=False)  # the query string of the controls, for the address bar
 
     # the Explore controls, one component per field of Controls: handlers take them as `*controls` (spread)
-    parts = dict(fusion=fusion, preset=preset, img_size=img_size, embed_dim=embed_dim, depth=depth,
-                 num_heads=num_heads, mlp_ratio=mlp_ratio, patch_size=patch_size, conv_widths=conv_widths,
-                 conv_depths=conv_depths, merge=merge, weights=weights, checkpoint=checkpoint)
+    parts = dict(fusion=fusion, preset=preset, **knobs, weights=weights, checkpoint=checkpoint)
     controls = [parts[k] for k in Controls.names()]
     trust_page.build(image, controls, trained, resize)  # Which map to trust? (an accordion under the maps)
     named = dict(parts, label=label, notice=notice, stats=stats, maps_note=maps_note, rollout=rollout,

@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from ..train import handlers as train_tab
+from ..train import jobs as train_tab
 from ..i18n import text
 from . import handlers
 

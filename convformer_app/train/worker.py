@@ -3,7 +3,7 @@
 Inside the server, `fit` ran 1.6-1.7x slower than from the command line: the server's other torch threads
 each hold an OpenMP team, so libgomp stops spinning at its barriers, and the server's bounded heap gives
 larger activations fresh pages every step (benchmarks/NOTES.md section 10). A child process has its own
-OpenMP and heap. No Gradio here, and nothing pickled: the Train tab's thread (`handlers._work`) writes the
+OpenMP and heap. No Gradio here, and nothing pickled: the Train tab's thread (`jobs.work`) writes the
 splits to RUN_DIR/data.safetensors and the run's settings to RUN_DIR/run.json; this process trains at nice
 NICE (the tab's: +10), prints every progress report as one JSON line, stops after the current step on SIGTERM
 (Cancel), writes the checkpoint to RUN_DIR as `fit` does, and prints a last line: the result, or the error.
