@@ -28,8 +28,11 @@ _LOCK = threading.Lock()
 
 def curve(history: list[dict], metric: str) -> pd.DataFrame:
     """The metric against training time: (seconds, value, series)."""
-    return pd.DataFrame([(float(h.get("time", 0.0)), float(h["val_metric"]), metric) for h in history
-                         if h.get("val_metric") is not None], columns=["seconds", "metric", "series"])
+    frame = pd.DataFrame([(float(h.get("time", 0.0)), float(h["val_metric"]), metric) for h in history
+                          if h.get("val_metric") is not None], columns=["seconds", "metric", "series"])
+    # numbers even before the first epoch: an empty frame's columns are objects, which the plot took for names
+    # (a point scale, where y_lim is dropped with a console warning per draw)
+    return frame.astype({"seconds": float, "metric": float})
 
 
 def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", seconds: float = 60,
