@@ -157,6 +157,8 @@ def test_the_training_curve_is_the_metric_against_time() -> None:
     assert frame.values.tolist() == [[3.0, 0.2, "map_50"], [7.5, 0.6, "map_50"]]
     empty = curve([], "map_50")  # before the first epoch: still numbers, so the chart's axes are numeric
     assert empty.empty and empty["seconds"].dtype.kind == "f" and empty["metric"].dtype.kind == "f"
+    from convformer_app.tasks.train import chart
+    assert chart([], "map_50") is None  # nothing to draw: no plot of an empty frame (an axis of infinite extent)
 
 
 # ---- through the running app: /detect and /segment ----------------------------------------------------

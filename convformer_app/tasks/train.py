@@ -35,6 +35,13 @@ def curve(history: list[dict], metric: str) -> pd.DataFrame:
     return frame.astype({"seconds": float, "metric": float})
 
 
+def chart(history: list[dict], metric: str) -> pd.DataFrame | None:
+    """What the plot shows: the curve, or nothing before the first point (an empty frame drew an axis of
+    infinite extent, with a console warning per draw)."""
+    frame = curve(history, metric)
+    return frame if len(frame) else None
+
+
 def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", seconds: float = 60,
                request: gr.Request = None) -> Iterator[tuple]:
     """Train `task` on `fusion` for at most `seconds`; yields (status, curve, checkpoint path) as it goes; the
@@ -72,7 +79,7 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
     metric = recipe.metric
     history: list[dict] = []
     try:
-        yield text("ttrain.starting", task=task, fusion=fusion, s=f"{seconds:g}"), curve(history, metric), gr.skip()
+        yield text("ttrain.starting", task=task, fusion=fusion, s=f"{seconds:g}"), chart(history, metric), gr.skip()
         while True:
             info = events.get()
             if info["event"] == "end":
@@ -81,7 +88,7 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
                 history = info["history"]
                 said = text("ttrain.epoch", epoch=f"{info['epoch']:g}", metric=metric,
                             value=f"{info['val_metric']:.3f}", t=f"{info['time']:.0f}")
-                yield said, curve(history, metric), gr.skip()
+                yield said, chart(history, metric), gr.skip()
     finally:
         cancel.set()  # the page went away or Stop: the thread ends after its step
         with _LOCK:
@@ -93,7 +100,7 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
     test = (r.test or {}).get(metric)
     done = text("ttrain.done", metric=metric, best=f"{r.best.get('val_metric', 0):.3f}", t=f"{r.train_time:.0f}",
                 test=f"{test:.3f}" if test is not None else "—")
-    yield done, curve(r.history, metric), str(r.checkpoint) if r.checkpoint else gr.skip()
+    yield done, chart(r.history, metric), str(r.checkpoint) if r.checkpoint else gr.skip()
 
 
 def stop(request: gr.Request = None) -> str:
