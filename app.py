@@ -31,7 +31,8 @@ from convformer_app.compare import handlers as compare, page as compare_page  # 
 from convformer_app.explore import handlers as explore, page as explore_page  # noqa: E402
 from convformer_app import study, study_page  # noqa: E402
 from convformer_app.i18n import tr  # noqa: E402
-from convformer_app.train import handlers as train_tab, jobs as train_jobs, page as train_page  # noqa: E402
+from convformer_app.train import curves as train_curves, handlers as train_tab  # noqa: E402
+from convformer_app.train import jobs as train_jobs, page as train_page  # noqa: E402
 
 CSS = (Path(__file__).parent / "convformer_app" / "page.css").read_text()
 
@@ -58,7 +59,7 @@ with gr.Blocks(title="ConvFormer Lab", delete_cache=(3600, 3600)) as demo:
         explore.retell, told, page.retold, api_name=False, show_progress="hidden")  # the same texts, re-told
     relang.click(explore.retell, told, page.retold, api_name=False, show_progress="hidden")
     gr.on([demo.load, relang.click], train_tab.describe, train.described, train.model, api_name=False)
-    gr.on([demo.load, relang.click], train_tab.axes, None, train.plots, api_name=False)
+    gr.on([demo.load, relang.click], train_curves.axes, None, train.plots, api_name=False)
     gr.on([demo.load, relang.click], study.committed, None, studied.committed, api_name=False)
     demo.load(compare.headers, None, [comparison.split_table, comparison.split_plot], api_name=False)
     demo.load(references.empty_table, None, comparison.ref_table, api_name=False)

@@ -88,7 +88,9 @@ def infer(args: argparse.Namespace) -> None:
     head's outputs from one recorded forward, + decoding), as ratios measured in the same run."""
     from convformer.config import FUSIONS
     from convformer.tasks import HEADS, create_task_model, decode
+    from convformer.inspection import inspect
     from convformer.tasks.inspect import inspect_task
+    from convformer.tasks.recipes import task_recipe
     torch.set_num_threads(args.threads)
     x = torch.randn(1, 3, 64, 64)
     rows = []
@@ -99,15 +101,19 @@ def infer(args: argparse.Namespace) -> None:
         classifier = create_task_model("classify", fusion, weights="random")
         for task, heads in HEADS.items():
             for head in heads:
-                model = create_task_model(task, fusion, weights="random", head=head).eval()
+                model = create_task_model(task, fusion, weights="random", head=head,
+                                          **task_recipe(task, fusion, head).model).eval()
                 fns = {"classify": torch.inference_mode()(lambda: classifier(x)),
                        "task": torch.inference_mode()(lambda: finish(model, model(x))),
-                       "inspect": lambda: finish(model, inspect_task(model, x, flops=False)[1])}
+                       "inspect": lambda: finish(model, inspect_task(model, x, flops=False)[1]),
+                       "backbone": torch.inference_mode()(lambda: model.backbone(x)),
+                       "inspect_backbone": lambda: inspect(model.backbone, x, flops=False)}
                 t = _medians(fns, args.rounds)
                 rows.append({"fusion": fusion, "task": task, "head": head, "classify_ms": round(t["classify"] * 1e3, 2),
                              "task_ms": round(t["task"] * 1e3, 2), "inspect_ms": round(t["inspect"] * 1e3, 2),
                              "task_over_classify": round(t["task"] / t["classify"], 2),
                              "inspect_over_task": round(t["inspect"] / t["task"], 2),
+                             "backbone_inspect_over_forward": round(t["inspect_backbone"] / t["backbone"], 2),
                              "threads": args.threads, "load": round(os.getloadavg()[0], 2)})
                 print(json.dumps(rows[-1]), flush=True)
     if args.out:

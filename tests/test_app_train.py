@@ -18,7 +18,7 @@ import pytest
 
 import convformer as cf
 from convformer.data.shapes import CLASSES, render
-from convformer_app.train import handlers as train_tab, jobs
+from convformer_app.train import curves as train_curves, handlers as train_tab, jobs
 
 import gradio_client  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
@@ -62,12 +62,12 @@ def test_train_from_the_page_then_predict_with_it(server, tmp_path: Path) -> Non
     assert "✓ **Done.**" in status and "validation accuracy" in status and "test images" in status, status
     loss = loss.get("value", loss)  # an update (its axis title changes per epoch) around the DataFrame
     assert loss["columns"] == ["epoch", "loss", "series"] and len(loss["data"]) >= 2
-    assert {row[2] for row in loss["data"]} == set(train_tab.COLOURS)
+    assert {row[2] for row in loss["data"]} == set(train_curves.COLOURS)
     acc = acc.get("value", acc)  # accuracy against seconds, with every stage's typical curve
     assert acc["columns"] == ["seconds", "accuracy", "series"]
     ours = [row for row in acc["data"] if row[2] == "validation"]
     assert len(ours) == 1 and 0 <= ours[-1][1] <= 100  # one epoch
-    assert {row[2] for row in acc["data"]} == {"validation", *(f"typical: {f}" for f in train_tab.TYPICAL)}
+    assert {row[2] for row in acc["data"]} == {"validation", *(f"typical: {f}" for f in train_curves.TYPICAL)}
     model = cf.load_checkpoint(file)
     assert Path(file).suffix == ".safetensors" and model.config.img_size == (32, 32)
     assert model.meta["classes"] == list(CLASSES) and "val_acc" in model.meta["metrics"]

@@ -291,3 +291,12 @@ def test_naming_the_set_head_loads_its_own_bundled_file(tmp_path, monkeypatch):
         warnings.simplefilter("error")
         model = create_task_model("detect", "mid", head="set")
     assert model.head_kind == "set" and model.meta["stored_dtype"] == "float16"
+
+
+def test_task_recipes_are_the_measured_ones():
+    from convformer.tasks.recipes import task_recipe
+    seg = task_recipe("segment", "mid")
+    assert seg.model == {"refine": 2, "dice": 1.0} and seg.batch_size == 16 and seg.measured[-1][0] < 120
+    assert task_recipe("detect", "cnn").measured[-1][1] > 0.6
+    assert task_recipe("detect", "mid", "set").measured[-1][1] < 0.1  # why the dense head is the default
+    assert task_recipe("segment", "vit").measured == ()  # no curve borrowed from another stage

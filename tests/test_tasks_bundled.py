@@ -25,3 +25,14 @@ def test_a_bundled_task_checkpoint_reaches_its_recorded_score(task: str, fusion:
     fresh = scene_split("test", 100, 64, seed=4242)  # not the record's test split (seed 0), not training's
     score = evaluate_task(model, fresh)["metric"]  # map_50 or miou, as training kept the best epoch
     assert score == pytest.approx(record[key], abs=0.08), (score, record[key])
+    assert record["test_metric_float16"] == pytest.approx(record[key], abs=0.005)  # the stored float16 file
+    assert path.stat().st_size < 1_500_000  # stored as float16
+
+
+def test_the_default_segmenter_is_bundled_with_its_recipe() -> None:
+    from convformer.tasks.recipes import task_recipe
+    path = bundled_task_checkpoint("segment", "mid")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    recipe = task_recipe("segment", "mid")
+    assert {k: meta["head"][k] for k in recipe.model} == recipe.model
+    assert (meta["meta"]["recipe"]["epochs"], meta["meta"]["recipe"]["batch_size"]) == (recipe.epochs, recipe.batch_size)

@@ -41,12 +41,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def study_command(args: argparse.Namespace) -> None:
-    import torch
-
-    from . import FULL, QUICK
     from .plots import save
     from .report import markdown
-    from .study import collect, finish, report_only, reset, run_study
+    from .study import report_only
+    p = _protocol(args)
+    _set_up(args)
+    if args.report:
+        doc = report_only(p, args.out)
+    else:
+        doc = _run(args, p)
+    save(doc, f"{args.out}/study.png")
+    if args.json_progress:
+        print(json.dumps({"event": "done", "results": f"{args.out}/results.json", "complete": doc["complete"]}),
+              flush=True)
+    else:
+        print(markdown(doc))
+
+
+def _protocol(args: argparse.Namespace):
+    """The protocol the flags ask for (full or quick, seeds and steps checked)."""
+    from . import FULL, QUICK
     p = QUICK if args.quick else FULL
     if args.seeds is not None:
         if not 1 <= args.seeds <= 10:
@@ -56,7 +70,14 @@ def study_command(args: argparse.Namespace) -> None:
         if not 1 <= args.steps <= 100_000:
             raise ValueError(f"--steps {args.steps} is not allowed: expected 1 to 100000")
         p = p.replace(steps=args.steps, eval_every=min(p.eval_every, args.steps))
-    if args.workers is None:  # tiny models use a second thread poorly: a second process does more (NOTES 15)
+    return p
+
+
+def _set_up(args: argparse.Namespace) -> None:
+    """Workers (default: 2 on a CPU with 2+ cores: tiny models use a second thread poorly, a second process does
+    more, NOTES 15), threads per process and niceness."""
+    import torch
+    if args.workers is None:
         from ..data.preprocess import pick_device
         cpu = pick_device(args.device).type == "cpu"
         args.workers = 2 if cpu and (os.cpu_count() or 1) >= 2 and not args.json_progress else 1
@@ -68,12 +89,15 @@ def study_command(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     if args.nice and hasattr(os, "nice"):
         os.nice(args.nice)
+
+
+def _run(args: argparse.Namespace, p) -> dict[str, Any]:
+    """Run the study (with its extra worker processes), Cancel as SIGTERM; the results document."""
     from .protocol import estimate_seconds, plan
+    from .study import collect, finish, reset, run_study
     print(f"study {p.name}: {len(plan(p))} runs of {p.steps} steps; about {estimate_seconds(p) / 60:.0f} min on 2 "
           "quiet CPU cores (estimated from FLOPs against the late recipe's measured speed)", file=sys.stderr, flush=True)
-    cancel, started = threading.Event(), threading.Event()
-
-    children: list[subprocess.Popen] = []
+    cancel, started, children = threading.Event(), threading.Event(), []
 
     def on_term(*_: Any) -> None:  # Cancel: stop after the current step; while the images render, at once
         cancel.set()
@@ -81,43 +105,38 @@ def study_command(args: argparse.Namespace) -> None:
             child.terminate()
         if not started.is_set():
             raise _Stopped
-
-    def report(info: dict[str, Any]) -> None:
-        started.set()
-        if args.json_progress:
-            print(json.dumps(info), flush=True)
-        elif info["event"] == "run":
-            print(f"[{info['run']}/{info['runs']}] {info['model']} seed {info['seed']} {info['optimizer']} "
-                  f"{info['train_size']} images ({info['elapsed']:.0f} s)", file=sys.stderr, flush=True)
-    if args.report:
-        doc = report_only(p, args.out)
-    else:
-        signal.signal(signal.SIGTERM, on_term)
-        if args.json_progress:
-            print(json.dumps({"event": "start", "runs": len(plan(p))}), flush=True)
-        start, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
-        if args.workers > 1:
-            if not args.resume:
-                reset(args.out)
-            children += [subprocess.Popen(_worker_argv(args, reverse=k % 2 == 1), stdout=subprocess.DEVNULL)
-                         for k in range(1, args.workers)]
-        try:
-            doc = run_study(p, args.out, device=args.device, resume=args.resume or args.workers > 1,
-                            progress=report, cancel=cancel, time_limit=args.time_limit, reverse=args.reverse)
-            if children:
-                for child in children:
-                    child.wait()
-                doc = collect(p, args.out, {**doc["where"], "workers": args.workers, "load_before": load_before,
-                                            "wall_s": round(time.perf_counter() - start, 1)})
-        except _Stopped:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            doc = finish(p, args.out, [])
-    save(doc, f"{args.out}/study.png")
+    signal.signal(signal.SIGTERM, on_term)
     if args.json_progress:
-        print(json.dumps({"event": "done", "results": f"{args.out}/results.json", "complete": doc["complete"]}),
-              flush=True)
-    else:
-        print(markdown(doc))
+        print(json.dumps({"event": "start", "runs": len(plan(p))}), flush=True)
+    start, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
+    if args.workers > 1:
+        if not args.resume:
+            reset(args.out)
+        children += [subprocess.Popen(_worker_argv(args, reverse=k % 2 == 1), stdout=subprocess.DEVNULL)
+                     for k in range(1, args.workers)]
+    try:
+        doc = run_study(p, args.out, device=args.device, resume=args.resume or args.workers > 1,
+                        progress=lambda info: _report(args, started, info), cancel=cancel,
+                        time_limit=args.time_limit, reverse=args.reverse)
+    except _Stopped:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        return finish(p, args.out, [])
+    for child in children:
+        child.wait()
+    if not children:
+        return doc
+    return collect(p, args.out, {**doc["where"], "workers": args.workers, "load_before": load_before,
+                                 "wall_s": round(time.perf_counter() - start, 1)})
+
+
+def _report(args: argparse.Namespace, started: threading.Event, info: dict[str, Any]) -> None:
+    """One progress report: a JSON line (the app's child process) or a line per run on stderr."""
+    started.set()
+    if args.json_progress:
+        print(json.dumps(info), flush=True)
+    elif info["event"] == "run":
+        print(f"[{info['run']}/{info['runs']}] {info['model']} seed {info['seed']} {info['optimizer']} "
+              f"{info['train_size']} images ({info['elapsed']:.0f} s)", file=sys.stderr, flush=True)
 
 
 def _worker_argv(args: argparse.Namespace, *, reverse: bool) -> list[str]:

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import i18n
 from ..explore import handlers as explore
-from . import handlers
+from . import curves, handlers
 from ..i18n import tr
 from ..tasks import page as task_page
 
@@ -29,7 +29,7 @@ def build(controls: list, trained: gr.State, set_controls: list) -> TrainPage:
     gr.Markdown(tr("train.explain"))
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
-            arch = gr.Radio(i18n.choices({**{f: f"fusion.{f}" for f in handlers.TYPICAL},
+            arch = gr.Radio(i18n.choices({**{f: f"fusion.{f}" for f in curves.TYPICAL},
                                           "explore": "train.arch_explore"}),
                             value=handlers.recipes.DEFAULT, label=tr("train.arch"), info=tr("train.arch_info"),
                             elem_id="train-arch")
@@ -56,9 +56,9 @@ def build(controls: list, trained: gr.State, set_controls: list) -> TrainPage:
             # short plot labels (a long one took the plot's height and cut its x axis off); the colours below
             gr.Markdown(tr("train.plots_legend"), elem_id="train-legend")
             with gr.Row():  # no legend title row (color_title=""): the line above names the colours
-                loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=handlers.COLOURS,
+                loss_plot = gr.LinePlot(x="epoch", y="loss", color="series", color_map=curves.COLOURS,
                                         label=tr("train.loss_plot"), color_title="", height=300, elem_id="loss-plot")
-                acc_plot = gr.LinePlot(x="seconds", y="accuracy", color="series", color_map=handlers.COLOURS,
+                acc_plot = gr.LinePlot(x="seconds", y="accuracy", color="series", color_map=curves.COLOURS,
                                        y_lim=[0, 100], height=300, label=tr("train.acc_plot"), color_title="",
                                        elem_id="acc-plot")
             trained_file = gr.File(label=tr("train.file"), interactive=False, elem_id="trained-file", height=80)
