@@ -82,6 +82,10 @@ RECIPES: dict[tuple[str, str, str], TaskRecipe] = {
     ("detect", "late", ""): _DETECT.replace(fusion="late", measured=(
         (6.5, 0.306), (10.8, 0.343), (15.9, 0.589), (20.9, 0.628), (25.5, 0.682), (30.4, 0.747), (35.3, 0.774),
         (40.3, 0.79), (45.0, 0.807), (50.1, 0.807))),
+    ("detect", "vit", ""): _DETECT.replace(fusion="vit", train_size=2000, epochs=16, measured=(
+        (9.4, 0.21), (16.7, 0.29), (24.5, 0.33), (32.5, 0.412), (40.2, 0.444), (48.1, 0.481), (56.1, 0.522),
+        (63.9, 0.538), (71.8, 0.597), (79.8, 0.634), (88.0, 0.643), (96.1, 0.663), (104.3, 0.676),
+        (112.6, 0.684), (121.3, 0.689), (130.6, 0.688))),
     # the DETR-style set head at the dense head's recipe: 0.018 val / 0.024 test, why dense is the default
     ("detect", "mid", "set"): _DETECT.replace(head="set", measured=(
         (10.0, 0.003), (17.6, 0.001), (24.9, 0.004), (32.9, 0.005), (40.8, 0.007), (48.0, 0.01), (56.2, 0.012),

@@ -8,7 +8,7 @@ import gradio as gr
 
 from convformer.config import FUSIONS
 
-from .. import coco_page, engine, i18n, trust_page
+from .. import absent, coco_page, engine, i18n, trust_page
 from . import handlers
 from ..tasks import page as task_page
 from ..controls import ALL_PRESETS, KNOBS, RANGES, Controls, Knob
@@ -295,6 +295,9 @@ def wire_maps(c: dict, run_state: gr.State, point: gr.State) -> None:
                       [point, c["patch"], c["query"]], api_name="click")
     c["stage"].input(engine.handled(handlers.redraw_channels), [run_state, c["stage"]], c["channels"],
                      api_name="channels")
+    run_state.change(absent.labels, run_state, [c[k] for k in ("rollout", "patch", "query", "blocks", "heads",
+                                                                "channels", "cam")],  # why a map is empty
+                     api_visibility="private", queue=False, show_progress="hidden")
 
 
 def wire_link(c: dict, controls: list) -> None:

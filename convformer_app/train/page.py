@@ -97,7 +97,9 @@ def wire(c: dict, controls: list, trained: gr.State, set_controls: list) -> list
                           outputs, api_name="train", concurrency_limit=None, show_progress_on=[status],
                           time_limit=lim.time_limit + 60)  # jobs: handlers' limits
     run.then(explore.on_trained, [*controls, trained], set_controls, api_name="use_trained")
-    cancel_btn.click(handlers.cancel, None, status, cancels=[run], api_name="cancel_training").then(
+    # Cancel sets the run's stop switch and lets its event end by itself with what was kept: cancelling the event
+    # (`cancels=`) marked its outputs with Gradio's red "Error" for seconds (issue 27)
+    cancel_btn.click(handlers.cancel, None, status, api_name="cancel_training").then(
         handlers.after_cancel, None, outputs, api_name="after_cancel").then(
         explore.on_trained, [*controls, trained], set_controls, api_name="use_cancelled")
     dataset.change(handlers.dataset_controls, dataset, [data_zip, images], api_name="dataset_controls")
