@@ -3,6 +3,7 @@ one-line refusals, then /detect and /segment through gradio_client, then a brows
 sees boxes drawn and clicks one. Tiny images and random or bundled task models keep it quick."""
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -206,6 +207,11 @@ def test_detect_round_trip_gives_boxes_in_the_image_pixels(client, scene) -> Non
     drawn = Image.open(out["boxes"])
     assert drawn.width == results.DISPLAY  # the boxes picture, a legend under it
     assert out["query"] is not None and "cross-attention" in out["query_note"]
+
+
+def test_the_bundled_detectors_line_names_its_test_score(client, scene) -> None:
+    out = _detect(client, scene, weights="bundled", head="dense", threshold=0.3)
+    assert re.search(r"test mAP@0\.5 0\.\d{3}", out["summary"]) and "test_map_50" not in out["summary"]
 
 
 def test_detect_says_when_nothing_is_found(client, scene) -> None:

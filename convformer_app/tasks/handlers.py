@@ -99,7 +99,8 @@ def weights_line(loaded: TaskLoaded, weights: str) -> str:
     meta = getattr(model, "meta", {}) or {}
     metrics = meta.get("metrics") or {}
     # the headline only: the metric on the unseen test split (the record's other keys are for the curious)
-    shown = {k: metrics[k] for k in ("test_map_50", "test_miou") if k in metrics} or metrics
+    named = {"test_map_50": "test mAP@0.5", "test_miou": "test mIoU"}
+    shown = {named[k]: metrics[k] for k in named if k in metrics} or metrics
     scored = html.escape(", ".join(f"{k} {v:.3f}" for k, v in shown.items()  # a header's keys: escaped
                                    if isinstance(v, (int, float)) and not isinstance(v, bool))[:200])
     what = text(f"task.weights_{weights}") + (f" ({scored})" if scored else "")
