@@ -1,6 +1,7 @@
 """The model flags of the command line, parsed in one place: which model (`--fusion`, `--preset`, `--checkpoint`)
 and its configuration (`--img-size`, `--embed-dim`, ...: ConvFormerConfig fields as flags). Every
-`python -m convformer` command that builds a ConvFormer (info, predict, train, code) adds them here and reads
+`python -m convformer` command that builds a ConvFormer (info, predict, train, code, detect, segment,
+faithfulness) adds them here and reads
 them back with `overrides` and `preset_of`."""
 from __future__ import annotations
 
@@ -27,10 +28,12 @@ def flag(name: str) -> str:
 
 def add_model_flags(p: argparse.ArgumentParser, *, fusion: str | None = "mid", fusion_help: str | None = None,
                     presets: list[str] | None = None, preset_help: str | None = "default: convformer_<fusion>_tiny",
-                    checkpoint_help: str | None = "a .safetensors checkpoint instead of a preset") -> None:
-    """--fusion (default `fusion`), --preset (choices `presets`, or any name; left out when `preset_help` is
-    None) and --checkpoint (left out when `checkpoint_help` is None)."""
-    p.add_argument("--fusion", choices=FUSIONS, default=fusion, help=fusion_help)
+                    checkpoint_help: str | None = "a .safetensors checkpoint instead of a preset",
+                    more_fusions: tuple[str, ...] = ()) -> None:
+    """--fusion (default `fusion`; a stage, or one of `more_fusions`, e.g. faithfulness's "all"), --preset (choices
+    `presets`, or any name; left out when `preset_help` is None) and --checkpoint (left out when
+    `checkpoint_help` is None)."""
+    p.add_argument("--fusion", choices=(*FUSIONS, *more_fusions), default=fusion, help=fusion_help)
     if preset_help is not None:
         p.add_argument("--preset", choices=presets, help=preset_help)
     if checkpoint_help is not None:

@@ -234,61 +234,70 @@ def localized(fn: Callable) -> Callable:
                   len(params))
         params.insert(at, inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
                                             annotation=gr.Request))
-
-    def split(args: tuple, kwargs: dict) -> tuple[tuple, dict, Any]:
-        """(args, kwargs for fn, the request). Gradio inserts the request at the parameter's position, or
-        after the inputs when fewer inputs than parameters are wired: found by its type."""
-        at = next((i for i, a in enumerate(args) if isinstance(a, gr.Request)), None)
-        if at is not None:
-            request = args[at]
-            if not own:
-                args = args[:at] + args[at + 1:]
-        else:
-            request = kwargs.get("request") if own else kwargs.pop("request", None)
-        return args, kwargs, request
-
-    def error(e: gr.Error) -> gr.Error:
-        e.message = translate(str(e.message))
-        e.args = (e.message,)
-        return e
-
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def stream(*args, **kwargs) -> Iterator:
-            args, kwargs, request = split(args, kwargs)
-            lang = lang_of(request)
-            token = LANG.set(lang)
-            try:
-                items = fn(*args, **kwargs)
-            finally:
-                LANG.reset(token)
-            while True:  # Gradio resumes a generator from a fresh context each time: set LANG for each step
-                token = LANG.set(lang)
-                try:
-                    item = next(items)
-                except StopIteration:
-                    return
-                except gr.Error as e:
-                    raise error(e) from None
-                finally:
-                    LANG.reset(token)
-                yield item
-        wrapper: Callable = stream
-    else:
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            args, kwargs, request = split(args, kwargs)
-            token = LANG.set(lang_of(request))
-            try:
-                return fn(*args, **kwargs)
-            except gr.Error as e:
-                raise error(e) from None
-            finally:
-                LANG.reset(token)
-        wrapper = call
+    wrapper = (_localized_stream if inspect.isgeneratorfunction(fn) else _localized_call)(fn, own)
     wrapper.__signature__ = sig.replace(parameters=params)
     wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}), "request": gr.Request}
     return wrapper
+
+
+def _split(args: tuple, kwargs: dict, own: bool) -> tuple[tuple, dict, Any]:
+    """(args, kwargs for the handler, the request). Gradio inserts the request at the parameter's position, or
+    after the inputs when fewer inputs than parameters are wired: found by its type. `own`: the handler takes
+    the request itself (it stays in its arguments)."""
+    at = next((i for i, a in enumerate(args) if isinstance(a, gr.Request)), None)
+    if at is not None:
+        request = args[at]
+        if not own:
+            args = args[:at] + args[at + 1:]
+    else:
+        request = kwargs.get("request") if own else kwargs.pop("request", None)
+    return args, kwargs, request
+
+
+def _error_translated(e: gr.Error) -> gr.Error:
+    e.message = translate(str(e.message))
+    e.args = (e.message,)
+    return e
+
+
+def _localized_stream(fn: Callable, own: bool) -> Callable:
+    """localized for a generator: Gradio resumes it from a fresh context each time, so LANG is set for each step."""
+    @functools.wraps(fn)
+    def stream(*args, **kwargs) -> Iterator:
+        args, kwargs, request = _split(args, kwargs, own)
+        lang = lang_of(request)
+        token = LANG.set(lang)
+        try:
+            items = fn(*args, **kwargs)
+        finally:
+            LANG.reset(token)
+        while True:
+            token = LANG.set(lang)
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            except gr.Error as e:
+                raise _error_translated(e) from None
+            finally:
+                LANG.reset(token)
+            yield item
+    return stream
+
+
+def _localized_call(fn: Callable, own: bool) -> Callable:
+    """localized for a plain function."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        args, kwargs, request = _split(args, kwargs, own)
+        token = LANG.set(lang_of(request))
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as e:
+            raise _error_translated(e) from None
+        finally:
+            LANG.reset(token)
+    return call
 
 
 # The page's language as a cookie, so that a request says which language its page shows (Gradio's own

@@ -40,14 +40,18 @@ def overlay(r: Run) -> tuple:
 
 
 def compare(image: str | None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
-    """Every stage's ImageNet reference on one photo: (table, gallery of overlays with captions)."""
+    """Every stage's ImageNet reference on one photo: (table, gallery of overlays with captions, a note: empty,
+    or one plain line when the weights are not cached and cannot be downloaded)."""
     if not image:
         raise gr.Error(text("compare.first"))
     rows, gallery = [], []
     for i, fusion in enumerate(REFERENCES):
         progress((i, len(REFERENCES)), desc=f"{fusion}: {REFERENCES[fusion].label}", unit="models")
         weights = reference(fusion)
-        weights.fetch(progress)
+        try:
+            weights.fetch(progress)
+        except gr.Error:  # not cached, no Hub: one plain line beside the (empty) table, no red badges (issue 27)
+            return pd.DataFrame(columns=headers()), [], text("refs.unavailable")
         r, latency = engine.on_model_thread(engine.measured, image, Controls(fusion=fusion, weights=KIND), weights)
         top = np.argsort(-r.probs, kind="stable")[:TOP]
         picture, what = overlay(r)
@@ -57,7 +61,7 @@ def compare(image: str | None, progress: gr.Progress = gr.Progress(track_tqdm=Tr
                      round(sum(s.params for s in shapes) / 1e6, 2), round(sum(s.flops for s in shapes) / 1e9, 2),
                      views.latency_cell(latency)])
         gallery.append((picture, f"{fusion}: {short(r.classes[top[0]])} ({what})"))
-    return pd.DataFrame(rows, columns=headers()), gallery
+    return pd.DataFrame(rows, columns=headers()), gallery, ""
 
 
 def short(label: str) -> str:

@@ -33,7 +33,8 @@ def clean(error: BaseException | str) -> str:
     return re.sub(r"(/[\w.\-]+){2,}/?", lambda m: Path(m.group(0)).name or "<path>", str(error))
 
 
-_MARKDOWN = re.compile(r"([\\`\[\]!|$~])")  # what makes a link, an image, code, a table or a formula
+_MARKDOWN = re.compile(r"([\\`\[\]!|$~*]|(?<![^\W_])_|_(?![^\W_]))")  # what makes a link, an image, code, a table,
+# a formula or emphasis (an `_` between two letters or digits never does: `embed_dim` stays as it is)
 _BARE_LINK = re.compile(r"(?i)(?<=www)\.|(?<=:)//")  # what GitHub-flavoured Markdown turns into a link by itself
 
 
@@ -41,7 +42,7 @@ def plain(value: object, limit: int = 200) -> str:
     """Text from outside (a class name, a file name, a value from a URL, a refusal that repeats one) as it must
     meet Markdown or HTML: on one line, cut to `limit` characters, HTML escaped and what makes Markdown a link,
     an image, code or a formula backslash-escaped (a bare `https://` or `www.` too), so a link or a password
-    form shows as the characters it is. Emphasis marks are left: at worst they change the text's weight."""
+    form shows as the characters it is; emphasis marks (`*`, an `_` at a word's edge) too."""
     text = _MARKDOWN.sub(r"\\\1", one_line(str(value), limit))
     return html.escape(_BARE_LINK.sub(lambda m: "\\" + "\\".join(m.group(0)), text), quote=False)
 
@@ -51,8 +52,18 @@ def code_span(value: object, limit: int = 200) -> str:
     return one_line(str(value), limit).replace("`", "'")
 
 
+SHAPES_NAMES = ("circle", "square", "triangle", "star", "cross", "ring", "heart", "arrow", "hexagon", "crescent",
+                "background")  # convformer.data.shapes.CLASSES, and a segmenter's class 0
+
+
+def class_name(name: str) -> str:
+    """A class's name as the page shows it: a Shapes class (or the background) with its Chinese name beside it on a
+    zh-CN page ("circle 圆形": the English one stays, it is the API's value); any other name as it is."""
+    return text(f"class.{name}") if name in SHAPES_NAMES else name
+
+
 def classes_text(classes: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(plain(c) for c in classes[:limit])
+    shown = ", ".join(plain(class_name(c)) for c in classes[:limit])
     return shown + (text("notice.more", n=len(classes)) if len(classes) > limit else "")
 
 
@@ -218,6 +229,32 @@ def tile(maps: np.ndarray, cell: int = 128) -> Image.Image:
     return viz.tile(maps, cols=min(len(maps), 6), cell=cell)
 
 
+def captioned_tile(maps: np.ndarray, captions: Sequence[str], cell: int = 128, cmap: str = "viridis") -> Image.Image:
+    """(n, h, w) maps in rows of up to 6, each under its caption (a block's name, a head's number), and a colour
+    scale under them: every map is scaled on its own, from 0 (its smallest value) to its largest ("max")."""
+    from .tasks.draw import font
+    maps = np.asarray(maps, dtype=np.float32)
+    n, (h, w) = len(maps), maps.shape[-2:]
+    cols, gap = min(n, 6), 6
+    rows = -(-n // cols)
+    ch, cw = (cell, max(1, round(cell * w / h))) if h >= w else (max(1, round(cell * h / w)), cell)
+    f = font(max(12, cell // 9))
+    line = f.size + 6
+    width = max(cols * (cw + gap) - gap, 160)
+    out = Image.new("RGB", (width, rows * (line + ch + gap) + 2 * line + 4), "white")
+    pen = ImageDraw.Draw(out)
+    for i, m in enumerate(maps):
+        x, y = (i % cols) * (cw + gap), (i // cols) * (line + ch + gap)
+        pen.text((x + 1, y + 2), str(captions[i])[:24], fill=(30, 30, 30), font=f)
+        out.paste(Image.fromarray(viz.heatmap(m, cmap)).resize((cw, ch), Image.Resampling.NEAREST), (x, y + line))
+    top, bar = rows * (line + ch + gap) + 2, min(width, 240)
+    ramp = viz.colour_table(cmap)[np.linspace(0, 255, bar).astype(np.uint8)][None].repeat(line - 6, 0)
+    out.paste(Image.fromarray(ramp), (0, top))
+    pen.text((0, top + line - 4), "0", fill=(30, 30, 30), font=f)
+    pen.text((bar - pen.textlength("max", font=f), top + line - 4), "max", fill=(30, 30, 30), font=f)
+    return out
+
+
 def channel_picture(maps: np.ndarray) -> Image.Image:
     return viz.tile(maps, cell=96)
 
@@ -279,10 +316,10 @@ def block_pictures(run, block: str | None) -> tuple[Image.Image | None, Image.Im
         return None, None
     block = _block(run, block)
     grid, prefix = _grid(run, block)
-    same = [a for b, a in run.attentions.items() if _grid(run, b) == (grid, prefix)]  # the blocks of this grid
-    received = [viz.head_maps(a.astype(np.float32), grid, prefix).mean(0) for a in same]
-    attn = run.attentions[block]
-    return tile(np.stack(received)), tile(viz.head_maps(attn.astype(np.float32), grid, prefix))
+    same = {b: a for b, a in run.attentions.items() if _grid(run, b) == (grid, prefix)}  # the blocks of this grid
+    received = [viz.head_maps(a.astype(np.float32), grid, prefix).mean(0) for a in same.values()]
+    heads = viz.head_maps(run.attentions[block].astype(np.float32), grid, prefix)
+    return captioned_tile(np.stack(received), list(same)), captioned_tile(heads, [str(i) for i in range(len(heads))])
 
 
 def channels_picture(run, stage: str | None) -> Image.Image | None:

@@ -59,7 +59,7 @@ def test_a_wide_image_keeps_its_aspect(wide):
     assert w == 3 * h  # the token grid follows the 3:1 image
     assert out["table"]["data"][0][2] == f"(B=1, C=3, H=64, W={3 * 64})"
     assert abs(r.display.width / r.display.height - 3) < 0.05
-    assert f"288 x 96 -> {3 * 64} x 64 px, aspect kept; token grid {w} x {h}" in out["stats"]
+    assert f"288 x 96 -> {3 * 64} x 64 px, aspect kept; token grid {h} x {w} (h x w)" in out["stats"]
 
 
 def test_squash_is_still_there(wide):

@@ -140,7 +140,12 @@ def test_no_console_warnings_or_errors_on_load_run_train_and_cancel(open_page):
     page.get_by_role("tab", name="Train").click()
     page.locator("#train").click()
     page.wait_for_function("!document.querySelector('#train-status').innerText.includes('Press Train')")  # started
+    page.evaluate("""() => { window.cfErrorBadges = 0;  // Gradio's red "Error" on an output, however briefly
+        new MutationObserver(() => { if ([...document.querySelectorAll('[class^="error "]')].some(
+            e => e.offsetParent !== null && e.textContent.trim())) window.cfErrorBadges++; })
+            .observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true}); }""")
     page.locator("#cancel").click()
     page.wait_for_function("document.querySelector('#train-status').innerText.includes('Cancelled')")
     assert page.locator(".toast-body.error").count() == 0
+    assert page.evaluate("window.cfErrorBadges") == 0
     assert not page.console, page.console

@@ -84,7 +84,8 @@ def test_blocks_on_different_grids_draw_on_their_own(server, hub):
 
 
 def test_compare_the_references_side_by_side(client):
-    table, gallery = client.predict(handle_file(str(CAT)), api_name="/compare_imagenet")
+    table, gallery, note = client.predict(handle_file(str(CAT)), api_name="/compare_imagenet")
+    assert note == ""
     rows = table["data"]
     assert [r[0] for r in rows] == list(REFERENCES)
     assert [r[1] for r in rows] == [ref.label for ref in REFERENCES.values()]
@@ -117,6 +118,8 @@ def test_weights_that_cannot_be_had_are_one_line_and_the_rest_works(client, monk
     assert "\n" not in message.strip()
     assert "Traceback" not in message and str(tmp_path) not in message
     assert _predict(client, STAR, "mid", weights="bundled")["label"]["label"]  # everything else keeps working
+    table, gallery, note = client.predict(handle_file(str(CAT)), api_name="/compare_imagenet")  # no error badges:
+    assert table["data"] == [] and gallery == [] and note.startswith("The ImageNet references are not on this")
 
 
 def test_download_progress_is_said_on_the_page(monkeypatch, tmp_path, hub):

@@ -45,6 +45,20 @@ def test_boxes_are_drawn_where_they_are_in_the_original_image() -> None:
     assert not changed[y1 + 15:y2 - 15, x1 + 15:x1 + 30].any()  # inside it, the image is untouched
 
 
+def test_captions_of_overlapping_boxes_do_not_cover_each_other() -> None:
+    from convformer_app.tasks import draw
+    image = Image.new("RGB", (200, 200), (255, 255, 255))
+    boxes = np.array([[50, 60, 150, 160], [52, 62, 148, 150]], np.float32)  # nearly the same box
+    colours = [(255, 0, 0), (0, 0, 255)]
+    shown = np.asarray(draw.draw_boxes(image, boxes, [0, 1], ["heart 0.46", "square 0.37"], colours))
+    red = (shown[..., 0] > 200) & (shown[..., 1] < 60) & (shown[..., 2] < 60)
+    blue = (shown[..., 2] > 200) & (shown[..., 0] < 60) & (shown[..., 1] < 60)
+    top = slice(0, 100)  # the captions' rows (the boxes' bottom edges are lower)
+    rows_red, rows_blue = np.flatnonzero(red[top].sum(1) > 30), np.flatnonzero(blue[top].sum(1) > 30)
+    assert len(rows_red) >= 8 and len(rows_blue) >= 8  # both captions' fills are seen, in rows of their own
+    assert rows_red.max() < rows_blue.min() or rows_blue.max() < rows_red.min()
+
+
 def test_the_detection_table_is_in_original_pixels() -> None:
     rows = results.detection_rows(DetectResult.of(_detections(), _image(), NAMES, 0.3))
     assert rows == [[0, "star", 0.9, 10.0, 10.0, 60.0, 50.0], [1, "arrow", 0.5, 40.0, 20.0, 190.0, 95.0]]
@@ -141,6 +155,10 @@ def test_the_training_curve_is_the_metric_against_time() -> None:
     from convformer_app.tasks.train import curve
     frame = curve([{"time": 3.0, "val_metric": 0.2}, {"time": 7.5, "val_metric": 0.6}], "map_50")
     assert frame.values.tolist() == [[3.0, 0.2, "map_50"], [7.5, 0.6, "map_50"]]
+    empty = curve([], "map_50")  # before the first epoch: still numbers, so the chart's axes are numeric
+    assert empty.empty and empty["seconds"].dtype.kind == "f" and empty["metric"].dtype.kind == "f"
+    from convformer_app.tasks.train import chart
+    assert chart([], "map_50") is None  # nothing to draw: no plot of an empty frame (an axis of infinite extent)
 
 
 # ---- through the running app: /detect and /segment ----------------------------------------------------

@@ -205,6 +205,14 @@ def test_class_names_and_dataset_in_the_weights_notice_are_text(name: str) -> No
 
 
 @pytest.mark.app
+@pytest.mark.parametrize("name", ["my_data_v2", "*bold* and __strong__", "a * b * c", "_x_", "a__b__c", "snake_*x*_"])
+def test_emphasis_marks_in_plain_text_show_as_the_characters_they_are(name: str) -> None:
+    shown = rendered(views.plain(name))
+    assert "<em>" not in shown and "<strong>" not in shown, shown
+    assert shown.strip() == f"<p>{name}</p>"  # every * and _ as typed
+
+
+@pytest.mark.app
 def test_a_hostile_checkpoint_notice_is_text(good: Path, tmp_path: Path) -> None:
     from convformer_app.weights import resolve
     path = _corpus.hostile_classes_checkpoint(good, tmp_path / "hostile.safetensors")

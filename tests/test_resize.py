@@ -23,7 +23,7 @@ def test_a_wide_photo_keeps_its_aspect_and_says_so():
     r = fit((3 * 96, 96), model)  # 288 x 96, 3:1
     assert r.input_hw == (side, 3 * side) and r.grid_hw == (side // stride, 3 * side // stride)
     assert r.message() == (f"288 x 96 -> {3 * side} x {side} px, aspect kept; "
-                           f"token grid {3 * side // stride} x {side // stride}")
+                           f"token grid {side // stride} x {3 * side // stride} (h x w)")
     x = preprocess(Image.new("RGB", (288, 96)), model)
     assert x.shape == (1, 3, side, 3 * side)
     assert resized(Image.new("RGB", (288, 96)), model).size == (3 * side, side)

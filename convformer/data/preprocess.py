@@ -30,9 +30,10 @@ class Resize:
     tokens: bool = True         # whether grid_hw is a token grid (else the last conv grid)
 
     def message(self) -> str:
-        """'288 x 96 -> 192 x 64 px, aspect kept; token grid 12 x 4' (width x height, as image sizes are read)."""
+        """'288 x 96 -> 192 x 64 px, aspect kept; token grid 4 x 12 (h x w)': image sizes width x height, as they
+        are read; the grid height x width, as the shape table's axes (B, C, h, w) and every other grid line."""
         (ih, iw), (h, w), (gh, gw) = self.image_hw, self.input_hw, self.grid_hw
-        grid = f"{'token' if self.tokens else 'conv'} grid {gw} x {gh}"
+        grid = f"{'token' if self.tokens else 'conv'} grid {gh} x {gw} (h x w)"
         if self.mode == "squash":
             how = "squashed to the model's input size" if iw * h != ih * w else "resized"
         elif self.capped:

@@ -14,6 +14,7 @@ from ..export.checkpoint import bundled_checkpoint, load_checkpoint
 from ..config import FUSIONS
 from ..data import transform
 from ..data.shapes import render_with_mask
+from ..flags import add_model_flags
 
 HEADER = ("method", "pointing", "mask IoU", "deletion AUC ↓", "insertion AUC ↑", "sanity ρ ↓")
 
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("faithfulness", help="score every map method (pointing game, mask IoU, deletion / insertion "
                                             "AUC, sanity check) on held-out Shapes images")
-    p.add_argument("--fusion", choices=(*FUSIONS, "all"), default="mid", help="the bundled checkpoint of this stage")
-    p.add_argument("--checkpoint", help="a .safetensors checkpoint instead of the bundled one")
+    add_model_flags(p, more_fusions=("all",), fusion_help="the bundled checkpoint of this stage", preset_help=None,
+                    checkpoint_help="a .safetensors checkpoint instead of the bundled one")
     p.add_argument("--n", type=int, default=200, help="images (test split of Shapes), default 200")
     p.add_argument("--steps", type=int, default=8, help="deletion / insertion steps, default 8")
     p.add_argument("--baseline", choices=fa.BASELINES, default="mean", help="what removed pixels become")

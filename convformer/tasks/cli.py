@@ -9,13 +9,14 @@ from typing import Any
 
 import torch
 
-from ..config import FUSIONS
+from ..flags import add_model_flags
 from .model import HEADS
 
 
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fusion", choices=FUSIONS, default="mid", help="backbone stage (default mid)")
-    p.add_argument("--checkpoint", help="a task checkpoint (.safetensors) instead of the bundled one")
+def add_task_flags(p: argparse.ArgumentParser) -> None:
+    """detect / segment's model: --fusion and --checkpoint (convformer.flags), --head."""
+    add_model_flags(p, fusion_help="backbone stage (default mid)", preset_help=None,
+                    checkpoint_help="a task checkpoint (.safetensors) instead of the bundled one")
     p.add_argument("--head", choices=sorted({h for hs in HEADS.values() for h in hs}), default="",
                    help="detect: dense (CenterNet, default) or set (DETR)")
 
@@ -29,12 +30,12 @@ def task_model(args: argparse.Namespace, task: str):
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="print one line per box: class score x1 y1 x2 y2 (the image's pixels)")
     p.add_argument("image")
-    add_model_flags(p)
+    add_task_flags(p)
     p.add_argument("--threshold", type=float, default=0.3, help="score threshold in [0, 1] (default 0.3)")
     p.set_defaults(func=detect_command)
     p = sub.add_parser("segment", help="write a mask PNG: one class index per pixel (0 background)")
     p.add_argument("image")
-    add_model_flags(p)
+    add_task_flags(p)
     p.add_argument("-o", "--out", required=True, help="mask PNG (class indices; --color for a picture)")
     p.add_argument("--color", action="store_true", help="write a coloured picture instead of class indices")
     p.set_defaults(func=segment_command)

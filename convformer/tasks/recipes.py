@@ -15,6 +15,7 @@ import torch
 
 from ..config import FUSIONS
 from ..train import TrainConfig
+from ..train.recipes import recipe_train_config
 from .model import HEADS
 from .scenes import scene_split
 from .train import METRIC, TaskResult, fit_task
@@ -49,10 +50,9 @@ class TaskRecipe:
         return dataclasses.replace(self, **changes)
 
     def train_config(self, **overrides: Any) -> TrainConfig:
-        return TrainConfig(**{"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size,
-                              "warmup_epochs": min(self.warmup_epochs, self.epochs), "augment": self.augment,
-                              "optimizer": self.optimizer, "time_limit": self.time_limit, "label_smoothing": 0.0,
-                              "progress_bar": False, **overrides})
+        return recipe_train_config(self, **{"warmup_epochs": min(self.warmup_epochs, self.epochs),
+                                            "time_limit": self.time_limit, "label_smoothing": 0.0,
+                                            "progress_bar": False, **overrides})
 
     def command(self) -> str:
         head = f" --head {self.head}" if self.head else ""

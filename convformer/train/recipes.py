@@ -23,6 +23,15 @@ __all__ = ["DEFAULT", "RECIPES", "Recipe", "Standing", "estimate_seconds", "stan
 RENDER_S, RENDER_S_PER_PX = 0.42e-3, 0.1e-3 / 32 ** 2
 
 
+# what every recipe (this module's Recipe, convformer.tasks' TaskRecipe) says about its training
+RECIPE_FIELDS = ("epochs", "lr", "batch_size", "warmup_epochs", "augment", "optimizer")
+
+
+def recipe_train_config(recipe: Any, **overrides: Any) -> TrainConfig:
+    """The one way a recipe becomes a TrainConfig: its RECIPE_FIELDS, then `overrides` over them."""
+    return TrainConfig(**{**{k: getattr(recipe, k) for k in RECIPE_FIELDS}, **overrides})
+
+
 @dataclass(frozen=True)
 class Recipe:
     """One fusion stage's default run: model, data size, training settings and the measured result."""
@@ -48,10 +57,7 @@ class Recipe:
         return base.replace(img_size=self.img_size, num_classes=num_classes, **self.model)
 
     def train_config(self, **overrides: Any) -> TrainConfig:
-        return TrainConfig(**{"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size,
-                              "warmup_epochs": self.warmup_epochs, "label_smoothing": self.label_smoothing,
-                              "augment": self.augment, "optimizer": self.optimizer,
-                              **overrides})
+        return recipe_train_config(self, **{"label_smoothing": self.label_smoothing, **overrides})
 
     @property
     def seconds(self) -> float:

@@ -68,7 +68,7 @@ def compare_image(image: str | None) -> tuple:
         overlay = views.cam_picture(r) if fusion == "cnn" else views.rollout_picture(r)
         stages = list(r.channels)
         channels = views.channels_picture(r, stages[-1]) if stages else None
-        out += [title, {r.classes[i]: float(r.probs[i]) for i in top}, overlay, channels]
+        out += [title, {views.class_name(r.classes[i]): float(r.probs[i]) for i in top}, overlay, channels]
     return tuple(out)
 
 

@@ -54,9 +54,11 @@ def build() -> ComparePage:
     ref_btn = gr.Button(tr("refs.run"), variant="primary", elem_id="compare-imagenet")
     ref_gallery = gr.Gallery(label=tr("refs.gallery"), columns=5, height=260, allow_preview=True, interactive=False,
                              elem_id="imagenet-gallery")
+    ref_note = gr.Markdown(elem_id="imagenet-note")  # the weights cannot be had: said here, in one line
     ref_table = gr.Dataframe(headers=references.headers(), interactive=False, wrap=True, elem_id="imagenet-table")
 
     run_btn.click(engine.guard(handlers.compare_image), image, outputs, api_name="compare_image")
     split_btn.click(handlers.compare_split, split_n, [split_table, split_plot, split_note], api_name="compare_split")
-    ref_btn.click(engine.handled(references.compare), image, [ref_table, ref_gallery], api_name="compare_imagenet")
+    ref_btn.click(engine.handled(references.compare), image, [ref_table, ref_gallery, ref_note],
+                  api_name="compare_imagenet")
     return ComparePage(split_table, split_plot, ref_table)

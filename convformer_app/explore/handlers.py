@@ -56,7 +56,7 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
     r = engine.run(image, controls, weights, cam_target, cam_layer or None, resize=resize)
     k = max(1, min(int(top_k), len(r.classes)))
     top = np.argsort(-r.probs, kind="stable")[:k]
-    label = {r.classes[i]: float(r.probs[i]) for i in top}
+    label = {views.class_name(r.classes[i]): float(r.probs[i]) for i in top}
     blocks = list(r.attentions)
     block = blocks[-1] if blocks else None
     heads = len(r.attentions[block]) if block else 0
@@ -69,7 +69,7 @@ def predict(image: str | None, controls: Controls, cam_target: str = PREDICTED, 
             safety.keep(r), None,
             gr.update(choices=blocks, value=block), gr.update(choices=head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
-            gr.update(choices=[(text("cam.predicted"), PREDICTED), *r.classes],
+            gr.update(choices=[(text("cam.predicted"), PREDICTED), *((views.class_name(c), c) for c in r.classes)],
                       value=cam_target if cam_target in r.classes else PREDICTED),
             gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r),
             caution(image, weights), views.relevance_picture(r), views.relevance_note(r))
@@ -126,7 +126,7 @@ def maps_note(r: Run) -> str:
     elif r.grid:
         where += text("maps.grid_cls" if r.grid[2] else "maps.grid", h=r.grid[0], w=r.grid[1])
     if r.cam_class:
-        where += text("maps.cam", name=r.cam_class, layer=next(iter(r.cam)))
+        where += text("maps.cam", name=views.class_name(r.cam_class), layer=next(iter(r.cam)))
     return where
 
 
@@ -181,7 +181,7 @@ def gallery() -> list[tuple[str, str]]:
     """The examples with captions: a shape's name; a photo's subject, and that it is none of the shapes."""
     def caption(path: Path) -> str:
         kind, _, name = path.stem.partition("_")
-        return text("image.photo", name=name.replace("_", " ")) if kind == "photo" else name.replace("_", " ")
+        return text("image.photo", name=name.replace("_", " ")) if kind == "photo" else views.class_name(name)
     return [(str(p), caption(p)) for p in examples()]
 
 

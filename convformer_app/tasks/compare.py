@@ -30,9 +30,18 @@ def compare_task(task: str, image: str | None) -> tuple[list[tuple[Image.Image, 
         picture, row = _stage(task, fusion, shown)
         pictures.append((picture, f"{fusion}: {row[-1]}"))
         rows.append(row)
-    headers = [text("tcompare.col_stage"), text("tcompare.col_weights"), METRIC[task][1], *HEADERS[3:6],
-               text("tcompare.col_found")]
-    return pictures, {"headers": headers, "data": rows}
+    return pictures, {"headers": headers(task), "data": rows}
+
+
+def headers(task: str = "detect") -> list[str]:
+    """The table's headers in the page's language (the metric keeps its name: mAP@0.5, mIoU)."""
+    return [text("tcompare.col_stage"), text("tcompare.col_weights"), METRIC[task][1], text("compare.col_params"),
+            text("compare.col_flops"), text("compare.col_latency"), text("tcompare.col_found")]
+
+
+def empty_table() -> dict:
+    """Before a comparison: no rows, headers in the page's language (set on load)."""
+    return {"headers": headers(), "data": []}
 
 
 def _stage(task: str, fusion: str, shown: Image.Image) -> tuple[Image.Image, list]:

@@ -53,8 +53,9 @@ def draw_boxes(image: Image.Image, boxes: np.ndarray, labels: Sequence[int], cap
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out, "RGBA")
     side = max(out.size)
-    width, size = max(2, round(side / 200)), max(11, round(side / 40))
+    width, size = max(2, round(side / 200)), max(11, round(side / 32))
     order = [i for i in range(len(boxes)) if i != selected] + ([selected] if selected is not None else [])
+    placed: list[tuple[float, float, float, float]] = []  # the captions drawn so far: none covers another
     for i in order:
         x1, y1, x2, y2 = (float(v) for v in boxes[i])
         colour = tuple(colours[int(labels[i]) % len(colours)])
@@ -64,11 +65,24 @@ def draw_boxes(image: Image.Image, boxes: np.ndarray, labels: Sequence[int], cap
         caption = captions[i]
         left, top, right, bottom = draw.textbbox((0, 0), caption, font=font(size))
         tw, th = right - left, bottom - top
-        ty = y1 - th - 4 if y1 - th - 4 >= 0 else y1  # above the box, inside it at the top edge
         tx = min(max(x1, 0), max(0, out.width - tw - 4))
+        ty = _free_row(placed, tx, tw + 4, th + 4, y1 - th - 4 if y1 - th - 4 >= 0 else y1, out.height)
+        placed.append((tx, ty, tx + tw + 4, ty + th + 4))
         draw.rectangle([tx, ty, tx + tw + 4, ty + th + 4], fill=(*colour, alpha))
         draw.text((tx + 2 - left, ty + 2 - top), caption, fill=(*text_colour(colour), alpha), font=font(size))
     return out
+
+
+def _free_row(placed: Sequence[tuple[float, float, float, float]], x: float, w: float, h: float, y: float,
+              limit: int) -> float:
+    """The first top edge from `y` down (in steps of a caption's height) where a caption w x h at x overlaps
+    none of `placed` (above its box, else inside it at the top edge, else lower)."""
+    def free(top: float) -> bool:
+        return not any(x < x2 and x1 < x + w and top < y2 and y1 < top + h for x1, y1, x2, y2 in placed)
+    top = y
+    while not free(top) and top + 2 * h <= limit:
+        top += h
+    return top
 
 
 def legend(entries: Sequence[tuple[str, Colour]], width: int, size: int = 13) -> Image.Image:
@@ -95,7 +109,7 @@ def with_legend(image: Image.Image, entries: Sequence[tuple[str, Colour]]) -> Im
     """`image` with a legend strip under it (the image unchanged when there are no entries)."""
     if not entries:
         return image
-    strip = legend(entries, image.width, size=max(11, round(image.width / 45)))
+    strip = legend(entries, image.width, size=max(11, round(image.width / 32)))
     out = Image.new("RGB", (image.width, image.height + strip.height), (255, 255, 255))
     out.paste(image.convert("RGB"), (0, 0))
     out.paste(strip, (0, image.height))

@@ -150,7 +150,7 @@ def show_detections(r: DetectResult, notice: str = "") -> tuple:
     n = len(r.boxes)
     summary = text("detect.found", n=n, t=f"{r.threshold:g}") if n else text("detect.none", t=f"{r.threshold:g}")
     summary = f"{notice}  \n{summary}" if notice else summary
-    classes = [(name, str(i)) for i, name in enumerate(r.class_names)]
+    classes = [(views.class_name(name), str(i)) for i, name in enumerate(r.class_names)]
     first = str(int(r.labels[0])) if n else "0"
     chooser = gr.update(choices=classes, value=first, visible=r.heatmaps is not None)
     query = results.query_picture(r, 0 if n else None)
@@ -163,13 +163,14 @@ def show_detections(r: DetectResult, notice: str = "") -> tuple:
 def detection_table(r: DetectResult) -> dict:
     """The detections table, its headers in the page's language."""
     headers = ["#", text("detect.col_class"), text("detect.col_score"), "x1", "y1", "x2", "y2"]
-    return {"headers": headers, "data": results.detection_rows(r)}
+    rows = [[i, views.class_name(name), *rest] for i, name, *rest in results.detection_rows(r)]  # names: the page's
+    return {"headers": headers, "data": rows}
 
 
 def query_note(r: DetectResult, i: int) -> str:
     if r.attention is None:
         return text("detect.no_query")
-    return text("detect.query_of", i=i, name=r.name(i), score=f"{r.scores[i]:.2f}")
+    return text("detect.query_of", i=i, name=views.class_name(r.name(i)), score=f"{r.scores[i]:.2f}")
 
 
 def redraw_heatmap(r: DetectResult | None, class_index: str | None) -> Image.Image | None:
@@ -210,12 +211,13 @@ def segment(image: str | None, fusion: str = "mid", weights: str = "bundled", ch
     names = list(found.class_names)  # "background" first
     r = SegmentResult.of(found, shown, names, scene_truth(image, shown))
     rows = results.iou_rows(r)
-    present = [r.class_names[c] for c in np.unique(r.mask) if 0 < c < len(r.class_names)]
+    present = [views.class_name(r.class_names[c]) for c in np.unique(r.mask) if 0 < c < len(r.class_names)]
     summary = text("segment.found", names=", ".join(present)) if present else text("segment.none")
     miou = results.mean_iou(rows)
     summary += text("segment.miou", miou=f"{miou:.3f}") if miou is not None else text("segment.no_truth")
     summary = f"{weights_line(loaded, weights)}  \n{summary}"
     headers = [text("detect.col_class"), "IoU", text("segment.col_pred"), text("segment.col_true")]
+    rows = [[views.class_name(name), *rest] for name, *rest in rows]  # the class names in the page's language
     return results.mask_picture(r), {"headers": headers, "data": rows}, summary, safety.keep(r)
 
 
@@ -259,7 +261,7 @@ def scene_truth(path: str | None, shown: Image.Image) -> np.ndarray | None:
 # what `explain` returns, in order: names of explore_page's components (cam_target / cam_layer are the task's own)
 EXPLAIN_OUTPUTS = ("stats", "maps_note", "rollout", "patch", "query", "blocks", "heads", "channels", "cam", "table",
                    "diagram", "run", "point", "block", "head", "stage", "task_cam_target", "task_cam_layer",
-                   "cam_note")
+                   "cam_note", "relevance", "relevance_note")
 
 
 def explain(image: str | None, task: str = "detect", fusion: str = "mid", weights: str = "bundled",
@@ -271,8 +273,10 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
     EXPLAIN_OUTPUTS. `kept`: the last detections, whose boxes Grad-CAM can explain ("box i")."""
     from convformer.data import RESIZES
     from ..explore import handlers as explore
-    if task == "detect" and detector == "coco":  # DETR's insides: Explore's COCO accordion (issue 24)
-        return tuple(gr.skip() for _ in EXPLAIN_OUTPUTS)
+    if task == "detect" and detector == "coco":  # DETR's own maps, not the previous model's (issue 24)
+        from . import detr_views
+        views_ = detr_views.explain(image)
+        return tuple(views_[k] for k in EXPLAIN_OUTPUTS)
     if resize not in RESIZES:
         raise gr.Error(f"resize={safety.shown(resize, 40)} is not allowed: expected one of {', '.join(RESIZES)}")
     shown = session.picture(image)
@@ -290,7 +294,7 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
     patch, query = views.query_pictures(r, block, None, None)
     stages = list(r.channels)
     n_boxes = len(boxes) if boxes is not None else 0
-    targets = [(text("cam.predicted"), inspect.PREDICTED), *r.classes,
+    targets = [(text("cam.predicted"), inspect.PREDICTED), *((views.class_name(c), c) for c in r.classes),
                *((f"{inspect.BOX}{i} ({kept.name(i)})", f"{inspect.BOX}{i}") for i in range(n_boxes))]
     heads = len(r.attentions[block]) if block else 0
     return (r.stats, explore.maps_note(r), views.rollout_picture(r), patch, query, *views.block_pictures(r, block),
@@ -300,7 +304,8 @@ def explain(image: str | None, task: str = "detect", fusion: str = "mid", weight
             gr.update(choices=explore.head_choices(heads), value="mean of heads"),
             gr.update(choices=stages, value=stages[-1] if stages else None),
             gr.update(choices=targets, value=cam_target),
-            gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r))
+            gr.update(choices=r.conv_layers, value=next(iter(r.cam), None)), views.cam_note(r),
+            None, text("tview.relevance_task"))  # relevance explains a classifier's class
 
 
 def _box_targets(kept: DetectResult, model) -> np.ndarray:

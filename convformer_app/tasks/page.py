@@ -147,6 +147,8 @@ def wire(task: gr.Radio, run: gr.Button, b: Buttons, scene: Scene, p: Panels, ca
     p.d["boxes"].select(session.handled(handlers.click_box), p.d["state"],
                         [p.d["boxes"], p.d["query"], p.d["query_note"]], api_name="detect_click")
     scene.render.click(session.guard(handlers.make_scene), scene.number, image, api_name="scene")
+    p.detector.change(lambda d: gr.update(visible=d != "coco"), p.detector, p.head,  # DETR has its own head
+                      api_visibility="private", queue=False, show_progress="hidden")
 
 
 def compare_section(image) -> None:
@@ -163,6 +165,7 @@ def compare_section(image) -> None:
     table = gr.Dataframe(headers=compare.HEADERS, interactive=False, label=tr("tcompare.table"),
                          elem_id="compare-task-table")
     run.click(session.guard(compare.compare_task), [task, image], [gallery, table], api_name="compare_task")
+    gr.on(None, compare.empty_table, None, table, api_name=False, show_progress="hidden")  # on load: its language
 
 
 def train_section(trained: gr.State) -> None:

@@ -80,7 +80,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "tcompare.boxes": ("{n} boxes", "{n} 个框"),
     "tcompare.background": ("background only", "只有背景"),
     "tcompare.bundled": ("bundled checkpoint", "内置检查点"),
-    "tcompare.untrained": ("no bundled checkpoint: head untrained", "无内置检查点：检测头未训练"),
+    "tcompare.untrained": ("no bundled checkpoint: head untrained", "无内置检查点：任务头未训练"),
     # ---- train ----
     "ttrain.title": ("### Train a detector or a segmenter", "### 训练一个检测器或分割器"),
     "ttrain.explain": (
@@ -132,7 +132,7 @@ TEXT: dict[str, tuple[str, str]] = {
                        "softmax，去掉无对象，cxcywh -> xyxy 像素：x1 y1 x2 y2 置信度 类别"),
     # ---- what the model is ----
     "task.weights": ("{task} model, **{fusion}** backbone, {head} head; {weights}.",
-                     "{task} 模型，**{fusion}** 主干，{head} 检测头；{weights}。"),
+                     "{task} 模型，**{fusion}** 主干，{head} 任务头；{weights}。"),
     "task.weights_bundled": ("the bundled checkpoint", "内置检查点"),
     "task.weights_random": ("random weights (predictions mean nothing)", "随机权重（预测没有意义）"),
     "task.weights_upload": ("your checkpoint", "你的检查点"),
@@ -146,6 +146,24 @@ TEXT: dict[str, tuple[str, str]] = {
                         "这个检查点是 {found} 模型，不是 {task} 模型：请选择 {task} 检查点"),
     "task.no_weights": ("weights={weights} are not available for {task}: expected one of {choices}",
                         "{task} 不支持 weights={weights}：应为 {choices} 之一"),
+    # ---- Explore's views on DETR (the COCO detector) and on any task model ----
+    "tview.detr_stats": ("**{params}** parameters · input {h} x {w} px · token grid {gh} x {gw} (h x w) · {ms} ms for "
+                         "the inspected forward pass on **{device}**",
+                         "**{params}** 个参数 · 输入 {h} x {w} 像素 · 词元网格 {gh} x {gw}（高 x 宽）· 在 **{device}** 上"
+                         "带检查的前向传播用时 {ms} 毫秒"),
+    "tview.detr_maps": ("DETR: the attention maps are its transformer encoder's self-attention over the ResNet's "
+                        "{gh} x {gw} token grid (one block per encoder layer, heads averaged; click a patch to see "
+                        "where it looked); conv activations from the ResNet. Where each object's query looked: the "
+                        "Detect panel above.",
+                        "DETR：注意力图是它的 Transformer 编码器在 ResNet 的 {gh} x {gw} 词元网格上的自注意力（每个"
+                        "编码器层算一个块，各头平均；点击一个图像块看它关注了哪里）；卷积激活来自 ResNet。每个对象的查询"
+                        "关注了哪里：见上方的检测面板。"),
+    "tview.detr_cam": ("Grad-CAM for a DETR box: open *Photos: Pretrained on COCO* below, choose the object and "
+                       "press *Grad-CAM for this object*.",
+                       "DETR 某个框的 Grad-CAM：打开下方的“照片：在 COCO 上预训练”，选择该对象并点击“为该对象计算 "
+                       "Grad-CAM”。"),
+    "tview.relevance_task": ("Relevance explains a classifier's class: choose the task *classify* to see it.",
+                             "相关性解释的是分类器的类别：选择 classify 分类任务即可查看。"),
     "task.unknown": ("task={task} is not allowed: expected one of {choices}", "task={task} 不允许：应为 {choices} 之一"),
 }
 

@@ -28,8 +28,18 @@ _LOCK = threading.Lock()
 
 def curve(history: list[dict], metric: str) -> pd.DataFrame:
     """The metric against training time: (seconds, value, series)."""
-    return pd.DataFrame([(float(h.get("time", 0.0)), float(h["val_metric"]), metric) for h in history
-                         if h.get("val_metric") is not None], columns=["seconds", "metric", "series"])
+    frame = pd.DataFrame([(float(h.get("time", 0.0)), float(h["val_metric"]), metric) for h in history
+                          if h.get("val_metric") is not None], columns=["seconds", "metric", "series"])
+    # numbers even before the first epoch: an empty frame's columns are objects, which the plot took for names
+    # (a point scale, where y_lim is dropped with a console warning per draw)
+    return frame.astype({"seconds": float, "metric": float})
+
+
+def chart(history: list[dict], metric: str) -> pd.DataFrame | None:
+    """What the plot shows: the curve, or nothing before the first point (an empty frame drew an axis of
+    infinite extent, with a console warning per draw)."""
+    frame = curve(history, metric)
+    return frame if len(frame) else None
 
 
 def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", seconds: float = 60,
@@ -69,7 +79,7 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
     metric = recipe.metric
     history: list[dict] = []
     try:
-        yield text("ttrain.starting", task=task, fusion=fusion, s=f"{seconds:g}"), curve(history, metric), gr.skip()
+        yield text("ttrain.starting", task=task, fusion=fusion, s=f"{seconds:g}"), chart(history, metric), gr.skip()
         while True:
             info = events.get()
             if info["event"] == "end":
@@ -78,7 +88,7 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
                 history = info["history"]
                 said = text("ttrain.epoch", epoch=f"{info['epoch']:g}", metric=metric,
                             value=f"{info['val_metric']:.3f}", t=f"{info['time']:.0f}")
-                yield said, curve(history, metric), gr.skip()
+                yield said, chart(history, metric), gr.skip()
     finally:
         cancel.set()  # the page went away or Stop: the thread ends after its step
         with _LOCK:
@@ -90,7 +100,7 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
     test = (r.test or {}).get(metric)
     done = text("ttrain.done", metric=metric, best=f"{r.best.get('val_metric', 0):.3f}", t=f"{r.train_time:.0f}",
                 test=f"{test:.3f}" if test is not None else "—")
-    yield done, curve(r.history, metric), str(r.checkpoint) if r.checkpoint else gr.skip()
+    yield done, chart(r.history, metric), str(r.checkpoint) if r.checkpoint else gr.skip()
 
 
 def stop(request: gr.Request = None) -> str:
