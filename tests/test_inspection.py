@@ -118,3 +118,15 @@ def test_grad_cam_at_chosen_conv_layers():
     torch.testing.assert_close(default.cam["mid.refine"], both.cam["mid.refine"])
     with pytest.raises(ValueError, match="not conv layers"):
         cf.inspect(model, x, cam_class="pred", cam_layers=["mid.blocks.0"])
+
+
+def test_a_replaced_head_is_seen_by_the_next_inspection():
+    """Inspection keeps what it walks the module tree for per model; a new head (timm's reset_classifier) must
+    show in the next shape table, not the cached one."""
+    import timm
+    model = timm.create_model("convformer_mid_tiny", num_classes=10, img_size=32).eval()
+    x = torch.randn(1, 3, 32, 32)
+    before = {r.name: r.params for r in cf.inspect(model, x, flops=False).shapes}
+    model.reset_classifier(3)
+    after = {r.name: r.params for r in cf.inspect(model, x, flops=False).shapes}
+    assert after["head"] == before["head"] // 10 * 3 and after["head"] != before["head"]

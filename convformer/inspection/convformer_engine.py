@@ -3,7 +3,9 @@ branches, attention read from each `Attention`'s named softmax (its explicit pat
 activations from `ConvStage` / `ResidualBlock`, token grids from `ToTokens`."""
 from __future__ import annotations
 
+import weakref
 from contextlib import ExitStack
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -32,6 +34,29 @@ def steps(model: ConvFormer) -> list[tuple[str, nn.Module, str]]:
     return rows
 
 
+class _Structure(NamedTuple):
+    """What inspection walks the module tree for, once per model (the tree does not change after it is built):
+    every module, the attention modules under each row, and each row's parameter count."""
+    rows: tuple[int, ...]  # the rows' modules (ids): a replaced head (timm's reset_classifier) is a new structure
+    modules: list[nn.Module]
+    attentions: dict[str, list[Attention]]
+    params: dict[str, int]
+
+
+_STRUCTURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _structure(model: ConvFormer, rows: list[tuple[str, nn.Module, str]]) -> _Structure:
+    key = tuple(id(module) for _, module, _ in rows)
+    found = _STRUCTURES.get(model)
+    if found is None or found.rows != key:
+        found = _STRUCTURES[model] = _Structure(
+            key, list(model.modules()),
+            {name: [m for m in module.modules() if isinstance(m, Attention)] for name, module, _ in rows},
+            {name: sum(p.numel() for p in module.parameters()) for name, module, _ in rows})
+    return found
+
+
 def inspect_convformer(model: ConvFormer, images: torch.Tensor, cam_class: int | torch.Tensor | str | None = None,
                        flops: bool = True, cam_layers: list[str] | None = None,
                        relevance_class: int | torch.Tensor | str | None = None) -> Inspection:
@@ -40,6 +65,7 @@ def inspect_convformer(model: ConvFormer, images: torch.Tensor, cam_class: int |
     `ConvStage` / `ResidualBlock`."""
     images = images.to(next(model.parameters()).device)
     rows = steps(model)
+    tree = _structure(model, rows)
     if cam_class is not None:
         check_cam_layers(cam_layers, conv_layers(model))
     cam_layers = [] if cam_class is None else default_cam_layers(model) if cam_layers is None else cam_layers
@@ -47,15 +73,15 @@ def inspect_convformer(model: ConvFormer, images: torch.Tensor, cam_class: int |
     attentions, activations, grids = {}, {}, {}
 
     def prepare(stack: ExitStack) -> None:
-        stack.callback(_restore(model))
-        model.eval()
-        for name, module, _ in rows:
-            for sub in module.modules():
-                if isinstance(sub, Attention):
-                    sub.fused = False
-                    stack.callback(sub.probs.register_forward_hook(
-                        lambda m, a, out, name=name: attentions.__setitem__(
-                            name, out if keep_attention else out.detach())).remove)
+        stack.callback(_restore(tree))
+        if any(m.training for m in tree.modules):  # eval() sets a flag on every module: ~1/4 of a small model's
+            model.eval()                              # inspection when it is already in eval mode
+        for name, _, _ in rows:
+            for sub in tree.attentions[name]:
+                sub.fused = False
+                stack.callback(sub.probs.register_forward_hook(
+                    lambda m, a, out, name=name: attentions.__setitem__(
+                        name, out if keep_attention else out.detach())).remove)
 
     def keep(name, module, args, out):
         if isinstance(module, ToTokens):
@@ -66,8 +92,8 @@ def inspect_convformer(model: ConvFormer, images: torch.Tensor, cam_class: int |
     rec = record(model, images, [(name, module) for name, module, _ in rows], prepare, keep=keep,
                  grad=bool(cam_layers) or keep_attention, flops=flops)
     table = [ShapeRow("input", (), tuple(images.shape), 0, 0, "image batch", "input")]
-    table += [ShapeRow(name, *rec.shapes[name], sum(p.numel() for p in module.parameters()), rec.flops.get(name, 0),
-                       note, _kind(name)) for name, module, note in rows if name in rec.shapes]
+    table += [ShapeRow(name, *rec.shapes[name], tree.params[name], rec.flops.get(name, 0), note, _kind(name))
+              for name, _, note in rows if name in rec.shapes]
     logits = rec.logits.detach()
     result = Inspection(logits, logits.softmax(-1), attentions, activations, grids, table)
     return explain(result, rec.logits, cam_layers, cam_class, relevance_class)
@@ -98,14 +124,15 @@ def default_cam_layers(model: ConvFormer) -> list[str]:
     return [names[0] if branch in attends else names[-1] for branch, names in branches.items()]
 
 
-def _restore(model: nn.Module):
+def _restore(tree: _Structure):
     """Snapshot the flags inspection changes; the returned function puts them back."""
-    training = [(m, m.training) for m in model.modules()]
-    fused = [(m, m.fused) for m in model.modules() if isinstance(m, Attention)]
+    training = [(m, m.training) for m in tree.modules]
+    fused = [(m, m.fused) for m in tree.modules if isinstance(m, Attention)]
 
     def restore() -> None:
         for m, flag in training:
-            m.training = flag
+            if m.training != flag:  # only what changed: nn.Module.__setattr__ is slow
+                m.training = flag
         for m, flag in fused:
             m.fused = flag
     return restore

@@ -47,9 +47,11 @@ def inspect_task(model: TaskModel, x: torch.Tensor, *, cam_class: int | str | No
         for hook in hooks:
             hook.remove()
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     with torch.no_grad():
         fused = model.neck([_as_map(model, n, found[n], grids) for n in names])
         out = model.head(fused, x) if model.task == "segment" else model.head(fused)
-    model.train(was_training)
+    if was_training:
+        model.train()
     return result, out
