@@ -146,6 +146,7 @@ def test_no_console_warnings_or_errors_on_load_run_train_and_cancel(open_page):
             .observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true}); }""")
     page.locator("#cancel").click()
     page.wait_for_function("document.querySelector('#train-status').innerText.includes('Cancelled')")
-    assert page.locator(".toast-body.error").count() == 0
+    errors = page.locator(".toast-body.error")
+    assert errors.count() == 0, errors.all_inner_texts()
     assert page.evaluate("window.cfErrorBadges") == 0
     assert not page.console, page.console

@@ -248,6 +248,11 @@ def code_tab() -> dict:
     return dict(code_tab=tab, code_btn=code_btn, code_view=code_view, code_file=code_file)
 
 
+SHOW_PREDICTION = """() => { const e = document.querySelector('#label'); if (!e) return;
+    const r = e.getBoundingClientRect();
+    if (r.top < 0 || r.top + 80 > window.innerHeight) e.scrollIntoView({block: 'center', behavior: 'instant'}); }"""
+
+
 def wire_run(c: dict, controls: list, named: dict, trained: gr.State) -> None:
     """Run, a new CAM target or layer, a new picture, and the Code tab."""
     predict_inputs = [c["image"], *controls, c["cam_target"], c["top_k"], c["head_fusion"], c["discard"],
@@ -255,6 +260,7 @@ def wire_run(c: dict, controls: list, named: dict, trained: gr.State) -> None:
     predict_outputs = [named[k] for k in handlers.PREDICT_OUTPUTS]
     c["run_btn"].click(engine.guard(handlers.predict), predict_inputs, predict_outputs, api_name="predict").failure(
         handlers.cleared, None, predict_outputs, api_visibility="private")  # no old results under the error
+    c["run_btn"].click(None, js=SHOW_PREDICTION)  # in the browser only: the answer comes where the eye is
     gr.on([c["cam_target"].input, c["cam_layer"].input], engine.guard(handlers.predict), predict_inputs,
           predict_outputs, api_name="explain")
     c["image"].change(handlers.preview, c["image"], [c["preview"], c["image_status"]], api_name="preview")

@@ -306,6 +306,8 @@ def _follow(job: Job, progress: gr.Progress) -> Iterator[tuple]:
 
 def result(job: Job) -> tuple:
     """The final page update of a finished run (also used after Cancel)."""
+    if job.error and job.cancel.is_set():  # the user's own Cancel (e.g. before training started): a status, not an error
+        return (f"■ {views.plain(i18n.translate(job.error), 600)}", gr.skip(), gr.skip(), None, gr.skip())
     if job.error:
         raise gr.Error(job.error)
     r = job.result
