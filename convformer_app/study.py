@@ -9,6 +9,7 @@ SIGTERM; the child keeps the runs it finished and writes a partial document).
 from __future__ import annotations
 
 import json
+import queue
 import sys
 import threading
 import time
@@ -121,7 +122,15 @@ def run_quick(request: gr.Request = None, progress: gr.Progress = gr.Progress())
     yield text("study.starting"), skip, skip
     shown = 0.0
     try:
-        for info in train_tab.events(job, UPDATE_S):
+        while True:
+            job.last_seen = time.monotonic()
+            try:
+                info = job.events.get(timeout=UPDATE_S)
+            except queue.Empty:
+                continue
+            if info is None:
+                break
+            job.last = info
             if time.monotonic() - shown < UPDATE_S and info["event"] == "step":
                 continue
             shown = time.monotonic()
