@@ -108,6 +108,21 @@ def test_matcher_against_brute_force(seed):
     assert cost[rows, cols].sum().item() == pytest.approx(_brute_force(cost), abs=1e-5)
 
 
+def test_set_head_queries_start_at_grid_anchors_and_look_near_them():
+    from convformer.tasks.heads import SetHead
+    head = SetHead(16, 10, queries=12, layers=2, heads=4)
+    anchors = head.anchors.weight.sigmoid()                                   # (Q, 4) cx cy w h
+    assert len({(round(x, 3), round(y, 3)) for x, y in anchors[:, :2].tolist()}) == 12  # a 4 x 3 grid
+    assert anchors[:, :2].min() > 0 and anchors[:, :2].max() < 1
+    torch.testing.assert_close(anchors[:, 2:], torch.full((12, 2), 0.3))
+    out = head(torch.randn(1, 16, 8, 8))
+    torch.testing.assert_close(out["layer_boxes"][0, 0], anchors)             # the box MLP starts at zero offset
+    prior = head.attention_prior(torch.tensor([[[0.3, 0.7]]]), 8, 8)          # centre at x 2.4, y 5.6 cells
+    assert prior.shape == (4, 1, 64)
+    assert (prior.argmax(-1) == 5 * 8 + 2).all()                              # every head peaks at that cell
+    assert prior[0, 0, 0] < prior[3, 0, 0] < 0                                # head 0 narrowest, head 3 widest
+
+
 def test_scenes_are_deterministic_and_honest_about_overlaps():
     a, b = render_scene(5, "train", 0, (48, 80)), render_scene(5, "train", 0, (48, 80))
     assert a.image.size == (80, 48) and a.image.tobytes() == b.image.tobytes()
