@@ -3,6 +3,7 @@
     python -m benchmarks.bench_tasks train --task detect --fusion mid [--head set] [--set epochs=6 lr=3e-3 ...]
         [--seeds 0] [--out benchmarks/train_runs/9-tasks.jsonl] [--save DIR]
     python -m benchmarks.bench_tasks infer [--out benchmarks/tasks_infer.json]
+    python -m benchmarks.bench_tasks peaks [--out benchmarks/tasks_peaks.json]
 
 `train` runs a task recipe (convformer/tasks/recipes.py) with the changes given and appends one JSON line per
 run: the metric after every epoch with wall and CPU seconds, the test metric on an unseen split, and the
@@ -11,6 +12,9 @@ alone. CPU seconds / threads is what the run would take on idle cores, an estima
 `infer`: per stage and task, the classifier's forward vs the task model's forward + decoding vs its
 inspection (`convformer.tasks.inspect.inspect_task`, + decoding), as ratios in the same run (medians of
 interleaved rounds, CPU time, one thread).
+`peaks`: each bundled detector on its record's validation and unseen test scenes, decoded with the peak test on
+each cell's best class (the default) and with CenterNet's per-class test: mAP@0.5, mAP, and the boxes scoring
+>= 0.3 that overlap a box of another class at IoU >= 0.5 (one object drawn twice).
 """
 from __future__ import annotations
 
@@ -120,6 +124,52 @@ def infer(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
 
 
+def _duplicates(dets: torch.Tensor, threshold: float = 0.3, iou: float = 0.5) -> int:
+    """(B, N, 6) -> how many pairs of boxes scoring >= threshold, of different classes, overlap at >= iou."""
+    from torchvision.ops import box_iou
+    n = 0
+    for d in dets:
+        d = d[d[:, 4] >= threshold]
+        other = d[:, 5, None] != d[None, :, 5]
+        n += int(((box_iou(d[:, :4], d[:, :4]) >= iou) & other).triu(1).sum())
+    return n
+
+
+def peaks(args: argparse.Namespace) -> None:
+    """Per bundled detector and split: the two peak tests side by side on the same forward outputs."""
+    from convformer.config import FUSIONS
+    from convformer.tasks import bundled_task_checkpoint, create_task_model, scene_split
+    from convformer.tasks.decode import dense_decode
+    from convformer.tasks.metrics import detections_to_preds, mean_ap
+    torch.set_num_threads(args.threads)
+    rows = []
+    for fusion in FUSIONS:
+        if bundled_task_checkpoint("detect", fusion) is None:
+            continue
+        model = create_task_model("detect", fusion).eval()
+        meta, recipe = model.meta, model.meta["recipe"]
+        splits = {"val": scene_split("val", recipe["val_size"], recipe["img_size"], meta["seed"], args.scene_cache),
+                  "test": scene_split("test", recipe["test_size"], recipe["img_size"], meta["seed"] + 1000,
+                                      args.scene_cache)}
+        for split, data in splits.items():
+            with torch.inference_mode():
+                mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (model.config.mean, model.config.std))
+                x = (data.images.float() / 255 - mean) / std
+                out = model(x)
+            row = {"fusion": fusion, "split": split, "n": len(data)}
+            for name, per_class in (("cell", False), ("per_class", True)):
+                dets = dense_decode(out["heatmap"], out["size"], out["offset"], tuple(x.shape[-2:]),
+                                    model.head_config.max_detections, per_class=per_class)
+                preds = [{k: v[p["scores"] >= 0.01] for k, v in p.items()} for p in detections_to_preds(dets)]
+                ap = mean_ap(preds, data.targets())
+                row |= {f"{name}_map_50": round(ap["map_50"], 4), f"{name}_map": round(ap["map"], 4),
+                        f"{name}_duplicates": _duplicates(dets)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+
+
 def bundle(args: argparse.Namespace) -> None:
     """A run's best.safetensors -> convformer/weights/{task}_{fusion}[_{head}].safetensors (+ .json), its
     floating-point tensors stored as float16; the float16 model re-scored on the record's test split."""
@@ -164,6 +214,11 @@ def main() -> None:
     p.add_argument("--fusions", nargs="*")
     p.add_argument("--out")
     p.set_defaults(func=infer)
+    p = sub.add_parser("peaks")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--scene-cache", default="runs/scenes")
+    p.add_argument("--out")
+    p.set_defaults(func=peaks)
     p = sub.add_parser("bundle")
     p.add_argument("run", help="a --save folder, e.g. runs/x/segment_mid")
     p.add_argument("--threads", type=int, default=1)

@@ -62,7 +62,9 @@ def test_captions_of_overlapping_boxes_do_not_cover_each_other() -> None:
 
 def test_the_detection_table_is_in_original_pixels() -> None:
     rows = results.detection_rows(DetectResult.of(_detections(), _image(), NAMES, 0.3))
-    assert rows == [[0, "star", 0.9, 10.0, 10.0, 60.0, 50.0], [1, "arrow", 0.5, 40.0, 20.0, 190.0, 95.0]]
+    assert rows == [[0, "star", 0.9, 10.0, 10.0, 60.0, 50.0, ""], [1, "arrow", 0.5, 40.0, 20.0, 190.0, 95.0, ""]]
+    folded = DetectResult.of(_detections(second=np.array([[1, 0.45], [-1, 0]])), _image(), NAMES, 0.3)
+    assert [row[-1] for row in results.detection_rows(folded, str.upper)] == ["SQUARE 0.45", ""]
 
 
 def test_a_click_picks_the_smallest_box_under_it() -> None:
@@ -201,7 +203,7 @@ def test_detect_round_trip_gives_boxes_in_the_image_pixels(client, scene) -> Non
     rows = out["table"]["data"]
     assert out["table"]["headers"][:3] == ["#", "class", "score"]
     assert 1 <= len(rows) <= 12  # at threshold 0, every query of the set head is a box
-    boxes = np.array([row[3:] for row in rows], dtype=float)
+    boxes = np.array([row[3:7] for row in rows], dtype=float)
     assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 96).all() and (boxes[:, [1, 3]] <= 96).all()
     assert f"{len(rows)}" in out["summary"] and "random weights" in out["summary"]
     drawn = Image.open(out["boxes"])
@@ -274,7 +276,7 @@ def test_browser_detect_draws_boxes_and_a_click_picks_one(browser, server, scene
         page.wait_for_function("+document.querySelector('#detect-table [role=grid]').getAttribute('aria-rowcount') > 1")
         rows = [r for r in page.evaluate("[...document.querySelectorAll('#detect-table tbody tr')].map("
                                          "tr => [...tr.querySelectorAll('td')].map(td => td.textContent.trim()))")
-                if len(r) == 7 and all(r)]  # the virtual table's spacer rows are empty
+                if len(r) == 8 and all(r[:7])]  # the virtual table's spacer rows are empty
         first = [float(v) for v in rows[0][3:7]]
         img = page.locator("#detect-boxes img")
         nw, nh, cw, ch = page.evaluate("(el) => [el.naturalWidth, el.naturalHeight, el.clientWidth, el.clientHeight]",

@@ -11,7 +11,7 @@ from convformer.export.checkpoint import CheckpointError, bundled_checkpoint
 from convformer.config import FUSIONS
 from convformer.tasks import (HEADS, create_task_model, decode, detect, hungarian_match, load_task_checkpoint,
                               render_scene, save_task_checkpoint, scene_split, segment, task_shape_rows)
-from convformer.tasks.decode import dense_decode, peaks
+from convformer.tasks.decode import dense_decode, fold, peaks
 from convformer.tasks.matcher import match_cost
 
 HEAD_KINDS = [(task, head) for task, heads in HEADS.items() for head in heads]
@@ -90,6 +90,13 @@ def test_dense_decoding_on_constructed_heatmaps():
     assert peaks(heat).count_nonzero() == 1
 
 
+def test_fold_keeps_one_box_per_object_and_names_its_second_guess():
+    dets = torch.tensor([[0, 0, 10, 10, .9, 3], [1, 0, 10, 10, .6, 7], [0, 1, 10, 10, .5, 3], [30, 30, 40, 40, .4, 1]])
+    kept, second = fold(dets)
+    assert kept.tolist() == [0, 3] and second.tolist() == [1, -1]  # the same-class overlap is dropped, not named
+    assert [len(v) for v in fold(dets[:0])] == [0, 0]
+
+
 def _brute_force(cost: torch.Tensor) -> float:
     q, t = cost.shape
     return min(sum(cost[p[j], j].item() for j in range(t)) for p in itertools.permutations(range(q), t))
@@ -133,7 +140,7 @@ def test_scenes_are_deterministic_and_honest_about_overlaps():
 def test_boxes_and_masks_in_the_original_pixels(size):
     image = Image.new("RGB", size, (90, 120, 150))
     dets = detect(_model("detect", "dense", "mid").eval(), image, score_threshold=0.0)
-    assert dets.image_size == size and len(dets.boxes) == 100
+    assert dets.image_size == size and len(dets.raw) == 100 and len(dets.boxes) == len(fold(dets.raw)[0])
     assert (dets.boxes[:, [0, 2]] <= size[0]).all() and (dets.boxes[:, [1, 3]] <= size[1]).all()
     assert (dets.boxes >= 0).all() and (dets.scores[:-1] >= dets.scores[1:]).all()
     seg = segment(_model("segment", "segformer", "cnn").eval(), image)
@@ -146,7 +153,7 @@ def test_detections_scale_back_to_the_image():
     image = Image.new("RGB", (256, 128))     # input 64 x 128 (short side 64, aspect kept): factor 2
     dets = detect(model, image, score_threshold=0.0)
     assert dets.input_hw == (64, 128)
-    raw = dets.raw[dets.raw[:, 4] >= 0.0][: len(dets.boxes), :4]
+    raw = dets.raw[fold(dets.raw)[0], :4]                      # threshold 0: every candidate, one per object
     torch.testing.assert_close(dets.boxes, (raw * 2).clamp(min=0).minimum(torch.tensor([256.0, 128, 256, 128])))
 
 

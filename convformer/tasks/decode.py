@@ -2,7 +2,10 @@
 a class per pixel. Each step is a few lines and its own function, so the shape table can list them as rows.
 
 - dense (CenterNet's decode.py): sigmoid, peaks by a 3 x 3 max-pool equality test instead of NMS, top-K over
-  classes and positions, then box = (centre + offset) * stride -/+ size * stride / 2.
+  classes and positions, then box = (centre + offset) * stride -/+ size * stride / 2. Peaks are per class, so
+  one object whose centre scores in two classes gives two boxes: that is what COCO's mAP rewards (a second
+  guess of the right class still counts; peaks on each cell's best class only cost 0.04-0.10 mAP@0.5,
+  benchmarks/NOTES.md, 17). For the picture, `fold` keeps one box per object and names the second guess.
 - set (DETR's PostProcess): softmax, drop "no object" (score = best real class), cxcywh -> xyxy scaled to
   the input (torchvision's box_convert).
 """
@@ -10,12 +13,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import box_convert
+from torchvision.ops import box_convert, box_iou, nms
 
 
-def peaks(heat: torch.Tensor) -> torch.Tensor:
-    """(B, K, h, w) probabilities -> the same with everything that is not a 3 x 3 local maximum set to 0."""
-    return heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
+def peaks(heat: torch.Tensor, per_class: bool = True) -> torch.Tensor:
+    """(B, K, h, w) probabilities -> the same with 0 everywhere but the peaks: CenterNet's 3 x 3 local maxima of
+    each class's map (`per_class=False`: cells whose best class is a local maximum of the best-class map, that
+    class only; measured worse, kept for the benchmark)."""
+    if per_class:
+        return heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
+    best = heat.amax(1, keepdim=True)
+    return heat * ((F.max_pool2d(best, 3, stride=1, padding=1) == best) & (heat == best))
 
 
 def topk(heat: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
@@ -26,12 +34,12 @@ def topk(heat: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
 
 
 def dense_decode(heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, input_hw: tuple[int, int],
-                 k: int = 100) -> torch.Tensor:
+                 k: int = 100, per_class: bool = True) -> torch.Tensor:
     """CenterNet heads (heatmap logits (B, K, h, w), size and offset (B, 2, h, w)) -> (B, k, 6) in pixels of
-    the (H, W) input."""
+    the (H, W) input. `per_class` as in `peaks`."""
     b, _, h, w = heatmap.shape
     sy, sx = input_hw[0] / h, input_hw[1] / w
-    scores, classes, ys, xs = topk(peaks(heatmap.sigmoid()), k)
+    scores, classes, ys, xs = topk(peaks(heatmap.sigmoid(), per_class), k)
     flat = ys * w + xs                                                    # (B, k)
     wh = size.flatten(2).gather(2, flat[:, None].expand(-1, 2, -1))       # (B, 2, k) in cells
     off = offset.flatten(2).gather(2, flat[:, None].expand(-1, 2, -1))
@@ -61,3 +69,15 @@ def keep(dets: torch.Tensor, threshold: float) -> torch.Tensor:
     """(N, 6) -> the rows with score >= threshold, best first."""
     dets = dets[dets[:, 4] >= threshold]
     return dets[dets[:, 4].argsort(descending=True)]
+
+
+def fold(dets: torch.Tensor, iou: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 6) detections, best first -> (the rows kept, one per object: torchvision's class-agnostic `nms` at
+    `iou`; for each kept row the index of the strongest row of another class it absorbed, -1 if none)."""
+    kept = nms(dets[:, :4], dets[:, 4], iou)
+    if not len(kept):
+        return kept, kept
+    absorbed = (box_iou(dets[kept, :4], dets[:, :4]) >= iou) & (dets[kept, 5, None] != dets[None, :, 5])
+    absorbed[:, kept] = False
+    first = torch.where(absorbed, torch.arange(len(dets)), len(dets)).amin(1)   # rows are best first
+    return kept, torch.where(absorbed.any(1), first, -1)

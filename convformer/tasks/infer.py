@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data import fit, preprocess, to_rgb
-from .decode import decode, keep
+from .decode import decode, fold
 from .model import TaskModel
 
 FULL_RES_LIMIT = 50_000_000  # (K + 1) * H * W values upsampled at once; above, the mask is resized instead
@@ -19,7 +19,8 @@ FULL_RES_LIMIT = 50_000_000  # (K + 1) * H * W values upsampled at once; above, 
 @dataclass
 class Detections:
     """Boxes in the original image's pixels. `boxes` (N, 4) xyxy float, `scores` (N,), `labels` (N,) int64,
-    `names`. For the views: `heatmap` (K, h, w) class-centre probabilities (dense head) or `attention`
+    `names`; a dense head's per-class peaks put two boxes on an object that scores in two classes: one is kept,
+    the other is its `second` (N, 2): (class, score) of the other class, (-1, 0) for none. For the views: `heatmap` (K, h, w) class-centre probabilities (dense head) or `attention`
     (N, L, h, w) the cross-attention of each box's query per decoder layer and `queries` (N,) (set head);
     `input_hw` what the model saw, `image_size` (W, H) of the original, `message` one line for the user."""
 
@@ -33,6 +34,7 @@ class Detections:
     heatmap: torch.Tensor | None = None
     attention: torch.Tensor | None = None
     queries: torch.Tensor | None = None
+    second: torch.Tensor | None = None     # (N, 2) the second guess folded into each box: class, score
     message: str = ""
 
     def rows(self) -> list[tuple[str, float, float, float, float, float]]:
@@ -75,21 +77,25 @@ def detect(model: TaskModel, image: Image.Image, score_threshold: float = 0.3, r
     scale = torch.tensor([rgb.width / hw[1], rgb.height / hw[0]] * 2)
     order = raw[:, 4].argsort(descending=True)
     raw = raw[order]
-    kept = raw[:, 4] >= score_threshold
+    kept = torch.nonzero(raw[:, 4] >= score_threshold).flatten()
+    heat = attn = queries = second = None
+    if "heatmap" in out:  # one box per object, its second guess named (decode.fold)
+        fused, absorbed = fold(raw[kept])
+        second = torch.stack([raw[kept[absorbed], 5], raw[kept[absorbed], 4]], 1)
+        second[absorbed < 0] = torch.tensor([-1.0, 0.0])
+        kept = kept[fused]
+        heat = out["heatmap"][0].sigmoid().float().cpu()
+    else:
+        queries = order[kept]
+        attn = out["cross_attn"][0].transpose(0, 1)[queries].float().cpu()             # (N, L, h, w)
     dets = raw[kept]
     boxes = (dets[:, :4] * scale).clamp(min=0)
     boxes = torch.minimum(boxes, torch.tensor([rgb.width, rgb.height] * 2, dtype=boxes.dtype))
     labels = dets[:, 5].long()
     names = [model.class_names[i] for i in labels.tolist()]
-    heat = attn = queries = None
-    if "heatmap" in out:
-        heat = out["heatmap"][0].sigmoid().float().cpu()
-    else:
-        queries = order[kept]
-        attn = out["cross_attn"][0].transpose(0, 1)[queries].float().cpu()             # (N, L, h, w)
     msg = (f"{len(dets)} object{'s' if len(dets) != 1 else ''} found" if len(dets) else
            f"no objects found (no box scored {score_threshold:g} or more)")
-    return Detections(boxes, dets[:, 4].clone(), labels, names, rgb.size, hw, raw, heat, attn, queries, msg)
+    return Detections(boxes, dets[:, 4].clone(), labels, names, rgb.size, hw, raw, heat, attn, queries, second, msg)
 
 
 @torch.inference_mode()

@@ -163,9 +163,9 @@ def show_detections(r: DetectResult, notice: str = "") -> tuple:
 
 def detection_table(r: DetectResult) -> dict:
     """The detections table, its headers in the page's language."""
-    headers = ["#", text("detect.col_class"), text("detect.col_score"), "x1", "y1", "x2", "y2"]
-    rows = [[i, views.class_name(name), *rest] for i, name, *rest in results.detection_rows(r)]  # names: the page's
-    return {"headers": headers, "data": rows}
+    headers = ["#", text("detect.col_class"), text("detect.col_score"), "x1", "y1", "x2", "y2",
+               text("detect.col_second")]
+    return {"headers": headers, "data": results.detection_rows(r, views.class_name)}
 
 
 def query_note(r: DetectResult, i: int) -> str:

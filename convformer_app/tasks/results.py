@@ -4,7 +4,8 @@ made from them (no model, no Gradio).
 The seam: `DetectResult.of(detections, image, ...)` takes ANY Detections-like value (attributes `boxes`
 (N, 4) xyxy in the original image's pixels, `scores` (N,), `labels` (N,), and optionally `heatmap` /
 `heatmaps` (K, h, w) from a dense head or `attention` (N, h, w) or (N, L, h, w), each detection's query
-cross-attention (per decoder layer) from a set head, and its `queries` (N,)), whatever made it: our task
+cross-attention (per decoder layer) from a set head, its `queries` (N,), and `second` (N, 2): the class and
+score of a second guess folded into each box, class -1 for none), whatever made it: our task
 models (convformer.tasks.detect) or another detector.
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ class DetectResult:
     heatmaps: np.ndarray | None = None    # (K, h, w): dense head, one per class
     attention: np.ndarray | None = None   # (N, h, w): set head, where each detection's query looked (last layer)
     queries: np.ndarray | None = None     # (N,): set head, each detection's query
+    second: np.ndarray | None = None      # (N, 2): the class and score of each box's second guess (-1: none)
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -58,11 +60,18 @@ class DetectResult:
                    labels=_array(detections.labels, np.int64).reshape(-1), class_names=list(class_names),
                    threshold=float(threshold), heatmaps=None if heat is None else heat.reshape(-1, *heat.shape[-2:]),
                    attention=None if attention is None else attention.reshape(-1, *attention.shape[-2:]),
-                   queries=_array(getattr(detections, "queries", None), np.int64))
+                   queries=_array(getattr(detections, "queries", None), np.int64),
+                   second=_array(getattr(detections, "second", None)))
 
     def name(self, i: int) -> str:
         """Detection i's class name."""
         return self.class_name(int(self.labels[i]))
+
+    def second_guess(self, i: int, say=str) -> str:
+        """Detection i's folded second guess as "class 0.47" (the name through `say`), or "" without one."""
+        if self.second is None or i >= len(self.second) or self.second[i, 0] < 0:
+            return ""
+        return f"{say(self.class_name(int(self.second[i, 0])))} {self.second[i, 1]:.2f}"
 
     def class_name(self, label: int) -> str:
         return self.class_names[label] if 0 <= label < len(self.class_names) else f"class {label}"
@@ -74,19 +83,21 @@ class DetectResult:
 
 def boxes_picture(r: DetectResult, selected: int | None = None) -> Image.Image:
     """The image with every box, its class name and score, and a legend of the classes found."""
-    captions = [f"{r.name(i)} {r.scores[i]:.2f}" for i in range(len(r.boxes))]
+    captions = [" / ".join(filter(None, [f"{r.name(i)} {r.scores[i]:.2f}", r.second_guess(i)]))
+                for i in range(len(r.boxes))]
     shown = draw.draw_boxes(r.display, draw.scale_boxes(r.boxes, r.scale), r.labels, captions, r.colours, selected)
     found = sorted(set(int(v) for v in r.labels))
     return draw.with_legend(shown, [(r.class_name(c), r.colours[c % len(r.colours)]) for c in found])
 
 
-DETECTION_HEADERS = ["#", "class", "score", "x1", "y1", "x2", "y2"]  # the API's (English) column names
+DETECTION_HEADERS = ["#", "class", "score", "x1", "y1", "x2", "y2", "second guess"]  # the API's (English) names
 
 
-def detection_rows(r: DetectResult) -> list[list]:
-    """One row per detection, strongest first: index, class, score, the box in the original image's pixels."""
-    return [[i, r.name(i), round(float(r.scores[i]), 3), *(round(float(v), 1) for v in r.boxes[i])]
-            for i in range(len(r.boxes))]
+def detection_rows(r: DetectResult, say=str) -> list[list]:
+    """One row per detection, strongest first: index, class, score, the box in the original image's pixels,
+    and the second guess folded into it ("" for none); class names through `say` (the page's language)."""
+    return [[i, say(r.name(i)), round(float(r.scores[i]), 3), *(round(float(v), 1) for v in r.boxes[i]),
+             r.second_guess(i, say)] for i in range(len(r.boxes))]
 
 
 def heatmap_picture(r: DetectResult, class_index: int | None) -> Image.Image | None:

@@ -43,6 +43,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "detector.coco": ("DETR pretrained on COCO (for photos)", "COCO 预训练的 DETR（用于照片）"),
     "detect.col_class": ("class", "类别"),
     "detect.col_score": ("score", "置信度"),
+    "detect.col_second": ("second guess", "次选"),
     # ---- segment ----
     "segment.image": ("Mask", "掩码"),
     "segment.iou": ("IoU per class (Shapes scenes only)", "各类别 IoU（仅限 Shapes 场景）"),
