@@ -306,4 +306,6 @@ def test_task_recipes_are_the_measured_ones():
     assert seg.model == {"refine": 2, "dice": 1.0} and seg.batch_size == 16 and seg.measured[-1][0] < 120
     assert task_recipe("detect", "cnn").measured[-1][1] > 0.6
     assert task_recipe("detect", "mid", "set").measured[-1][1] < 0.1  # why the dense head is the default
-    assert task_recipe("segment", "vit").measured == ()  # no curve borrowed from another stage
+    vit = task_recipe("segment", "vit")
+    assert vit.optimizer == "muon" and vit.measured[-1][0] < 180 and vit.measured[-1][1] >= 0.6
+    assert task_recipe("detect", "early", "set").measured == ()  # no curve borrowed from another stage or head
