@@ -49,7 +49,7 @@ def inspect_task(model: TaskModel, x: torch.Tensor, *, cam_class: int | str | No
     was_training = model.training
     if was_training:
         model.eval()
-    with torch.no_grad():
+    with torch.inference_mode():
         fused = model.neck([_as_map(model, n, found[n], grids) for n in names])
         out = model.head(fused, x) if model.task == "segment" else model.head(fused)
     if was_training:
