@@ -89,12 +89,11 @@ RECIPES: dict[tuple[str, str, str], TaskRecipe] = {
     ("segment", "early", ""): DEFAULTS["segment"].replace(fusion="early", measured=(
         (13.6, 0.201), (25.4, 0.328), (37.6, 0.522), (49.3, 0.573), (61.1, 0.695), (72.6, 0.709), (84.0, 0.75),
         (95.8, 0.762), (107.8, 0.759))),
-    # Muon on the ViT blocks' matrices (AdamW at 4e-3 left the classes confused) and 14 epochs of the 180 s a
-    # non-default stage has: 0.613 val / 0.623 test mIoU in 158 CPU-s (AdamW, 9 epochs: 0.477 / 0.478)
-    ("segment", "vit", ""): DEFAULTS["segment"].replace(fusion="vit", epochs=14, optimizer="muon", measured=(
-        (12.9, 0.138), (23.8, 0.218), (34.7, 0.294), (45.6, 0.349), (56.3, 0.39), (67.5, 0.423), (79.0, 0.46),
-        (90.5, 0.505), (102.4, 0.529), (113.5, 0.583), (125.0, 0.592), (136.1, 0.605), (147.0, 0.612),
-        (158.1, 0.613))),
+    # Muon on the ViT blocks' matrices (AdamW at 4e-3 left the classes confused) and 3000 scenes x 9 epochs, in
+    # the 180 s a non-default stage has: 0.668 val / 0.656 test mIoU in 155 CPU-s (AdamW, 2000 x 9: 0.477 / 0.478)
+    ("segment", "vit", ""): DEFAULTS["segment"].replace(fusion="vit", train_size=3000, optimizer="muon", measured=(
+        (18.4, 0.19), (35.0, 0.322), (52.0, 0.361), (68.9, 0.453), (86.7, 0.506), (103.7, 0.575), (121.3, 0.636),
+        (138.2, 0.66), (154.8, 0.668))),
     # the DETR-style set head with anchored queries (benchmarks/NOTES.md, 13c, E2): 0.817 val / 0.790 test in
     # 147 CPU-s; the plain DETR head had 0.018 / 0.024 at the dense head's recipe (76 CPU-s)
     ("detect", "mid", "set"): _DETECT.replace(head="set", train_size=2000, epochs=14, measured=(
