@@ -37,8 +37,8 @@ from .. import engine, i18n, views
 from ..controls import Controls, spread
 from ..i18n import text
 from .curves import curves
-from .jobs import (JOBS, events, LOCK, TEST_IMAGES, Job, claim, clean_start, limits, lower_priority, session_of, spare,
-                   val_size, work)
+from .jobs import (JOBS, LOCK, TEST_IMAGES, Job, claim, clean_start, events, limits, lower_priority, session_of,
+                   spare, val_size, work)
 
 log = logging.getLogger(__name__)
 
