@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for people and CI:
 #   bash dev.sh app [app.py flags]   set up .venv (first run only) and start the app on http://127.0.0.1:7860
-#   bash dev.sh test [pytest args]   set up .venv with test tools (and Debian's Chromium) and run every test
+#   bash dev.sh test [pytest args]   set up .venv with test tools (and Debian's Chromium) and run every test,
+#                                    two files at a time (pytest-xdist, one torch thread each; `-n 0`: one)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${VENV:-.venv}
@@ -26,6 +27,6 @@ chromium() {  # the browser tests drive Debian's Chromium through Playwright (ne
 
 case "${1:-}" in
   app) shift; setup requirements.txt; exec "$VENV/bin/python" app.py "$@" ;;
-  test) shift; setup requirements-dev.txt; chromium; exec "$VENV/bin/python" -m pytest "$@" ;;
+  test) shift; setup requirements-dev.txt; chromium; exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile "$@" ;;
   *) echo "usage: bash dev.sh app [--host H --port P --share --device D] | bash dev.sh test [pytest args]" >&2; exit 64 ;;
 esac

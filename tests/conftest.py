@@ -20,6 +20,10 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by `bash dev.sh test
 
 os.environ["GRADIO_TEMP_DIR"] = _TEMP = tempfile.mkdtemp(prefix="convformer-tests-gradio-")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: one core per worker; two threads each would wait on each other
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+    torch.set_num_threads(1)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

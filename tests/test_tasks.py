@@ -115,6 +115,21 @@ def test_matcher_against_brute_force(seed):
     assert cost[rows, cols].sum().item() == pytest.approx(_brute_force(cost), abs=1e-5)
 
 
+def test_set_head_queries_start_at_grid_anchors_and_look_near_them():
+    from convformer.tasks.heads import SetHead
+    head = SetHead(16, 10, queries=12, layers=2, heads=4)
+    anchors = head.anchors.weight.sigmoid()                                   # (Q, 4) cx cy w h
+    assert len({(round(x, 3), round(y, 3)) for x, y in anchors[:, :2].tolist()}) == 12  # a 4 x 3 grid
+    assert anchors[:, :2].min() > 0 and anchors[:, :2].max() < 1
+    torch.testing.assert_close(anchors[:, 2:], torch.full((12, 2), 0.3))
+    out = head(torch.randn(1, 16, 8, 8))
+    torch.testing.assert_close(out["layer_boxes"][0, 0], anchors)             # the box MLP starts at zero offset
+    prior = head.attention_prior(torch.tensor([[[0.3, 0.7]]]), 8, 8)          # centre at x 2.4, y 5.6 cells
+    assert prior.shape == (4, 1, 64)
+    assert (prior.argmax(-1) == 5 * 8 + 2).all()                              # every head peaks at that cell
+    assert prior[0, 0, 0] < prior[3, 0, 0] < 0                                # head 0 narrowest, head 3 widest
+
+
 def test_scenes_are_deterministic_and_honest_about_overlaps():
     a, b = render_scene(5, "train", 0, (48, 80)), render_scene(5, "train", 0, (48, 80))
     assert a.image.size == (80, 48) and a.image.tobytes() == b.image.tobytes()
@@ -305,7 +320,9 @@ def test_task_recipes_are_the_measured_ones():
     seg = task_recipe("segment", "mid")
     assert seg.model == {"refine": 2, "dice": 1.0} and seg.batch_size == 16 and seg.measured[-1][0] < 120
     assert task_recipe("detect", "cnn").measured[-1][1] > 0.6
-    assert task_recipe("detect", "mid", "set").measured[-1][1] < 0.1  # why the dense head is the default
+    dense, sets = task_recipe("detect", "mid").measured, task_recipe("detect", "mid", "set").measured
+    assert sets[-1][1] > 0.8 and sets[-1][0] < 180  # the anchored set head detects within the budget
+    assert dense[-1][1] > sets[-1][1] and dense[-1][0] < sets[-1][0]  # why the dense head is the default
     vit = task_recipe("segment", "vit")
     assert vit.optimizer == "muon" and vit.measured[-1][0] < 180 and vit.measured[-1][1] >= 0.6
     assert task_recipe("detect", "early", "set").measured == ()  # no curve borrowed from another stage or head

@@ -8,20 +8,21 @@ import pytest
 from convformer.tasks import bundled_task_checkpoint, create_task_model, scene_split
 from convformer.tasks.train import evaluate_task
 
-BUNDLED = [(t, f) for t in ("detect", "segment") for f in ("early", "mid", "late", "cnn", "vit")
-           if bundled_task_checkpoint(t, f) is not None]
+BUNDLED = [(t, f, "") for t in ("detect", "segment") for f in ("early", "mid", "late", "cnn", "vit")
+           if bundled_task_checkpoint(t, f) is not None] + [("detect", "mid", "set")]  # a non-default head's file
 
 
 def test_the_default_detector_is_bundled() -> None:
-    assert ("detect", "mid") in BUNDLED, "the Detect task's default (mid, dense head) must ship with the package"
+    assert ("detect", "mid", "") in BUNDLED, "the Detect task's default (mid, dense head) must ship with the package"
 
 
-@pytest.mark.parametrize(("task", "fusion"), BUNDLED)
-def test_a_bundled_task_checkpoint_reaches_its_recorded_score(task: str, fusion: str) -> None:
-    path = bundled_task_checkpoint(task, fusion)
+@pytest.mark.parametrize(("task", "fusion", "head"), BUNDLED)
+def test_a_bundled_task_checkpoint_reaches_its_recorded_score(task: str, fusion: str, head: str) -> None:
+    path = bundled_task_checkpoint(task, fusion, head)
     record = json.loads(path.with_suffix(".json").read_text())["meta"]["metrics"]
     key = {"detect": "test_map_50", "segment": "test_miou"}[task]
-    model = create_task_model(task, fusion).eval()
+    model = create_task_model(task, fusion, **({"head": head} if head else {})).eval()
+    assert not head or model.head_kind == head
     fresh = scene_split("test", 100, 64, seed=4242)  # not the record's test split (seed 0), not training's
     score = evaluate_task(model, fresh)["metric"]  # map_50 or miou, as training kept the best epoch
     assert score == pytest.approx(record[key], abs=0.08), (score, record[key])

@@ -72,7 +72,7 @@ def export_task(model: TaskModel, name: str = "", command: str = "") -> str:
     head_cls = {"dense": heads.DenseHead, "set": heads.SetHead, "segformer": heads.SegFormerHead}[model.head_kind]
     parts = [heads.Neck]
     if model.head_kind == "set":
-        parts = [heads.sincos_2d, heads.Neck, heads.DecoderLayer]
+        parts = [heads.sincos_2d, heads.sincos_points, heads.Neck, heads.DecoderLayer]
     parts.append(head_cls)
     if model.head_kind == "segformer":
         parts.append(heads.conv_bn)

@@ -105,8 +105,8 @@ def _set_rows(r: _Rows, model: TaskModel, fused: torch.Tensor, hw: tuple[int, in
     r.step("head.memory", "grid -> tokens (+ 2-D sin-cos positions)", lambda: mem.flatten(2).transpose(1, 2), mem,
            "B D h' w'", "B N D")
     out = r.step("head.decoder", f"{len(head.layers)} decoder layers: Q queries, self- then cross-attention",
-                 lambda: head(fused), fused, "B D h w", "B Q K+1", head.query_embed, head.layers, head.class_embed,
-                 head.bbox_embed, less=r.rows[-2].flops)
+                 lambda: head(fused), fused, "B D h w", "B Q K+1", head.anchors, head.query_pos, head.layers,
+                 head.class_embed, head.bbox_embed, less=r.rows[-2].flops)
     r.rows.append(TaskRow("head.boxes", tuple(fused.shape), tuple(out["pred_boxes"].shape), 0, 0,
                           "box per query: cx cy w h in [0, 1]", _axes(tuple(fused.shape), "B D h w"),
                           _axes(tuple(out["pred_boxes"].shape), "B Q 4")))
