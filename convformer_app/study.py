@@ -9,7 +9,6 @@ SIGTERM; the child keeps the runs it finished and writes a partial document).
 from __future__ import annotations
 
 import json
-import queue
 import sys
 import threading
 import time
@@ -122,15 +121,7 @@ def run_quick(request: gr.Request = None, progress: gr.Progress = gr.Progress())
     yield text("study.starting"), skip, skip
     shown = 0.0
     try:
-        while True:
-            job.last_seen = time.monotonic()
-            try:
-                info = job.events.get(timeout=UPDATE_S)
-            except queue.Empty:
-                continue
-            if info is None:
-                break
-            job.last = info
+        for info in train_tab.events(job, UPDATE_S):
             if time.monotonic() - shown < UPDATE_S and info["event"] == "step":
                 continue
             shown = time.monotonic()

@@ -22,7 +22,6 @@ nobody has read its progress for jobs.ORPHAN_S seconds (the browser went away).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -38,8 +37,8 @@ from .. import engine, i18n, views
 from ..controls import Controls, spread
 from ..i18n import text
 from .curves import curves
-from .jobs import (JOBS, LOCK, TEST_IMAGES, Job, claim, clean_start, limits, lower_priority, session_of, spare,
-                   val_size, work)
+from .jobs import (JOBS, LOCK, TEST_IMAGES, Job, claim, clean_start, events, limits, lower_priority, session_of,
+                   spare, val_size, work)
 
 log = logging.getLogger(__name__)
 
@@ -283,15 +282,7 @@ def _follow(job: Job, progress: gr.Progress) -> Iterator[tuple]:
     skip, dataset = gr.skip(), job.dataset
     yield text("train.loading", dataset=dataset), skip, skip, None, skip
     shown = 0.0
-    while True:
-        job.last_seen = time.monotonic()
-        try:
-            info = job.events.get(timeout=UPDATE_S)
-        except queue.Empty:
-            continue
-        if info is None:
-            break
-        job.last = info
+    for info in events(job, UPDATE_S):
         if info["event"] == "step":
             job.steps.append(info["loss"])
         if time.monotonic() - shown < UPDATE_S and info["event"] == "step":

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,3 +300,18 @@ def lower_priority() -> None:
 def val_size(images: int) -> int:
     """Shapes validation images for a run of `images` training images (1,000 for the recipes' 10,000)."""
     return min(1000, max(50, images // 5))
+
+
+def events(job: Any, wait: float) -> Iterator[dict]:
+    """A running job's progress reports, in order, until its child says it is done (None); the job stays marked
+    as watched (`last_seen`) and keeps the latest report (`last`) while the page waits."""
+    while True:
+        job.last_seen = time.monotonic()
+        try:
+            info = job.events.get(timeout=wait)
+        except queue.Empty:
+            continue
+        if info is None:
+            return
+        job.last = info
+        yield info
