@@ -16,6 +16,7 @@ import pytest
 
 from ._appserver import Server, serve
 
+BROWSER_TIMEOUT = 240_000  # ms: a CPU shared with other work can be slow
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by `bash dev.sh test`; never a downloaded browser
 
 os.environ["GRADIO_TEMP_DIR"] = _TEMP = tempfile.mkdtemp(prefix="convformer-tests-gradio-")
@@ -49,3 +50,38 @@ def browser(server: Server):
                                           "--disable-component-update"])
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    """One page for a module's tests, 1400 x 1000."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(BROWSER_TIMEOUT)
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """Fresh pages, each in its own browser context (size, colour scheme, locale), loaded at `query` and ready
+    (the load events done: a drop before Gradio wired its drop target goes nowhere), its console warnings and
+    errors collected in page.console; closed at the end of the test."""
+    contexts = []
+
+    def open_(size=(1280, 900), scheme="light", locale="en-US", query=""):
+        context = browser.new_context(locale=locale, viewport={"width": size[0], "height": size[1]},
+                                      color_scheme=scheme)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(BROWSER_TIMEOUT)
+        page.console = []
+        page.on("console", lambda m: page.console.append(f"{m.type}: {m.text}") if m.type in ("warning", "error")
+                else None)
+        page.on("pageerror", lambda e: page.console.append(f"pageerror: {e}"))
+        page.goto(f"{server.url}/{query}")
+        page.wait_for_selector("#run")
+        page.wait_for_function("document.querySelector('#config-status')?.innerText.trim().length > 0")
+        return page
+    yield open_
+    for context in contexts:
+        context.close()

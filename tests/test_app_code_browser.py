@@ -8,15 +8,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.app
-TIMEOUT = 120_000  # ms; a CPU shared with other work can be slow
-
-
-@pytest.fixture(scope="module")
-def page(browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(TIMEOUT)
-    yield page
-    page.close()
 
 
 def test_table_head_and_total_in_view_and_the_code_tab(page, server):

@@ -11,31 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.app
-TIMEOUT = 120_000  # ms: a CPU shared with other work can be slow
 LAPTOP, PHONE = (1280, 900), (390, 844)
-
-
-@pytest.fixture
-def open_page(browser, server):
-    """A fresh page at a viewport size, its console warnings and errors collected in page.console."""
-    pages = []
-
-    def open_(size=LAPTOP, scheme="light", query=""):
-        page = browser.new_page(viewport={"width": size[0], "height": size[1]}, color_scheme=scheme)
-        page.set_default_timeout(TIMEOUT)
-        page.console = []
-        page.on("console", lambda m: page.console.append(f"{m.type}: {m.text}") if m.type in ("warning", "error")
-                else None)
-        page.on("pageerror", lambda e: page.console.append(f"pageerror: {e}"))
-        page.goto(f"{server.url}/{query}")
-        page.wait_for_selector("#run")
-        # the load events are done (a drop before Gradio wired its drop target went nowhere)
-        page.wait_for_function("document.querySelector('#config-status')?.innerText.trim().length > 0")
-        pages.append(page)
-        return page
-    yield open_
-    for page in pages:
-        page.close()
 
 
 def in_view(page, selector: str, whole: bool = False) -> bool:

@@ -10,7 +10,6 @@ from . import _fake_detr
 from .test_coco_detr import offline
 
 pytestmark = pytest.mark.app
-TIMEOUT = 240_000  # ms: a CPU shared with other work can be slow
 
 
 @pytest.fixture(scope="module")
@@ -20,29 +19,6 @@ def hub(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         offline(mp, path)  # the server runs in this process: it reads this cache, offline
         yield path
-
-
-@pytest.fixture
-def open_page(browser, server):
-    """A fresh page, its console warnings and errors collected in page.console."""
-    pages = []
-
-    def open_(locale="en-US", size=(1280, 900)):
-        context = browser.new_context(locale=locale, viewport={"width": size[0], "height": size[1]})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT)
-        page.console = []
-        page.on("console", lambda m: page.console.append(f"{m.type}: {m.text}") if m.type in ("warning", "error")
-                else None)
-        page.on("pageerror", lambda e: page.console.append(f"pageerror: {e}"))
-        page.goto(server.url)
-        page.wait_for_selector("#run")
-        page.wait_for_function("document.querySelector('#config-status')?.innerText.trim().length > 0")
-        pages.append(context)
-        return page
-    yield open_
-    for context in pages:
-        context.close()
 
 
 def choose_task_and_scene(page, task: str, index: int = 3) -> None:
@@ -147,7 +123,7 @@ def test_detect_with_detr_refills_the_views_below(open_page, hub):
 
 
 def test_compare_and_train_per_task_in_chinese(open_page):
-    page = open_page("zh-CN")
+    page = open_page(locale="zh-CN")
     page.wait_for_function("document.querySelector('#examples')?.innerText.includes('circle 圆形')")  # captions
     page.locator("#run").click()
     page.wait_for_function("document.querySelector('#label')?.innerText.includes('%')")

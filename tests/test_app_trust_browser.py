@@ -6,15 +6,6 @@ from __future__ import annotations
 import pytest
 
 pytestmark = pytest.mark.app
-TIMEOUT = 180_000  # ms; a CPU shared with other work can be slow
-
-
-@pytest.fixture(scope="module")
-def page(browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(TIMEOUT)
-    yield page
-    page.close()
 
 
 def test_trust_panel_buttons(page, server) -> None:

@@ -213,16 +213,22 @@ def code_command(args: Any) -> None:
         model = create(name, **overrides)
         classes = None
     source = export(model.eval(), name=name, command=_command(args), classes=classes)
-    diff = check(source, model)
-    if diff > 1e-5:
-        raise ExportError(f"the exported file's logits differ from the library's by {diff:.2e}: please report this")
+    emit(source, check(source, model), args.out, "logits")
+
+
+def emit(source: str, diff: float, out: str | None, what: str = "logits") -> None:
+    """A checked export: refused if the file's `what` differ from the library's by more than 1e-5, else written
+    to `out` (a line on stderr says so) or to stdout."""
     import sys
-    if args.out:
-        Path(args.out).write_text(source)
-        print(f"wrote {args.out}: {len(source.splitlines())} lines; loads the library's state_dict strictly, "
-              f"logits agree to {diff:.1e}", file=sys.stderr)
+    from pathlib import Path
+    if diff > 1e-5:
+        raise ExportError(f"the exported file's {what} differ from the library's by {diff:.2e}: please report this")
+    if out:
+        Path(out).write_text(source)
+        print(f"wrote {out}: {len(source.splitlines())} lines; loads the library's state_dict strictly, "
+              f"{what} agree to {diff:.1e}", file=sys.stderr)
     else:
         sys.stdout.write(source)
 
 
-__all__ = ["ExportError", "add_parser", "check", "code_command", "command_for", "export", "load"]
+__all__ = ["ExportError", "add_parser", "check", "code_command", "command_for", "emit", "export", "load"]

@@ -101,6 +101,7 @@ def attach(p: argparse.ArgumentParser, command) -> None:
 
 def code_task(args: argparse.Namespace) -> None:
     """`code --task detect|segment`: the task model (backbone, neck, head, decoding) as one file, checked."""
+    from ..export.code import emit
     from .export import check_task, export_task
     if getattr(args, "preset", None):
         raise ValueError("--task takes the stage's task model: use --fusion or --checkpoint, not --preset")
@@ -109,15 +110,7 @@ def code_task(args: argparse.Namespace) -> None:
     name = Path(args.checkpoint).name if args.checkpoint else f"{args.task} on {args.fusion}"
     source = export_task(model, name=name, command=f"python -m convformer code --task {args.task} "
                          f"--fusion {args.fusion}" + (f" --head {args.head}" if args.head else ""))
-    diff = check_task(source, model)
-    if diff > 1e-5:
-        raise ValueError(f"the exported file's outputs differ from the library's by {diff:.2e}: please report this")
-    if args.out:
-        Path(args.out).write_text(source)
-        print(f"wrote {args.out}: {len(source.splitlines())} lines; loads the library's state_dict strictly, "
-              f"outputs agree to {diff:.1e}", file=sys.stderr)
-    else:
-        sys.stdout.write(source)
+    emit(source, check_task(source, model), args.out, "outputs")
 
 
 def train_task_command(args: argparse.Namespace) -> None:

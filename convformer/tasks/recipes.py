@@ -89,6 +89,12 @@ RECIPES: dict[tuple[str, str, str], TaskRecipe] = {
     ("segment", "early", ""): DEFAULTS["segment"].replace(fusion="early", measured=(
         (13.6, 0.201), (25.4, 0.328), (37.6, 0.522), (49.3, 0.573), (61.1, 0.695), (72.6, 0.709), (84.0, 0.75),
         (95.8, 0.762), (107.8, 0.759))),
+    ("segment", "cnn", ""): DEFAULTS["segment"].replace(fusion="cnn", measured=(
+        (13.5, 0.309), (24.7, 0.287), (36.2, 0.581), (47.7, 0.616), (58.6, 0.677), (70.6, 0.728), (83.4, 0.761),
+        (95.8, 0.775), (107.8, 0.771))),
+    ("segment", "late", ""): DEFAULTS["segment"].replace(fusion="late", measured=(
+        (13.3, 0.344), (24.1, 0.432), (35.1, 0.557), (45.8, 0.592), (56.4, 0.711), (67.5, 0.729), (78.8, 0.755),
+        (90.5, 0.772), (103.7, 0.776))),
     # Muon on the ViT blocks' matrices (AdamW at 4e-3 left the classes confused) and 3000 scenes x 9 epochs, in
     # the 180 s a non-default stage has: 0.668 val / 0.656 test mIoU in 155 CPU-s (AdamW, 2000 x 9: 0.477 / 0.478)
     ("segment", "vit", ""): DEFAULTS["segment"].replace(fusion="vit", train_size=3000, optimizer="muon", measured=(
