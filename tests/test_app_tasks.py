@@ -274,11 +274,14 @@ def test_browser_detect_draws_boxes_and_a_click_picks_one(browser, server, scene
         page.wait_for_function("document.querySelector('#detect-summary').innerText.trim()"
                                ".endsWith('found at score ≥ 0.')")  # the threshold: 0
         page.wait_for_function("+document.querySelector('#detect-table [role=grid]').getAttribute('aria-rowcount') > 1")
-        rows = [r for r in page.evaluate("[...document.querySelectorAll('#detect-table tbody tr')].map("
-                                         "tr => [...tr.querySelectorAll('td')].map(td => td.textContent.trim()))")
-                if len(r) == 8 and all(r[:7])]  # the virtual table's spacer rows are empty
+        # the data rows: the virtual table's row divs (its one <tbody> row only sizes the columns, widest values)
+        rows = [r for r in page.evaluate("[...document.querySelectorAll('#detect-table .virtual-row')].map("
+                                         "row => [...row.querySelectorAll('[role=gridcell]')].map(c => c.textContent.trim()))")
+                if len(r) == 8 and all(r[:7])]
+        assert rows[0][0] == "0"  # the strongest box
         first = [float(v) for v in rows[0][3:7]]
         img = page.locator("#detect-boxes img")
+        page.wait_for_function("document.querySelector('#detect-boxes img')?.naturalWidth > 0")  # loaded
         nw, nh, cw, ch = page.evaluate("(el) => [el.naturalWidth, el.naturalHeight, el.clientWidth, el.clientHeight]",
                                        img.element_handle())
         fit = min(cw / nw, ch / nh)  # the picture is contained in its box, centred
