@@ -30,7 +30,7 @@ def test_a_bundled_task_checkpoint_reaches_its_recorded_score(task: str, fusion:
     assert path.stat().st_size < 1_500_000  # stored as float16
 
 
-@pytest.mark.parametrize("fusion", ["mid", "vit"])  # the default segmenter; vit's own recipe (Muon, 3000 scenes)
+@pytest.mark.parametrize("fusion", ["mid", "vit"])  # the default segmenter; vit's own recipe (Muon, 4000 scenes)
 def test_a_segmenter_is_bundled_with_its_recipe(fusion: str) -> None:
     from convformer.tasks.recipes import task_recipe
     path = bundled_task_checkpoint("segment", fusion)
