@@ -37,6 +37,6 @@ def test_a_segmenter_is_bundled_with_its_recipe(fusion: str) -> None:
     meta = json.loads(path.with_suffix(".json").read_text())
     recipe, ran = task_recipe("segment", fusion), meta["meta"]["recipe"]
     assert {k: meta["head"][k] for k in recipe.model} == recipe.model
-    assert [ran[k] for k in ("epochs", "train_size", "batch_size", "optimizer")] == \
-        [recipe.epochs, recipe.train_size, recipe.batch_size, recipe.optimizer]
+    assert [ran[k] for k in ("epochs", "train_size", "batch_size", "lr", "optimizer")] == \
+        [recipe.epochs, recipe.train_size, recipe.batch_size, recipe.lr, recipe.optimizer]
     assert meta["meta"]["metrics"]["test_miou"] >= 0.6
