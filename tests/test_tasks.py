@@ -130,6 +130,23 @@ def test_set_head_queries_start_at_grid_anchors_and_look_near_them():
     assert prior[0, 0, 0] < prior[3, 0, 0] < 0                                # head 0 narrowest, head 3 widest
 
 
+def test_set_loss_weighs_no_object_by_the_heads_eos_coef():
+    from types import SimpleNamespace
+    from convformer.tasks import HeadConfig
+    from convformer.tasks.losses import task_loss
+    logits = torch.zeros(1, 1, 4, 11)
+    logits[..., 0] = 8.0                                                      # all 4 queries say class 0
+    out = {"layer_logits": logits, "layer_boxes": torch.tensor([0.5, 0.5, 0.2, 0.2]).repeat(1, 1, 4, 1)}
+    batch = {"boxes": torch.tensor([[[22.0, 22.0, 42.0, 42.0]]]), "labels": torch.tensor([[0]])}  # one object
+
+    def loss(eos: float) -> float:
+        model = SimpleNamespace(head_kind="set", head_config=HeadConfig(head="set", eos_coef=eos))
+        return float(task_loss(model, out, batch, (64, 64)))
+    assert loss(1.0) > loss(0.1) > 0                                          # 3 unmatched queries weigh more
+    with pytest.raises(ValueError, match="eos_coef=2"):
+        HeadConfig(head="set", eos_coef=2)
+
+
 def test_scenes_are_deterministic_and_honest_about_overlaps():
     a, b = render_scene(5, "train", 0, (48, 80)), render_scene(5, "train", 0, (48, 80))
     assert a.image.size == (80, 48) and a.image.tobytes() == b.image.tobytes()

@@ -113,5 +113,5 @@ def task_loss(model, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor
     if model.head_kind == "dense":
         return dense_loss(out, batch["boxes"], batch["labels"], input_hw)
     if model.head_kind == "set":
-        return set_loss(out, batch["boxes"], batch["labels"], input_hw)
+        return set_loss(out, batch["boxes"], batch["labels"], input_hw, model.head_config.eos_coef)
     return segment_loss(out, batch["semantic"], model.head_config.dice)

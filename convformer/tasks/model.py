@@ -35,6 +35,7 @@ class HeadConfig:
     queries: int = 12             # set: object queries Q
     decoder_layers: int = 2       # set: decoder layers L
     decoder_heads: int = 4        # set: attention heads; dim % decoder_heads == 0
+    eos_coef: float = 0.1         # set: weight of "no object" in the class loss (DETR's 0.1)
     max_detections: int = 100     # dense: top-K peaks decoded
     refine: int = 0               # segformer: 3x3 conv-BN-ReLU blocks before the 1x1 classifier
     skip: int = 0                 # segformer: channels of the image's stride-2 low-level path (0 = none)
@@ -52,8 +53,10 @@ class HeadConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name}={value!r} is not allowed: expected an integer in [{lo}, {hi}]")
-        if isinstance(self.dice, bool) or not isinstance(self.dice, (int, float)) or not 0 <= self.dice <= 10:
-            raise ValueError(f"dice={self.dice!r} is not allowed: expected a number in [0, 10]")
+        for name, hi in (("dice", 10), ("eos_coef", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= hi:
+                raise ValueError(f"{name}={value!r} is not allowed: expected a number in [0, {hi}]")
         if self.dim % self.decoder_heads:
             raise ValueError(f"dim={self.dim} must be divisible by decoder_heads={self.decoder_heads}")
 
