@@ -154,6 +154,18 @@ def test_the_capture_hook_is_released_even_on_failure() -> None:
     assert not layer._forward_hooks
 
 
+def test_a_task_run_takes_one_of_the_servers_training_slots(monkeypatch, tmp_path) -> None:
+    """Task runs share the Train and Study tabs' budget: none starts while the server runs its limit."""
+    import gradio as gr
+    from convformer_app.tasks.train import train_task
+    from convformer_app.train import jobs
+    monkeypatch.setenv("CONVFORMER_MAX_TRAIN_JOBS", "1")
+    monkeypatch.setattr(jobs, "JOBS", {"another-page": jobs.Job(tmp_path)})  # a running classification run
+    with pytest.raises(gr.Error, match="going on this server already"):
+        next(train_task("detect", "mid", request=SimpleNamespace(session_hash="this-page")))
+    assert list(jobs.JOBS) == ["another-page"]  # nothing claimed, no folder made
+
+
 def test_the_training_curve_is_the_metric_against_time() -> None:
     from convformer_app.tasks.train import curve
     frame = curve([{"time": 3.0, "val_metric": 0.2}, {"time": 7.5, "val_metric": 0.6}], "map_50")
@@ -281,7 +293,9 @@ def test_browser_detect_draws_boxes_and_a_click_picks_one(browser, server, scene
         assert rows[0][0] == "0"  # the strongest box
         first = [float(v) for v in rows[0][3:7]]
         img = page.locator("#detect-boxes img")
-        page.wait_for_function("document.querySelector('#detect-boxes img')?.naturalWidth > 0")  # loaded
+        img.wait_for()  # the picture of this run, loaded, before it is measured and clicked
+        page.wait_for_function("document.querySelector('#detect-boxes img')?.complete "
+                               "&& document.querySelector('#detect-boxes img').naturalWidth > 0")
         nw, nh, cw, ch = page.evaluate("(el) => [el.naturalWidth, el.naturalHeight, el.clientWidth, el.clientHeight]",
                                        img.element_handle())
         fit = min(cw / nw, ch / nh)  # the picture is contained in its box, centred

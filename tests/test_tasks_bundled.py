@@ -30,13 +30,13 @@ def test_a_bundled_task_checkpoint_reaches_its_recorded_score(task: str, fusion:
     assert path.stat().st_size < 1_500_000  # stored as float16
 
 
-@pytest.mark.parametrize("fusion", ["mid", "vit"])  # the default segmenter; vit's own recipe (Muon, 3000 scenes)
+@pytest.mark.parametrize("fusion", ["mid", "vit"])  # the default segmenter; vit's own recipe (Muon, 4000 scenes)
 def test_a_segmenter_is_bundled_with_its_recipe(fusion: str) -> None:
     from convformer.tasks.recipes import task_recipe
     path = bundled_task_checkpoint("segment", fusion)
     meta = json.loads(path.with_suffix(".json").read_text())
     recipe, ran = task_recipe("segment", fusion), meta["meta"]["recipe"]
     assert {k: meta["head"][k] for k in recipe.model} == recipe.model
-    assert [ran[k] for k in ("epochs", "train_size", "batch_size", "optimizer")] == \
-        [recipe.epochs, recipe.train_size, recipe.batch_size, recipe.optimizer]
+    assert [ran[k] for k in ("epochs", "train_size", "batch_size", "lr", "optimizer")] == \
+        [recipe.epochs, recipe.train_size, recipe.batch_size, recipe.lr, recipe.optimizer]
     assert meta["meta"]["metrics"]["test_miou"] >= 0.6

@@ -4,12 +4,13 @@ the validation scenes) drawn live against time. The checkpoint becomes this sess
 Explore's Detect / Segment read.
 
 The run is a thread of the server (a task run is short and small; classification's child process is not
-reused here), at most one per session; leaving the page or pressing Stop ends it after the current step.
+reused here). It takes one of the server's training slots, as the Train and Study tabs' runs do
+(`train_tab.claim`: one per page, at most CONVFORMER_MAX_TRAIN_JOBS on the server, its folder pruned with theirs);
+leaving the page or pressing Stop ends it after the current step.
 """
 from __future__ import annotations
 
 import queue
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,6 @@ from ..i18n import text
 from . import handlers
 
 MAX_SECONDS = 300
-_CANCEL: dict[str, threading.Event] = {}  # session -> its running task's stop switch
-_LOCK = threading.Lock()
 
 
 def curve(history: list[dict], metric: str) -> pd.DataFrame:
@@ -56,14 +55,9 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
     if not 10 <= seconds <= MAX_SECONDS:
         raise gr.Error(f"seconds={seconds!r} is not allowed: expected a number from 10 to {MAX_SECONDS}")
     recipe = task_recipe(task, fusion, head if task == "detect" else "").replace(time_limit=seconds)
-    session = getattr(request, "session_hash", None) or "no-session"
-    cancel, events = threading.Event(), queue.Queue()
-    with _LOCK:
-        if session in _CANCEL:
-            raise gr.Error(text("ttrain.busy"))
-        _CANCEL[session] = cancel
-    # in the Train tab's run folder: pruned with its runs, and removed with the session (train_tab.forget)
-    out_dir = Path(tempfile.mkdtemp(prefix=f"{task}-{fusion}-", dir=train_tab.run_root()))
+    job = train_tab.claim(train_tab.session_of(request), f"{task}-{fusion}-", lambda busy, limit: text(
+        "ttrain.busy") if busy is None else text("train.busy_server", busy=busy, limit=limit))
+    cancel, events, out_dir = job.cancel, queue.Queue(), job.out_dir
     box: dict = {}
 
     def work() -> None:
@@ -74,7 +68,7 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
         finally:
             events.put({"event": "end"})
 
-    thread = threading.Thread(target=work, name=f"convformer-task-train-{session[:8]}", daemon=True)
+    job.thread = thread = threading.Thread(target=work, name=f"convformer-task-train-{out_dir.name}", daemon=True)
     thread.start()
     metric = recipe.metric
     history: list[dict] = []
@@ -91,9 +85,8 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
                 yield said, chart(history, metric), gr.skip()
     finally:
         cancel.set()  # the page went away or Stop: the thread ends after its step
-        with _LOCK:
-            _CANCEL.pop(session, None)
-    thread.join()
+        thread.join()
+        job.running = False
     if "error" in box:
         raise gr.Error(text("ttrain.failed", error=box["error"]))
     r = box["result"]
@@ -105,9 +98,8 @@ def train_task(task: str = "detect", fusion: str = "mid", head: str = "dense", s
 
 def stop(request: gr.Request = None) -> str:
     """Stop this session's task run after its current step."""
-    with _LOCK:
-        cancel = _CANCEL.get(getattr(request, "session_hash", None) or "no-session")
-    if cancel is None:
+    job = train_tab.JOBS.get(train_tab.session_of(request))
+    if job is None or not job.running:
         return text("ttrain.nothing")
-    cancel.set()
+    job.cancel.set()
     return text("ttrain.stopping")
