@@ -5,7 +5,8 @@ a class per pixel. Each step is a few lines and its own function, so the shape t
   classes and positions, then box = (centre + offset) * stride -/+ size * stride / 2. Peaks are per class, so
   one object whose centre scores in two classes gives two boxes: that is what COCO's mAP rewards (a second
   guess of the right class still counts; peaks on each cell's best class only cost 0.04-0.10 mAP@0.5,
-  benchmarks/NOTES.md, 17). For the picture, `fold` keeps one box per object and names the second guess.
+  benchmarks/NOTES.md, 17). For the picture, `fold` keeps one box per object and names the second guess
+  (also for the set head, whose neighbouring queries may settle on one object).
 - set (DETR's PostProcess): softmax, drop "no object" (score = best real class), cxcywh -> xyxy scaled to
   the input (torchvision's box_convert).
 """

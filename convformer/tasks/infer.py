@@ -19,8 +19,10 @@ FULL_RES_LIMIT = 50_000_000  # (K + 1) * H * W values upsampled at once; above, 
 @dataclass
 class Detections:
     """Boxes in the original image's pixels. `boxes` (N, 4) xyxy float, `scores` (N,), `labels` (N,) int64,
-    `names`; a dense head's per-class peaks put two boxes on an object that scores in two classes: one is kept,
-    the other is its `second` (N, 2): (class, score) of the other class, (-1, 0) for none. For the views: `heatmap` (K, h, w) class-centre probabilities (dense head) or `attention`
+    `names`; one box per object: a dense head's per-class peaks put two boxes on an object that scores in two
+    classes, a set head's neighbouring queries may settle on the same object; the strongest is kept
+    (torchvision's class-agnostic `nms`, IoU 0.5) and the strongest box of another class it covered is its
+    `second` (N, 2): (class, score), (-1, 0) for none; every candidate stays in `raw`. For the views: `heatmap` (K, h, w) class-centre probabilities (dense head) or `attention`
     (N, L, h, w) the cross-attention of each box's query per decoder layer and `queries` (N,) (set head);
     `input_hw` what the model saw, `image_size` (W, H) of the original, `message` one line for the user."""
 
@@ -78,12 +80,12 @@ def detect(model: TaskModel, image: Image.Image, score_threshold: float = 0.3, r
     order = raw[:, 4].argsort(descending=True)
     raw = raw[order]
     kept = torch.nonzero(raw[:, 4] >= score_threshold).flatten()
-    heat = attn = queries = second = None
-    if "heatmap" in out:  # one box per object, its second guess named (decode.fold)
-        fused, absorbed = fold(raw[kept])
-        second = torch.stack([raw[kept[absorbed], 5], raw[kept[absorbed], 4]], 1)
-        second[absorbed < 0] = torch.tensor([-1.0, 0.0])
-        kept = kept[fused]
+    heat = attn = queries = None
+    fused, absorbed = fold(raw[kept])  # one box per object, another class's box on it named as its second guess
+    second = torch.stack([raw[kept[absorbed], 5], raw[kept[absorbed], 4]], 1)
+    second[absorbed < 0] = torch.tensor([-1.0, 0.0])
+    kept = kept[fused]
+    if "heatmap" in out:
         heat = out["heatmap"][0].sigmoid().float().cpu()
     else:
         queries = order[kept]
