@@ -9,7 +9,7 @@ import gradio as gr
 
 from .. import engine as session, i18n
 from ..i18n import tr
-from . import handlers, inspect
+from . import handlers, inspect, results
 from .handlers import TASKS
 
 
@@ -73,8 +73,8 @@ def panels() -> Panels:
             boxes = gr.Image(label=tr("detect.image"), interactive=False, format="png", elem_id="detect-boxes",
                              scale=3, height=460)
             with gr.Column(scale=2, min_width=260):
-                table = gr.Dataframe(headers=["#", "class", "score", "x1", "y1", "x2", "y2"], interactive=False,
-                                     label=tr("detect.table"), elem_id="detect-table", max_height=360)
+                table = gr.Dataframe(headers=results.DETECTION_HEADERS, interactive=False, label=tr("detect.table"),
+                                     elem_id="detect-table", max_height=360)
         with gr.Row(equal_height=False):
             with gr.Column():
                 heat_class = gr.Dropdown([], label=tr("detect.heat_class"), elem_id="heat-class",

@@ -94,9 +94,10 @@ DETECTION_HEADERS = ["#", "class", "score", "x1", "y1", "x2", "y2", "second gues
 
 
 def detection_rows(r: DetectResult, say=str) -> list[list]:
-    """One row per detection, strongest first: index, class, score, the box in the original image's pixels,
-    and the second guess folded into it ("" for none); class names through `say` (the page's language)."""
-    return [[i, say(r.name(i)), round(float(r.scores[i]), 3), *(round(float(v), 1) for v in r.boxes[i]),
+    """One row per detection, strongest first: index, class, score, the box in the original image's pixels
+    (whole pixels: a 64 px model's boxes are not finer than that), and the second guess folded into it ("" for
+    none); class names through `say` (the page's language)."""
+    return [[i, say(r.name(i)), round(float(r.scores[i]), 3), *(round(float(v)) for v in r.boxes[i]),
              r.second_guess(i, say)] for i in range(len(r.boxes))]
 
 
