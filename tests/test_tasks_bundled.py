@@ -8,12 +8,14 @@ import pytest
 from convformer.tasks import bundled_task_checkpoint, create_task_model, scene_split
 from convformer.tasks.train import evaluate_task
 
-BUNDLED = [(t, f, "") for t in ("detect", "segment") for f in ("early", "mid", "late", "cnn", "vit")
-           if bundled_task_checkpoint(t, f) is not None] + [("detect", "mid", "set")]  # a non-default head's file
+FUSIONS = ("early", "mid", "late", "cnn", "vit")
+BUNDLED = [(t, f, "") for t in ("detect", "segment") for f in FUSIONS if bundled_task_checkpoint(t, f) is not None] \
+    + [("detect", f, "set") for f in FUSIONS if bundled_task_checkpoint("detect", f, "set") is not None]
 
 
 def test_the_default_detector_is_bundled() -> None:
     assert ("detect", "mid", "") in BUNDLED, "the Detect task's default (mid, dense head) must ship with the package"
+    assert ("detect", "mid", "set") in BUNDLED  # the set head's query view shows a trained detector
 
 
 @pytest.mark.parametrize(("task", "fusion", "head"), BUNDLED)
