@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import torch
 
@@ -91,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     add_coco_parser(sub)  # after the tasks' `detect`, if any: it adds --weights coco to it
     add_study_parser(sub)
     args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except ValueError as e:  # bad config, image or checkpoint: a message, not a traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():  # a warning is one line, as an error is (restored when the command ends)
+        warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
+        try:
+            args.func(args)
+        except ValueError as e:  # bad config, image or checkpoint: a message, not a traceback
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

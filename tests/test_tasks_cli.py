@@ -87,3 +87,13 @@ def test_train_task_command_writes_a_checkpoint(tmp_path, capsys):
     assert "best val miou" in capsys.readouterr().out
     model = create_task_model("segment", "cnn", weights=out / "best.safetensors")
     assert model.task == "segment" and 0 <= model.meta["metrics"]["val_metric"] <= 1
+
+
+def test_a_warning_is_one_line_on_the_command_line(tmp_path, capsys):
+    """vit has no bundled set-head file: the CLI says so in one line, not Python's file / line / source lines."""
+    image = tmp_path / "scene.png"
+    render_scene(1, "test", 0, 64).image.save(image)
+    assert main(["detect", str(image), "--fusion", "vit", "--head", "set"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "warning: no bundled set-head detect checkpoint for 'vit'; the head has random weights"
+    assert not any("UserWarning" in line or ".py:" in line for line in err)
