@@ -72,6 +72,7 @@ DEFAULTS = {
         (98.0, 0.817), (109.7, 0.819))),
 }
 _DETECT = DEFAULTS["detect"]
+_SET = _DETECT.replace(head="set", train_size=2000, epochs=14)  # the anchored set head's one recipe (NOTES 13c, 13d)
 RECIPES: dict[tuple[str, str, str], TaskRecipe] = {
     ("detect", "early", ""): _DETECT.replace(fusion="early", measured=(
         (8.5, 0.282), (14.2, 0.372), (20.2, 0.468), (25.8, 0.505), (31.1, 0.606), (35.8, 0.649), (40.8, 0.666),
@@ -102,25 +103,25 @@ RECIPES: dict[tuple[str, str, str], TaskRecipe] = {
         (23.8, 0.213), (44.8, 0.262), (64.6, 0.41), (85.6, 0.522), (106.6, 0.637), (127.7, 0.688), (148.3, 0.706))),
     # the DETR-style set head with anchored queries (benchmarks/NOTES.md, 13c, E2): 0.817 val / 0.790 test in
     # 147 CPU-s; the plain DETR head had 0.018 / 0.024 at the dense head's recipe (76 CPU-s)
-    ("detect", "mid", "set"): _DETECT.replace(head="set", train_size=2000, epochs=14, measured=(
+    ("detect", "mid", "set"): _SET.replace(measured=(
         (12.3, 0.042), (24.2, 0.147), (34.6, 0.288), (45.4, 0.352), (56.1, 0.489), (66.2, 0.565), (76.5, 0.65),
         (87.4, 0.654), (97.9, 0.758), (107.5, 0.769), (117.2, 0.804), (127.2, 0.806), (136.9, 0.811),
         (146.8, 0.817))),
     # the same head and recipe on the other stages (NOTES 13d)
-    ("detect", "early", "set"): _DETECT.replace(fusion="early", head="set", train_size=2000, epochs=14, measured=(
+    ("detect", "early", "set"): _SET.replace(fusion="early", measured=(
         (11.7, 0.032), (22.3, 0.104), (32.5, 0.093), (43.5, 0.24), (53.7, 0.287), (64.8, 0.307), (75.2, 0.354),
         (87.0, 0.379), (97.2, 0.535), (109.0, 0.57), (120.9, 0.61), (132.7, 0.597), (143.0, 0.625),
         (152.9, 0.629))),
-    ("detect", "cnn", "set"): _DETECT.replace(fusion="cnn", head="set", train_size=2000, epochs=14, measured=(
+    ("detect", "cnn", "set"): _SET.replace(fusion="cnn", measured=(
         (11.5, 0.019), (22.0, 0.099), (32.2, 0.259), (42.5, 0.322), (51.8, 0.301), (61.8, 0.438), (72.1, 0.447),
         (82.8, 0.508), (93.7, 0.646), (103.7, 0.695), (114.2, 0.726), (125.6, 0.736), (135.5, 0.749),
         (145.7, 0.75))),
-    ("detect", "late", "set"): _DETECT.replace(fusion="late", head="set", train_size=2000, epochs=14, measured=(
+    ("detect", "late", "set"): _SET.replace(fusion="late", measured=(
         (11.9, 0.094), (21.2, 0.175), (30.9, 0.277), (40.2, 0.342), (49.5, 0.445), (58.4, 0.48), (67.8, 0.438),
         (77.6, 0.606), (87.7, 0.696), (97.2, 0.715), (106.1, 0.742), (115.2, 0.751), (124.4, 0.773),
         (133.4, 0.77))),
     # measured, not bundled: the queries on the pure ViT's one stride-8 grid reach 0.29 (NOTES 13d)
-    ("detect", "vit", "set"): _DETECT.replace(fusion="vit", head="set", train_size=2000, epochs=14, measured=(
+    ("detect", "vit", "set"): _SET.replace(fusion="vit", measured=(
         (10.7, 0.018), (19.6, 0.032), (28.5, 0.071), (37.3, 0.114), (46.3, 0.11), (54.8, 0.149), (63.5, 0.184),
         (72.6, 0.207), (81.1, 0.235), (89.7, 0.243), (98.6, 0.257), (106.9, 0.257), (115.7, 0.285),
         (124.3, 0.287))),
