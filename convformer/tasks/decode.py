@@ -66,12 +66,6 @@ def decode(outputs: dict[str, torch.Tensor], input_hw: tuple[int, int], k: int =
     return set_decode(outputs["pred_logits"], outputs["pred_boxes"], input_hw)
 
 
-def keep(dets: torch.Tensor, threshold: float) -> torch.Tensor:
-    """(N, 6) -> the rows with score >= threshold, best first."""
-    dets = dets[dets[:, 4] >= threshold]
-    return dets[dets[:, 4].argsort(descending=True)]
-
-
 def fold(dets: torch.Tensor, iou: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 6) detections, best first -> (the rows kept, one per object: torchvision's class-agnostic `nms` at
     `iou`; for each kept row the index of the strongest row of another class it absorbed, -1 if none)."""
